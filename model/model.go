@@ -1,0 +1,253 @@
+// Package model defines somaflow's workflow model — workflows, jobs, groups,
+// barrier jobs, file transfers and special paths — with soma-workflow's
+// status strings, validation, and the two file formats (soma-workflow's JSON
+// and somaflow's native YAML/JSON).
+//
+// Jobs, groups and special paths are identified by their index in the
+// workflow's slices; file formats map their own ids onto those indexes.
+package model
+
+import "encoding/json"
+
+// Workflow is a set of jobs with dependencies between them, as soma-workflow's
+// client_types.Workflow describes it.
+type Workflow struct {
+	// Name is the display name; nil when the file says null or nothing.
+	Name *string
+	// Jobs lists every job, barrier jobs included, in file order.
+	Jobs []*Job
+	// Groups lists every group; Root is the top level of the display tree.
+	Groups []*Group
+	Root   []Element
+	// Dependencies says that From must succeed before To starts. Either end
+	// may be a group, meaning every job in it (transitively).
+	Dependencies []Dependency
+	// ParamLinks feed output parameters of one job into parameters of another.
+	ParamLinks []ParamLink
+	// Env applies to every job (job env wins).
+	Env map[string]string
+	// EnvBuilderCode is Python run at submission by soma-workflow; somaflow
+	// refuses to run a workflow that has it, but keeps it for round trips.
+	EnvBuilderCode string
+	// NativeSpecification is the workflow-wide DRMS option string or list.
+	NativeSpecification NativeSpec
+	UUID                string
+	// Special paths, referenced from job commands and file fields.
+	Transfers   []*FileTransfer
+	SharedPaths []*SharedResourcePath
+	TempPaths   []*TemporaryPath
+	OptionPaths []*OptionPath
+	// Extra keeps top-level keys this version does not know, verbatim.
+	Extra map[string]json.RawMessage
+}
+
+// ElementKind says whether an Element is a job or a group.
+type ElementKind int
+
+const (
+	// JobElement refers to Workflow.Jobs[Index].
+	JobElement ElementKind = iota
+	// GroupElement refers to Workflow.Groups[Index].
+	GroupElement
+)
+
+// Element refers to a job or a group of a workflow by index.
+type Element struct {
+	Kind  ElementKind
+	Index int
+}
+
+// Dependency orders two elements: From must succeed before To starts.
+type Dependency struct {
+	From, To Element
+}
+
+// Group is display structure that can also be the end of a dependency.
+type Group struct {
+	Name     string
+	Elements []Element
+	// Extra keeps unknown keys of the group's object.
+	Extra map[string]json.RawMessage
+}
+
+// Job classes as soma-workflow names them.
+const (
+	ClassJob     = "soma_workflow.client_types.Job"
+	ClassBarrier = "soma_workflow.client_types.BarrierJob"
+)
+
+// DefaultDisposalTimeout is soma-workflow's default, in hours.
+const DefaultDisposalTimeout = 168
+
+// Job is one command line (or a barrier: no process).
+type Job struct {
+	// Class is soma-workflow's Python class; "" means ClassJob.
+	Class string
+	// Name may be nil in soma-workflow files (then argv[0] is shown).
+	Name *string
+	// Command is an argv whose elements may reference special paths.
+	Command []Arg
+	// Shell is a shell line (native format only): run as /bin/sh -c Shell.
+	// Exactly one of Command and Shell is set for a non-barrier job.
+	Shell string
+
+	Stdin            *Arg
+	StdoutFile       *Arg
+	StderrFile       *Arg
+	WorkingDirectory *Arg
+	InputParamsFile  *Arg
+	OutputParamsFile *Arg
+	JoinStderrout    bool
+
+	Priority            int
+	NativeSpecification NativeSpec
+	ParallelJobInfo     *ParallelJobInfo
+	// DisposalTimeout in hours; nil means DefaultDisposalTimeout.
+	DisposalTimeout *int
+	// Env is nil when the file has null; it overrides the workflow's Env.
+	Env map[string]string
+
+	UseInputParamsFile bool
+	HasOutputs         bool
+	// Configuration is a JSON object (raw), "{}" when empty.
+	Configuration json.RawMessage
+	UUID          string
+
+	ReferencedInputFiles  []Arg
+	ReferencedOutputFiles []Arg
+	// ParamDict maps parameter names to JSON values (raw; may contain path
+	// references in soma-workflow's tuple form).
+	ParamDict map[string]json.RawMessage
+	// UserStorage is kept verbatim (raw JSON) when present.
+	UserStorage json.RawMessage
+	// Extra keeps unknown keys of the job's object, verbatim.
+	Extra map[string]json.RawMessage
+}
+
+// IsBarrier reports whether the job is a barrier (no process).
+func (j *Job) IsBarrier() bool { return j.Class == ClassBarrier }
+
+// DisplayName is the job's name, or argv[0] when it has none.
+func (j *Job) DisplayName() string {
+	if j.Name != nil {
+		return *j.Name
+	}
+	if len(j.Command) > 0 {
+		return j.Command[0].Value
+	}
+	return ""
+}
+
+// ArgKind says what an Arg holds.
+type ArgKind int
+
+const (
+	// ArgString is a literal argument.
+	ArgString ArgKind = iota
+	// ArgNumber is a JSON number, passed as its text.
+	ArgNumber
+	// ArgPath is a reference to a special path.
+	ArgPath
+	// ArgPathIn is a file named Value inside a special path (a directory).
+	ArgPathIn
+	// ArgList is a nested list, passed as ONE argument holding Python's repr.
+	ArgList
+)
+
+// Arg is one element of a command, or a file field that may be a special path.
+type Arg struct {
+	Kind  ArgKind
+	Value string
+	Path  PathRef
+	List  []Arg
+}
+
+// PathKind says which table a PathRef points into.
+type PathKind int
+
+// Special path tables.
+const (
+	TransferPath PathKind = iota
+	SharedPath
+	TempPath
+	OptionPathKind
+)
+
+// PathRef points to Workflow.Transfers, SharedPaths, TempPaths or OptionPaths.
+type PathRef struct {
+	Kind  PathKind
+	Index int
+	// Pattern is the format with one %s where the path goes ("%s" normally).
+	Pattern string
+}
+
+// NativeSpec is a DRMS option string or list; nil when unset.
+type NativeSpec []string
+
+// ParallelJobInfo asks for several nodes / CPUs.
+type ParallelJobInfo struct {
+	ConfigName  string `json:"config_name"`
+	NodesNumber int    `json:"nodes_number"`
+	CPUPerNode  int    `json:"cpu_per_node"`
+}
+
+// ParamLink sets parameter DestParam of job Dest from output SrcParam of job Src.
+type ParamLink struct {
+	Dest      int
+	DestParam string
+	Src       int
+	SrcParam  string
+	// Transform is nil, or a function name followed by its extra arguments
+	// (raw JSON values).
+	Transform *LinkTransform
+}
+
+// LinkTransform is a parameter-link function with its extra arguments.
+type LinkTransform struct {
+	Name string
+	Args []json.RawMessage
+	// Tuple records that the file wrote it as a tuple even without args.
+	Tuple bool
+}
+
+// FileTransfer is soma-workflow's FileTransfer.
+type FileTransfer struct {
+	ClientPath      string
+	ClientPaths     []string
+	InitialStatus   string
+	DisposalTimeout *int
+	Name            string
+	Pattern         string
+	Extra           map[string]json.RawMessage
+}
+
+// SharedResourcePath is a path relative to a namespace translated per resource.
+type SharedResourcePath struct {
+	RelativePath    string
+	Namespace       string
+	UUID            string
+	DisposalTimeout *int
+	Pattern         string
+	Extra           map[string]json.RawMessage
+}
+
+// TemporaryPath is a file or directory created by the engine for the run.
+type TemporaryPath struct {
+	IsDirectory     bool
+	DisposalTimeout *int
+	Name            string
+	Suffix          string
+	Pattern         string
+	Extra           map[string]json.RawMessage
+}
+
+// OptionPath is a path with a URI suffix (soma-workflow's OptionPath).
+type OptionPath struct {
+	ParentType string
+	// ParentPath is a string or a reference (raw JSON).
+	ParentPath json.RawMessage
+	URI        string
+	Name       string
+	Pattern    string
+	Extra      map[string]json.RawMessage
+}
