@@ -277,3 +277,10 @@ type Config struct {
 	// Settings holds backend-specific options ("arrays": "true", ...).
 	Settings map[string]string
 }
+
+// StartError is returned by Submit when the backend saw at once that the job
+// cannot start (command, working directory or stdin file missing). The
+// engine records it as failed / aborted with Reason; nothing was submitted.
+type StartError struct{ Reason string }
+
+func (e *StartError) Error() string { return "cannot start: " + e.Reason }
