@@ -1,0 +1,1000 @@
+// Package engine is somaflow's scheduling loop. It is level-triggered: each
+// cycle reads the desired state (workflows and intents in the store) and the
+// observed state (backend events and statuses), acts on the difference, and
+// records every change of the cycle in one transaction. A restart is just
+// another cycle: the engine reloads what it owned and re-attaches to its jobs.
+//
+// Submission follows "intent before action": the engine commits "job X,
+// attempt N, about to be submitted" before calling Submit, and the handle
+// after (in the next commit).
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/store"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// StateDir holds logs, parameter files and temporary paths.
+	StateDir string
+	// PollInterval paces Status calls and store scans (default 1 s).
+	PollInterval time.Duration
+	// Failpoint names a point where the engine exits the process (tests).
+	Failpoint string
+	// Logger receives the engine's log (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Engine runs workflows stored in a store on one backend.
+type Engine struct {
+	st   *store.Store
+	be   drms.Backend
+	opts Options
+	tag  string
+	log  *slog.Logger
+
+	wake chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced after each commit
+
+	runs     map[int64]*wfRun
+	byHandle map[string]*job
+	dirty    []*job
+	dirtyWf  map[*wfRun]bool
+	removed  []int64 // workflows to delete in the next commit
+	intents  []int64 // processed intents to delete in the next commit
+	toKill   []*job
+	lastScan time.Time
+	retryAt  time.Time // submissions wait until then after a DRMS error
+}
+
+type wfRun struct {
+	row     *store.Workflow
+	def     *model.Workflow
+	g       *graph
+	jobs    []*job
+	linksTo map[int][]model.ParamLink
+	baseEnv []string
+
+	remaining []int32
+	state     []uint8
+	ready     readyHeap
+	running   int
+	maxJobs   int
+	unended   int
+	stopping  bool
+	deleting  bool
+	force     bool
+
+	tempPaths []string
+}
+
+// Node states.
+const (
+	nWaiting uint8 = iota
+	nReady
+	nActive // submitted, not ended
+	nSucceeded
+	nFailed
+)
+
+type job struct {
+	row       store.Job
+	w         *wfRun
+	dirty     bool
+	outParams string
+}
+
+// New returns an engine for the store and backend. tag identifies this
+// engine's jobs at the DRMS; it is derived from the state dir when empty.
+func New(st *store.Store, be drms.Backend, opts Options) *Engine {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = st.Dir
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	sum := sha256.Sum256([]byte(st.Dir))
+	return &Engine{
+		st: st, be: be, opts: opts, tag: hex.EncodeToString(sum[:])[:8], log: opts.Logger,
+		wake: make(chan struct{}, 1), changed: make(chan struct{}),
+		runs: map[int64]*wfRun{}, byHandle: map[string]*job{}, dirtyWf: map[*wfRun]bool{},
+	}
+}
+
+// Tag is the engine tag put in DRMS job names.
+func (e *Engine) Tag() string { return e.tag }
+
+// Wake asks the engine to scan the store now (new workflow, new intent).
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Changed returns a channel closed at the engine's next commit.
+func (e *Engine) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
+// Run runs the engine until ctx is cancelled. It recovers the work of an
+// earlier engine first. Running jobs are left running when it returns.
+func (e *Engine) Run(ctx context.Context) error {
+	var events <-chan drms.Event
+	if n, ok := e.be.(drms.Notifier); ok {
+		events = n.Events()
+	}
+	if err := e.scan(ctx, true); err != nil {
+		return err
+	}
+	if err := e.settle(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(e.opts.PollInterval)
+	defer tick.Stop()
+	for {
+		var evs []drms.Event
+		scanNow := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-events:
+			evs = append(evs, ev)
+		case <-e.wake:
+			scanNow = true
+		case <-tick.C:
+			scanNow = true
+			if err := e.poll(ctx); err != nil {
+				e.log.Warn("backend status", "err", err)
+			}
+		}
+		evs = drain(events, evs)
+		e.applyEvents(evs)
+		if scanNow {
+			if err := e.scan(ctx, false); err != nil {
+				return err
+			}
+		}
+		if err := e.settle(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func drain(ch <-chan drms.Event, evs []drms.Event) []drms.Event {
+	for {
+		select {
+		case ev := <-ch:
+			evs = append(evs, ev)
+		default:
+			return evs
+		}
+	}
+}
+
+// settle schedules, commits and submits until nothing more can happen
+// without an outside event.
+func (e *Engine) settle(ctx context.Context) error {
+	var events <-chan drms.Event
+	if n, ok := e.be.(drms.Notifier); ok {
+		events = n.Events()
+	}
+	for {
+		subs := e.schedule()
+		if len(subs) == 0 && len(e.toKill) == 0 {
+			return e.commit(ctx)
+		}
+		if err := e.commit(ctx); err != nil {
+			return err
+		}
+		e.failpoint("after-intent-commit")
+		e.kill(ctx)
+		e.submit(ctx, subs)
+		e.failpoint("after-submit")
+		// Jobs that ended meanwhile are handled in the same loop, so the
+		// handles just received are committed with their outcomes.
+		e.applyEvents(drain(events, nil))
+	}
+}
+
+func (e *Engine) failpoint(name string) {
+	if e.opts.Failpoint == name {
+		e.log.Warn("failpoint reached: exiting", "failpoint", name)
+		os.Exit(99)
+	}
+}
+
+// scan loads new workflows, applies intents and sweeps expired workflows.
+func (e *Engine) scan(ctx context.Context, startup bool) error {
+	now := time.Now()
+	e.lastScan = now
+	var rows []store.Workflow
+	q := e.st.DB.WithContext(ctx).Where("loaded = ?", false)
+	if startup {
+		q = e.st.DB.WithContext(ctx).Where("loaded = ? OR status IN ?", false,
+			[]string{model.WorkflowNotStarted, model.WorkflowInProgress, model.WorkflowDeletePending})
+	}
+	if err := q.Order("id").Find(&rows).Error; err != nil {
+		return fmt.Errorf("scan workflows: %w", err)
+	}
+	for i := range rows {
+		if _, ok := e.runs[rows[i].ID]; ok {
+			continue
+		}
+		if err := e.load(ctx, &rows[i]); err != nil {
+			e.log.Error("cannot load workflow", "workflow", rows[i].ID, "err", err)
+		}
+	}
+	var intents []store.Intent
+	if err := e.st.DB.WithContext(ctx).Order("id").Find(&intents).Error; err != nil {
+		return fmt.Errorf("scan intents: %w", err)
+	}
+	for _, in := range intents {
+		w, err := e.ensureLoaded(ctx, in.WorkflowID)
+		if err != nil {
+			e.log.Error("cannot load workflow", "workflow", in.WorkflowID, "err", err)
+		}
+		if w != nil {
+			switch in.Kind {
+			case store.IntentStop:
+				e.stop(w)
+			case store.IntentRestart:
+				e.restart(w)
+			case store.IntentDelete:
+				w.deleting, w.force = true, w.force || in.Force
+				e.stop(w)
+			}
+		}
+		e.intents = append(e.intents, in.ID)
+	}
+	// Expired workflows are removed (also at start, so that an engine that
+	// was not running catches up).
+	var expired []store.Workflow
+	if err := e.st.DB.WithContext(ctx).Select("id").Where("expiration < ?", now.UTC()).Find(&expired).Error; err != nil {
+		return fmt.Errorf("scan expirations: %w", err)
+	}
+	for _, x := range expired {
+		w, err := e.ensureLoaded(ctx, x.ID)
+		if err != nil || w == nil {
+			e.removed = append(e.removed, x.ID)
+			continue
+		}
+		w.deleting, w.force = true, true
+		e.stop(w)
+	}
+	for _, w := range e.runs {
+		e.maybeFinish(w)
+	}
+	return nil
+}
+
+func (e *Engine) ensureLoaded(ctx context.Context, id int64) (*wfRun, error) {
+	if w := e.runs[id]; w != nil {
+		return w, nil
+	}
+	row, err := e.st.GetWorkflow(ctx, id, true)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := e.load(ctx, row); err != nil {
+		return nil, err
+	}
+	return e.runs[id], nil
+}
+
+// load takes a workflow in hand: builds its graph from the definition, its
+// node states from the stored jobs, and re-attaches to submitted jobs.
+func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
+	def, err := store.LoadDefinition(row)
+	if err != nil {
+		return err
+	}
+	rows, err := e.st.Jobs(ctx, row.ID)
+	if err != nil {
+		return err
+	}
+	if len(rows) != len(def.Jobs) {
+		return fmt.Errorf("workflow %d: %d stored jobs for %d in its definition", row.ID, len(rows), len(def.Jobs))
+	}
+	w := &wfRun{row: row, def: def, g: buildGraph(def), linksTo: map[int][]model.ParamLink{}}
+	w.maxJobs = row.MaxJobs
+	if w.maxJobs <= 0 {
+		w.maxJobs = e.be.Capabilities().MaxJobsDefault
+	}
+	for _, l := range def.ParamLinks {
+		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
+	}
+	env := environ(row)
+	w.baseEnv = dedupEnv(appendEnv(env, def.Env))
+	w.jobs = make([]*job, len(rows))
+	for i := range rows {
+		w.jobs[i] = &job{row: rows[i], w: w}
+	}
+	e.runs[row.ID] = w
+	if !row.Loaded {
+		row.Loaded = true
+		e.dirtyWf[w] = true
+	}
+	if err := e.makeTempPaths(w); err != nil {
+		e.log.Warn("temporary paths", "workflow", row.ID, "err", err)
+	}
+	// Attempts whose intent was committed but not their handle are looked
+	// for first (a crash between the two commits).
+	for _, j := range w.jobs {
+		if model.JobEnded(j.row.Status) || j.row.Status == model.JobNotSubmitted || j.row.DRMSID != "" {
+			continue
+		}
+		h, found, never := e.locate(ctx, w, j)
+		switch {
+		case found:
+			e.setHandle(j, h)
+		case never:
+			j.row.Status = model.JobNotSubmitted
+			j.row.Attempt--
+			e.markDirty(j)
+		default:
+			e.endRow(j, lostIntent())
+		}
+	}
+	e.rebuild(w)
+	// Re-attach to submitted attempts.
+	for _, j := range w.jobs {
+		if w.state[j.row.Index] != nActive || j.row.DRMSID == "" {
+			continue
+		}
+		h := handleOf(j)
+		e.byHandle[h.ID] = j
+		st, err := e.be.Recover(ctx, h)
+		if err != nil {
+			e.log.Warn("recover job", "job", j.row.ID, "err", err)
+			continue
+		}
+		e.observe(j, st)
+	}
+	return nil
+}
+
+func lostIntent() *drms.Outcome {
+	return drms.Undetermined("the engine stopped between the submission intent and its confirmation; the DRMS cannot tell whether the job was submitted")
+}
+
+// locate looks for an attempt whose submission intent was recorded but not
+// its handle: found at the DRMS, or proved never submitted, or neither.
+func (e *Engine) locate(ctx context.Context, w *wfRun, j *job) (h drms.Handle, found, never bool) {
+	loc, ok := e.be.(drms.Locator)
+	if !ok {
+		return h, false, false
+	}
+	spec, err := e.buildSpec(w, j)
+	if err != nil {
+		return h, false, false
+	}
+	h, found, never, err = loc.Locate(ctx, spec)
+	if err != nil {
+		e.log.Warn("locate job", "job", j.row.ID, "err", err)
+		return h, false, false
+	}
+	return h, found, never
+}
+
+func handleOf(j *job) drms.Handle {
+	return drms.Handle{Version: j.row.HandleVersion, ID: j.row.DRMSID, State: j.row.Handle}
+}
+
+func (e *Engine) setHandle(j *job, h drms.Handle) {
+	j.row.DRMSID, j.row.HandleVersion, j.row.Handle = h.ID, h.Version, h.State
+	e.byHandle[h.ID] = j
+	e.markDirty(j)
+}
+
+// rebuild derives every node's state from the jobs' stored statuses and
+// converges: ready jobs queued, barriers passed, failures propagated.
+func (e *Engine) rebuild(w *wfRun) {
+	n := w.g.nodes()
+	w.state = make([]uint8, n)
+	w.remaining = make([]int32, n)
+	w.ready = w.ready[:0]
+	w.running, w.unended = 0, 0
+	for i, j := range w.jobs {
+		switch {
+		case model.JobEnded(j.row.Status):
+			if succeeded(j) {
+				w.state[i] = nSucceeded
+			} else {
+				w.state[i] = nFailed
+			}
+		case j.row.Status == model.JobNotSubmitted:
+			w.unended++
+		default:
+			w.state[i] = nActive
+			w.running++
+			w.unended++
+		}
+	}
+	// Hidden nodes succeed when all their predecessors did: compute in
+	// topological order (Kahn) over the whole graph.
+	var queue []int32
+	for v := 0; v < n; v++ {
+		if w.g.preds[v] == 0 {
+			queue = append(queue, int32(v))
+		}
+	}
+	copy(w.remaining, w.g.preds)
+	var failed []int32
+	for len(queue) > 0 {
+		v := int(queue[0])
+		queue = queue[1:]
+		if w.g.hidden(v) && w.state[v] == nWaiting && w.remaining[v] == 0 {
+			w.state[v] = nSucceeded
+		}
+		switch w.state[v] {
+		case nSucceeded:
+			for _, s := range w.g.succ[v] {
+				w.remaining[s]--
+				if w.remaining[s] == 0 {
+					queue = append(queue, s)
+				}
+			}
+		case nFailed:
+			failed = append(failed, int32(v))
+		case nWaiting:
+			if w.remaining[v] == 0 && !w.stopping {
+				e.makeReady(w, v)
+			}
+		}
+	}
+	for _, v := range failed {
+		e.abortFrom(w, int(v))
+	}
+	e.maybeFinish(w)
+}
+
+func succeeded(j *job) bool {
+	return model.Succeeded(j.row.Status, deref(j.row.ExitStatus), j.row.ExitValue)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// makeReady queues a job whose dependencies all succeeded; barriers and
+// hidden group nodes succeed at once.
+func (e *Engine) makeReady(w *wfRun, v int) {
+	work := []int{v}
+	for len(work) > 0 {
+		v := work[len(work)-1]
+		work = work[:len(work)-1]
+		if w.state[v] != nWaiting {
+			continue
+		}
+		if !w.g.hidden(v) && !w.def.Jobs[v].IsBarrier() {
+			w.state[v] = nReady
+			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
+			continue
+		}
+		w.state[v] = nSucceeded
+		if !w.g.hidden(v) {
+			j := w.jobs[v]
+			now := time.Now().UTC()
+			j.row.Submitted, j.row.Started = &now, &now
+			e.endRow(j, drms.Exited(0))
+			w.unended--
+		}
+		for _, s := range w.g.succ[v] {
+			w.remaining[s]--
+			if w.remaining[s] == 0 && !w.stopping {
+				work = append(work, int(s))
+			}
+		}
+	}
+}
+
+// abortFrom ends every not-yet-started descendant of a node that did not
+// succeed: failed / aborted_before_running, transitively.
+func (e *Engine) abortFrom(w *wfRun, v int) {
+	work := append([]int32(nil), w.g.succ[v]...)
+	for len(work) > 0 {
+		s := int(work[len(work)-1])
+		work = work[:len(work)-1]
+		switch w.state[s] {
+		case nWaiting, nReady:
+		default:
+			continue
+		}
+		w.state[s] = nFailed
+		if !w.g.hidden(s) {
+			e.endRow(w.jobs[s], &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
+			w.unended--
+		}
+		work = append(work, w.g.succ[s]...)
+	}
+}
+
+// schedule picks ready jobs in priority order up to each workflow's limit,
+// records the submission intent (attempt+1, submission_pending) and returns
+// them; the caller commits before submitting.
+func (e *Engine) schedule() []*job {
+	var subs []*job
+	if time.Now().Before(e.retryAt) {
+		return nil
+	}
+	for _, w := range e.runs {
+		if w.stopping {
+			continue
+		}
+		for w.ready.Len() > 0 && (w.maxJobs <= 0 || w.running < w.maxJobs) {
+			it := heap.Pop(&w.ready).(readyItem)
+			v := int(it.idx)
+			if w.state[v] != nReady {
+				continue
+			}
+			w.state[v] = nActive
+			w.running++
+			j := w.jobs[v]
+			j.row.Attempt++
+			j.row.Status = model.JobSubmissionPending
+			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil
+			j.row.KillIntent = false
+			j.row.DRMSID, j.row.Handle, j.row.HandleVersion = "", nil, 0
+			now := time.Now().UTC()
+			j.row.Submitted, j.row.Started, j.row.Ended = &now, nil, nil
+			e.markDirty(j)
+			subs = append(subs, j)
+			if w.row.Status == model.WorkflowNotStarted {
+				w.row.Status = model.WorkflowInProgress
+				e.dirtyWf[w] = true
+			}
+		}
+	}
+	return subs
+}
+
+func (e *Engine) submit(ctx context.Context, subs []*job) {
+	for _, j := range subs {
+		w := j.w
+		if w.stopping || j.row.Status != model.JobSubmissionPending {
+			continue
+		}
+		spec, err := e.buildSpec(w, j)
+		var h drms.Handle
+		if err == nil {
+			j.row.Stdout, j.row.Stderr = spec.Stdout, spec.Stderr
+			h, err = e.be.Submit(ctx, spec)
+		}
+		var se *drms.StartError
+		var spe *specError
+		switch {
+		case err == nil:
+			e.setHandle(j, h)
+			if e.be.Capabilities().Queues {
+				j.row.Status = model.JobQueuedActive
+			} else {
+				j.row.Status = model.JobRunning
+				j.row.Started = j.row.Submitted
+			}
+		case errors.As(err, &se):
+			e.finish(j, drms.NotStarted(se.Reason))
+		case errors.As(err, &spe):
+			e.finish(j, drms.NotStarted(spe.reason))
+		case errors.Is(err, drms.ErrSubmitUncertain):
+			e.log.Warn("submission uncertain", "job", j.row.ID, "err", err)
+			h, found, never := e.locate(ctx, w, j)
+			switch {
+			case found:
+				e.setHandle(j, h)
+			case never:
+				e.requeue(j)
+			default:
+				e.finish(j, lostIntent())
+			}
+		default:
+			// The DRMS refused or is unreachable: the job goes back to the
+			// ready queue and is tried again at the next cycle.
+			e.log.Warn("submission failed; will retry", "job", j.row.ID, "err", err)
+			e.requeue(j)
+			e.retryAt = time.Now().Add(e.opts.PollInterval)
+			return
+		}
+	}
+}
+
+// requeue puts an attempt that never reached the DRMS back in the ready queue.
+func (e *Engine) requeue(j *job) {
+	w := j.w
+	j.row.Attempt--
+	j.row.Status = model.JobNotSubmitted
+	j.row.Submitted = nil
+	w.state[j.row.Index] = nReady
+	w.running--
+	heap.Push(&w.ready, readyItem{prio: w.def.Jobs[j.row.Index].Priority, idx: int32(j.row.Index)})
+	e.markDirty(j)
+}
+
+// kill sends the kills whose intent was just committed.
+func (e *Engine) kill(ctx context.Context) {
+	for _, j := range e.toKill {
+		if model.JobEnded(j.row.Status) {
+			continue
+		}
+		if err := e.be.Kill(ctx, handleOf(j)); err != nil {
+			e.log.Warn("kill", "job", j.row.ID, "err", err)
+		}
+	}
+	e.toKill = e.toKill[:0]
+}
+
+// stop kills running jobs (killed_by_user) and ends unstarted ones
+// (aborted_before_running).
+func (e *Engine) stop(w *wfRun) {
+	w.stopping = true
+	w.ready = w.ready[:0]
+	for i, j := range w.jobs {
+		switch w.state[i] {
+		case nWaiting, nReady:
+			w.state[i] = nFailed
+			e.endRow(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
+			w.unended--
+		case nActive:
+			if !j.row.KillIntent {
+				j.row.KillIntent = true
+				if j.row.Status == model.JobSubmissionPending && j.row.DRMSID == "" {
+					// Not submitted yet (its submission is skipped).
+					w.state[i] = nFailed
+					e.endRow(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
+					w.running--
+					w.unended--
+					continue
+				}
+				j.row.Status = model.JobKillPending
+				e.markDirty(j)
+				e.toKill = append(e.toKill, j)
+			}
+		}
+	}
+	e.maybeFinish(w)
+}
+
+// restart re-queues every job that did not succeed.
+func (e *Engine) restart(w *wfRun) {
+	if w.deleting {
+		return
+	}
+	w.stopping = false
+	for i, j := range w.jobs {
+		if w.state[i] == nFailed || (model.JobEnded(j.row.Status) && !succeeded(j)) {
+			j.row.Status = model.JobNotSubmitted
+			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil
+			j.row.Ended, j.row.Started = nil, nil
+			j.row.KillIntent = false
+			e.markDirty(j)
+		}
+	}
+	if w.row.Status == model.WorkflowDone {
+		w.row.Status = model.WorkflowInProgress
+		w.row.Ended = nil
+		e.dirtyWf[w] = true
+	}
+	e.rebuild(w)
+}
+
+// poll asks the backend for the state of every active job (one call).
+func (e *Engine) poll(ctx context.Context) error {
+	if len(e.byHandle) == 0 {
+		return nil
+	}
+	hs := make([]drms.Handle, 0, len(e.byHandle))
+	for _, j := range e.byHandle {
+		hs = append(hs, handleOf(j))
+	}
+	st, err := e.be.Status(ctx, hs)
+	if err != nil {
+		return err
+	}
+	for id, s := range st {
+		if j := e.byHandle[id]; j != nil {
+			e.observe(j, s)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) applyEvents(evs []drms.Event) {
+	for _, ev := range evs {
+		if j := e.byHandle[ev.ID]; j != nil {
+			e.observe(j, ev.State)
+		}
+	}
+}
+
+// observe records what the backend saw of a job.
+func (e *Engine) observe(j *job, s drms.State) {
+	switch s.Phase {
+	case drms.Ended:
+		e.finish(j, s.Outcome)
+	case drms.Running, drms.Suspended:
+		if j.row.Status == model.JobQueuedActive || j.row.Status == model.JobSubmissionPending {
+			j.row.Status = model.JobRunning
+			if !s.Started.IsZero() {
+				t := s.Started.UTC()
+				j.row.Started = &t
+			} else if j.row.Started == nil {
+				now := time.Now().UTC()
+				j.row.Started = &now
+			}
+			e.markDirty(j)
+		}
+	case drms.Queued, drms.Held:
+		if j.row.Status == model.JobSubmissionPending {
+			j.row.Status = model.JobQueuedActive
+			e.markDirty(j)
+		}
+	}
+}
+
+// finish ends an active job with the backend's outcome, after our own kill
+// intent, and makes its dependants ready or aborts them.
+func (e *Engine) finish(j *job, o *drms.Outcome) {
+	w := j.w
+	v := j.row.Index
+	if w.state[v] != nActive {
+		return
+	}
+	if o == nil {
+		o = drms.Undetermined("the backend reported an end without an outcome")
+	}
+	if j.row.KillIntent && o.Started.IsZero() && j.row.Started != nil {
+		o.Started = *j.row.Started
+	}
+	o = drms.Resolve(j.row.KillIntent, o)
+	delete(e.byHandle, j.row.DRMSID)
+	e.end(j, o)
+	w.running--
+	if succeeded(j) {
+		w.state[v] = nSucceeded
+		for _, s := range w.g.succ[v] {
+			w.remaining[s]--
+			if w.remaining[s] == 0 && !w.stopping {
+				e.makeReady(w, int(s))
+			}
+		}
+	} else {
+		w.state[v] = nFailed
+		e.abortFrom(w, v)
+	}
+	e.maybeFinish(w)
+}
+
+// end records an outcome on an active job's row.
+func (e *Engine) end(j *job, o *drms.Outcome) {
+	if j.outParams != "" && o.Status == model.JobDone {
+		if data, err := os.ReadFile(j.outParams); err == nil {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(data, &m) == nil {
+				j.row.OutputParams = data
+			} else {
+				e.log.Warn("output parameters are not a JSON object", "job", j.row.ID, "file", j.outParams)
+			}
+		}
+	}
+	if !o.Started.IsZero() {
+		t := o.Started.UTC()
+		j.row.Started = &t
+	}
+	u := o.Usage
+	j.row.WallS, j.row.CPUS, j.row.MaxRSSKiB = u.WallS, u.CPUS, u.MaxRSSKiB
+	if len(u.Raw) > 0 {
+		j.row.UsageRaw, _ = json.Marshal(u.Raw)
+	}
+	if w := j.w; w.unended > 0 && !model.JobEnded(j.row.Status) {
+		w.unended--
+	}
+	e.endRow(j, o)
+	if !o.Ended.IsZero() {
+		t := o.Ended.UTC()
+		j.row.Ended = &t
+	}
+}
+
+// endRow writes an outcome's status fields on a job's row.
+func (e *Engine) endRow(j *job, o *drms.Outcome) {
+	j.row.Status = o.Status
+	es := o.ExitStatus
+	j.row.ExitStatus = &es
+	j.row.ExitValue = o.ExitValue
+	j.row.Signal, j.row.Reason = strp(o.Signal), strp(o.Reason)
+	now := time.Now().UTC()
+	j.row.Ended = &now
+	e.markDirty(j)
+}
+
+func strp(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (e *Engine) markDirty(j *job) {
+	if !j.dirty {
+		j.dirty = true
+		e.dirty = append(e.dirty, j)
+	}
+}
+
+// maybeFinish marks a workflow done when every job ended, and removes a
+// workflow being deleted once nothing of it runs (at once when forced).
+func (e *Engine) maybeFinish(w *wfRun) {
+	if w.deleting && (w.running == 0 || w.force) {
+		e.removed = append(e.removed, w.row.ID)
+		for _, j := range w.jobs {
+			delete(e.byHandle, j.row.DRMSID)
+			j.dirty = true // never written again
+		}
+		delete(e.runs, w.row.ID)
+		delete(e.dirtyWf, w)
+		return
+	}
+	if w.unended == 0 && w.running == 0 && w.row.Status != model.WorkflowDone {
+		w.row.Status = model.WorkflowDone
+		now := time.Now().UTC()
+		w.row.Ended = &now
+		e.dirtyWf[w] = true
+		e.removeTempPaths(w)
+	}
+}
+
+// commit writes every change since the last commit in one transaction.
+func (e *Engine) commit(ctx context.Context) error {
+	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 {
+		return nil
+	}
+	e.failpoint("before-commit")
+	removed := map[int64]bool{}
+	for _, id := range e.removed {
+		removed[id] = true
+	}
+	err := e.st.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, j := range e.dirty {
+			if removed[j.row.WorkflowID] {
+				continue
+			}
+			if err := tx.Select("*").Save(&j.row).Error; err != nil {
+				return fmt.Errorf("save job %d: %w", j.row.ID, err)
+			}
+		}
+		for w := range e.dirtyWf {
+			if removed[w.row.ID] {
+				continue
+			}
+			if err := tx.Model(&store.Workflow{}).Where("id = ?", w.row.ID).Updates(map[string]any{
+				"status": w.row.Status, "loaded": w.row.Loaded, "ended": w.row.Ended,
+			}).Error; err != nil {
+				return fmt.Errorf("save workflow %d: %w", w.row.ID, err)
+			}
+		}
+		if len(e.intents) > 0 {
+			if err := tx.Where("id IN ?", e.intents).Delete(&store.Intent{}).Error; err != nil {
+				return fmt.Errorf("delete intents: %w", err)
+			}
+		}
+		for id := range removed {
+			if err := store.DeleteWorkflowRows(tx, id); err != nil {
+				return fmt.Errorf("delete workflow %d: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range e.dirty {
+		j.dirty = false
+	}
+	for id := range removed {
+		for _, d := range []string{e.logDir(id), e.paramDir(id), e.tmpDir(id)} {
+			os.RemoveAll(d)
+		}
+	}
+	e.dirty = e.dirty[:0]
+	clear(e.dirtyWf)
+	e.removed = e.removed[:0]
+	e.intents = e.intents[:0]
+	// Finished workflows leave memory; a restart intent reloads them.
+	for id, w := range e.runs {
+		if w.row.Status == model.WorkflowDone && w.running == 0 {
+			delete(e.runs, id)
+		}
+	}
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+	return nil
+}
+
+// makeTempPaths creates the workflow's temporary paths in the state dir.
+func (e *Engine) makeTempPaths(w *wfRun) error {
+	if len(w.def.TempPaths) == 0 {
+		return nil
+	}
+	dir := e.tmpDir(w.row.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	w.tempPaths = make([]string, len(w.def.TempPaths))
+	for i, tp := range w.def.TempPaths {
+		p := filepath.Join(dir, fmt.Sprintf("tmp%d%s", i, tp.Suffix))
+		w.tempPaths[i] = p
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if tp.IsDirectory {
+			if err := os.Mkdir(p, 0o700); err != nil {
+				return err
+			}
+		} else if err := os.WriteFile(p, nil, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) removeTempPaths(w *wfRun) {
+	if len(w.def.TempPaths) > 0 {
+		os.RemoveAll(e.tmpDir(w.row.ID))
+	}
+}
+
+type readyItem struct {
+	prio int
+	idx  int32
+}
+
+// readyHeap orders ready jobs: higher priority first, then file order.
+type readyHeap []readyItem
+
+func (h readyHeap) Len() int { return len(h) }
+func (h readyHeap) Less(i, j int) bool {
+	if h[i].prio != h[j].prio {
+		return h[i].prio > h[j].prio
+	}
+	return h[i].idx < h[j].idx
+}
+func (h readyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)   { *h = append(*h, x.(readyItem)) }
+func (h *readyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,378 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/store"
+)
+
+// specError makes a job fail (aborted) with a reason before it is submitted.
+type specError struct{ reason string }
+
+func (e *specError) Error() string { return e.reason }
+
+// buildSpec resolves everything a backend needs for one attempt of a job:
+// argv with special paths and parameters, environment precedence
+// (submitter < workflow < job < SOMAWF_*), files, queue.
+func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
+	mj := w.def.Jobs[j.row.Index]
+	spec := drms.JobSpec{
+		EngineTag: e.tag, WorkflowID: w.row.ID, JobID: j.row.ID, JobName: j.row.Name,
+		Attempt: j.row.Attempt, Queue: w.row.Queue, Join: mj.JoinStderrout,
+		Parallel: mj.ParallelJobInfo, Priority: mj.Priority,
+	}
+	spec.NativeSpec = mj.NativeSpecification
+	if spec.NativeSpec == nil {
+		spec.NativeSpec = w.def.NativeSpecification
+	}
+	params, err := e.jobParams(w, j.row.Index)
+	if err != nil {
+		return spec, err
+	}
+	if mj.Shell != "" {
+		spec.Argv = []string{"/bin/sh", "-c", mj.Shell}
+	} else {
+		spec.Argv = make([]string, len(mj.Command))
+		for i, a := range mj.Command {
+			s, err := w.renderArg(a, params)
+			if err != nil {
+				return spec, &specError{fmt.Sprintf("command[%d]: %v", i, err)}
+			}
+			spec.Argv[i] = s
+		}
+	}
+	file := func(field string, a *model.Arg) (string, error) {
+		if a == nil {
+			return "", nil
+		}
+		s, err := w.renderArg(*a, nil)
+		if err != nil {
+			return "", &specError{fmt.Sprintf("%s: %v", field, err)}
+		}
+		return s, nil
+	}
+	if spec.Dir, err = file("working_directory", mj.WorkingDirectory); err != nil {
+		return spec, err
+	}
+	if spec.Dir == "" {
+		spec.Dir = w.row.Cwd
+	} else if !filepath.IsAbs(spec.Dir) {
+		spec.Dir = filepath.Join(w.row.Cwd, spec.Dir)
+	}
+	abs := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) {
+			return filepath.Join(spec.Dir, p)
+		}
+		return p
+	}
+	if spec.Stdin, err = file("stdin", mj.Stdin); err != nil {
+		return spec, err
+	}
+	if spec.Stdout, err = file("stdout_file", mj.StdoutFile); err != nil {
+		return spec, err
+	}
+	if spec.Stderr, err = file("stderr_file", mj.StderrFile); err != nil {
+		return spec, err
+	}
+	spec.Stdin, spec.Stdout, spec.Stderr = abs(spec.Stdin), abs(spec.Stdout), abs(spec.Stderr)
+	logBase := filepath.Join(e.logDir(w.row.ID), fmt.Sprintf("%d.%d", j.row.ID, j.row.Attempt))
+	if spec.Stdout == "" {
+		spec.Stdout = logBase + ".out"
+	}
+	if spec.Stderr == "" && !spec.Join {
+		spec.Stderr = logBase + ".err"
+	}
+
+	env := append([]string(nil), w.baseEnv...)
+	env = appendEnv(env, mj.Env)
+	if mj.HasOutputs {
+		out, err := file("output_params_file", mj.OutputParamsFile)
+		if err != nil {
+			return spec, err
+		}
+		if out == "" {
+			out = filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.out.json", j.row.ID, j.row.Attempt))
+		}
+		out = abs(out)
+		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+			return spec, fmt.Errorf("output params dir: %w", err)
+		}
+		os.Remove(out) // a stale file from an earlier attempt must not be read as this one's
+		j.outParams = out
+		env = append(env, "SOMAWF_OUTPUT_PARAMS="+out)
+	}
+	if mj.UseInputParamsFile {
+		in, err := file("input_params_file", mj.InputParamsFile)
+		if err != nil {
+			return spec, err
+		}
+		if in == "" {
+			in = filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.in.json", j.row.ID, j.row.Attempt))
+		}
+		in = abs(in)
+		doc := map[string]any{"parameters": params}
+		if hasConfig(mj.Configuration) {
+			doc["configuration_dict"] = mj.Configuration
+		}
+		data, err := json.Marshal(doc)
+		if err != nil {
+			return spec, fmt.Errorf("input params: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(in), 0o700); err != nil {
+			return spec, fmt.Errorf("input params dir: %w", err)
+		}
+		if err := os.WriteFile(in, data, 0o600); err != nil {
+			return spec, fmt.Errorf("input params: %w", err)
+		}
+		env = append(env, "SOMAWF_INPUT_PARAMS="+in)
+	}
+	spec.Env = env
+	return spec, nil
+}
+
+func hasConfig(c json.RawMessage) bool {
+	s := strings.TrimSpace(string(c))
+	return s != "" && s != "{}" && s != "null"
+}
+
+// appendEnv adds variables in sorted order (maps have none of their own);
+// later entries win, as in exec.
+func appendEnv(env []string, m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+m[k])
+	}
+	return env
+}
+
+// dedupEnv keeps the last value of each variable, in first-seen order.
+func dedupEnv(env []string) []string {
+	idx := make(map[string]int, len(env))
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// jobParams returns the parameters of a job: its param_dict, updated by
+// parameter links from the outputs of jobs that ended.
+func (e *Engine) jobParams(w *wfRun, idx int) (map[string]any, error) {
+	mj := w.def.Jobs[idx]
+	links := w.linksTo[idx]
+	if len(mj.ParamDict) == 0 && len(links) == 0 && !hasConfig(mj.Configuration) {
+		return nil, nil
+	}
+	params := make(map[string]any, len(mj.ParamDict))
+	for k, v := range mj.ParamDict {
+		var x any
+		if err := json.Unmarshal(v, &x); err != nil {
+			return nil, &specError{fmt.Sprintf("param_dict[%q]: %v", k, err)}
+		}
+		params[k] = x
+	}
+	for _, l := range links {
+		src := w.jobs[l.Src]
+		if len(src.row.OutputParams) == 0 {
+			continue
+		}
+		var outs map[string]any
+		if err := json.Unmarshal(src.row.OutputParams, &outs); err != nil {
+			continue
+		}
+		v, ok := outs[l.SrcParam]
+		if !ok {
+			continue
+		}
+		nv, err := applyTransform(l, v, params[l.DestParam])
+		if err != nil {
+			return nil, &specError{fmt.Sprintf("parameter link %s.%s -> %s: %v", w.jobs[l.Src].row.Name, l.SrcParam, l.DestParam, err)}
+		}
+		params[l.DestParam] = nv
+	}
+	if hasConfig(mj.Configuration) && !mj.UseInputParamsFile {
+		params["configuration_dict"] = string(mj.Configuration)
+	}
+	return params, nil
+}
+
+var placeholder = regexp.MustCompile(`%\(([^)]*)\)[sdfr]`)
+
+// renderArg turns one command element into its string: literals, numbers,
+// special paths (with their pattern), nested lists as Python's repr, and
+// %(name)s parameter placeholders (one per element, as soma-workflow does).
+func (w *wfRun) renderArg(a model.Arg, params map[string]any) (string, error) {
+	switch a.Kind {
+	case model.ArgString:
+		s := a.Value
+		if params != nil {
+			if m := placeholder.FindAllStringSubmatchIndex(s, -1); len(m) == 1 {
+				name := s[m[0][2]:m[0][3]]
+				if v, ok := params[name]; ok {
+					s = s[:m[0][0]] + paramText(v) + s[m[0][1]:]
+				}
+			}
+		}
+		return s, nil
+	case model.ArgNumber:
+		return a.Value, nil
+	case model.ArgPath, model.ArgPathIn:
+		p, err := w.resolvePath(a.Path)
+		if err != nil {
+			return "", err
+		}
+		if a.Kind == model.ArgPathIn {
+			p = filepath.Join(p, a.Value)
+		}
+		return p, nil
+	case model.ArgList:
+		parts := make([]string, len(a.List))
+		for i, x := range a.List {
+			s, err := w.renderArg(x, params)
+			if err != nil {
+				return "", err
+			}
+			if x.Kind == model.ArgNumber {
+				parts[i] = s
+			} else {
+				parts[i] = pyQuote(s)
+			}
+		}
+		return "[" + strings.Join(parts, ", ") + "]", nil
+	}
+	return "", fmt.Errorf("unknown argument kind %d", a.Kind)
+}
+
+// resolvePath gives the engine-side path of a special path: a transfer is
+// its client path (this machine is the computing resource, as in
+// soma-workflow's light mode), a temporary path lives in the state dir, a
+// shared resource path needs a namespace translation (none configured yet).
+func (w *wfRun) resolvePath(r model.PathRef) (string, error) {
+	var base string
+	d := w.def
+	switch r.Kind {
+	case model.TransferPath:
+		if r.Index < 0 || r.Index >= len(d.Transfers) {
+			return "", fmt.Errorf("unknown file transfer %d", r.Index)
+		}
+		base = d.Transfers[r.Index].ClientPath
+	case model.TempPath:
+		if r.Index < 0 || r.Index >= len(w.tempPaths) {
+			return "", fmt.Errorf("unknown temporary path %d", r.Index)
+		}
+		base = w.tempPaths[r.Index]
+	case model.SharedPath:
+		if r.Index < 0 || r.Index >= len(d.SharedPaths) {
+			return "", fmt.Errorf("unknown shared resource path %d", r.Index)
+		}
+		sp := d.SharedPaths[r.Index]
+		return "", fmt.Errorf("shared resource path %q in namespace %q has no translation configured on this resource", sp.RelativePath, sp.Namespace)
+	case model.OptionPathKind:
+		if r.Index < 0 || r.Index >= len(d.OptionPaths) {
+			return "", fmt.Errorf("unknown option path %d", r.Index)
+		}
+		op := d.OptionPaths[r.Index]
+		var parent string
+		if err := json.Unmarshal(op.ParentPath, &parent); err != nil {
+			return "", fmt.Errorf("option path %q: parent path is not a plain path", op.Name)
+		}
+		base = parent + op.URI
+	default:
+		return "", fmt.Errorf("unknown special path kind %d", r.Kind)
+	}
+	pat := r.Pattern
+	if pat == "" {
+		pat = "%s"
+	}
+	return strings.Replace(pat, "%s", base, 1), nil
+}
+
+// paramText formats a parameter value as soma-workflow does (Python str()).
+func paramText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		if x {
+			return "True"
+		}
+		return "False"
+	case nil:
+		return "None"
+	default:
+		return pyRepr(v)
+	}
+}
+
+func pyRepr(v any) string {
+	switch x := v.(type) {
+	case string:
+		return pyQuote(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = pyRepr(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = pyQuote(k) + ": " + pyRepr(x[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	default:
+		return paramText(v)
+	}
+}
+
+func pyQuote(s string) string {
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		return `"` + s + `"`
+	}
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+}
+
+func (e *Engine) logDir(wf int64) string {
+	return filepath.Join(e.opts.StateDir, "logs", strconv.FormatInt(wf, 10))
+}
+
+func (e *Engine) paramDir(wf int64) string {
+	return filepath.Join(e.opts.StateDir, "params", strconv.FormatInt(wf, 10))
+}
+
+func (e *Engine) tmpDir(wf int64) string {
+	return filepath.Join(e.opts.StateDir, "tmp", strconv.FormatInt(wf, 10))
+}
+
+// environ decodes the submitter's environment of a workflow.
+func environ(row *store.Workflow) []string {
+	var env []string
+	_ = json.Unmarshal(row.Environ, &env)
+	return env
+}

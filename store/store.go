@@ -1,0 +1,225 @@
+// Package store keeps somaflow's state in a database through GORM: SQLite by
+// default, one file per user state dir, in WAL mode with synchronous=NORMAL,
+// immediate write transactions and a busy timeout, so that many processes
+// share it without "database is locked" errors. On a network filesystem it
+// falls back to the rollback journal.
+//
+// The database is the source of truth and the command channel: clients write
+// workflows and intents, the engine carries them out and records outcomes.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// SchemaVersion is the version of the schema this code writes; Open migrates
+// older databases and refuses newer ones.
+const SchemaVersion = 1
+
+// ErrNotFound is returned for unknown workflow or job ids.
+var ErrNotFound = errors.New("unknown object")
+
+// Workflow is a stored workflow.
+type Workflow struct {
+	ID         int64 `gorm:"primaryKey"`
+	Name       *string
+	Status     string `gorm:"index"`
+	Backend    string
+	Queue      string
+	MaxJobs    int
+	Submitted  time.Time
+	Expiration time.Time `gorm:"index"`
+	// Definition is the model.Workflow (JSON, without dependencies).
+	Definition []byte
+	// Edges are the dependencies, compactly encoded (see EncodeEdges).
+	Edges []byte
+	// Format is the format of the submitted file ("soma" or "native").
+	Format string
+	// Cwd and Environ are the submitter's working directory and environment.
+	Cwd     string
+	Environ []byte
+	// Loaded is set by the engine once it has taken the workflow in hand.
+	Loaded bool `gorm:"index"`
+	Ended  *time.Time
+}
+
+// Job is the stored state of one job of a workflow.
+type Job struct {
+	ID         int64 `gorm:"primaryKey"`
+	WorkflowID int64 `gorm:"index"`
+	// Index is the job's position in the workflow definition.
+	Index      int
+	Name       string
+	Barrier    bool
+	Priority   int
+	Status     string
+	ExitStatus *string
+	ExitValue  *int
+	Signal     *string
+	Reason     *string
+	Attempt    int
+	// DRMSID, HandleVersion and Handle are the backend's handle (opaque).
+	DRMSID        string
+	HandleVersion int
+	Handle        []byte
+	KillIntent    bool
+	Submitted     *time.Time
+	Started       *time.Time
+	Ended         *time.Time
+	Stdout        string
+	Stderr        string
+	WallS         *float64
+	CPUS          *float64
+	MaxRSSKiB     *int64
+	UsageRaw      []byte
+	OutputParams  []byte
+}
+
+// Intent is a command for the engine: stop, restart or delete a workflow.
+type Intent struct {
+	ID         int64 `gorm:"primaryKey"`
+	WorkflowID int64 `gorm:"index"`
+	Kind       string
+	Force      bool
+	Created    time.Time
+}
+
+// Intent kinds.
+const (
+	IntentStop    = "stop"
+	IntentRestart = "restart"
+	IntentDelete  = "delete"
+)
+
+// Meta holds key/value facts about the database (schema version).
+type Meta struct {
+	Key   string `gorm:"primaryKey"`
+	Value string
+}
+
+// Store is an open state database.
+type Store struct {
+	DB  *gorm.DB
+	Dir string
+	// NetworkFS is true when the state dir is on a network filesystem.
+	NetworkFS bool
+}
+
+// DefaultDir is the state dir: $SOMAFLOW_STATE_DIR, else
+// $XDG_STATE_HOME/somaflow, else ~/.local/state/somaflow.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("SOMAFLOW_STATE_DIR"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "somaflow"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no state dir: set --state-dir or SOMAFLOW_STATE_DIR: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "somaflow"), nil
+}
+
+// Open opens (creating if needed) the state dir and its database.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	s := &Store{Dir: abs, NetworkFS: isNetworkFS(abs)}
+	journal := "WAL"
+	if s.NetworkFS {
+		journal = "DELETE"
+		slog.Warn("state dir is on a network filesystem: using SQLite's rollback journal instead of WAL", "dir", abs)
+	}
+	path := filepath.Join(abs, "somaflow.db")
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		f.Close()
+	} else {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	dsn := fmt.Sprintf("file:%s?_journal_mode=%s&_synchronous=NORMAL&_busy_timeout=30000&_txlock=immediate&_foreign_keys=1&cache=private", path, journal)
+	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
+		SkipDefaultTransaction: true,
+		PrepareStmt:            true,
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s.DB = db.WithContext(ctx)
+	if err := s.migrate(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	return s.DB.Transaction(func(tx *gorm.DB) error {
+		if err := tx.AutoMigrate(&Meta{}); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		var m Meta
+		err := tx.Where("key = ?", "schema_version").Limit(1).Find(&m).Error
+		if err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if m.Value != "" && m.Value != fmt.Sprint(SchemaVersion) {
+			var v int
+			fmt.Sscan(m.Value, &v)
+			if v > SchemaVersion {
+				return fmt.Errorf("database schema version %d is newer than this somaflow's (%d): upgrade somaflow", v, SchemaVersion)
+			}
+		}
+		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		return tx.Save(&Meta{Key: "schema_version", Value: fmt.Sprint(SchemaVersion)}).Error
+	})
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	sqlDB, err := s.DB.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Network filesystem magic numbers (statfs f_type).
+var networkFS = map[int64]string{
+	0x6969:     "nfs",
+	0x0BD00BD0: "lustre",
+	0x47504653: "gpfs",
+	0x19830326: "beegfs",
+	0xFF534D42: "cifs",
+	0xFE534D42: "smb2",
+	0x517B:     "smb",
+}
+
+func isNetworkFS(dir string) bool {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return false
+	}
+	_, ok := networkFS[int64(st.Type)]
+	return ok
+}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/somaflow/somaflow/model"
+)
+
+// EncodeEdges packs dependencies as uvarints: kind<<63-free pairs
+// (from.kind, from.index, to.kind, to.index). 90,000 edges take a few
+// hundred kilobytes instead of 90,000 rows.
+func EncodeEdges(deps []model.Dependency) []byte {
+	buf := make([]byte, 0, len(deps)*6)
+	for _, d := range deps {
+		buf = binary.AppendUvarint(buf, uint64(d.From.Index)<<1|uint64(d.From.Kind))
+		buf = binary.AppendUvarint(buf, uint64(d.To.Index)<<1|uint64(d.To.Kind))
+	}
+	return buf
+}
+
+// DecodeEdges reverses EncodeEdges.
+func DecodeEdges(b []byte) ([]model.Dependency, error) {
+	var deps []model.Dependency
+	var el [2]model.Element
+	for i := 0; len(b) > 0; i++ {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, errors.New("corrupt edge list")
+		}
+		b = b[n:]
+		el[i%2] = model.Element{Kind: model.ElementKind(v & 1), Index: int(v >> 1)}
+		if i%2 == 1 {
+			deps = append(deps, model.Dependency{From: el[0], To: el[1]})
+		}
+	}
+	return deps, nil
+}
+
+// NewWorkflow describes a workflow to store.
+type NewWorkflow struct {
+	Def        *model.Workflow
+	Format     string
+	Name       *string
+	Backend    string
+	Queue      string
+	MaxJobs    int
+	Expiration time.Time
+	Cwd        string
+	Environ    []string
+}
+
+// CreateWorkflow stores a (validated) workflow and its jobs in ONE
+// transaction: an error leaves nothing behind. It returns the workflow id.
+func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, error) {
+	def := *nw.Def
+	deps := def.Dependencies
+	def.Dependencies = nil
+	defJSON, err := json.Marshal(&def)
+	if err != nil {
+		return 0, fmt.Errorf("encode workflow: %w", err)
+	}
+	env, _ := json.Marshal(nw.Environ)
+	now := time.Now().UTC()
+	row := Workflow{
+		Name: nw.Name, Status: model.WorkflowNotStarted, Backend: nw.Backend, Queue: nw.Queue,
+		MaxJobs: nw.MaxJobs, Submitted: now, Expiration: nw.Expiration.UTC(),
+		Definition: defJSON, Edges: EncodeEdges(deps), Format: nw.Format,
+		Cwd: nw.Cwd, Environ: env,
+	}
+	err = s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		jobs := make([]Job, len(def.Jobs))
+		for i, j := range def.Jobs {
+			jobs[i] = Job{
+				WorkflowID: row.ID, Index: i, Name: j.DisplayName(), Barrier: j.IsBarrier(),
+				Priority: j.Priority, Status: model.JobNotSubmitted,
+			}
+		}
+		if len(jobs) > 0 {
+			return tx.CreateInBatches(jobs, 1000).Error
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store workflow: %w", err)
+	}
+	return row.ID, nil
+}
+
+// LoadDefinition decodes a stored workflow's definition with its edges.
+func LoadDefinition(w *Workflow) (*model.Workflow, error) {
+	var def model.Workflow
+	if err := json.Unmarshal(w.Definition, &def); err != nil {
+		return nil, fmt.Errorf("workflow %d: corrupt definition: %w", w.ID, err)
+	}
+	deps, err := DecodeEdges(w.Edges)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %d: %w", w.ID, err)
+	}
+	def.Dependencies = deps
+	return &def, nil
+}
+
+// GetWorkflow returns one workflow row (without its definition unless full).
+func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow, error) {
+	var w Workflow
+	q := s.DB.WithContext(ctx)
+	if !full {
+		q = q.Omit("definition", "edges", "environ")
+	}
+	err := q.Where("id = ?", id).Limit(1).Find(&w).Error
+	if err != nil {
+		return nil, fmt.Errorf("read workflow %d: %w", id, err)
+	}
+	if w.ID == 0 {
+		return nil, fmt.Errorf("workflow %d: %w", id, ErrNotFound)
+	}
+	return &w, nil
+}
+
+// ListWorkflows returns every workflow row, oldest first, without definitions.
+func (s *Store) ListWorkflows(ctx context.Context) ([]Workflow, error) {
+	var ws []Workflow
+	err := s.DB.WithContext(ctx).Omit("definition", "edges", "environ").Order("id").Find(&ws).Error
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	return ws, nil
+}
+
+// Jobs returns the jobs of a workflow in definition order.
+func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
+	var js []Job
+	if err := s.DB.WithContext(ctx).Where("workflow_id = ?", wfID).Order("`index`").Find(&js).Error; err != nil {
+		return nil, fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
+	}
+	return js, nil
+}
+
+// GetJob returns one job.
+func (s *Store) GetJob(ctx context.Context, id int64) (*Job, error) {
+	var j Job
+	if err := s.DB.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&j).Error; err != nil {
+		return nil, fmt.Errorf("read job %d: %w", id, err)
+	}
+	if j.ID == 0 {
+		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
+	}
+	return &j, nil
+}
+
+// AddIntent records a command for the engine about an existing workflow.
+func (s *Store) AddIntent(ctx context.Context, wfID int64, kind string, force bool) error {
+	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&Workflow{}).Where("id = ?", wfID).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("workflow %d: %w", wfID, ErrNotFound)
+		}
+		if kind == IntentDelete {
+			if err := tx.Model(&Workflow{}).Where("id = ?", wfID).Update("status", model.WorkflowDeletePending).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Create(&Intent{WorkflowID: wfID, Kind: kind, Force: force, Created: time.Now().UTC()}).Error
+	})
+}
+
+// SetExpiration changes a workflow's expiration date.
+func (s *Store) SetExpiration(ctx context.Context, wfID int64, t time.Time) error {
+	res := s.DB.WithContext(ctx).Model(&Workflow{}).Where("id = ?", wfID).Update("expiration", t.UTC())
+	if res.Error != nil {
+		return fmt.Errorf("set expiration of workflow %d: %w", wfID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("workflow %d: %w", wfID, ErrNotFound)
+	}
+	return nil
+}
+
+// DeleteWorkflowRows removes a workflow, its jobs and its intents.
+func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
+	for _, m := range []any{&Job{}, &Intent{}} {
+		if err := tx.Where("workflow_id = ?", wfID).Delete(m).Error; err != nil {
+			return err
+		}
+	}
+	return tx.Where("id = ?", wfID).Delete(&Workflow{}).Error
+}
