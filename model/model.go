@@ -39,6 +39,15 @@ type Workflow struct {
 	OptionPaths []*OptionPath
 	// Extra keeps top-level keys this version does not know, verbatim.
 	Extra map[string]json.RawMessage
+
+	// NativeSpecAsList records that the file wrote NativeSpecification as a
+	// JSON list (a single string otherwise).
+	NativeSpecAsList bool
+	// Warnings lists what a decoder accepted but changed, as soma-workflow
+	// itself does when it loads the file (groups naming unknown elements or
+	// not reachable from the root group are dropped, unknown root ids are
+	// skipped). Validate does not fail on them; tools should show them.
+	Warnings []Problem
 }
 
 // ElementKind says whether an Element is a job or a group.
@@ -101,7 +110,10 @@ type Job struct {
 
 	Priority            int
 	NativeSpecification NativeSpec
-	ParallelJobInfo     *ParallelJobInfo
+	// NativeSpecAsList records that the file wrote NativeSpecification as a
+	// JSON list (a single string otherwise).
+	NativeSpecAsList bool
+	ParallelJobInfo  *ParallelJobInfo
 	// DisposalTimeout in hours; nil means DefaultDisposalTimeout.
 	DisposalTimeout *int
 	// Env is nil when the file has null; it overrides the workflow's Env.
