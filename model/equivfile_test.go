@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sort"
 )
 
 // equivalentFiles compares two soma-workflow JSON files as JSON values
@@ -15,6 +16,13 @@ func equivalentFiles(a, b []byte) error {
 	}
 	if err := json.Unmarshal(b, &vb); err != nil {
 		return err
+	}
+	for _, v := range []any{va, vb} {
+		if m, ok := v.(map[string]any); ok {
+			if deps, ok := m["dependencies"].([]any); ok {
+				sort.Slice(deps, func(i, j int) bool { return fmt.Sprint(deps[i]) < fmt.Sprint(deps[j]) })
+			}
+		}
 	}
 	return diffJSON("", va, vb)
 }

@@ -47,6 +47,24 @@ func TestSomaReferenceFiles(t *testing.T) {
 			if err := Equivalent(w, w2); err != nil {
 				t.Fatalf("soma -> soma: %v", err)
 			}
+			nat, err := EncodeNative(w)
+			if err != nil {
+				t.Fatalf("EncodeNative: %v", err)
+			}
+			wn, err := DecodeNative(nat)
+			if err != nil {
+				t.Fatalf("DecodeNative(EncodeNative): %v\n%s", err, nat)
+			}
+			if err := Equivalent(w, wn); err != nil {
+				t.Fatalf("soma -> native: %v\n%s", err, nat)
+			}
+			back, err := EncodeSoma(wn)
+			if err != nil {
+				t.Fatalf("EncodeSoma(native): %v", err)
+			}
+			if err := equivalentFiles(data, back); err != nil {
+				t.Errorf("soma -> native -> soma: %v", err)
+			}
 			if err := equivalentFiles(data, out); err != nil {
 				t.Errorf("re-exported file differs from soma-workflow's: %v", err)
 			}
