@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"encoding/json"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// IO owns the standard streams and the TTY and colour policy: colour and
+// progress only on a terminal, never with NO_COLOR.
+type IO struct {
+	In          io.Reader
+	Out, ErrOut io.Writer
+	outTTY      bool
+	errTTY      bool
+}
+
+// System returns the process's streams.
+func System() *IO {
+	return &IO{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, outTTY: isTTY(os.Stdout), errTTY: isTTY(os.Stderr)}
+}
+
+func isTTY(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// Color reports whether output may be coloured.
+func (s *IO) Color() bool {
+	return s.outTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+}
+
+// Progress reports whether a live progress line may be drawn on ErrOut.
+func (s *IO) Progress() bool { return s.errTTY && s.outTTY }
+
+// JSON prints v as indented JSON on Out.
+func (s *IO) JSON(v any) error {
+	enc := json.NewEncoder(s.Out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// paint wraps text in an ANSI colour when colour is allowed.
+func (s *IO) paint(code, text string) string {
+	if !s.Color() {
+		return text
+	}
+	return "\x1b[" + code + "m" + text + "\x1b[0m"
+}

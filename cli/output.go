@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
+)
+
+// counts summarises a workflow's jobs.
+type counts struct{ total, succeeded, failed, aborted, running, waiting int }
+
+func countJobs(doc *client.WorkflowDoc) counts {
+	var c counts
+	c.total = len(doc.Jobs)
+	for _, j := range doc.Jobs {
+		es := deref(j.ExitStatus)
+		switch {
+		case model.Succeeded(j.Status, es, j.ExitValue):
+			c.succeeded++
+		case model.JobEnded(j.Status) && (es == model.ExitAbortedBefore):
+			c.aborted++
+		case model.JobEnded(j.Status):
+			c.failed++
+		case j.Status == model.JobNotSubmitted:
+			c.waiting++
+		default:
+			c.running++
+		}
+	}
+	return c
+}
+
+// outcomeText is a job's outcome in words: "exit 3", "SIGKILL", ...
+func outcomeText(j client.JobDoc) string {
+	es := deref(j.ExitStatus)
+	switch {
+	case !model.JobEnded(j.Status):
+		return ""
+	case es == model.ExitFinishedRegular && j.ExitValue != nil:
+		return fmt.Sprintf("exit %d", *j.ExitValue)
+	case es == model.ExitFinishedSignal:
+		return "signal " + deref(j.Signal)
+	default:
+		return es
+	}
+}
+
+func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
+	c := countJobs(doc)
+	name := ""
+	if doc.Name != nil {
+		name = fmt.Sprintf(" %q", *doc.Name)
+	}
+	fmt.Fprintf(s.Out, "workflow %s%s: %s in %s — %d jobs: %d succeeded, %d failed, %d aborted\n",
+		doc.ID, name, doc.Status, took.Round(time.Millisecond), c.total, c.succeeded, c.failed, c.aborted)
+	var bad []client.JobDoc
+	for _, j := range doc.Jobs {
+		if model.JobEnded(j.Status) && !model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
+			bad = append(bad, j)
+		}
+	}
+	if len(bad) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tOUTCOME\tREASON\tSTDERR")
+	for _, j := range bad {
+		mark := s.paint("31", j.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, mark, outcomeText(j), deref(j.Reason), deref(j.Stderr))
+	}
+	tw.Flush()
+}
+
+// printJobs prints every job of a workflow as an aligned table.
+func printJobs(s *IO, doc *client.WorkflowDoc) {
+	name := "null"
+	if doc.Name != nil {
+		name = fmt.Sprintf("%q", *doc.Name)
+	}
+	c := countJobs(doc)
+	fmt.Fprintf(s.Out, "workflow %s %s: %s (backend %s) — %d jobs: %d succeeded, %d failed, %d aborted, %d running, %d waiting\n",
+		doc.ID, name, doc.Status, doc.Backend, c.total, c.succeeded, c.failed, c.aborted, c.running, c.waiting)
+	tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tATTEMPT\tDRMS ID\tDURATION")
+	for _, j := range doc.Jobs {
+		status := j.Status
+		switch {
+		case model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue):
+			status = s.paint("32", status)
+		case model.JobEnded(j.Status):
+			status = s.paint("31", status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Name, status, deref(j.ExitStatus),
+			outcomeText(j), j.Attempt, deref(j.DRMSID), duration(j))
+	}
+	tw.Flush()
+}
+
+func duration(j client.JobDoc) string {
+	if j.Started == nil {
+		return ""
+	}
+	start, err := time.Parse(time.RFC3339, *j.Started)
+	if err != nil {
+		return ""
+	}
+	end := time.Now()
+	if j.Ended != nil {
+		if t, err := time.Parse(time.RFC3339, *j.Ended); err == nil {
+			end = t
+		}
+	}
+	return end.Sub(start).Round(time.Second).String()
+}
+
+// startProgress draws a progress bar on a terminal until stop is called.
+func startProgress(ctx context.Context, s *IO, c *client.Client, id int64) (stop func()) {
+	if !s.Progress() {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if doc, err := c.WorkflowElementsStatus(ctx, id); err == nil {
+				cnt := countJobs(doc)
+				ended := cnt.succeeded + cnt.failed + cnt.aborted
+				width := 30
+				fill := 0
+				if cnt.total > 0 {
+					fill = ended * width / cnt.total
+				}
+				fmt.Fprintf(s.ErrOut, "\r[%s%s] %d/%d  %d running  %d failed  %d aborted ",
+					strings.Repeat("#", fill), strings.Repeat(".", width-fill), ended, cnt.total, cnt.running, cnt.failed, cnt.aborted)
+			}
+			select {
+			case <-ctx.Done():
+				fmt.Fprint(s.ErrOut, "\r\x1b[K")
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

@@ -1,0 +1,91 @@
+// Package cli is somaflow's command line: one file per command, flags and
+// human or --json output, exit codes decided in one place (errors.go). It is
+// the only package that imports the CLI library.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/drms/execjob"
+)
+
+// Version is set at build time (-ldflags "-X .../cli.Version=...").
+var Version = "dev"
+
+// Run runs the somaflow command line with args (os.Args) and returns the
+// process exit code.
+func Run(ctx context.Context, s *IO, args []string) int {
+	if len(args) > 1 && args[1] == "exec-job" {
+		// The batch-job wrapper: no CLI parsing, nothing between the DRMS and the job.
+		return execjob.Main(args[2:])
+	}
+	root := newRoot(s)
+	err := root.Run(ctx, args)
+	if err != nil {
+		var se silentExit
+		if !asSilent(err, &se) && err != errJobsFailed {
+			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
+		}
+	}
+	return ExitCode(err)
+}
+
+func newRoot(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "somaflow",
+		Usage: "run workflows of command-line jobs on Slurm, PBS, DRMAA or local processes",
+		Description: "somaflow runs workflows described in soma-workflow's JSON format or somaflow's native\n" +
+			"YAML/JSON format, keeps their state in a database, and reports exact outcomes.\n\n" + exitHelp,
+		Version:               Version,
+		Writer:                s.Out,
+		ErrWriter:             s.ErrOut,
+		EnableShellCompletion: false,
+		HideVersion:           true,
+		ExitErrHandler:        func(context.Context, *ucli.Command, error) {},
+		OnUsageError:          onUsageError,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "state-dir", Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
+			&ucli.StringFlag{Name: "backend", Value: "local", Usage: "backend: local, slurm, pbs or drmaa", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
+			&ucli.StringFlag{Name: "spool-dir", Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
+		},
+		Commands: []*ucli.Command{
+			runCommand(s),
+			statusCommand(s),
+			validateCommand(s),
+			convertCommand(s),
+			versionCommand(s),
+		},
+	}
+}
+
+func onUsageError(ctx context.Context, cmd *ucli.Command, err error, isSubcommand bool) error {
+	return usageError{err}
+}
+
+func asSilent(err error, se *silentExit) bool {
+	x, ok := err.(silentExit)
+	if ok {
+		*se = x
+	}
+	return ok
+}
+
+// parseID parses a workflow or job id argument.
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usagef("%q is not a workflow id (a positive integer)", s)
+	}
+	return id, nil
+}
+
+// openClient opens the state dir without an engine (commands that read or
+// write intents).
+func openClient(ctx context.Context, cmd *ucli.Command) (*client.Client, error) {
+	return client.Open(ctx, client.Options{StateDir: cmd.String("state-dir"), Backend: cmd.String("backend"), NoEngine: true})
+}

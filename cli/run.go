@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/store"
+)
+
+func runCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "run",
+		Usage:     "run a workflow to the end in this process and report its outcome",
+		ArgsUsage: "FILE",
+		Description: "Runs the workflow with an engine inside this process, with a private state dir in $TMPDIR\n" +
+			"(removed at exit unless --state-dir or --keep-state is given). Jobs are children of this\n" +
+			"process; SIGINT/SIGTERM stop the workflow (running jobs end killed_by_user) before exiting.\n" +
+			"Exit 0 when every job succeeded, 1 when one did not, 2 for a bad file.\n\n" + exitHelp,
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print the status document (JSON) instead of a summary"},
+			&ucli.IntFlag{Name: "max-jobs", Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
+			&ucli.BoolFlag{Name: "keep-state", Usage: "keep the private state dir (its path is printed on stderr)"},
+			&ucli.StringFlag{Name: "queue", Usage: "DRMS queue (partition) for the jobs"},
+			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error { return runRun(ctx, s, cmd) },
+	}
+}
+
+func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
+	if cmd.Args().Len() != 1 {
+		return usagef("run needs exactly one workflow FILE")
+	}
+	if cmd.Int("max-jobs") < 0 {
+		return usagef("--max-jobs must be positive, got %d", cmd.Int("max-jobs"))
+	}
+	w, format, err := readWorkflow(cmd.Args().First())
+	if err != nil {
+		return err
+	}
+	stateDir := cmd.String("state-dir")
+	explicit := stateDir != "" && stateDir != os.Getenv("SOMAFLOW_STATE_DIR")
+	private := !explicit
+	if private {
+		if stateDir, err = os.MkdirTemp("", "somaflow-run-"); err != nil {
+			return fmt.Errorf("private state dir: %w", err)
+		}
+		if !cmd.Bool("keep-state") {
+			defer os.RemoveAll(stateDir)
+		} else {
+			fmt.Fprintf(s.ErrOut, "somaflow: state kept in %s\n", stateDir)
+		}
+	}
+	lock, err := store.LockEngine(stateDir)
+	if err != nil {
+		return fmt.Errorf("%w: %v (use `somaflow submit`, or another --state-dir)", client.ErrUnavailable, err)
+	}
+	defer lock.Unlock()
+	spool := cmd.String("spool-dir")
+	if spool == "" && private {
+		// $TMPDIR is not visible from compute nodes: batch jobs spool under
+		// the default state dir all the same.
+		if d, err := store.DefaultDir(); err == nil {
+			spool = filepath.Join(d, "spool")
+		}
+	}
+	exe, _ := os.Executable()
+	c, err := client.Open(ctx, client.Options{
+		StateDir: stateDir, Backend: cmd.String("backend"), SpoolDir: spool, ExecPath: exe,
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
+		Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")), Format: string(format),
+	})
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(s.ErrOut, "somaflow: %v: stopping workflow %d\n", sig, id)
+			if err := c.StopWorkflow(context.WithoutCancel(ctx), id); err != nil {
+				fmt.Fprintf(s.ErrOut, "somaflow: stop: %v\n", err)
+				cancel()
+			}
+		case <-waitCtx.Done():
+		}
+	}()
+	stopProgress := startProgress(waitCtx, s, c, id)
+	err = c.WaitWorkflow(waitCtx, id, -1)
+	stopProgress()
+	if err != nil {
+		return err
+	}
+	doc, err := c.WorkflowElementsStatus(ctx, id)
+	if err != nil {
+		return err
+	}
+	if cmd.Bool("json") {
+		if err := s.JSON(doc); err != nil {
+			return err
+		}
+	} else {
+		printSummary(s, doc, time.Since(started))
+	}
+	if failedJobs(doc) > 0 {
+		return errJobsFailed
+	}
+	return nil
+}
+
+// readWorkflow reads and decodes a workflow file in either format; any
+// problem is bad input (exit 2).
+func readWorkflow(path string) (*model.Workflow, model.Format, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", client.ErrInvalid, err)
+	}
+	w, f, err := client.Unserialize(data)
+	if err != nil {
+		return nil, f, fmt.Errorf("%s: %w", path, err)
+	}
+	return w, f, nil
+}
+
+// failedJobs counts the jobs that ended without succeeding.
+func failedJobs(doc *client.WorkflowDoc) int {
+	n := 0
+	for _, j := range doc.Jobs {
+		if model.JobEnded(j.Status) && !model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
+			n++
+		}
+	}
+	return n
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/drmaa"
+	"github.com/somaflow/somaflow/store"
+)
+
+func versionCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "version",
+		Usage: "print the version and what this build supports",
+		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			v := map[string]any{
+				"version": Version, "go": runtime.Version(), "schema_version": store.SchemaVersion,
+				"drmaa": drmaa.Compiled, "backends": []string{"local", "slurm", "drmaa"},
+			}
+			if cmd.Bool("json") {
+				return s.JSON(v)
+			}
+			d := "not compiled in (rebuild with -tags drmaa)"
+			if drmaa.Compiled {
+				d = "compiled in"
+			}
+			fmt.Fprintf(s.Out, "somaflow %s (%s), database schema %d\nDRMAA support: %s\n", Version, runtime.Version(), store.SchemaVersion, d)
+			return nil
+		},
+	}
+}

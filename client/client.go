@@ -1,0 +1,587 @@
+// Package client is somaflow's Go API: soma-workflow's WorkflowController
+// (submit, stop, restart and delete workflows; statuses of every element;
+// job termination status; waits; expiration dates) and its Helper functions
+// (list failed jobs, delete all workflows, serialize), in Go idioms.
+//
+// Open runs an engine in the calling process (the in-process mode of the
+// design): jobs run as children of the program, nothing is re-executed, and
+// the state lives in a state dir like the CLI's.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/engine"
+	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/store"
+)
+
+// Errors that callers test with errors.Is.
+var (
+	// ErrUnknownObject: no workflow or job has this id (soma-workflow's
+	// UnknownObjectError).
+	ErrUnknownObject = store.ErrNotFound
+	// ErrTimeout: a wait ended before its workflow or jobs did.
+	ErrTimeout = errors.New("timed out")
+	// ErrInvalid: the workflow file or a request is malformed or refused.
+	ErrInvalid = errors.New("invalid input")
+	// ErrUnavailable: the database or the backend cannot be used.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// DefaultExpiration is how long a workflow is kept after submission unless
+// told otherwise (soma-workflow's default).
+const DefaultExpiration = 7 * 24 * time.Hour
+
+// Options configure Open.
+type Options struct {
+	// StateDir is the state dir (default: store.DefaultDir()).
+	StateDir string
+	// Backend is "local" (default), "slurm", "pbs" or "drmaa".
+	Backend string
+	// SpoolDir, ExecPath and Settings are passed to batch backends.
+	SpoolDir string
+	ExecPath string
+	Settings map[string]string
+	// PollInterval paces the engine's backend polls (default 1 s).
+	PollInterval time.Duration
+	// Logger receives the engine's log (default: discarded).
+	Logger *slog.Logger
+	// NoEngine opens the state without running an engine in this process
+	// (another process runs it); waits then watch the database.
+	NoEngine bool
+}
+
+// Client is an open connection to a state dir, with its engine.
+type Client struct {
+	st      *store.Store
+	eng     *engine.Engine
+	be      drms.Backend
+	backend string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// Open opens the state dir and, unless opts.NoEngine, starts an engine in
+// this process. Close stops it.
+func Open(ctx context.Context, opts Options) (*Client, error) {
+	dir := opts.StateDir
+	if dir == "" {
+		d, err := store.DefaultDir()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		dir = d
+	}
+	if opts.Backend == "" {
+		opts.Backend = "local"
+	}
+	st, err := store.Open(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	c := &Client{st: st, backend: opts.Backend}
+	if opts.NoEngine {
+		return c, nil
+	}
+	be, err := OpenBackend(opts.Backend, drms.Config{
+		StateDir: st.Dir, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c.be = be
+	c.eng = engine.New(st, be, engine.Options{
+		PollInterval: opts.PollInterval, Logger: logger, Failpoint: os.Getenv("SOMAFLOW_FAILPOINT"),
+	})
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel, c.done = cancel, make(chan error, 1)
+	go func() { c.done <- c.eng.Run(ectx) }()
+	return c, nil
+}
+
+// Close stops the engine (jobs still running are left alone) and closes the
+// database.
+func (c *Client) Close() error {
+	var err error
+	if c.cancel != nil {
+		c.cancel()
+		err = <-c.done
+		c.cancel = nil
+		c.be.Close()
+	}
+	if cerr := c.st.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Store gives access to the underlying store (for the CLI and tests).
+func (c *Client) Store() *store.Store { return c.st }
+
+// SubmitOptions are soma-workflow's submit_workflow arguments.
+type SubmitOptions struct {
+	// Name is the stored workflow name; empty keeps the file's name (unlike
+	// soma-workflow, which stores null without this argument).
+	Name string
+	// Queue is the DRMS queue (partition).
+	Queue string
+	// Expiration is when the workflow is removed; zero means 7 days from now.
+	Expiration time.Time
+	// MaxJobs limits the jobs running at once; 0 = the backend's default.
+	MaxJobs int
+	// Format of the submitted file ("soma" or "native"), kept for export.
+	Format string
+	// Cwd and Environ are the submitter's working directory and environment;
+	// the current process's when empty.
+	Cwd     string
+	Environ []string
+}
+
+// SubmitWorkflow validates a workflow and stores it in one transaction (a
+// refused workflow leaves nothing behind); the engine then runs it. It
+// returns the workflow id.
+func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts SubmitOptions) (int64, error) {
+	if w == nil {
+		return 0, fmt.Errorf("%w: no workflow", ErrInvalid)
+	}
+	if err := Check(w); err != nil {
+		return 0, err
+	}
+	exp := opts.Expiration
+	if exp.IsZero() {
+		exp = time.Now().Add(DefaultExpiration)
+	} else if !exp.After(time.Now()) {
+		return 0, fmt.Errorf("%w: expiration date %s is in the past", ErrInvalid, exp.Format(time.RFC3339))
+	}
+	if opts.MaxJobs < 0 {
+		return 0, fmt.Errorf("%w: max jobs must be positive, got %d", ErrInvalid, opts.MaxJobs)
+	}
+	cwd := opts.Cwd
+	if cwd == "" {
+		var err error
+		if cwd, err = os.Getwd(); err != nil {
+			return 0, fmt.Errorf("%w: working directory: %v", ErrInvalid, err)
+		}
+	}
+	env := opts.Environ
+	if env == nil {
+		env = os.Environ()
+	}
+	name := w.Name
+	if opts.Name != "" {
+		name = &opts.Name
+	}
+	id, err := c.st.CreateWorkflow(ctx, store.NewWorkflow{
+		Def: w, Format: opts.Format, Name: name, Backend: c.backend, Queue: opts.Queue,
+		MaxJobs: opts.MaxJobs, Expiration: exp, Cwd: cwd, Environ: env,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	c.wake()
+	return id, nil
+}
+
+// Check validates a workflow and checks that this machine can run it; the
+// error (ErrInvalid) names every offending job and field.
+func Check(w *model.Workflow) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := runnable(w); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// runnable refuses, naming the job, what this machine cannot run: shared
+// resource paths need a namespace translation, which no resource has yet.
+func runnable(w *model.Workflow) error {
+	var problems []string
+	for i, j := range w.Jobs {
+		refs := append(append([]model.Arg(nil), j.Command...), j.ReferencedInputFiles...)
+		refs = append(refs, j.ReferencedOutputFiles...)
+		for _, p := range []*model.Arg{j.Stdin, j.StdoutFile, j.StderrFile, j.WorkingDirectory, j.InputParamsFile, j.OutputParamsFile} {
+			if p != nil {
+				refs = append(refs, *p)
+			}
+		}
+		for _, a := range flatten(refs) {
+			if (a.Kind == model.ArgPath || a.Kind == model.ArgPathIn) && a.Path.Kind == model.SharedPath {
+				sp := w.SharedPaths[a.Path.Index]
+				problems = append(problems, fmt.Sprintf("job %q: shared resource path %q (namespace %q) has no translation configured on this resource",
+					w.JobLabel(i), sp.RelativePath, sp.Namespace))
+				break
+			}
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return errors.New(joinLines(problems))
+	}
+	return nil
+}
+
+func flatten(args []model.Arg) []model.Arg {
+	var out []model.Arg
+	for _, a := range args {
+		out = append(out, a)
+		if a.Kind == model.ArgList {
+			out = append(out, flatten(a.List)...)
+		}
+	}
+	return out
+}
+
+func joinLines(s []string) string {
+	out := ""
+	for i, l := range s {
+		if i > 0 {
+			out += "\n"
+		}
+		out += l
+	}
+	return out
+}
+
+func (c *Client) wake() {
+	if c.eng != nil {
+		c.eng.Wake()
+	}
+}
+
+// Workflow returns the definition of a stored workflow.
+func (c *Client) Workflow(ctx context.Context, id int64) (*model.Workflow, error) {
+	row, err := c.st.GetWorkflow(ctx, id, true)
+	if err != nil {
+		return nil, err
+	}
+	return store.LoadDefinition(row)
+}
+
+// WorkflowInfo is one line of Workflows: soma-workflow's (name, expiration).
+type WorkflowInfo struct {
+	ID         int64
+	Name       *string
+	Status     string
+	Backend    string
+	Queue      string
+	Submitted  time.Time
+	Expiration time.Time
+}
+
+// Workflows lists the workflows of the state dir; with ids, only those (an
+// unknown id is an error).
+func (c *Client) Workflows(ctx context.Context, ids ...int64) ([]WorkflowInfo, error) {
+	rows, err := c.st.ListWorkflows(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	want := map[int64]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var out []WorkflowInfo
+	for _, r := range rows {
+		if len(ids) > 0 && !want[r.ID] {
+			continue
+		}
+		delete(want, r.ID)
+		out = append(out, WorkflowInfo{ID: r.ID, Name: r.Name, Status: r.Status, Backend: r.Backend, Queue: r.Queue, Submitted: r.Submitted, Expiration: r.Expiration})
+	}
+	for id := range want {
+		return nil, fmt.Errorf("workflow %d: %w", id, ErrUnknownObject)
+	}
+	return out, nil
+}
+
+// JobInfo is soma-workflow's jobs() entry: name, command, submission date.
+type JobInfo struct {
+	ID         int64
+	WorkflowID int64
+	Name       string
+	Command    []string
+	Submitted  *time.Time
+}
+
+// Jobs returns name, command and submission date of jobs by id.
+func (c *Client) Jobs(ctx context.Context, ids ...int64) ([]JobInfo, error) {
+	out := make([]JobInfo, 0, len(ids))
+	defs := map[int64]*model.Workflow{}
+	for _, id := range ids {
+		j, err := c.st.GetJob(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		def := defs[j.WorkflowID]
+		if def == nil {
+			if def, err = c.Workflow(ctx, j.WorkflowID); err != nil {
+				return nil, err
+			}
+			defs[j.WorkflowID] = def
+		}
+		out = append(out, JobInfo{ID: j.ID, WorkflowID: j.WorkflowID, Name: j.Name, Command: commandText(def, j.Index), Submitted: j.Submitted})
+	}
+	return out, nil
+}
+
+func commandText(def *model.Workflow, idx int) []string {
+	mj := def.Jobs[idx]
+	if mj.Shell != "" {
+		return []string{"/bin/sh", "-c", mj.Shell}
+	}
+	out := make([]string, len(mj.Command))
+	for i, a := range mj.Command {
+		out[i] = a.Value
+	}
+	return out
+}
+
+// WorkflowStatus returns the workflow's status string.
+func (c *Client) WorkflowStatus(ctx context.Context, id int64) (string, error) {
+	row, err := c.st.GetWorkflow(ctx, id, false)
+	if err != nil {
+		return "", err
+	}
+	return row.Status, nil
+}
+
+// JobStatus returns a job's status string.
+func (c *Client) JobStatus(ctx context.Context, jobID int64) (string, error) {
+	j, err := c.st.GetJob(ctx, jobID)
+	if err != nil {
+		return "", err
+	}
+	return j.Status, nil
+}
+
+// JobTerminationStatus returns how a job ended (soma-workflow's
+// job_termination_status plus reason and resource usage).
+func (c *Client) JobTerminationStatus(ctx context.Context, jobID int64) (*JobDoc, error) {
+	j, err := c.st.GetJob(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	d := jobDoc(j)
+	return &d, nil
+}
+
+// StopWorkflow stops a workflow: running jobs are killed (killed_by_user),
+// unstarted ones end aborted_before_running.
+func (c *Client) StopWorkflow(ctx context.Context, id int64) error {
+	return c.intent(ctx, id, store.IntentStop, false)
+}
+
+// RestartWorkflow re-queues every job that did not succeed (attempt + 1).
+func (c *Client) RestartWorkflow(ctx context.Context, id int64) error {
+	return c.intent(ctx, id, store.IntentRestart, false)
+}
+
+// DeleteWorkflow kills the workflow's jobs and removes it. Without force it
+// returns once the engine removed it; with force it returns at once (the
+// workflow is removed without waiting for its jobs' kills to be confirmed).
+func (c *Client) DeleteWorkflow(ctx context.Context, id int64, force bool) error {
+	if err := c.intent(ctx, id, store.IntentDelete, force); err != nil {
+		return err
+	}
+	if force {
+		return nil
+	}
+	return c.waitUntil(ctx, -1, func() (bool, error) {
+		_, err := c.st.GetWorkflow(ctx, id, false)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
+	})
+}
+
+// DeleteAllWorkflows deletes every workflow of the state dir (Helper).
+func (c *Client) DeleteAllWorkflows(ctx context.Context, force bool) error {
+	ws, err := c.Workflows(ctx)
+	if err != nil {
+		return err
+	}
+	for _, w := range ws {
+		if err := c.intent(ctx, w.ID, store.IntentDelete, force); err != nil && !errors.Is(err, ErrUnknownObject) {
+			return err
+		}
+	}
+	if force {
+		return nil
+	}
+	for _, w := range ws {
+		if err := c.DeleteWorkflow(ctx, w.ID, false); err != nil && !errors.Is(err, ErrUnknownObject) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) intent(ctx context.Context, id int64, kind string, force bool) error {
+	if err := c.st.AddIntent(ctx, id, kind, force); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	c.wake()
+	return nil
+}
+
+// ChangeWorkflowExpirationDate sets a new expiration date; a date in the
+// past is refused (soma-workflow returns False).
+func (c *Client) ChangeWorkflowExpirationDate(ctx context.Context, id int64, t time.Time) error {
+	if !t.After(time.Now()) {
+		return fmt.Errorf("%w: expiration date %s is in the past", ErrInvalid, t.Format(time.RFC3339))
+	}
+	if err := c.st.SetExpiration(ctx, id, t); err != nil {
+		return err
+	}
+	c.wake()
+	return nil
+}
+
+// WaitWorkflow waits until the workflow is done. timeout < 0 waits forever;
+// ErrTimeout when it runs out; ctx cancels.
+func (c *Client) WaitWorkflow(ctx context.Context, id int64, timeout time.Duration) error {
+	return c.waitUntil(ctx, timeout, func() (bool, error) {
+		st, err := c.WorkflowStatus(ctx, id)
+		return st == model.WorkflowDone, err
+	})
+}
+
+// WaitJob waits until every job of jobIDs ended (done or failed).
+func (c *Client) WaitJob(ctx context.Context, jobIDs []int64, timeout time.Duration) error {
+	return c.waitUntil(ctx, timeout, func() (bool, error) {
+		for _, id := range jobIDs {
+			st, err := c.JobStatus(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			if !model.JobEnded(st) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// waitUntil re-checks cond after each engine commit (in-process) or each
+// change of the database (another process's engine), never on a fixed sleep.
+func (c *Client) waitUntil(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	var deadline <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	watch, stop := c.changes()
+	defer stop()
+	for {
+		next := watch()
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return ErrTimeout
+		case <-next:
+		}
+	}
+}
+
+// ListFailedOptions select what ListFailedJobs reports (soma-workflow's
+// Helper.list_failed_jobs arguments).
+type ListFailedOptions struct {
+	// IncludeAborted also lists jobs that never ran (aborted,
+	// aborted_before_running).
+	IncludeAborted bool
+	// IncludeUserKilled also lists jobs killed by the user.
+	IncludeUserKilled bool
+	// ExitStatuses, when set, lists exactly the jobs with these exit statuses.
+	ExitStatuses []string
+}
+
+// ListFailedJobs returns the ids of the jobs of a workflow that did not
+// succeed: exited non-zero, killed by a signal, unclear or undetermined;
+// plus aborted and user-killed ones when asked.
+func (c *Client) ListFailedJobs(ctx context.Context, id int64, opts ListFailedOptions) ([]int64, error) {
+	if _, err := c.st.GetWorkflow(ctx, id, false); err != nil {
+		return nil, err
+	}
+	jobs, err := c.st.Jobs(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	want := map[string]bool{}
+	for _, s := range opts.ExitStatuses {
+		want[s] = true
+	}
+	var out []int64
+	for _, j := range jobs {
+		if !model.JobEnded(j.Status) || model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
+			continue
+		}
+		es := deref(j.ExitStatus)
+		var keep bool
+		switch {
+		case len(want) > 0:
+			keep = want[es]
+		case es == model.ExitAborted || es == model.ExitAbortedBefore:
+			keep = opts.IncludeAborted
+		case es == model.ExitKilledByUser:
+			keep = opts.IncludeUserKilled
+		default:
+			keep = true
+		}
+		if keep {
+			out = append(out, j.ID)
+		}
+	}
+	return out, nil
+}
+
+// Serialize writes a workflow in soma-workflow's JSON (model.FormatSoma) or
+// the native format.
+func Serialize(w *model.Workflow, format model.Format) ([]byte, error) {
+	switch format {
+	case model.FormatSoma, "":
+		return model.EncodeSoma(w)
+	case model.FormatNative:
+		return model.EncodeNative(w)
+	}
+	return nil, fmt.Errorf("%w: unknown format %q (soma or native)", ErrInvalid, format)
+}
+
+// Unserialize reads a workflow file in either format (detected).
+func Unserialize(data []byte) (*model.Workflow, model.Format, error) {
+	w, f, err := model.Decode(data)
+	if err != nil {
+		return nil, f, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return w, f, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

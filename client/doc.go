@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/somaflow/somaflow/store"
+)
+
+// WorkflowDoc is the status document of a workflow: what `--json` prints for
+// run, status and wait, and what WorkflowElementsStatus returns. Its fields
+// are documented in the README; a golden-file test keeps it stable.
+type WorkflowDoc struct {
+	ID         string   `json:"id"`
+	Name       *string  `json:"name"`
+	Status     string   `json:"status"`
+	Backend    string   `json:"backend"`
+	Queue      *string  `json:"queue"`
+	Submitted  *string  `json:"submitted"`
+	Expiration *string  `json:"expiration"`
+	Jobs       []JobDoc `json:"jobs"`
+}
+
+// JobDoc is one job of the status document (also JobTerminationStatus).
+type JobDoc struct {
+	ID            string   `json:"id"`
+	Name          string   `json:"name"`
+	Status        string   `json:"status"`
+	ExitStatus    *string  `json:"exit_status"`
+	ExitValue     *int     `json:"exit_value"`
+	Signal        *string  `json:"signal"`
+	Reason        *string  `json:"reason"`
+	Attempt       int      `json:"attempt"`
+	DRMSID        *string  `json:"drms_id"`
+	Submitted     *string  `json:"submitted"`
+	Started       *string  `json:"started"`
+	Ended         *string  `json:"ended"`
+	Stdout        *string  `json:"stdout"`
+	Stderr        *string  `json:"stderr"`
+	ResourceUsage UsageDoc `json:"resource_usage"`
+}
+
+// UsageDoc is a job's resource usage; null where unknown.
+type UsageDoc struct {
+	WallS     *float64          `json:"wall_s"`
+	CPUS      *float64          `json:"cpu_s"`
+	MaxRSSKiB *int64            `json:"max_rss_kib"`
+	Raw       map[string]string `json:"raw"`
+}
+
+// WorkflowElementsStatus returns the status document of a workflow: its
+// status and every job's status, outcome, DRMS id, times, files and usage.
+func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*WorkflowDoc, error) {
+	row, err := c.st.GetWorkflow(ctx, id, false)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := c.st.Jobs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	d := &WorkflowDoc{
+		ID: strconv.FormatInt(row.ID, 10), Name: row.Name, Status: row.Status, Backend: row.Backend,
+		Queue: nonEmpty(row.Queue), Submitted: timeText(&row.Submitted), Expiration: timeText(&row.Expiration),
+		Jobs: make([]JobDoc, len(jobs)),
+	}
+	for i := range jobs {
+		d.Jobs[i] = jobDoc(&jobs[i])
+	}
+	return d, nil
+}
+
+func jobDoc(j *store.Job) JobDoc {
+	d := JobDoc{
+		ID: strconv.FormatInt(j.ID, 10), Name: j.Name, Status: j.Status, ExitStatus: j.ExitStatus,
+		ExitValue: j.ExitValue, Signal: j.Signal, Reason: j.Reason, Attempt: j.Attempt,
+		DRMSID: nonEmpty(j.DRMSID), Submitted: timeText(j.Submitted), Started: timeText(j.Started),
+		Ended: timeText(j.Ended), Stdout: nonEmpty(j.Stdout), Stderr: nonEmpty(j.Stderr),
+		ResourceUsage: UsageDoc{WallS: j.WallS, CPUS: j.CPUS, MaxRSSKiB: j.MaxRSSKiB, Raw: map[string]string{}},
+	}
+	if len(j.UsageRaw) > 0 {
+		_ = json.Unmarshal(j.UsageRaw, &d.ResourceUsage.Raw)
+	}
+	return d
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func timeText(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339)
+	return &s
+}
