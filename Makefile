@@ -1,0 +1,46 @@
+# somaflow — see README.md.
+GO      ?= go
+BIN     ?= bin/somaflow
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/somaflow/somaflow/cli.Version=$(VERSION)
+# Real-system suites need more than go test's default 10 minutes.
+TEST_TIMEOUT ?= 30m
+FUZZTIME ?= 30s
+
+.PHONY: build build-drmaa install test test-race lint fuzz bench bench-full demo clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
+
+# The DRMAA backend needs libdrmaa and its header: see docs/drmaa.md.
+build-drmaa:
+	$(GO) build -tags drmaa -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
+
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/somaflow
+
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-race:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzDecodeSoma$$' -fuzztime $(FUZZTIME) ./model
+	$(GO) test -run XXX -fuzz '^FuzzDecodeNative$$' -fuzztime $(FUZZTIME) ./model
+
+bench:
+	$(GO) test -run XXX -bench . -benchtime 5x ./engine/
+
+bench-full: bench
+
+demo: build
+	bash scripts/demo.sh $(BIN)
+
+clean:
+	rm -rf bin
