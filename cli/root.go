@@ -25,6 +25,7 @@ func Run(ctx context.Context, s *IO, args []string) int {
 		return execjob.Main(args[2:])
 	}
 	root := newRoot(s)
+	setUsageErrors(root)
 	err := root.Run(ctx, args)
 	if err != nil {
 		var se silentExit
@@ -65,6 +66,14 @@ func newRoot(s *IO) *ucli.Command {
 
 func onUsageError(ctx context.Context, cmd *ucli.Command, err error, isSubcommand bool) error {
 	return usageError{err}
+}
+
+// setUsageErrors makes flag errors of every command usage errors (exit 2).
+func setUsageErrors(cmd *ucli.Command) {
+	cmd.OnUsageError = onUsageError
+	for _, c := range cmd.Commands {
+		setUsageErrors(c)
+	}
 }
 
 func asSilent(err error, se *silentExit) bool {

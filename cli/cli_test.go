@@ -1,0 +1,272 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var binary string
+
+// TestMain builds the somaflow binary once; every CLI test runs it.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "somaflow-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "somaflow")
+	out, err := exec.Command("go", "build", "-o", binary, "../cmd/somaflow").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func write(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const okWF = `name: ok
+jobs:
+  a: {command: [echo, hi]}
+  b: {command: ["true"], after: [a]}
+`
+
+const failWF = `name: fails
+jobs:
+  a: {command: ["true"]}
+  bad: {shell: "echo oops >&2; exit 3", after: [a]}
+  dep: {command: ["true"], after: [bad]}
+  sig: {shell: "kill -TERM $$"}
+`
+
+func TestRunExitCodes(t *testing.T) {
+	r := run(t, nil, "run", write(t, "ok.yaml", okWF))
+	if r.code != 0 || !strings.Contains(r.stdout, "workflow_done") || !strings.Contains(r.stdout, "2 succeeded") {
+		t.Fatalf("ok workflow: %+v", r)
+	}
+	r = run(t, nil, "run", write(t, "fail.yaml", failWF))
+	if r.code != 1 || !strings.Contains(r.stdout, "exit 3") || !strings.Contains(r.stdout, "aborted_before_running") || !strings.Contains(r.stdout, "signal SIGTERM") {
+		t.Fatalf("failing workflow: %+v", r)
+	}
+}
+
+func TestRunJSON(t *testing.T) {
+	r := run(t, nil, "run", "--json", "--max-jobs", "1", write(t, "fail.yaml", failWF))
+	if r.code != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	if doc["status"] != "workflow_done" {
+		t.Fatalf("status %v", doc["status"])
+	}
+}
+
+// normalise replaces what changes from run to run (ids of processes, times,
+// paths, measured usage) so that the document's shape and stable values can
+// be compared with a golden file.
+func normalise(t *testing.T, doc []byte) []byte {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"submitted", "expiration"} {
+		if v[k] != nil {
+			v[k] = "<time>"
+		}
+	}
+	for _, j := range v["jobs"].([]any) {
+		m := j.(map[string]any)
+		for _, k := range []string{"submitted", "started", "ended"} {
+			if m[k] != nil {
+				m[k] = "<time>"
+			}
+		}
+		if m["drms_id"] != nil {
+			m["drms_id"] = "<pid>"
+		}
+		for _, k := range []string{"stdout", "stderr"} {
+			if s, ok := m[k].(string); ok {
+				m[k] = "<state>/" + regexp.MustCompile(`^.*/logs/`).ReplaceAllString(s, "logs/")
+			}
+		}
+		u := m["resource_usage"].(map[string]any)
+		for _, k := range []string{"wall_s", "cpu_s", "max_rss_kib"} {
+			if u[k] != nil {
+				u[k] = "<number>"
+			}
+		}
+		if raw, ok := u["raw"].(map[string]any); ok {
+			for k := range raw {
+				raw[k] = "<text>"
+			}
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+	return buf.Bytes()
+}
+
+// TestStatusDocumentGolden keeps the status document stable.
+func TestStatusDocumentGolden(t *testing.T) {
+	state := t.TempDir()
+	r := run(t, nil, "run", "--json", "--max-jobs", "1", "--state-dir", state, write(t, "fail.yaml", failWF))
+	if r.code != 1 {
+		t.Fatalf("run: %+v", r)
+	}
+	s := run(t, nil, "status", "--json", "--state-dir", state, "1")
+	if s.code != 0 {
+		t.Fatalf("status: %+v", s)
+	}
+	got := normalise(t, []byte(s.stdout))
+	if string(normalise(t, []byte(r.stdout))) != string(got) {
+		t.Fatalf("run --json and status --json differ:\n%s\n%s", r.stdout, s.stdout)
+	}
+	golden := filepath.Join("testdata", "status.golden.json")
+	if *update {
+		os.WriteFile(golden, got, 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("status document changed (go test ./cli -run Golden -update to accept):\n%s", got)
+	}
+}
+
+func TestStatusHumanAndUnknown(t *testing.T) {
+	state := t.TempDir()
+	run(t, nil, "run", "--state-dir", state, write(t, "ok.yaml", okWF))
+	r := run(t, nil, "--state-dir", state, "status", "1")
+	if r.code != 0 || !strings.Contains(r.stdout, "JOB") || !strings.Contains(r.stdout, "finished_regularly") {
+		t.Fatalf("status: %+v", r)
+	}
+	r = run(t, []string{"SOMAFLOW_STATE_DIR=" + state}, "status", "42")
+	if r.code != 3 || !strings.Contains(r.stderr, "42") {
+		t.Fatalf("unknown id: %+v", r)
+	}
+	r = run(t, nil, "--state-dir", state, "status", "abc")
+	if r.code != 2 {
+		t.Fatalf("bad id: %+v", r)
+	}
+}
+
+func TestBadInputStoresNothing(t *testing.T) {
+	state := t.TempDir()
+	cases := map[string]string{
+		"cycle.yaml":   "jobs: {a: {command: [\"true\"], after: [b]}, b: {command: [\"true\"], after: [a]}}\n",
+		"unknown.yaml": "jobs: {a: {command: [\"true\"], after: [zzz]}}\n",
+		"garbage.json": "{\"serialized_jobs\": 3",
+		"empty.yaml":   "jobs: {a: {command: []}}\n",
+	}
+	for name, text := range cases {
+		p := write(t, name, text)
+		if r := run(t, nil, "validate", p); r.code != 2 || r.stderr == "" {
+			t.Errorf("validate %s: %+v", name, r)
+		}
+		if r := run(t, nil, "run", "--state-dir", state, p); r.code != 2 {
+			t.Errorf("run %s: %+v", name, r)
+		}
+	}
+	r := run(t, nil, "validate", write(t, "cycle.yaml", cases["cycle.yaml"]))
+	if !strings.Contains(r.stderr, "cycle") {
+		t.Errorf("cycle message: %s", r.stderr)
+	}
+	if r := run(t, nil, "--state-dir", state, "status", "1"); r.code != 3 {
+		t.Fatalf("a refused workflow was stored: %+v", r)
+	}
+	if r := run(t, nil, "run", "--max-jobs", "-1", write(t, "ok.yaml", okWF)); r.code != 2 {
+		t.Fatalf("negative --max-jobs: %+v", r)
+	}
+	if r := run(t, nil, "run", "--no-such-flag", "x"); r.code != 2 {
+		t.Fatalf("unknown flag: %+v", r)
+	}
+	if r := run(t, nil, "run", "--backend", "nosuch", write(t, "ok.yaml", okWF)); r.code != 2 {
+		t.Fatalf("unknown backend: %+v", r)
+	}
+}
+
+func TestValidateConvert(t *testing.T) {
+	p := write(t, "ok.yaml", okWF)
+	if r := run(t, nil, "validate", p); r.code != 0 || !strings.Contains(r.stdout, "2 jobs") {
+		t.Fatalf("validate: %+v", r)
+	}
+	soma := run(t, nil, "convert", "--to", "soma", p)
+	if soma.code != 0 || !strings.Contains(soma.stdout, "serialized_jobs") {
+		t.Fatalf("convert to soma: %+v", soma)
+	}
+	sp := write(t, "wf.json", soma.stdout)
+	native := run(t, nil, "convert", "--to", "native", sp)
+	if native.code != 0 || !strings.Contains(native.stdout, "jobs:") {
+		t.Fatalf("convert to native: %+v", native)
+	}
+	back := run(t, nil, "convert", "--to", "soma", write(t, "back.yaml", native.stdout))
+	if back.stdout != soma.stdout {
+		t.Fatalf("soma -> native -> soma changed the file:\n%s\n%s", soma.stdout, back.stdout)
+	}
+	if r := run(t, nil, "convert", "--to", "xml", p); r.code != 2 {
+		t.Fatalf("bad --to: %+v", r)
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	r := run(t, nil, "version")
+	if r.code != 0 || !strings.Contains(r.stdout, "DRMAA support") {
+		t.Fatalf("version: %+v", r)
+	}
+	r = run(t, nil, "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "EXIT CODES") {
+		t.Fatalf("help: %+v", r)
+	}
+	for _, c := range []string{"run", "status", "validate", "convert", "version"} {
+		if !strings.Contains(r.stdout, c) {
+			t.Errorf("help lacks %s", c)
+		}
+	}
+}
