@@ -40,12 +40,27 @@ type Options struct {
 	Failpoint string
 	// Logger receives the engine's log (default slog.Default()).
 	Logger *slog.Logger
+	// OpenBackend opens the backend a workflow names when it is not the
+	// engine's default one; nil means only the default backend exists.
+	OpenBackend func(name string) (drms.Backend, error)
+	// Idle makes Run return after this long with no workflow to run
+	// (0: never).
+	Idle time.Duration
+}
+
+// backendRun is one backend the engine drives, with its active handles.
+type backendRun struct {
+	name    string
+	be      drms.Backend
+	caps    drms.Capabilities
+	handles map[string]*job
+	events  <-chan drms.Event
 }
 
 // Engine runs workflows stored in a store on one backend.
 type Engine struct {
 	st   *store.Store
-	be   drms.Backend
+	def  *backendRun
 	opts Options
 	tag  string
 	log  *slog.Logger
@@ -56,7 +71,8 @@ type Engine struct {
 	changed chan struct{} // closed and replaced after each commit
 
 	runs     map[int64]*wfRun
-	byHandle map[string]*job
+	backends map[string]*backendRun
+	extra    chan taggedEvent // events of backends other than the default
 	dirty    []*job
 	dirtyWf  map[*wfRun]bool
 	removed  []int64 // workflows to delete in the next commit
@@ -66,7 +82,13 @@ type Engine struct {
 	retryAt  time.Time // submissions wait until then after a DRMS error
 }
 
+type taggedEvent struct {
+	b  *backendRun
+	ev drms.Event
+}
+
 type wfRun struct {
+	b       *backendRun
 	row     *store.Workflow
 	def     *model.Workflow
 	g       *graph
@@ -116,10 +138,59 @@ func New(st *store.Store, be drms.Backend, opts Options) *Engine {
 		opts.Logger = slog.Default()
 	}
 	sum := sha256.Sum256([]byte(st.Dir))
-	return &Engine{
-		st: st, be: be, opts: opts, tag: hex.EncodeToString(sum[:])[:8], log: opts.Logger,
+	e := &Engine{
+		st: st, opts: opts, tag: hex.EncodeToString(sum[:])[:8], log: opts.Logger,
 		wake: make(chan struct{}, 1), changed: make(chan struct{}),
-		runs: map[int64]*wfRun{}, byHandle: map[string]*job{}, dirtyWf: map[*wfRun]bool{},
+		runs: map[int64]*wfRun{}, backends: map[string]*backendRun{}, dirtyWf: map[*wfRun]bool{},
+		extra: make(chan taggedEvent, 1024),
+	}
+	e.def = e.addBackend(be)
+	return e
+}
+
+func (e *Engine) addBackend(be drms.Backend) *backendRun {
+	b := &backendRun{be: be, caps: be.Capabilities(), handles: map[string]*job{}}
+	b.name = b.caps.Name
+	if n, ok := be.(drms.Notifier); ok {
+		b.events = n.Events()
+	}
+	e.backends[b.name] = b
+	return b
+}
+
+// backendFor returns the backend a workflow runs on, opening it if needed.
+func (e *Engine) backendFor(name string) (*backendRun, error) {
+	if name == "" {
+		return e.def, nil
+	}
+	if b := e.backends[name]; b != nil {
+		return b, nil
+	}
+	if e.opts.OpenBackend == nil {
+		return nil, fmt.Errorf("backend %q is not available to this engine", name)
+	}
+	be, err := e.opts.OpenBackend(name)
+	if err != nil {
+		return nil, err
+	}
+	b := e.addBackend(be)
+	e.backends[name] = b
+	if b.events != nil {
+		go func() {
+			for ev := range b.events {
+				e.extra <- taggedEvent{b, ev}
+			}
+		}()
+	}
+	return b, nil
+}
+
+// Close closes every backend the engine opened besides the default one.
+func (e *Engine) Close() {
+	for _, b := range e.backends {
+		if b != e.def {
+			b.be.Close()
+		}
 	}
 }
 
@@ -144,10 +215,8 @@ func (e *Engine) Changed() <-chan struct{} {
 // Run runs the engine until ctx is cancelled. It recovers the work of an
 // earlier engine first. Running jobs are left running when it returns.
 func (e *Engine) Run(ctx context.Context) error {
-	var events <-chan drms.Event
-	if n, ok := e.be.(drms.Notifier); ok {
-		events = n.Events()
-	}
+	events := e.def.events
+	idleSince := time.Now()
 	if err := e.scan(ctx, true); err != nil {
 		return err
 	}
@@ -157,22 +226,28 @@ func (e *Engine) Run(ctx context.Context) error {
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
 	for {
-		var evs []drms.Event
+		var evs []taggedEvent
 		scanNow := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case ev := <-events:
+			evs = append(evs, taggedEvent{e.def, ev})
+		case ev := <-e.extra:
 			evs = append(evs, ev)
 		case <-e.wake:
 			scanNow = true
 		case <-tick.C:
 			scanNow = true
-			if err := e.poll(ctx); err != nil {
-				e.log.Warn("backend status", "err", err)
+			e.poll(ctx)
+			if len(e.runs) > 0 {
+				idleSince = time.Now()
+			} else if e.opts.Idle > 0 && time.Since(idleSince) >= e.opts.Idle {
+				e.log.Info("idle: engine exits", "idle", e.opts.Idle)
+				return nil
 			}
 		}
-		evs = drain(events, evs)
+		evs = e.drain(evs)
 		e.applyEvents(evs)
 		if scanNow {
 			if err := e.scan(ctx, false); err != nil {
@@ -185,10 +260,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-func drain(ch <-chan drms.Event, evs []drms.Event) []drms.Event {
+// drain adds every event already waiting to evs.
+func (e *Engine) drain(evs []taggedEvent) []taggedEvent {
 	for {
 		select {
-		case ev := <-ch:
+		case ev := <-e.def.events:
+			evs = append(evs, taggedEvent{e.def, ev})
+		case ev := <-e.extra:
 			evs = append(evs, ev)
 		default:
 			return evs
@@ -199,10 +277,6 @@ func drain(ch <-chan drms.Event, evs []drms.Event) []drms.Event {
 // settle schedules, commits and submits until nothing more can happen
 // without an outside event.
 func (e *Engine) settle(ctx context.Context) error {
-	var events <-chan drms.Event
-	if n, ok := e.be.(drms.Notifier); ok {
-		events = n.Events()
-	}
 	for {
 		subs := e.schedule()
 		if len(subs) == 0 && len(e.toKill) == 0 {
@@ -217,7 +291,7 @@ func (e *Engine) settle(ctx context.Context) error {
 		e.failpoint("after-submit")
 		// Jobs that ended meanwhile are handled in the same loop, so the
 		// handles just received are committed with their outcomes.
-		e.applyEvents(drain(events, nil))
+		e.applyEvents(e.drain(nil))
 	}
 }
 
@@ -323,10 +397,14 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	if len(rows) != len(def.Jobs) {
 		return fmt.Errorf("workflow %d: %d stored jobs for %d in its definition", row.ID, len(rows), len(def.Jobs))
 	}
-	w := &wfRun{row: row, def: def, g: buildGraph(def), linksTo: map[int][]model.ParamLink{}}
+	b, err := e.backendFor(row.Backend)
+	if err != nil {
+		return e.refuse(ctx, row, fmt.Sprintf("backend %q cannot be used: %v", row.Backend, err))
+	}
+	w := &wfRun{b: b, row: row, def: def, g: buildGraph(def), linksTo: map[int][]model.ParamLink{}}
 	w.maxJobs = row.MaxJobs
 	if w.maxJobs <= 0 {
-		w.maxJobs = e.be.Capabilities().MaxJobsDefault
+		w.maxJobs = b.caps.MaxJobsDefault
 	}
 	for _, l := range def.ParamLinks {
 		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
@@ -370,8 +448,8 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 			continue
 		}
 		h := handleOf(j)
-		e.byHandle[h.ID] = j
-		st, err := e.be.Recover(ctx, h)
+		b.handles[h.ID] = j
+		st, err := b.be.Recover(ctx, h)
 		if err != nil {
 			e.log.Warn("recover job", "job", j.row.ID, "err", err)
 			continue
@@ -385,10 +463,25 @@ func lostIntent() *drms.Outcome {
 	return drms.Undetermined("the engine stopped between the submission intent and its confirmation; the DRMS cannot tell whether the job was submitted")
 }
 
+// refuse ends every job of a workflow that cannot run at all (its backend
+// is unavailable in this build), naming why, and marks it done.
+func (e *Engine) refuse(ctx context.Context, row *store.Workflow, reason string) error {
+	e.log.Error("workflow cannot run", "workflow", row.ID, "reason", reason)
+	now := time.Now().UTC()
+	return e.st.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&store.Job{}).Where("workflow_id = ? AND status NOT IN ?", row.ID, []string{model.JobDone, model.JobFailed}).
+			Updates(map[string]any{"status": model.JobFailed, "exit_status": model.ExitAborted, "reason": reason, "ended": now}).Error; err != nil {
+			return err
+		}
+		return tx.Model(&store.Workflow{}).Where("id = ?", row.ID).
+			Updates(map[string]any{"status": model.WorkflowDone, "loaded": true, "ended": now}).Error
+	})
+}
+
 // locate looks for an attempt whose submission intent was recorded but not
 // its handle: found at the DRMS, or proved never submitted, or neither.
 func (e *Engine) locate(ctx context.Context, w *wfRun, j *job) (h drms.Handle, found, never bool) {
-	loc, ok := e.be.(drms.Locator)
+	loc, ok := w.b.be.(drms.Locator)
 	if !ok {
 		return h, false, false
 	}
@@ -410,7 +503,7 @@ func handleOf(j *job) drms.Handle {
 
 func (e *Engine) setHandle(j *job, h drms.Handle) {
 	j.row.DRMSID, j.row.HandleVersion, j.row.Handle = h.ID, h.Version, h.State
-	e.byHandle[h.ID] = j
+	j.w.b.handles[h.ID] = j
 	e.markDirty(j)
 }
 
@@ -589,14 +682,14 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 		var h drms.Handle
 		if err == nil {
 			j.row.Stdout, j.row.Stderr = spec.Stdout, spec.Stderr
-			h, err = e.be.Submit(ctx, spec)
+			h, err = w.b.be.Submit(ctx, spec)
 		}
 		var se *drms.StartError
 		var spe *specError
 		switch {
 		case err == nil:
 			e.setHandle(j, h)
-			if e.be.Capabilities().Queues {
+			if w.b.caps.Queues {
 				j.row.Status = model.JobQueuedActive
 			} else {
 				j.row.Status = model.JobRunning
@@ -646,7 +739,7 @@ func (e *Engine) kill(ctx context.Context) {
 		if model.JobEnded(j.row.Status) {
 			continue
 		}
-		if err := e.be.Kill(ctx, handleOf(j)); err != nil {
+		if err := j.w.b.be.Kill(ctx, handleOf(j)); err != nil {
 			e.log.Warn("kill", "job", j.row.ID, "err", err)
 		}
 	}
@@ -707,31 +800,34 @@ func (e *Engine) restart(w *wfRun) {
 	e.rebuild(w)
 }
 
-// poll asks the backend for the state of every active job (one call).
-func (e *Engine) poll(ctx context.Context) error {
-	if len(e.byHandle) == 0 {
-		return nil
-	}
-	hs := make([]drms.Handle, 0, len(e.byHandle))
-	for _, j := range e.byHandle {
-		hs = append(hs, handleOf(j))
-	}
-	st, err := e.be.Status(ctx, hs)
-	if err != nil {
-		return err
-	}
-	for id, s := range st {
-		if j := e.byHandle[id]; j != nil {
-			e.observe(j, s)
+// poll asks each backend for the state of its active jobs: one Status
+// call per backend per cycle, however many jobs.
+func (e *Engine) poll(ctx context.Context) {
+	for _, b := range e.backends {
+		if len(b.handles) == 0 {
+			continue
+		}
+		hs := make([]drms.Handle, 0, len(b.handles))
+		for _, j := range b.handles {
+			hs = append(hs, handleOf(j))
+		}
+		st, err := b.be.Status(ctx, hs)
+		if err != nil {
+			e.log.Warn("backend status", "backend", b.name, "err", err)
+			continue
+		}
+		for id, s := range st {
+			if j := b.handles[id]; j != nil {
+				e.observe(j, s)
+			}
 		}
 	}
-	return nil
 }
 
-func (e *Engine) applyEvents(evs []drms.Event) {
+func (e *Engine) applyEvents(evs []taggedEvent) {
 	for _, ev := range evs {
-		if j := e.byHandle[ev.ID]; j != nil {
-			e.observe(j, ev.State)
+		if j := ev.b.handles[ev.ev.ID]; j != nil {
+			e.observe(j, ev.ev.State)
 		}
 	}
 }
@@ -776,7 +872,7 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 		o.Started = *j.row.Started
 	}
 	o = drms.Resolve(j.row.KillIntent, o)
-	delete(e.byHandle, j.row.DRMSID)
+	delete(w.b.handles, j.row.DRMSID)
 	e.end(j, o)
 	w.running--
 	if succeeded(j) {
@@ -857,7 +953,7 @@ func (e *Engine) maybeFinish(w *wfRun) {
 	if w.deleting && (w.running == 0 || w.force) {
 		e.removed = append(e.removed, w.row.ID)
 		for _, j := range w.jobs {
-			delete(e.byHandle, j.row.DRMSID)
+			delete(w.b.handles, j.row.DRMSID)
 			j.dirty = true // never written again
 		}
 		delete(e.runs, w.row.ID)
