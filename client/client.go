@@ -57,6 +57,9 @@ type Options struct {
 	// NoEngine opens the state without running an engine in this process
 	// (another process runs it); waits then watch the database.
 	NoEngine bool
+	// Idle makes the engine stop after this long with nothing to run
+	// (0: never); EngineDone then reports it.
+	Idle time.Duration
 }
 
 // Client is an open connection to a state dir, with its engine.
@@ -66,7 +69,8 @@ type Client struct {
 	be      drms.Backend
 	backend string
 	cancel  context.CancelFunc
-	done    chan error
+	done    chan struct{} // closed when the engine returned
+	engErr  error
 }
 
 // Open opens the state dir and, unless opts.NoEngine, starts an engine in
@@ -103,14 +107,27 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c.be = be
+	cfg := drms.Config{StateDir: st.Dir, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings}
 	c.eng = engine.New(st, be, engine.Options{
 		PollInterval: opts.PollInterval, Logger: logger, Failpoint: os.Getenv("SOMAFLOW_FAILPOINT"),
+		Idle:        opts.Idle,
+		OpenBackend: func(name string) (drms.Backend, error) { return OpenBackend(name, cfg) },
 	})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.cancel, c.done = cancel, make(chan error, 1)
-	go func() { c.done <- c.eng.Run(ectx) }()
+	c.cancel, c.done = cancel, make(chan struct{})
+	go func() {
+		c.engErr = c.eng.Run(ectx)
+		close(c.done)
+	}()
 	return c, nil
 }
+
+// EngineDone is closed when the in-process engine stopped by itself (idle)
+// or failed (EngineErr tells); nil without an engine.
+func (c *Client) EngineDone() <-chan struct{} { return c.done }
+
+// EngineErr is the in-process engine's error once EngineDone is closed.
+func (c *Client) EngineErr() error { return c.engErr }
 
 // Close stops the engine (jobs still running are left alone) and closes the
 // database.
@@ -118,8 +135,10 @@ func (c *Client) Close() error {
 	var err error
 	if c.cancel != nil {
 		c.cancel()
-		err = <-c.done
+		<-c.done
+		err = c.engErr
 		c.cancel = nil
+		c.eng.Close()
 		c.be.Close()
 	}
 	if cerr := c.st.Close(); err == nil {
