@@ -1,0 +1,262 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/somaflow/somaflow/drms"
+)
+
+// This file holds what every local runner shares (the in-process Backend
+// and the supervisor of drms/supervisor): starting a job the same way, and
+// turning a wait status into an Outcome the same way.
+
+// Start starts one job as a child of the calling process, in its own process
+// group (pgid = pid): the command looked up on the job's own PATH, its
+// working directory, environment and stdin/stdout/stderr files (join, and
+// output directories created as needed; files under stateDir are 0600 in
+// 0700 directories). A missing command, working directory or stdin file gives
+// a *drms.StartError and starts nothing. The caller must reap the child
+// (Wait4, or wait4(-1) in a reaper).
+func Start(spec drms.JobSpec, stateDir string) (pid int, err error) {
+	if len(spec.Argv) == 0 {
+		return 0, &drms.StartError{Reason: "empty command"}
+	}
+	if err := checkDir(spec.Dir); err != nil {
+		return 0, err
+	}
+	path, err := lookPath(spec.Argv[0], envValue(spec.Env, "PATH"), spec.Dir)
+	if err != nil {
+		return 0, err
+	}
+	files, err := openFiles(spec, stateDir)
+	if err != nil {
+		return 0, err
+	}
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		fds[i] = f.Fd()
+	}
+	pid, err = syscall.ForkExec(path, spec.Argv, &syscall.ProcAttr{
+		Dir: spec.Dir, Env: spec.Env, Files: fds,
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	})
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOEXEC) || errors.Is(err, fs.ErrPermission) {
+			return 0, &drms.StartError{Reason: fmt.Sprintf("command %q cannot be executed: %v", spec.Argv[0], err)}
+		}
+		return 0, fmt.Errorf("local: start %q: %w", spec.Argv[0], err)
+	}
+	return pid, nil
+}
+
+// Wait4 waits for the child pid (-1: any child), retrying on EINTR.
+func Wait4(pid int, ws *syscall.WaitStatus, ru *syscall.Rusage) (int, error) {
+	for {
+		wpid, err := syscall.Wait4(pid, ws, 0, ru)
+		if err != syscall.EINTR {
+			return wpid, err
+		}
+	}
+}
+
+// WaitOutcome turns a real wait status and its rusage (nil if unknown) into
+// an Outcome: exit value or signal name, times, wall and CPU time, max RSS.
+func WaitOutcome(ws syscall.WaitStatus, ru *syscall.Rusage, started, ended time.Time) *drms.Outcome {
+	var o *drms.Outcome
+	if ws.Signaled() {
+		o = drms.Signaled(unix.SignalName(ws.Signal()), "")
+	} else {
+		o = drms.Exited(ws.ExitStatus())
+	}
+	o.Started, o.Ended = started, ended
+	o.Usage = Usage(ru, ended.Sub(started))
+	return o
+}
+
+// Usage builds a drms.Usage from a wall time and an rusage (nil if unknown).
+func Usage(ru *syscall.Rusage, wall time.Duration) drms.Usage {
+	w := wall.Seconds()
+	u := drms.Usage{WallS: &w, Raw: map[string]string{}}
+	if ru != nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		rss := int64(ru.Maxrss)
+		u.CPUS, u.MaxRSSKiB = &cpu, &rss
+		u.Raw["utime"] = time.Duration(ru.Utime.Nano()).String()
+		u.Raw["stime"] = time.Duration(ru.Stime.Nano()).String()
+		u.Raw["maxrss"] = strconv.FormatInt(rss, 10)
+	}
+	return u
+}
+
+// Orphaned ends a job whose parent (engine or supervisor) was lost: if the
+// process pid still runs with the same start tick (not a reused pid), its
+// whole process group is killed and the outcome says so (killedReason);
+// otherwise goneReason. Either way the exit status is undetermined; nothing
+// is re-run.
+func Orphaned(pid int, tick uint64, started time.Time, goneReason, killedReason string) *drms.Outcome {
+	reason := goneReason
+	if pid > 0 && tick != 0 && StartTick(pid) == tick {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		reason = killedReason
+	}
+	o := drms.Undetermined(reason)
+	o.Started = started
+	o.Ended = time.Now()
+	return o
+}
+
+func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, error) {
+	var files []*os.File
+	fail := func(err error) ([]*os.File, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, err
+	}
+	in := spec.Stdin
+	if in == "" {
+		in = os.DevNull
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		return fail(&drms.StartError{Reason: fmt.Sprintf("stdin file %q cannot be opened: %v", spec.Stdin, unwrapPath(err))})
+	}
+	files = append(files, f)
+	out, err := create(spec.Stdout, stateDir)
+	if err != nil {
+		return fail(&drms.StartError{Reason: fmt.Sprintf("stdout file %q cannot be created: %v", spec.Stdout, unwrapPath(err))})
+	}
+	files = append(files, out)
+	if spec.Join || spec.Stderr == "" || spec.Stderr == spec.Stdout {
+		files = append(files, out)
+		return files, nil
+	}
+	errf, err := create(spec.Stderr, stateDir)
+	if err != nil {
+		return fail(&drms.StartError{Reason: fmt.Sprintf("stderr file %q cannot be created: %v", spec.Stderr, unwrapPath(err))})
+	}
+	return append(files, errf), nil
+}
+
+// create opens an output file, making its directory as needed. Files under
+// the state dir are private (0600 in 0700 dirs); others follow the umask.
+func create(path, stateDir string) (*os.File, error) {
+	if path == "" {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	fmode, dmode := os.FileMode(0o666), os.FileMode(0o777)
+	if stateDir != "" && strings.HasPrefix(path, stateDir+string(os.PathSeparator)) {
+		fmode, dmode = 0o600, 0o700
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fmode)
+	if errors.Is(err, fs.ErrNotExist) {
+		if mkErr := os.MkdirAll(filepath.Dir(path), dmode); mkErr == nil {
+			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fmode)
+		}
+	}
+	return f, err
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return &drms.StartError{Reason: fmt.Sprintf("working directory %q does not exist", dir)}
+	}
+	if !fi.IsDir() {
+		return &drms.StartError{Reason: fmt.Sprintf("working directory %q is not a directory", dir)}
+	}
+	return nil
+}
+
+// lookPath finds a command on the job's own PATH (not the engine's).
+func lookPath(name, path, dir string) (string, error) {
+	notFound := &drms.StartError{Reason: fmt.Sprintf("command %q not found", name)}
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if isExec(p) {
+			return p, nil
+		}
+		return "", notFound
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(dir, d)
+		}
+		if p := filepath.Join(d, name); isExec(p) {
+			return p, nil
+		}
+	}
+	return "", notFound
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// StartTick reads a process's start time (clock ticks since boot) from
+// /proc, so that a reused pid is not mistaken for a job; 0 if unknown.
+func StartTick(pid int) uint64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	return v
+}
+
+// CPUCount is the number of CPUs this process may run on (at least 1).
+func CPUCount() int {
+	var set unix.CPUSet
+	if unix.SchedGetaffinity(0, &set) == nil {
+		if n := set.Count(); n > 0 {
+			return n
+		}
+	}
+	return 1
+}
