@@ -235,6 +235,14 @@ type Locator interface {
 	Locate(ctx context.Context, spec JobSpec) (h Handle, found, neverSubmitted bool, err error)
 }
 
+// Acknowledger is implemented by backends that keep outcomes until the engine
+// has recorded them (the local supervisor keeps every exit in its journal):
+// the engine calls Acknowledge after it committed the outcomes of hs, and
+// the backend may then forget them. Until then Recover still answers.
+type Acknowledger interface {
+	Acknowledge(ctx context.Context, hs []Handle) error
+}
+
 // Holder is implemented by backends that can hold and release queued jobs.
 type Holder interface {
 	Hold(ctx context.Context, h Handle) error
