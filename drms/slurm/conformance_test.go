@@ -1,0 +1,44 @@
+package slurm
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/backendtest"
+)
+
+// TestConformance runs the shared conformance suite against the real Slurm
+// cluster (scripts/slurm-up.sh).
+func TestConformance(t *testing.T) {
+	requireSlurm(t)
+	state := t.TempDir()
+	backendtest.Run(t, backendtest.Harness{
+		New: func(t *testing.T) drms.Backend {
+			b, err := New(drms.Config{StateDir: state, ExecPath: testExec(t), EngineTag: "conformance"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		// Output files must be visible to the jobs: one node, so any local dir.
+		Dir: func(t *testing.T) string { return filepath.Join(t.TempDir()) },
+		Pending: func(s drms.JobSpec) drms.JobSpec {
+			s.NativeSpec = append(append([]string(nil), s.NativeSpec...), "--hold")
+			return s
+		},
+		ExternalCancel: func(t *testing.T, h drms.Handle) error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "scancel", h.ID).CombinedOutput()
+			if err != nil {
+				t.Logf("scancel: %s", out)
+			}
+			return err
+		},
+		Timeout: 3 * time.Minute,
+	})
+}

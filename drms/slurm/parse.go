@@ -1,0 +1,404 @@
+package slurm
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
+	"github.com/somaflow/somaflow/model"
+)
+
+// squeueFormat is the -o format of the one squeue call per cycle: job id
+// (unique per array task), state, reason, start, end, node list, then the name last so
+// that a name containing the separator cannot shift the other fields.
+const squeueFormat = "%A|%T|%r|%S|%e|%N|%j"
+
+// queueJob is one line of squeue.
+type queueJob struct {
+	ID     string
+	State  string // RUNNING, PENDING, COMPLETED, ... (long form)
+	Reason string
+	Start  time.Time
+	End    time.Time
+	Nodes  string // empty while pending
+	Name   string
+}
+
+// parseSqueue parses `squeue -h -o squeueFormat` output; lines that do not
+// parse (other tools' jobs with odd names, garbage) are skipped and counted.
+func parseSqueue(out string) (map[string]queueJob, int) {
+	jobs := map[string]queueJob{}
+	bad := 0
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, "|", 7)
+		if len(f) != 7 || !isJobID(f[0]) || f[1] == "" {
+			bad++
+			continue
+		}
+		jobs[f[0]] = queueJob{ID: f[0], State: f[1], Reason: f[2], Start: parseTime(f[3]), End: parseTime(f[4]), Nodes: f[5], Name: f[6]}
+	}
+	return jobs, bad
+}
+
+func isJobID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseTime parses Slurm's local times (2026-01-02T03:04:05); "Unknown",
+// "N/A", "None" and the like give the zero time.
+func parseTime(s string) time.Time {
+	t, err := time.ParseInLocation("2006-01-02T15:04:05", strings.TrimSpace(s), time.Local)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// record is Slurm's own account of a job: scontrol show job, or sacct.
+type record struct {
+	ID       string
+	Name     string
+	State    string // first word: "CANCELLED by 0" -> CANCELLED
+	Reason   string
+	Exit     int // ExitCode's first number
+	Signal   int // ExitCode's second number
+	HasExit  bool
+	Start    time.Time
+	End      time.Time
+	Usage    drms.Usage
+	StateRaw string
+	// Allocated: the job got nodes (it ran, if only its batch script).
+	Allocated bool
+}
+
+// allocated reports whether a node list means the job got nodes.
+func allocated(nodes string) bool {
+	nodes = strings.TrimSpace(nodes)
+	return nodes != "" && nodes != "(null)" && nodes != "None assigned" && nodes != "N/A"
+}
+
+var scontrolKey = regexp.MustCompile(`(?:^|\s)([A-Za-z][A-Za-z0-9/:_.\-]*)=`)
+
+// parseScontrolLine splits one line of `scontrol show job -o` into its
+// Key=Value fields; values may contain spaces (Command=, WorkDir=).
+func parseScontrolLine(line string) map[string]string {
+	m := map[string]string{}
+	idx := scontrolKey.FindAllStringSubmatchIndex(line, -1)
+	for i, loc := range idx {
+		key := line[loc[2]:loc[3]]
+		end := len(line)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		if _, dup := m[key]; !dup {
+			m[key] = strings.TrimSpace(line[loc[1]:end])
+		}
+	}
+	return m
+}
+
+// parseScontrol parses `scontrol show job -o` output (one job per line).
+func parseScontrol(out string) map[string]record {
+	recs := map[string]record{}
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "JobId=") {
+			continue
+		}
+		f := parseScontrolLine(strings.TrimSpace(line))
+		r := record{ID: f["JobId"], Name: f["JobName"], StateRaw: f["JobState"], Reason: f["Reason"]}
+		r.State = firstWord(r.StateRaw)
+		r.Exit, r.Signal, r.HasExit = parseExitCode(f["ExitCode"])
+		r.Start, r.End = parseTime(f["StartTime"]), parseTime(f["EndTime"])
+		r.Allocated = allocated(f["NodeList"])
+		raw := map[string]string{}
+		for _, k := range []string{"JobState", "Reason", "ExitCode", "RunTime", "StartTime", "EndTime", "NodeList"} {
+			if v, ok := f[k]; ok {
+				raw["slurm."+k] = v
+			}
+		}
+		r.Usage.Raw = raw
+		if d, ok := parseDuration(f["RunTime"]); ok {
+			s := d.Seconds()
+			r.Usage.WallS = &s
+		}
+		if r.ID != "" {
+			recs[r.ID] = r
+		}
+	}
+	return recs
+}
+
+// sacctFields is the -o list of the sacct call.
+const sacctFields = "JobID,State,ExitCode,Elapsed,TotalCPU,MaxRSS,Start,End,Reason,NodeList,JobName"
+
+// parseSacct parses `sacct -n -P -o sacctFields` output: the job lines give
+// state and exit code; the steps (ID.batch, ID.0...) give MaxRSS, the
+// largest of which is kept.
+func parseSacct(out string) map[string]record {
+	recs := map[string]record{}
+	rss := map[string]int64{}
+	rawRSS := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, "|", 11)
+		if len(f) != 11 {
+			continue
+		}
+		id, step, isStep := strings.Cut(f[0], ".")
+		if !isJobID(id) {
+			continue
+		}
+		if isStep {
+			if kib, ok := parseMem(f[5]); ok && kib >= rss[id] {
+				rss[id] = kib
+				rawRSS[id] = f[5]
+			}
+			_ = step
+			continue
+		}
+		r := record{ID: id, StateRaw: f[1], State: firstWord(f[1]), Reason: f[8], Allocated: allocated(f[9]), Name: f[10]}
+		r.Exit, r.Signal, r.HasExit = parseExitCode(f[2])
+		r.Start, r.End = parseTime(f[6]), parseTime(f[7])
+		r.Usage.Raw = map[string]string{"slurm.State": f[1], "slurm.ExitCode": f[2], "slurm.Elapsed": f[3], "slurm.TotalCPU": f[4], "slurm.Start": f[6], "slurm.End": f[7]}
+		if d, ok := parseDuration(f[3]); ok {
+			s := d.Seconds()
+			r.Usage.WallS = &s
+		}
+		if d, ok := parseDuration(f[4]); ok {
+			s := d.Seconds()
+			r.Usage.CPUS = &s
+		}
+		recs[id] = r
+	}
+	for id, kib := range rss {
+		if r, ok := recs[id]; ok {
+			k := kib
+			r.Usage.MaxRSSKiB = &k
+			r.Usage.Raw["slurm.MaxRSS"] = rawRSS[id]
+			recs[id] = r
+		}
+	}
+	return recs
+}
+
+func firstWord(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// parseExitCode parses Slurm's ExitCode "exit:signal" (the first number is
+// the exit value, the second the signal).
+func parseExitCode(s string) (exit, sig int, ok bool) {
+	a, b, found := strings.Cut(strings.TrimSpace(s), ":")
+	if !found {
+		return 0, 0, false
+	}
+	e, err1 := strconv.Atoi(a)
+	g, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return e, g, true
+}
+
+// parseDuration parses Slurm durations: [D-]HH:MM:SS, MM:SS, MM:SS.mmm,
+// with optional fractions ("00:01.163").
+func parseDuration(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "INVALID" || s == "UNLIMITED" {
+		return 0, false
+	}
+	days := 0
+	if d, rest, ok := strings.Cut(s, "-"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil {
+			return 0, false
+		}
+		days, s = n, rest
+	}
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return 0, false
+	}
+	var total float64
+	for _, p := range parts {
+		v, err := strconv.ParseFloat(p, 64)
+		if err != nil || v < 0 {
+			return 0, false
+		}
+		total = total*60 + v
+	}
+	total += float64(days) * 86400
+	return time.Duration(total * float64(time.Second)), true
+}
+
+// parseMem parses sacct memory values (3068K, 12M, 1.5G, 512) into KiB.
+func parseMem(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	mult := 1.0 / 1024 // plain numbers are bytes
+	switch s[len(s)-1] {
+	case 'K', 'k':
+		mult = 1
+	case 'M', 'm':
+		mult = 1024
+	case 'G', 'g':
+		mult = 1024 * 1024
+	case 'T', 't':
+		mult = 1024 * 1024 * 1024
+	}
+	if mult != 1.0/1024 {
+		s = s[:len(s)-1]
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, false
+	}
+	return int64(v * mult), true
+}
+
+// phaseOf maps a squeue/scontrol/sacct state that is not final to a Phase;
+// final reports whether the state is one a job ends in.
+func phaseOf(state, reason string) (p drms.Phase, final bool) {
+	switch state {
+	case "PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "REVOKED_PENDING":
+		if strings.HasPrefix(reason, "JobHeld") || state == "REQUEUE_HOLD" || state == "RESV_DEL_HOLD" {
+			return drms.Held, false
+		}
+		return drms.Queued, false
+	case "RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "POWER_UP_NODE", "STAGING":
+		return drms.Running, false
+	case "SUSPENDED", "STOPPED":
+		return drms.Suspended, false
+	case "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+		"PREEMPTED", "DEADLINE", "REVOKED", "SPECIAL_EXIT":
+		return drms.Ended, true
+	}
+	return drms.Unknown, false
+}
+
+// signalReason is the reason a final Slurm state gives to a job killed by a
+// signal ("" when the state says nothing more); killedByUs drops the
+// "cancelled outside somaflow" of a CANCELLED job that we cancelled.
+func signalReason(state string, killedByUs bool) string {
+	switch state {
+	case "TIMEOUT", "DEADLINE":
+		return "time limit"
+	case "OUT_OF_MEMORY":
+		return "memory limit"
+	case "CANCELLED":
+		if killedByUs {
+			return ""
+		}
+		return "cancelled outside somaflow"
+	case "PREEMPTED":
+		return "preempted (Slurm: PREEMPTED)"
+	case "NODE_FAIL":
+		return "node failure (Slurm: NODE_FAIL)"
+	case "BOOT_FAIL":
+		return "node boot failure (Slurm: BOOT_FAIL)"
+	}
+	return ""
+}
+
+// recordOutcome turns Slurm's record of a finished job, without an exec-job
+// status file, into an Outcome. started says whether exec-job began (its
+// started file exists); a job that Slurm gave nodes to counts as started too
+// for cancels and limits (pending at the DRMS is not started); memHint whether the job's Slurm output mentions a
+// memory limit; killedByUs whether this engine cancelled it.
+func recordOutcome(r record, started, memHint, killedByUs bool) *drms.Outcome {
+	what := "Slurm: " + r.StateRaw
+	if r.Reason != "" && r.Reason != "None" {
+		what += " (" + r.Reason + ")"
+	}
+	if r.HasExit {
+		what += fmt.Sprintf(", ExitCode %d:%d", r.Exit, r.Signal)
+	}
+	execStarted := started
+	started = started || r.Allocated
+	var o *drms.Outcome
+	sig := ""
+	if r.Signal > 0 {
+		sig = batch.SignalName(r.Signal)
+	}
+	switch r.State {
+	case "COMPLETED":
+		o = drms.Exited(r.Exit)
+	case "FAILED":
+		switch {
+		case sig != "":
+			reason := ""
+			if memHint {
+				reason = "memory limit"
+			}
+			o = drms.Signaled(sig, reason)
+		case !execStarted:
+			o = drms.NotStarted("the batch script failed before somaflow exec-job started (" + what + ")")
+		case r.HasExit:
+			o = drms.Exited(r.Exit)
+		default:
+			o = drms.Unclear(what)
+		}
+	case "CANCELLED":
+		switch {
+		case !started:
+			if killedByUs {
+				o = drms.Unclear("cancelled while queued (" + what + ")")
+			} else {
+				o = drms.Unclear("cancelled outside somaflow while queued (" + what + ")")
+			}
+		case sig != "":
+			o = drms.Signaled(sig, signalReason("CANCELLED", killedByUs))
+		default:
+			if killedByUs {
+				o = drms.Unclear("cancelled (" + what + ")")
+			} else {
+				o = drms.Unclear("cancelled outside somaflow (" + what + ")")
+			}
+		}
+	case "TIMEOUT", "DEADLINE", "OUT_OF_MEMORY":
+		if !started {
+			o = drms.Unclear(what)
+			break
+		}
+		if sig == "" {
+			sig = "SIGTERM"
+			if r.State == "OUT_OF_MEMORY" {
+				sig = "SIGKILL"
+			}
+		}
+		o = drms.Signaled(sig, signalReason(r.State, killedByUs))
+	default: // NODE_FAIL, BOOT_FAIL, PREEMPTED, REVOKED, SPECIAL_EXIT, ...
+		o = drms.Unclear(what)
+	}
+	if started && o.ExitStatus != model.ExitAborted {
+		o.Started = r.Start
+	}
+	o.Ended = r.End
+	o.Usage = r.Usage
+	return o
+}

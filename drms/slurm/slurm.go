@@ -1,0 +1,788 @@
+// Package slurm is the Slurm backend: every job attempt is a batch script in
+// the spool dir that `exec`s `somaflow exec-job`, submitted with
+// `sbatch --parsable`; Status makes ONE `squeue -u USER` call for all the
+// attempts it is asked about, whatever their number, and reads outcomes by
+// design.md's precedence: the exec-job status file, then Slurm's record
+// (sacct when accounting is configured, else `scontrol show job`), which
+// also gives the reason (time limit, memory limit, cancelled outside
+// somaflow, node failure...). A job that Slurm forgot (MinJobAge) is read
+// from its status file; nothing anywhere gives exit_status_undetermined.
+//
+// Settings (drms.Config.Settings), all optional:
+//
+//	user             whose jobs squeue lists (default: the current user)
+//	accounting       auto | yes | no: whether sacct can be used (default auto:
+//	                 scontrol show config's AccountingStorageType)
+//	command_timeout  bound on each squeue/scontrol/sacct/scancel call (default 60s)
+//	submit_timeout   bound on each sbatch call (default 60s)
+//	lookup_delay     pause before the second look-up of a timed-out sbatch (default 2s)
+//	status_grace     how long a job that Slurm says ended may lack its status
+//	                 file (network filesystem lag) before Slurm's record is used
+//	                 instead (default 5s)
+//	sbatch_options   extra sbatch options for every job, split like a shell line
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
+)
+
+// HandleVersion is the version of the handles this package writes.
+const HandleVersion = 1
+
+// Backend runs jobs on Slurm. It is safe for concurrent use.
+type Backend struct {
+	cfg   drms.Config
+	spool batch.Spool
+	user  string
+
+	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
+	extraOpts                                     []string
+
+	mu         sync.Mutex
+	killed     map[string]bool      // ids this backend cancelled
+	noFileSeen map[string]time.Time // ended at Slurm, no status file yet: since when
+	acct       *bool                // accounting configured (nil: not known yet)
+	minJobAge  time.Duration
+}
+
+// handleState is the persisted part of a Slurm handle.
+type handleState struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Started string `json:"started"`
+	Output  string `json:"output"`
+}
+
+// New returns a Slurm backend. It checks the configuration but does not
+// contact Slurm (so that an engine starts while slurmctld is down).
+func New(cfg drms.Config) (*Backend, error) {
+	if cfg.ExecPath == "" {
+		return nil, errors.New("slurm: no somaflow executable configured for exec-job (Config.ExecPath)")
+	}
+	if cfg.EngineTag == "" {
+		return nil, errors.New("slurm: no engine tag configured (Config.EngineTag)")
+	}
+	if strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
+		return nil, fmt.Errorf("slurm: engine tag %q must not contain '-', '|' or spaces", cfg.EngineTag)
+	}
+	exe, err := absExec(cfg.ExecPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ExecPath = exe
+	sp, err := batch.NewSpool(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}}
+	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
+	dur := func(key string, def time.Duration) (time.Duration, error) {
+		v := set(key)
+		if v == "" {
+			return def, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("slurm: setting %s=%q is not a duration (e.g. 30s)", key, v)
+		}
+		return d, nil
+	}
+	if b.cmdTimeout, err = dur("command_timeout", 60*time.Second); err != nil {
+		return nil, err
+	}
+	if b.submitTimeout, err = dur("submit_timeout", 60*time.Second); err != nil {
+		return nil, err
+	}
+	if b.lookupDelay, err = dur("lookup_delay", 2*time.Second); err != nil {
+		return nil, err
+	}
+	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
+		return nil, err
+	}
+	switch v := set("accounting"); v {
+	case "", "auto":
+	case "yes", "true", "no", "false":
+		a := v == "yes" || v == "true"
+		b.acct = &a
+	default:
+		return nil, fmt.Errorf("slurm: setting accounting=%q: want auto, yes or no", v)
+	}
+	if v := set("sbatch_options"); v != "" {
+		if b.extraOpts, err = SplitWords(v); err != nil {
+			return nil, fmt.Errorf("slurm: setting sbatch_options: %w", err)
+		}
+	}
+	b.user = set("user")
+	if b.user == "" {
+		u, err := user.Current()
+		if err != nil {
+			return nil, fmt.Errorf("slurm: current user: %w", err)
+		}
+		b.user = u.Username
+	}
+	return b, nil
+}
+
+// Capabilities implements drms.Backend.
+func (b *Backend) Capabilities() drms.Capabilities {
+	return drms.Capabilities{Name: "slurm", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true}
+}
+
+// Close implements drms.Backend; jobs keep running.
+func (b *Backend) Close() error { return nil }
+
+func (b *Backend) prefix() string { return "sf-" + b.cfg.EngineTag + "-" }
+
+func (b *Backend) handle(id string, spec drms.JobSpec) drms.Handle {
+	p := b.spool.Paths(spec)
+	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output})
+	return drms.Handle{Version: HandleVersion, ID: id, State: st}
+}
+
+func decodeHandle(h drms.Handle) (handleState, error) {
+	var st handleState
+	if h.Version != HandleVersion {
+		return st, fmt.Errorf("slurm: handle %s has version %d, want %d", h.ID, h.Version, HandleVersion)
+	}
+	if err := json.Unmarshal(h.State, &st); err != nil {
+		return st, fmt.Errorf("slurm: handle %s: %w", h.ID, err)
+	}
+	return st, nil
+}
+
+// SbatchArgs is the sbatch command line (without "sbatch") for spec, whose
+// batch script is at script and whose Slurm output goes to output.
+func (b *Backend) SbatchArgs(spec drms.JobSpec, script, dir, output string) ([]string, error) {
+	a := []string{"--parsable", "--job-name=" + spec.Name(), "--export=ALL", "--chdir=" + dir, "--output=" + output}
+	if spec.Queue != "" {
+		a = append(a, "--partition="+spec.Queue)
+	}
+	if pj := spec.Parallel; pj != nil {
+		nodes, cpus := pj.NodesNumber, pj.CPUPerNode
+		if nodes < 1 {
+			nodes = 1
+		}
+		if cpus < 1 {
+			cpus = 1
+		}
+		a = append(a, "--nodes="+strconv.Itoa(nodes))
+		if strings.Contains(strings.ToLower(pj.ConfigName), "openmp") {
+			a = append(a, "--ntasks-per-node=1", "--cpus-per-task="+strconv.Itoa(cpus))
+		} else {
+			a = append(a, "--ntasks-per-node="+strconv.Itoa(cpus))
+		}
+	}
+	a = append(a, b.extraOpts...)
+	for _, ns := range spec.NativeSpec {
+		w, err := SplitWords(ns)
+		if err != nil {
+			return nil, &drms.StartError{Reason: fmt.Sprintf("native specification %q: %v", ns, err)}
+		}
+		a = append(a, w...)
+	}
+	return append(a, script), nil
+}
+
+// Submit implements drms.Backend: it writes the batch script and the job's
+// environment in the spool and runs sbatch. A refused job (bad partition,
+// bad native specification) gives a *drms.StartError; an unreachable
+// slurmctld an error wrapping drms.ErrUnavailable (nothing submitted); an
+// sbatch that timed out or answered garbage is looked up by job name twice
+// and, if not found, gives drms.ErrSubmitUncertain.
+func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
+	if len(spec.Argv) == 0 {
+		return drms.Handle{}, &drms.StartError{Reason: "empty command"}
+	}
+	if spec.EngineTag != b.cfg.EngineTag {
+		return drms.Handle{}, fmt.Errorf("slurm: job %s has engine tag %q, this backend %q", spec.Name(), spec.EngineTag, b.cfg.EngineTag)
+	}
+	p, err := b.spool.Prepare(spec)
+	if err != nil {
+		return drms.Handle{}, fmt.Errorf("slurm: %w", err)
+	}
+	header := []string{
+		"# somaflow job " + spec.Name() + ": " + strings.ReplaceAll(spec.JobName, "\n", " "),
+		"# Submitted with sbatch; the options are on the sbatch command line.",
+	}
+	if err := batch.WriteScript(p.Script, batch.Script(header, b.spool.ExecArgv(b.cfg.ExecPath, spec))); err != nil {
+		return drms.Handle{}, fmt.Errorf("slurm: %w", err)
+	}
+	args, err := b.SbatchArgs(spec, p.Script, p.Dir, p.Output)
+	if err != nil {
+		return drms.Handle{}, err
+	}
+	out, stderr, err := b.run(ctx, b.submitTimeout, sbatchEnv(), "sbatch", args...)
+	if err == nil {
+		id, _, _ := strings.Cut(strings.TrimSpace(out), ";") // "ID" or "ID;cluster"
+		if isJobID(id) && !strings.Contains(id, "_") {
+			return b.handle(id, spec), nil
+		}
+		err = fmt.Errorf("sbatch printed %q, not a job id", strings.TrimSpace(out))
+	} else if !errors.Is(err, errTimeout) {
+		if isUnavailable(stderr) {
+			return drms.Handle{}, fmt.Errorf("slurm: sbatch: %s: %w", oneLine(stderr), drms.ErrUnavailable)
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return drms.Handle{}, &drms.StartError{Reason: "sbatch refused the job: " + oneLine(stderr)}
+		}
+		return drms.Handle{}, fmt.Errorf("slurm: sbatch: %w", err)
+	}
+	// Timed out or garbage: the job may have reached slurmctld. Look it up.
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			select {
+			case <-time.After(b.lookupDelay):
+			case <-ctx.Done():
+				return drms.Handle{}, fmt.Errorf("slurm: sbatch %s: %v: %w", spec.Name(), err, drms.ErrSubmitUncertain)
+			}
+		}
+		if id, found, lerr := b.findByName(ctx, spec.Name()); lerr == nil && found {
+			return b.handle(id, spec), nil
+		}
+	}
+	return drms.Handle{}, fmt.Errorf("slurm: sbatch %s: %v; not found by name afterwards: %w", spec.Name(), err, drms.ErrSubmitUncertain)
+}
+
+// sbatchEnv is sbatch's environment: the job's own environment travels in
+// the spool's env file, so sbatch gets only what it needs itself (PATH,
+// HOME, locale, SLURM_CONF and the user's SBATCH_* defaults) and exports
+// that to the batch script (--export=ALL, which unlike NONE does not run the
+// user's login shell on the node for every job).
+func sbatchEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH" || k == "HOME" || k == "USER" || k == "LOGNAME" || k == "LANG" || k == "TZ" || k == "SLURM_CONF",
+			strings.HasPrefix(k, "LC_"), strings.HasPrefix(k, "SBATCH_"):
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// findByName looks a job up by its name in squeue (one call).
+func (b *Backend) findByName(ctx context.Context, name string) (string, bool, error) {
+	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
+	if err != nil {
+		return "", false, b.cmdError("squeue", stderr, err)
+	}
+	jobs, _ := parseSqueue(out)
+	best := ""
+	for id, j := range jobs {
+		if j.Name == name && (best == "" || idLess(best, id)) {
+			best = id
+		}
+	}
+	return best, best != "", nil
+}
+
+func idLess(a, b string) bool {
+	x, _ := strconv.ParseInt(a, 10, 64)
+	y, _ := strconv.ParseInt(b, 10, 64)
+	return x < y
+}
+
+// squeue lists all jobs of the user (one call), keeping ours only.
+func (b *Backend) squeue(ctx context.Context) (map[string]queueJob, error) {
+	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-t", "all", "-u", b.user, "-o", squeueFormat)
+	if err != nil {
+		return nil, b.cmdError("squeue", stderr, err)
+	}
+	jobs, _ := parseSqueue(out)
+	for id, j := range jobs {
+		if !strings.HasPrefix(j.Name, b.prefix()) {
+			delete(jobs, id)
+		}
+	}
+	return jobs, nil
+}
+
+// Status implements drms.Backend with one squeue call, plus, only for jobs
+// that ended without a readable status file (or whose signal needs Slurm's
+// reason after they left squeue), one sacct call or scontrol calls.
+func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms.State, error) {
+	out := make(map[string]drms.State, len(hs))
+	if len(hs) == 0 {
+		return out, nil
+	}
+	q, err := b.squeue(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type need struct {
+		h       drms.Handle
+		st      handleState
+		file    *drms.Outcome
+		inQueue bool
+		qj      queueJob
+		started bool
+	}
+	var needs []need
+	now := time.Now()
+	for _, h := range hs {
+		st, err := decodeHandle(h)
+		if err != nil {
+			out[h.ID] = drms.State{Phase: drms.Ended, Outcome: drms.Undetermined(err.Error())}
+			continue
+		}
+		qj, inQueue := q[h.ID]
+		if inQueue && qj.Name != st.Name {
+			inQueue = false // another job got this id (Slurm state reset): ours is gone
+		}
+		if inQueue {
+			if p, final := phaseOf(qj.State, qj.Reason); !final {
+				s := drms.State{Phase: p}
+				if p == drms.Running || p == drms.Suspended {
+					s.Started = qj.Start
+				}
+				if p == drms.Unknown {
+					s.Phase = drms.Queued
+				}
+				out[h.ID] = s
+				continue
+			}
+		}
+		file, ferr := batch.ReadOutcome(st.Status)
+		if ferr != nil {
+			// A damaged status file: Slurm's record decides.
+			file = nil
+		}
+		if file != nil && inQueue {
+			rec := &drms.Outcome{Reason: signalReason(qj.State, b.wasKilled(h.ID))}
+			out[h.ID] = ended(batch.Combine(file, rec))
+			b.forget(h.ID)
+			continue
+		}
+		acct := b.accounting(ctx)
+		if file != nil && (file.Signal == "" || !acct) {
+			out[h.ID] = ended(file)
+			b.forget(h.ID)
+			continue
+		}
+		n := need{h: h, st: st, file: file, inQueue: inQueue, qj: qj}
+		if file == nil {
+			si, _ := batch.ReadStarted(st.Started)
+			n.started = si != nil
+			if n.started || !inQueue || qj.State != "CANCELLED" || allocated(qj.Nodes) {
+				// exec-job ran (or may have): its status file may lag on a
+				// network filesystem; give it status_grace.
+				b.mu.Lock()
+				first, seen := b.noFileSeen[h.ID]
+				if !seen {
+					b.noFileSeen[h.ID] = now
+					first = now
+				}
+				b.mu.Unlock()
+				if now.Sub(first) < b.grace {
+					out[h.ID] = drms.State{Phase: drms.Running, Started: qj.Start}
+					continue
+				}
+			}
+		}
+		needs = append(needs, n)
+	}
+	if len(needs) == 0 {
+		return out, nil
+	}
+	ids := make([]string, 0, len(needs))
+	for _, n := range needs {
+		ids = append(ids, n.h.ID)
+	}
+	recs, err := b.records(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range needs {
+		r, ok := recs[n.h.ID]
+		if ok && r.Name != "" && r.Name != n.st.Name {
+			ok = false
+		}
+		if ok {
+			if p, final := phaseOf(r.State, r.Reason); !final {
+				// sacct lags behind slurmctld: keep waiting.
+				if p == drms.Unknown {
+					p = drms.Running
+				}
+				out[n.h.ID] = drms.State{Phase: p, Started: r.Start}
+				continue
+			}
+		}
+		killed := b.wasKilled(n.h.ID)
+		var o *drms.Outcome
+		switch {
+		case n.file != nil && ok:
+			o = batch.Combine(n.file, &drms.Outcome{Reason: signalReason(r.State, killed), Usage: r.Usage})
+		case n.file != nil:
+			o = n.file
+		case ok:
+			o = recordOutcome(r, n.started, r.Signal == 9 && memoryHint(n.st.Output), killed)
+		case n.inQueue:
+			// In squeue as ended, but scontrol no longer has it: what squeue said.
+			o = recordOutcome(record{ID: n.h.ID, State: n.qj.State, StateRaw: n.qj.State, Reason: n.qj.Reason, Start: n.qj.Start, End: n.qj.End, Allocated: allocated(n.qj.Nodes)}, n.started, false, killed)
+		default:
+			o = drms.Undetermined(fmt.Sprintf("Slurm no longer knows job %s (purged after MinJobAge, and no accounting) and exec-job left no status file %s", n.h.ID, n.st.Status))
+		}
+		out[n.h.ID] = ended(o)
+		b.forget(n.h.ID)
+	}
+	return out, nil
+}
+
+func ended(o *drms.Outcome) drms.State {
+	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
+}
+
+func (b *Backend) wasKilled(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.killed[id]
+}
+
+func (b *Backend) forget(id string) {
+	b.mu.Lock()
+	delete(b.noFileSeen, id)
+	b.mu.Unlock()
+}
+
+// memoryHint reports whether the job's Slurm output mentions a memory
+// limit (slurmstepd's message when it kills an over-memory job without cgroups).
+func memoryHint(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > 16384 {
+		_, _ = f.Seek(fi.Size()-16384, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 16384))
+	s := strings.ToLower(string(b))
+	return strings.Contains(s, "memory limit") || strings.Contains(s, "oom-kill") || strings.Contains(s, "out of memory")
+}
+
+// records returns Slurm's records of ids: one sacct call per 500 ids when
+// accounting is configured, else scontrol (per id for a few, else one call
+// for all jobs).
+func (b *Backend) records(ctx context.Context, ids []string) (map[string]record, error) {
+	recs := map[string]record{}
+	if b.accounting(ctx) {
+		for i := 0; i < len(ids); i += 500 {
+			j := min(i+500, len(ids))
+			out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-D", "-j", strings.Join(ids[i:j], ","), "-o", sacctFields)
+			if err != nil {
+				return nil, b.cmdError("sacct", stderr, err)
+			}
+			for id, r := range parseSacct(out) {
+				recs[id] = r
+			}
+		}
+		return recs, nil
+	}
+	if len(ids) > 8 {
+		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o")
+		if err != nil {
+			return nil, b.cmdError("scontrol", stderr, err)
+		}
+		return parseScontrol(out), nil
+	}
+	for _, id := range ids {
+		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o", id)
+		if err != nil {
+			if strings.Contains(stderr, "Invalid job id") {
+				continue // purged
+			}
+			return nil, b.cmdError("scontrol", stderr, err)
+		}
+		for k, r := range parseScontrol(out) {
+			recs[k] = r
+		}
+	}
+	return recs, nil
+}
+
+// accounting reports whether sacct can be used (setting, else slurmctld's
+// AccountingStorageType, asked once).
+func (b *Backend) accounting(ctx context.Context) bool {
+	b.mu.Lock()
+	a := b.acct
+	b.mu.Unlock()
+	if a != nil {
+		return *a
+	}
+	b.loadConfig(ctx)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.acct != nil && *b.acct
+}
+
+// loadConfig reads AccountingStorageType and MinJobAge from
+// `scontrol show config` once (again later if it failed).
+func (b *Backend) loadConfig(ctx context.Context) {
+	out, _, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "config")
+	if err != nil {
+		return
+	}
+	var acct *bool
+	age := time.Duration(0)
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch k {
+		case "AccountingStorageType":
+			x := v != "" && v != "accounting_storage/none"
+			acct = &x
+		case "MinJobAge":
+			if n, err := strconv.Atoi(firstWord(v)); err == nil {
+				age = time.Duration(n) * time.Second
+			}
+		}
+	}
+	b.mu.Lock()
+	if b.acct == nil {
+		b.acct = acct
+	}
+	if age > 0 {
+		b.minJobAge = age
+	}
+	b.mu.Unlock()
+}
+
+// Kill implements drms.Backend with scancel; a job that already ended is
+// not an error.
+func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
+	if !isJobID(h.ID) {
+		return fmt.Errorf("slurm: %q is not a job id", h.ID)
+	}
+	b.mu.Lock()
+	b.killed[h.ID] = true
+	b.mu.Unlock()
+	_, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scancel", h.ID)
+	if err != nil {
+		if strings.Contains(stderr, "already completing or completed") || strings.Contains(stderr, "Invalid job id") {
+			return nil
+		}
+		return b.cmdError("scancel", stderr, err)
+	}
+	return nil
+}
+
+// Recover implements drms.Backend: the job's current state, from squeue, its
+// status file and Slurm's record, exactly as Status reports it.
+func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error) {
+	if _, err := decodeHandle(h); err != nil {
+		return drms.State{}, err
+	}
+	st, err := b.Status(ctx, []drms.Handle{h})
+	if err != nil {
+		return drms.State{}, err
+	}
+	return st[h.ID], nil
+}
+
+// Locate implements drms.Locator: an attempt whose handle was never
+// recorded is found by its spool's started file (exec-job wrote the job id),
+// then by name in squeue (and sacct with accounting). It was never
+// submitted when its batch script was never written, or when the script is
+// younger than MinJobAge and Slurm lists no job of that name (slurmctld
+// still lists every job of the last MinJobAge).
+func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, bool, bool, error) {
+	p := b.spool.Paths(spec)
+	if si, err := batch.ReadStarted(p.Started); err == nil && si != nil && isJobID(si.JobID) {
+		return b.handle(si.JobID, spec), true, false, nil
+	}
+	scriptInfo, serr := os.Stat(p.Script)
+	if serr != nil && errors.Is(serr, os.ErrNotExist) {
+		return drms.Handle{}, false, true, nil
+	}
+	// Look before reading the clock: a job listed now was submitted before.
+	b.loadConfig(ctx)
+	now := time.Now()
+	id, found, err := b.findByName(ctx, spec.Name())
+	if err != nil {
+		return drms.Handle{}, false, false, err
+	}
+	if found {
+		return b.handle(id, spec), true, false, nil
+	}
+	if b.accounting(ctx) {
+		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-X", "-u", b.user, "--name", spec.Name(), "-S", scriptInfo.ModTime().Add(-time.Hour).Format("2006-01-02T15:04:05"), "-o", "JobID,JobName")
+		if err != nil {
+			return drms.Handle{}, false, false, b.cmdError("sacct", stderr, err)
+		}
+		best := ""
+		for _, line := range strings.Split(out, "\n") {
+			jid, name, _ := strings.Cut(strings.TrimSpace(line), "|")
+			if name == spec.Name() && isJobID(jid) && (best == "" || idLess(best, jid)) {
+				best = jid
+			}
+		}
+		if best != "" {
+			return b.handle(best, spec), true, false, nil
+		}
+		return drms.Handle{}, false, true, nil // accounting keeps every job
+	}
+	b.mu.Lock()
+	age := b.minJobAge
+	b.mu.Unlock()
+	if serr == nil && age > 0 && now.Sub(scriptInfo.ModTime()) < age {
+		return drms.Handle{}, false, true, nil
+	}
+	return drms.Handle{}, false, false, nil
+}
+
+// absExec makes the exec-job binary's path absolute: batch scripts run it
+// from the spool dir, on another host.
+func absExec(p string) (string, error) {
+	if !strings.Contains(p, "/") {
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("slurm: exec-job binary %q: %w", p, err)
+		}
+		p = lp
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("slurm: exec-job binary %q: %w", p, err)
+	}
+	return abs, nil
+}
+
+var errTimeout = errors.New("timed out")
+
+// run runs a Slurm command with a timeout; env nil means the engine's
+// environment. It returns stdout and stderr.
+func (b *Backend) run(ctx context.Context, timeout time.Duration, env []string, name string, args ...string) (string, string, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, name, args...)
+	cmd.Env = env
+	cmd.WaitDelay = 5 * time.Second
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%s %w after %v", name, errTimeout, timeout)
+	} else if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%s: %w", name, ctx.Err())
+	}
+	return so.String(), se.String(), err
+}
+
+// cmdError wraps a failed Slurm command: timeouts and controller errors
+// wrap drms.ErrUnavailable.
+func (b *Backend) cmdError(name, stderr string, err error) error {
+	if errors.Is(err, errTimeout) || isUnavailable(stderr) {
+		return fmt.Errorf("slurm: %s: %s: %w", name, strings.TrimSpace(err.Error()+" "+oneLine(stderr)), drms.ErrUnavailable)
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("slurm: %s not found on PATH (is Slurm's client installed?): %w", name, err)
+	}
+	return fmt.Errorf("slurm: %s: %v: %s", name, err, oneLine(stderr))
+}
+
+// isUnavailable reports whether a Slurm command's stderr says that the
+// controller (or the database) cannot be reached or is too busy now.
+func isUnavailable(stderr string) bool {
+	s := strings.ToLower(stderr)
+	for _, m := range []string{
+		"unable to contact slurm controller", "connection refused", "socket timed out",
+		"zero bytes were transmitted", "slurm_receive_msg", "communication connection failure",
+		"resource temporarily unavailable", "slurmctld not responding", "slurm backup controller in standby",
+		"slurmdbd not responding", "connection timed out", "transport endpoint", "try again",
+		"unable to establish connection", "job submit limit", "qosmaxsubmitjob",
+	} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.ReplaceAll(s, "\n", "; ")
+	if len(s) > 500 {
+		s = s[:500] + "..."
+	}
+	return s
+}
+
+// SplitWords splits a shell-like option string into words: blanks separate
+// words; single quotes, double quotes and backslashes quote as in sh (no
+// expansion of any kind).
+func SplitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("unterminated single quote")
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, errors.New("unterminated double quote")
+			}
+			inWord = true
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("trailing backslash")
+			}
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+var (
+	_ drms.Backend = (*Backend)(nil)
+	_ drms.Locator = (*Backend)(nil)
+)

@@ -1,0 +1,428 @@
+package slurm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
+	"github.com/somaflow/somaflow/drms/execjob"
+	"github.com/somaflow/somaflow/model"
+)
+
+// The test binary is also `somaflow exec-job` for the jobs it submits.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "exec-job" {
+		os.Exit(execjob.Main(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// requireSlurm skips the test when no Slurm cluster is usable here, unless
+// SOMAFLOW_REQUIRE names slurm: then it fails.
+func requireSlurm(t *testing.T) {
+	t.Helper()
+	why := ""
+	if _, err := exec.LookPath("sinfo"); err != nil {
+		why = "sinfo not found"
+	} else if out, err := exec.Command("sinfo", "-h", "-o", "%T").Output(); err != nil {
+		why = "sinfo failed: " + err.Error()
+	} else if !usableNode(string(out)) {
+		why = "no usable Slurm node (sinfo says " + strings.TrimSpace(string(out)) + ")"
+	}
+	if why == "" {
+		return
+	}
+	for _, s := range strings.Split(os.Getenv("SOMAFLOW_REQUIRE"), ",") {
+		if strings.TrimSpace(s) == "slurm" {
+			t.Fatalf("Slurm required (SOMAFLOW_REQUIRE) but %s; run scripts/slurm-up.sh", why)
+		}
+	}
+	t.Skipf("no Slurm: %s (scripts/slurm-up.sh starts one; SOMAFLOW_REQUIRE=slurm makes this a failure)", why)
+}
+
+// usableNode reports whether one of sinfo's node states can run jobs.
+func usableNode(states string) bool {
+	for _, s := range strings.Fields(states) {
+		s = strings.TrimRight(strings.ToLower(s), "*~#!%$@^-+")
+		switch s {
+		case "idle", "mixed", "allocated", "alloc", "planned", "completing", "reserved":
+			return true
+		}
+	}
+	return false
+}
+
+func testExec(t *testing.T) string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+var tagSerial atomic.Int64
+
+// testTag is an engine tag unique to this test process, so that runs do not
+// see each other's jobs.
+func testTag(prefix string) string {
+	return prefix + strings.ReplaceAll(time.Now().Format("150405.000"), ".", "") + string(rune('a'+tagSerial.Add(1)%26))
+}
+
+func newBackend(t *testing.T, state, tag string, settings map[string]string) *Backend {
+	t.Helper()
+	b, err := New(drms.Config{StateDir: state, ExecPath: testExec(t), EngineTag: tag, Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var jobSerial atomic.Int64
+
+func spec(t *testing.T, tag string, argv ...string) drms.JobSpec {
+	dir := t.TempDir()
+	return drms.JobSpec{
+		EngineTag: tag, WorkflowID: 1, JobID: jobSerial.Add(1), Attempt: 1, JobName: t.Name(),
+		Argv: argv, Env: os.Environ(), Dir: dir,
+		Stdout: filepath.Join(dir, "out"), Stderr: filepath.Join(dir, "err"),
+	}
+}
+
+// waitEnd polls Status until the job ended.
+func waitEnd(t *testing.T, b drms.Backend, h drms.Handle, timeout time.Duration) *drms.Outcome {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		st, err := b.Status(context.Background(), []drms.Handle{h})
+		if err != nil {
+			t.Logf("Status: %v", err)
+		} else if s := st[h.ID]; s.Phase == drms.Ended {
+			return s.Outcome
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("job %s did not end within %v", h.ID, timeout)
+	return nil
+}
+
+func waitPhase(t *testing.T, b drms.Backend, h drms.Handle, want drms.Phase) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		st, err := b.Status(context.Background(), []drms.Handle{h})
+		if err == nil && st[h.ID].Phase == want {
+			return
+		}
+		if err == nil && st[h.ID].Phase == drms.Ended {
+			t.Fatalf("job %s ended before %v: %+v", h.ID, want, st[h.ID].Outcome)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("job %s never reached %v", h.ID, want)
+}
+
+// waitPurged waits until slurmctld forgot the job (MinJobAge plus its purge
+// interval; scripts/slurm-up.sh sets MinJobAge=10).
+func waitPurged(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		out, err := exec.Command("squeue", "-h", "-t", "all", "-j", id, "-o", "%i").CombinedOutput()
+		if err != nil && strings.Contains(string(out), "Invalid job id") || err == nil && strings.TrimSpace(string(out)) == "" {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("job %s still known to slurmctld after 5 minutes (MinJobAge too high? scripts/slurm-up.sh sets 10)", id)
+}
+
+func describe(o *drms.Outcome) string {
+	if o == nil {
+		return "<nil>"
+	}
+	ev := "null"
+	if o.ExitValue != nil {
+		ev = fmt.Sprint(*o.ExitValue)
+	}
+	return fmt.Sprintf("%s/%s exit=%s signal=%q reason=%q", o.Status, o.ExitStatus, ev, o.Signal, o.Reason)
+}
+
+func submit(t *testing.T, b *Backend, s drms.JobSpec) drms.Handle {
+	t.Helper()
+	h, err := b.Submit(context.Background(), s)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	return h
+}
+
+// TestOutcomes: the rows of the outcome table that need a real Slurm and are
+// not in the conformance suite.
+func TestOutcomes(t *testing.T) {
+	requireSlurm(t)
+	tag := testTag("o")
+	b := newBackend(t, t.TempDir(), tag, nil)
+
+	t.Run("exit3_usage", func(t *testing.T) {
+		t.Parallel()
+		h := submit(t, b, spec(t, tag, "sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exit 3"))
+		o := waitEnd(t, b, h, 2*time.Minute)
+		if o.ExitStatus != model.ExitFinishedRegular || *o.ExitValue != 3 {
+			t.Fatalf("got %s", describe(o))
+		}
+		if o.Usage.WallS == nil || o.Usage.CPUS == nil || o.Usage.MaxRSSKiB == nil || *o.Usage.MaxRSSKiB <= 0 || o.Usage.Raw["maxrss"] == "" {
+			t.Errorf("usage: %+v", o.Usage)
+		}
+		if o.Started.IsZero() || o.Ended.Before(o.Started) {
+			t.Errorf("times: %v %v", o.Started, o.Ended)
+		}
+	})
+	t.Run("kill_ignoring_term", func(t *testing.T) {
+		// The job ignores SIGTERM: Slurm's SIGKILL after KillWait kills
+		// exec-job too, so the outcome comes from Slurm's record.
+		t.Parallel()
+		s := spec(t, tag, "sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done")
+		h := submit(t, b, s)
+		waitFile(t, s.Stdout, "up\n")
+		if err := b.Kill(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		o := waitEnd(t, b, h, 2*time.Minute)
+		if o.ExitStatus != model.ExitFinishedSignal || o.Signal != "SIGKILL" || o.Started.IsZero() {
+			t.Fatalf("got %s", describe(o))
+		}
+		if r := drms.Resolve(true, o); r.ExitStatus != model.ExitKilledByUser {
+			t.Fatalf("resolved: %s", describe(r))
+		}
+	})
+	t.Run("parallel_queue", func(t *testing.T) {
+		t.Parallel()
+		s := spec(t, tag, "sh", "-c", `echo "$SLURM_JOB_PARTITION $SLURM_NNODES $SLURM_NTASKS_PER_NODE"`)
+		s.Queue = "debug"
+		s.Parallel = &model.ParallelJobInfo{NodesNumber: 1, CPUPerNode: 2}
+		s.NativeSpec = []string{"--comment='two words'"}
+		h := submit(t, b, s)
+		if o := waitEnd(t, b, h, 2*time.Minute); !model.Succeeded(o.Status, o.ExitStatus, o.ExitValue) {
+			t.Fatalf("got %s", describe(o))
+		}
+		waitFile(t, s.Stdout, "debug 1 2\n")
+	})
+	t.Run("bad_partition", func(t *testing.T) {
+		t.Parallel()
+		s := spec(t, tag, "true")
+		s.Queue = "no-such-partition"
+		_, err := b.Submit(context.Background(), s)
+		var se *drms.StartError
+		if !errors.As(err, &se) || !strings.Contains(se.Reason, "partition") {
+			t.Fatalf("got %v, want a StartError about the partition", err)
+		}
+	})
+	t.Run("locate", func(t *testing.T) {
+		t.Parallel()
+		s := spec(t, tag, "sleep", "2")
+		h := submit(t, b, s)
+		b2 := newBackend(t, filepath.Dir(b.spool.Root), tag, nil)
+		got, found, never, err := b2.Locate(context.Background(), s)
+		if err != nil || !found || never || got.ID != h.ID {
+			t.Fatalf("Locate submitted: %+v %v %v %v", got, found, never, err)
+		}
+		s2 := s
+		s2.JobID = jobSerial.Add(1)
+		if _, found, never, err := b2.Locate(context.Background(), s2); err != nil || found || !never {
+			t.Fatalf("Locate never submitted: found=%v never=%v err=%v", found, never, err)
+		}
+		waitEnd(t, b2, got, 2*time.Minute)
+		// Found by the started file once it ran.
+		if got2, found, _, err := b2.Locate(context.Background(), s); err != nil || !found || got2.ID != h.ID {
+			t.Fatalf("Locate after run: %+v %v %v", got2, found, err)
+		}
+	})
+	t.Run("time_limit", func(t *testing.T) {
+		t.Parallel()
+		s := spec(t, tag, "sleep", "600")
+		s.NativeSpec = []string{"--time=1"}
+		h := submit(t, b, s)
+		o := waitEnd(t, b, h, 5*time.Minute)
+		if o.ExitStatus != model.ExitFinishedSignal || o.Signal != "SIGTERM" || o.Reason != "time limit" {
+			t.Fatalf("got %s", describe(o))
+		}
+	})
+	t.Run("purged", func(t *testing.T) {
+		// A finished job read back after it left squeue: from its status
+		// file; and one whose status file is gone: from sacct with
+		// accounting, else exit_status_undetermined.
+		t.Parallel()
+		h := submit(t, b, spec(t, tag, "sh", "-c", "exit 3"))
+		s5 := spec(t, tag, "sh", "-c", "exit 5")
+		h5 := submit(t, b, s5)
+		waitEnd(t, b, h, 2*time.Minute)
+		waitEnd(t, b, h5, 2*time.Minute)
+		if err := os.Remove(b.spool.Paths(s5).Status); err != nil {
+			t.Fatal(err)
+		}
+		waitPurged(t, h.ID)
+		waitPurged(t, h5.ID)
+		b2 := newBackend(t, filepath.Dir(b.spool.Root), tag, nil)
+		st, err := b2.Recover(context.Background(), h)
+		if err != nil || st.Phase != drms.Ended || st.Outcome.ExitValue == nil || *st.Outcome.ExitValue != 3 {
+			t.Fatalf("purged job: %+v %v", st, err)
+		}
+		o := waitEnd(t, b2, h5, time.Minute)
+		if b2.accounting(context.Background()) {
+			if o.ExitStatus != model.ExitFinishedRegular || *o.ExitValue != 5 {
+				t.Fatalf("purged job without status file, with accounting: %s", describe(o))
+			}
+		} else if o.ExitStatus != model.ExitUndetermined || !strings.Contains(o.Reason, "no status file") {
+			t.Fatalf("purged job without status file, no accounting: %s", describe(o))
+		}
+	})
+}
+
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(path); string(b) == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(path)
+	t.Fatalf("%s: %q, want %q", path, b, want)
+}
+
+// fakeSlurm puts fake Slurm commands (sh scripts) first on PATH: for error
+// paths only.
+func fakeSlurm(t *testing.T, cmds map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range cmds {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+}
+
+func TestErrorPaths(t *testing.T) {
+	tag := "fake"
+	down := `echo "$(basename $0): error: Unable to contact slurm controller (connect failure)" >&2; exit 1`
+	newB := func(t *testing.T) *Backend {
+		return newBackend(t, t.TempDir(), tag, map[string]string{"submit_timeout": "500ms", "command_timeout": "2s", "lookup_delay": "10ms", "accounting": "no"})
+	}
+	t.Run("controller_down", func(t *testing.T) {
+		fakeSlurm(t, map[string]string{"squeue": down, "sbatch": down, "scancel": down})
+		b := newB(t)
+		_, err := b.Status(context.Background(), []drms.Handle{b.handle("12", spec(t, tag, "true"))})
+		if !errors.Is(err, drms.ErrUnavailable) {
+			t.Errorf("Status: %v, want ErrUnavailable", err)
+		}
+		_, err = b.Submit(context.Background(), spec(t, tag, "true"))
+		if !errors.Is(err, drms.ErrUnavailable) {
+			t.Errorf("Submit: %v, want ErrUnavailable", err)
+		}
+		if err := b.Kill(context.Background(), drms.Handle{ID: "12"}); !errors.Is(err, drms.ErrUnavailable) {
+			t.Errorf("Kill: %v, want ErrUnavailable", err)
+		}
+	})
+	t.Run("sbatch_timeout_not_found", func(t *testing.T) {
+		fakeSlurm(t, map[string]string{"sbatch": "exec sleep 30", "squeue": "exit 0"})
+		b := newB(t)
+		_, err := b.Submit(context.Background(), spec(t, tag, "true"))
+		if !errors.Is(err, drms.ErrSubmitUncertain) {
+			t.Errorf("Submit: %v, want ErrSubmitUncertain", err)
+		}
+	})
+	t.Run("sbatch_timeout_found_later", func(t *testing.T) {
+		// The job shows up only at the second look-up.
+		s := spec(t, tag, "true")
+		state := t.TempDir()
+		fakeSlurm(t, map[string]string{
+			"sbatch": "exec sleep 30",
+			"squeue": `f=` + state + `/n; n=$(cat $f 2>/dev/null || echo 0); echo $((n+1)) > $f; [ $n -ge 1 ] && echo "4711|PENDING|Priority|N/A|N/A||` + s.Name() + `"; exit 0`,
+		})
+		b := newB(t)
+		h, err := b.Submit(context.Background(), s)
+		if err != nil || h.ID != "4711" {
+			t.Errorf("Submit: %+v %v, want job 4711", h, err)
+		}
+	})
+	t.Run("sbatch_garbage", func(t *testing.T) {
+		fakeSlurm(t, map[string]string{"sbatch": "echo 'Submitted batch job'; exit 0", "squeue": "exit 0"})
+		b := newB(t)
+		if _, err := b.Submit(context.Background(), spec(t, tag, "true")); !errors.Is(err, drms.ErrSubmitUncertain) {
+			t.Errorf("Submit: %v, want ErrSubmitUncertain", err)
+		}
+	})
+	t.Run("sbatch_refused", func(t *testing.T) {
+		fakeSlurm(t, map[string]string{"sbatch": `echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2; exit 1`})
+		b := newB(t)
+		_, err := b.Submit(context.Background(), spec(t, tag, "true"))
+		var se *drms.StartError
+		if !errors.As(err, &se) || !strings.Contains(se.Reason, "Invalid partition") {
+			t.Errorf("Submit: %v, want StartError", err)
+		}
+	})
+	t.Run("squeue_timeout_and_garbage", func(t *testing.T) {
+		fakeSlurm(t, map[string]string{"squeue": "exec sleep 30"})
+		b := newB(t)
+		h := b.handle("12", spec(t, tag, "true"))
+		if _, err := b.Status(context.Background(), []drms.Handle{h}); !errors.Is(err, drms.ErrUnavailable) {
+			t.Errorf("Status with hanging squeue: %v, want ErrUnavailable", err)
+		}
+		fakeSlurm(t, map[string]string{"squeue": "echo 'garbage'; echo '12|RUNNING|None|2026-01-01T00:00:00|N/A|node1|" + decodeName(t, h) + "'; echo '13|RUNNING'"})
+		st, err := b.Status(context.Background(), []drms.Handle{h})
+		if err != nil || st["12"].Phase != drms.Running || st["12"].Started.IsZero() {
+			t.Errorf("Status with garbage: %+v %v", st, err)
+		}
+	})
+	t.Run("bad_config", func(t *testing.T) {
+		for _, cfg := range []drms.Config{
+			{StateDir: t.TempDir(), EngineTag: "x"},
+			{StateDir: t.TempDir(), ExecPath: "/bin/true"},
+			{StateDir: t.TempDir(), ExecPath: "/bin/true", EngineTag: "a-b"},
+			{StateDir: t.TempDir(), ExecPath: "/bin/true", EngineTag: "x", Settings: map[string]string{"submit_timeout": "soon"}},
+			{StateDir: t.TempDir(), ExecPath: "/bin/true", EngineTag: "x", Settings: map[string]string{"accounting": "maybe"}},
+		} {
+			if _, err := New(cfg); err == nil {
+				t.Errorf("New(%+v): no error", cfg)
+			}
+		}
+	})
+}
+
+func decodeName(t *testing.T, h drms.Handle) string {
+	st, err := decodeHandle(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Name
+}
+
+// TestScript checks the generated batch script: it execs exec-job with the
+// job's argv quoted word by word.
+func TestScript(t *testing.T) {
+	b := newBackend(t, t.TempDir(), "scr", nil)
+	s := spec(t, "scr", "printf", "%s\n", "it's", "$HOME", "a b")
+	p, err := b.spool.Prepare(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := batch.Script(nil, b.spool.ExecArgv(b.cfg.ExecPath, s))
+	if !strings.Contains(script, "exec '"+b.cfg.ExecPath+"' 'exec-job' '--status' '"+p.Status+"'") || !strings.Contains(script, `'it'\''s' '$HOME' 'a b'`) {
+		t.Errorf("script:\n%s", script)
+	}
+	args, err := b.SbatchArgs(s, p.Script, p.Dir, p.Output)
+	if err != nil || args[len(args)-1] != p.Script || args[0] != "--parsable" {
+		t.Errorf("sbatch args %q %v", args, err)
+	}
+}
