@@ -29,6 +29,11 @@ func skipWS(d []byte, i int) int {
 	return i
 }
 
+// maxNesting bounds how deep values nest in a workflow file (soma-workflow's
+// own reader, Python's json, gives up at about 1000; formatting deep values
+// with indentation is quadratic).
+const maxNesting = 200
+
 var errEnd = errors.New("unexpected end of JSON input")
 
 // skipString returns the index just past the string starting at d[i] == '"'.
@@ -71,8 +76,8 @@ func skipValue(d []byte, i int) (int, error) {
 				i = e
 				continue
 			case '{', '[':
-				if len(stack) >= 10000 {
-					return 0, errors.New("JSON nested too deeply")
+				if len(stack) >= maxNesting {
+					return 0, fmt.Errorf("nested more than %d levels deep", maxNesting)
 				}
 				stack = append(stack, d[i])
 			case '}', ']':
@@ -102,11 +107,59 @@ func skipValue(d []byte, i int) (int, error) {
 			}
 			i++
 		}
-		if !json.Valid(d[s:i]) {
+		if !validLiteral(d[s:i]) {
 			return 0, fmt.Errorf("invalid JSON value %q", truncate(string(d[s:i]), 40))
 		}
 		return i, nil
 	}
+}
+
+// validLiteral checks true, false, null or a JSON number.
+func validLiteral(v []byte) bool {
+	switch string(v) {
+	case "true", "false", "null":
+		return true
+	}
+	i := 0
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	if i >= len(v) {
+		return false
+	}
+	if v[i] == '0' {
+		i++
+	} else if v[i] >= '1' && v[i] <= '9' {
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+	} else {
+		return false
+	}
+	if i < len(v) && v[i] == '.' {
+		i++
+		s := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		if i == s {
+			return false
+		}
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			i++
+		}
+		s := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		if i == s {
+			return false
+		}
+	}
+	return i == len(v)
 }
 
 func truncate(s string, n int) string {
@@ -123,7 +176,7 @@ func splitObject(d []byte) ([]kv, error) {
 		return nil, fmt.Errorf("expected a JSON object, got %s", describe(d))
 	}
 	i = skipWS(d, i+1)
-	var out []kv
+	out := make([]kv, 0, 16)
 	if i < len(d) && d[i] == '}' {
 		if j := skipWS(d, i+1); j != len(d) {
 			return nil, fmt.Errorf("unexpected data after the object at offset %d", j)
@@ -344,7 +397,44 @@ func validRaw(d []byte) (json.RawMessage, error) {
 		}
 		return nil, err
 	}
+	if bytes.IndexByte(d, '{') >= 0 {
+		if err := checkDupKeys(d); err != nil {
+			return nil, err
+		}
+	}
 	return append(json.RawMessage(nil), d...), nil
+}
+
+// checkDupKeys reports an object key that appears twice in a valid value.
+func checkDupKeys(d []byte) error {
+	switch jsonKind(d) {
+	case 'o':
+		kvs, err := splitObject(d)
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(kvs))
+		for _, p := range kvs {
+			if seen[p.key] {
+				return fmt.Errorf("key %q appears twice", p.key)
+			}
+			seen[p.key] = true
+			if err := checkDupKeys(p.val); err != nil {
+				return err
+			}
+		}
+	case 'a':
+		items, err := splitArray(d)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := checkDupKeys(it); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // tupleItems returns the items after the "<tuple>" marker when d is a

@@ -65,7 +65,20 @@ type nativeDecoder struct {
 // field.
 func DecodeNative(data []byte) (*Workflow, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if i := skipWS(data, 0); i < len(data) && data[i] == '{' && json.Valid(data) {
+		if _, err := skipValue(data, i); err != nil {
+			return nil, fmt.Errorf("native workflow: %w", err)
+		}
+		// JSON: converted directly, much faster than the YAML parser
+		n, err := rawN(data)
+		if err != nil {
+			return nil, fmt.Errorf("native workflow: %w", err)
+		}
+		doc = *n
+	} else if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("native workflow: %w", err)
+	}
+	if _, err := nodeDepth(&doc, 0, map[*yaml.Node]int{}); err != nil {
 		return nil, fmt.Errorf("native workflow: %w", err)
 	}
 	d := &nativeDecoder{w: &Workflow{}, jobIdx: map[string]int{}, groupIdx: map[string]int{}}
@@ -88,6 +101,40 @@ func DecodeNative(data []byte) (*Workflow, error) {
 		return nil, err
 	}
 	return d.w, nil
+}
+
+// nodeDepth returns how deep a YAML tree nests (aliases followed, each node
+// measured once); it fails past maxNesting.
+func nodeDepth(n *yaml.Node, level int, memo map[*yaml.Node]int) (int, error) {
+	if n == nil {
+		return 0, nil
+	}
+	if level > maxNesting {
+		return 0, fmt.Errorf("nested more than %d levels deep (line %d)", maxNesting, n.Line)
+	}
+	if d, ok := memo[n]; ok {
+		if level+d > maxNesting+1 {
+			return 0, fmt.Errorf("nested more than %d levels deep (line %d)", maxNesting, n.Line)
+		}
+		return d, nil
+	}
+	best := 0
+	if n.Alias != nil {
+		d, err := nodeDepth(n.Alias, level, memo)
+		if err != nil {
+			return 0, err
+		}
+		best = d - 1
+	}
+	for _, c := range n.Content {
+		d, err := nodeDepth(c, level+1, memo)
+		if err != nil {
+			return 0, err
+		}
+		best = max(best, d)
+	}
+	memo[n] = best + 1
+	return best + 1, nil
 }
 
 func lineOf(n *yaml.Node) int {

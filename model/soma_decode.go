@@ -499,7 +499,14 @@ func (jd *jobDecoder) bad(field string, err error) {
 func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 	j := &Job{}
 	jd := &jobDecoder{d: d, label: label}
-	seen := make(map[string]bool, len(fields))
+	seenKey := func(k int) bool {
+		for _, f := range fields[:k] {
+			if f.key == fields[k].key {
+				return true
+			}
+		}
+		return false
+	}
 	for _, f := range fields {
 		if f.key == "name" {
 			if s, err := parseString(f.val); err == nil {
@@ -519,12 +526,12 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 	}
 	full := j.Class == "" || j.Class == ClassJob
 	hasName := false
-	for _, f := range fields {
-		if seen[f.key] {
+	hasCommand := false
+	for k, f := range fields {
+		if seenKey(k) {
 			jd.bad(f.key, fmt.Errorf("key appears twice"))
 			continue
 		}
-		seen[f.key] = true
 		switch f.key {
 		case "class":
 			continue
@@ -616,6 +623,7 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 			}
 			j.UUID = s
 		case "command":
+			hasCommand = true
 			j.Command = jd.argList(f.val, f.key)
 			if j.Command == nil {
 				j.Command = []Arg{}
@@ -678,7 +686,7 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 			jd.extra(j, f)
 		}
 	}
-	if full && !seen["command"] {
+	if full && !hasCommand {
 		jd.bad("command", fmt.Errorf("missing (soma-workflow cannot load a job without it)"))
 	}
 	if full && !hasName && len(j.Command) > 0 {
