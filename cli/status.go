@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"fmt"
 
 	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/model"
 )
 
 func statusCommand(s *IO) *ucli.Command {
@@ -15,6 +18,7 @@ func statusCommand(s *IO) *ucli.Command {
 			"Exits 0 when it printed what was asked, 3 for an unknown id.\n\n" + exitHelp,
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the status document (JSON)"},
+			&ucli.BoolFlag{Name: "watch", Usage: "print again at each change until the workflow is done"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			if cmd.Args().Len() != 1 {
@@ -29,15 +33,31 @@ func statusCommand(s *IO) *ucli.Command {
 				return err
 			}
 			defer c.Close()
-			doc, err := c.WorkflowElementsStatus(ctx, id)
-			if err != nil {
-				return err
+			next, stop := c.Watch()
+			defer stop()
+			for {
+				changed := next()
+				doc, err := c.WorkflowElementsStatus(ctx, id)
+				if err != nil {
+					return err
+				}
+				if cmd.Bool("watch") && s.Progress() {
+					fmt.Fprint(s.Out, "\x1b[H\x1b[2J")
+				}
+				if cmd.Bool("json") {
+					err = s.JSON(doc)
+				} else {
+					printJobs(s, doc)
+				}
+				if err != nil || !cmd.Bool("watch") || doc.Status == model.WorkflowDone {
+					return err
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-changed:
+				}
 			}
-			if cmd.Bool("json") {
-				return s.JSON(doc)
-			}
-			printJobs(s, doc)
-			return nil
 		},
 	}
 }

@@ -279,7 +279,9 @@ func joinLines(s []string) string {
 func (c *Client) wake() {
 	if c.eng != nil {
 		c.eng.Wake()
+		return
 	}
+	engine.NotifyWake(c.st.Dir)
 }
 
 // Workflow returns the definition of a stored workflow.
@@ -479,7 +481,12 @@ func (c *Client) ChangeWorkflowExpirationDate(ctx context.Context, id int64, t t
 func (c *Client) WaitWorkflow(ctx context.Context, id int64, timeout time.Duration) error {
 	return c.waitUntil(ctx, timeout, func() (bool, error) {
 		st, err := c.WorkflowStatus(ctx, id)
-		return st == model.WorkflowDone, err
+		if err != nil || st != model.WorkflowDone {
+			return false, err
+		}
+		// A restart the engine has not carried out yet makes it not done.
+		n, err := c.st.PendingIntents(ctx, id)
+		return n == 0, err
 	})
 }
 

@@ -7,6 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Watch returns a function giving a channel closed at the next change of
+// the state dir (see changes), and a function to stop watching.
+func (c *Client) Watch() (next func() <-chan struct{}, stop func()) { return c.changes() }
+
 // changes returns a function giving a channel that is closed at the next
 // change of the state, and a stop function. In-process, that is the
 // engine's next commit; otherwise the next write to the database files in

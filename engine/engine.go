@@ -217,6 +217,7 @@ func (e *Engine) Changed() <-chan struct{} {
 func (e *Engine) Run(ctx context.Context) error {
 	events := e.def.events
 	idleSince := time.Now()
+	e.listenWake(e.st.Dir)
 	if err := e.scan(ctx, true); err != nil {
 		return err
 	}

@@ -51,3 +51,20 @@ func (l *EngineLock) Unlock() error {
 	l.f = nil
 	return err
 }
+
+// EngineRunning reports whether an engine holds the state dir's lock, and
+// what the lock file records of it ("host=H pid=P"). It changes nothing.
+func EngineRunning(dir string) (bool, string) {
+	path := filepath.Join(dir, "engine.lock")
+	f, err := os.Open(path)
+	if err != nil {
+		return false, ""
+	}
+	defer f.Close()
+	holder, _ := os.ReadFile(path)
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK), strings.TrimSpace(string(holder))
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false, strings.TrimSpace(string(holder))
+}

@@ -107,7 +107,31 @@ func LoadDefinition(w *Workflow) (*model.Workflow, error) {
 		return nil, fmt.Errorf("workflow %d: %w", w.ID, err)
 	}
 	def.Dependencies = deps
+	// encoding/json turns a nil RawMessage into null and back into "null":
+	// restore the nils, so that a stored workflow equals the submitted one.
+	for _, j := range def.Jobs {
+		j.Configuration = nullToNil(j.Configuration)
+		j.UserStorage = nullToNil(j.UserStorage)
+	}
+	for _, op := range def.OptionPaths {
+		op.ParentPath = nullToNil(op.ParentPath)
+	}
 	return &def, nil
+}
+
+func nullToNil(r json.RawMessage) json.RawMessage {
+	if string(r) == "null" {
+		return nil
+	}
+	return r
+}
+
+// PendingIntents counts the intents about a workflow that the engine has
+// not carried out yet.
+func (s *Store) PendingIntents(ctx context.Context, wfID int64) (int64, error) {
+	var n int64
+	err := s.DB.WithContext(ctx).Model(&Intent{}).Where("workflow_id = ?", wfID).Count(&n).Error
+	return n, err
 }
 
 // GetWorkflow returns one workflow row (without its definition unless full).

@@ -1,0 +1,575 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
+)
+
+func submitCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "submit",
+		Usage:     "store a workflow and have the background engine run it; prints its id",
+		ArgsUsage: "FILE",
+		Description: "Validates and stores the workflow, starts the state dir's engine in the background if none\n" +
+			"runs, prints the workflow id and returns. The workflow keeps this shell's working directory\n" +
+			"and environment. Exit 0, or 2 for a bad file (nothing is stored).",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print {\"id\": ...} as JSON"},
+			&ucli.IntFlag{Name: "max-jobs", Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
+			&ucli.StringFlag{Name: "queue", Usage: "DRMS queue (partition) for the jobs"},
+			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
+			&ucli.StringFlag{Name: "expiration", Usage: "when the workflow is removed: RFC3339, YYYY-MM-DD or +DURATION (default +168h)"},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return usagef("submit needs exactly one workflow FILE")
+			}
+			if cmd.Int("max-jobs") < 0 {
+				return usagef("--max-jobs must be positive, got %d", cmd.Int("max-jobs"))
+			}
+			var exp time.Time
+			if v := cmd.String("expiration"); v != "" {
+				t, err := parseDate(v)
+				if err != nil {
+					return err
+				}
+				exp = t
+			}
+			w, format, err := readWorkflow(cmd.Args().First())
+			if err != nil {
+				return err
+			}
+			dir, err := stateDir(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := client.Open(ctx, client.Options{StateDir: dir, Backend: cmd.String("backend"), NoEngine: true})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := client.CheckBackend(cmd.String("backend")); err != nil {
+				return err
+			}
+			id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
+				Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")),
+				Format: string(format), Expiration: exp,
+			})
+			if err != nil {
+				return err
+			}
+			if err := ensureEngine(dir); err != nil {
+				return err
+			}
+			if cmd.Bool("json") {
+				return s.JSON(map[string]string{"id": fmt.Sprint(id)})
+			}
+			fmt.Fprintln(s.Out, id)
+			return nil
+		},
+	}
+}
+
+// parseDate reads RFC3339, YYYY-MM-DD (local midnight) or +DURATION.
+func parseDate(v string) (time.Time, error) {
+	if d, ok := strings.CutPrefix(v, "+"); ok {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return time.Time{}, usagef("bad duration %q: %v", v, err)
+		}
+		return time.Now().Add(dur), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02", v, time.Local); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usagef("bad date %q: use RFC3339 (2026-12-01T12:00:00Z), YYYY-MM-DD or +DURATION (+48h)", v)
+}
+
+func waitCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "wait",
+		Usage:     "wait until workflows are done; exit 1 if a job did not succeed, 4 on timeout",
+		ArgsUsage: "ID...",
+		Description: "Waits for each workflow (the background engine is started if none runs), then prints a\n" +
+			"summary or, with --json, the status documents. With several ids the most serious exit\n" +
+			"code wins (2, 3, 5, 4, 1, 0).\n\n" + exitHelp,
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print the status documents (a JSON array)"},
+			&ucli.DurationFlag{Name: "timeout", Usage: "give up after this long (exit 4); default: wait forever", Value: -1},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			ids, err := parseIDs(cmd, "wait")
+			if err != nil {
+				return err
+			}
+			dir, err := stateDir(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := ensureEngine(dir); err != nil {
+				return err
+			}
+			timeout := cmd.Duration("timeout")
+			deadline := time.Now().Add(timeout)
+			var codes []int
+			var docs []*client.WorkflowDoc
+			for _, id := range ids {
+				left := time.Duration(-1)
+				if timeout >= 0 {
+					left = max(0, time.Until(deadline))
+				}
+				stop := startProgress(ctx, s, c, id)
+				err := c.WaitWorkflow(ctx, id, left)
+				stop()
+				if err != nil {
+					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
+					codes = append(codes, ExitCode(err))
+					continue
+				}
+				doc, err := c.WorkflowElementsStatus(ctx, id)
+				if err != nil {
+					codes = append(codes, ExitCode(err))
+					continue
+				}
+				docs = append(docs, doc)
+				if failedJobs(doc) > 0 {
+					codes = append(codes, ExitJobFailed)
+				} else {
+					codes = append(codes, ExitOK)
+				}
+			}
+			if cmd.Bool("json") {
+				if err := s.JSON(docs); err != nil {
+					return err
+				}
+			} else {
+				for _, d := range docs {
+					printSummary(s, d, 0)
+				}
+			}
+			if code := worst(codes...); code != ExitOK {
+				return silentExit{code}
+			}
+			return nil
+		},
+	}
+}
+
+func parseIDs(cmd *ucli.Command, verb string) ([]int64, error) {
+	if cmd.Args().Len() == 0 {
+		return nil, usagef("%s needs at least one workflow ID", verb)
+	}
+	var ids []int64
+	for _, a := range cmd.Args().Slice() {
+		id, err := parseID(a)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func listCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "list",
+		Usage: "list the workflows of the state dir",
+		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			c, err := openClient(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ws, err := c.Workflows(ctx)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				ID         string  `json:"id"`
+				Name       *string `json:"name"`
+				Status     string  `json:"status"`
+				Backend    string  `json:"backend"`
+				Queue      *string `json:"queue"`
+				Submitted  *string `json:"submitted"`
+				Expiration *string `json:"expiration"`
+			}
+			rows := make([]row, 0, len(ws))
+			for _, w := range ws {
+				q := w.Queue
+				var qp *string
+				if q != "" {
+					qp = &q
+				}
+				rows = append(rows, row{fmt.Sprint(w.ID), w.Name, w.Status, w.Backend, qp, rfc(w.Submitted), rfc(w.Expiration)})
+			}
+			if cmd.Bool("json") {
+				return s.JSON(rows)
+			}
+			tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKEND\tSUBMITTED\tEXPIRES")
+			for _, r := range rows {
+				name := ""
+				if r.Name != nil {
+					name = *r.Name
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, name, r.Status, r.Backend, deref(r.Submitted), deref(r.Expiration))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func rfc(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.Local().Format(time.RFC3339)
+	return &s
+}
+
+// intentCommand is stop / restart: write the intent for each id and make
+// sure an engine runs to carry it out.
+func intentCommand(s *IO, name, usage string, do func(context.Context, *client.Client, int64) error) *ucli.Command {
+	return &ucli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: "ID...",
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			ids, err := parseIDs(cmd, name)
+			if err != nil {
+				return err
+			}
+			dir, err := stateDir(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var codes []int
+			for _, id := range ids {
+				if err := do(ctx, c, id); err != nil {
+					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
+					codes = append(codes, ExitCode(err))
+					continue
+				}
+				fmt.Fprintf(s.Out, "%s: workflow %d\n", name, id)
+			}
+			if err := ensureEngine(dir); err != nil {
+				return err
+			}
+			if code := worst(codes...); code != ExitOK {
+				return silentExit{code}
+			}
+			return nil
+		},
+	}
+}
+
+func stopCommand(s *IO) *ucli.Command {
+	return intentCommand(s, "stop", "stop workflows: running jobs are killed, unstarted ones aborted",
+		func(ctx context.Context, c *client.Client, id int64) error { return c.StopWorkflow(ctx, id) })
+}
+
+func restartCommand(s *IO) *ucli.Command {
+	return intentCommand(s, "restart", "re-run every job of the workflows that did not succeed",
+		func(ctx context.Context, c *client.Client, id int64) error { return c.RestartWorkflow(ctx, id) })
+}
+
+func deleteCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "delete",
+		Usage:     "kill the jobs of workflows and remove them (--all: every workflow)",
+		ArgsUsage: "ID... | --all",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "force", Usage: "return at once; the engine removes the workflow without waiting for kills"},
+			&ucli.BoolFlag{Name: "all", Usage: "delete every workflow of the state dir"},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			dir, err := stateDir(cmd)
+			if err != nil {
+				return err
+			}
+			all := cmd.Bool("all")
+			if all && cmd.Args().Len() > 0 {
+				return usagef("delete takes either IDs or --all")
+			}
+			var ids []int64
+			if !all {
+				if ids, err = parseIDs(cmd, "delete"); err != nil {
+					return err
+				}
+			}
+			c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := ensureEngine(dir); err != nil {
+				return err
+			}
+			if all {
+				if err := c.DeleteAllWorkflows(ctx, cmd.Bool("force")); err != nil {
+					return err
+				}
+				fmt.Fprintln(s.Out, "deleted every workflow")
+				return nil
+			}
+			var codes []int
+			for _, id := range ids {
+				if err := c.DeleteWorkflow(ctx, id, cmd.Bool("force")); err != nil {
+					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
+					codes = append(codes, ExitCode(err))
+					continue
+				}
+				fmt.Fprintf(s.Out, "deleted workflow %d\n", id)
+			}
+			if code := worst(codes...); code != ExitOK {
+				return silentExit{code}
+			}
+			return nil
+		},
+	}
+}
+
+func failedCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "failed",
+		Usage:     "list the jobs of a workflow that did not succeed (soma-workflow's list_failed_jobs)",
+		ArgsUsage: "ID",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print the jobs' documents as JSON"},
+			&ucli.BoolFlag{Name: "include-aborted", Usage: "also jobs that never ran (aborted, aborted_before_running)"},
+			&ucli.BoolFlag{Name: "include-user-killed", Usage: "also jobs killed by the user"},
+			&ucli.StringSliceFlag{Name: "status", Usage: "exactly the jobs with this exit status (repeatable)"},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return usagef("failed needs exactly one workflow ID")
+			}
+			id, err := parseID(cmd.Args().First())
+			if err != nil {
+				return err
+			}
+			valid := map[string]bool{model.ExitUndetermined: true, model.ExitAborted: true, model.ExitAbortedBefore: true,
+				model.ExitFinishedRegular: true, model.ExitFinishedSignal: true, model.ExitFinishedUnclear: true, model.ExitKilledByUser: true}
+			for _, st := range cmd.StringSlice("status") {
+				if !valid[st] {
+					return usagef("--status %q is not an exit status (one of exit_status_undetermined, aborted, aborted_before_running, finished_regularly, finished_signal, finished_unclear_condition, killed_by_user)", st)
+				}
+			}
+			c, err := openClient(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ids, err := c.ListFailedJobs(ctx, id, client.ListFailedOptions{
+				IncludeAborted: cmd.Bool("include-aborted"), IncludeUserKilled: cmd.Bool("include-user-killed"),
+				ExitStatuses: cmd.StringSlice("status"),
+			})
+			if err != nil {
+				return err
+			}
+			docs := make([]client.JobDoc, 0, len(ids))
+			for _, jid := range ids {
+				d, err := c.JobTerminationStatus(ctx, jid)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, *d)
+			}
+			if cmd.Bool("json") {
+				return s.JSON(docs)
+			}
+			tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tREASON")
+			for _, j := range docs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, j.Status, deref(j.ExitStatus), outcomeText(j), deref(j.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func logsCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "logs",
+		Usage:     "show a job's stdout and stderr (JOB is a job id or name)",
+		ArgsUsage: "ID JOB",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print paths and contents as JSON"},
+			&ucli.BoolFlag{Name: "paths", Usage: "print the files' paths only"},
+			&ucli.BoolFlag{Name: "stdout", Usage: "stdout only"},
+			&ucli.BoolFlag{Name: "stderr", Usage: "stderr only"},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if cmd.Args().Len() != 2 {
+				return usagef("logs needs a workflow ID and a JOB (id or name)")
+			}
+			id, err := parseID(cmd.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			c, err := openClient(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			doc, err := c.WorkflowElementsStatus(ctx, id)
+			if err != nil {
+				return err
+			}
+			want := cmd.Args().Get(1)
+			var job *client.JobDoc
+			for i, j := range doc.Jobs {
+				if j.ID == want || j.Name == want {
+					if job != nil && j.Name == want && job.Name == want {
+						return usagef("several jobs of workflow %d are named %q: use the job id", id, want)
+					}
+					job = &doc.Jobs[i]
+				}
+			}
+			if job == nil {
+				return fmt.Errorf("workflow %d has no job %q: %w", id, want, client.ErrUnknownObject)
+			}
+			type stream struct {
+				name string
+				path *string
+			}
+			var streams []stream
+			if !cmd.Bool("stderr") {
+				streams = append(streams, stream{"stdout", job.Stdout})
+			}
+			if !cmd.Bool("stdout") && (job.Stderr == nil || job.Stdout == nil || *job.Stderr != *job.Stdout) {
+				streams = append(streams, stream{"stderr", job.Stderr})
+			}
+			if cmd.Bool("json") {
+				out := map[string]any{"job": job.ID, "name": job.Name}
+				for _, st := range streams {
+					out[st.name+"_path"] = st.path
+					if st.path != nil && !cmd.Bool("paths") {
+						if data, err := os.ReadFile(*st.path); err == nil {
+							out[st.name] = string(data)
+						} else {
+							out[st.name] = nil
+						}
+					}
+				}
+				return s.JSON(out)
+			}
+			for _, st := range streams {
+				if cmd.Bool("paths") {
+					fmt.Fprintf(s.Out, "%s\t%s\n", st.name, deref(st.path))
+					continue
+				}
+				if len(streams) > 1 {
+					fmt.Fprintf(s.Out, "==> %s (%s) <==\n", st.name, deref(st.path))
+				}
+				if st.path == nil {
+					continue
+				}
+				data, err := os.ReadFile(*st.path)
+				if err != nil {
+					fmt.Fprintf(s.ErrOut, "somaflow: %s: %v\n", st.name, err)
+					continue
+				}
+				s.Out.Write(data)
+			}
+			return nil
+		},
+	}
+}
+
+func exportCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "export",
+		Usage:     "print a stored workflow's definition (soma-workflow JSON or native)",
+		ArgsUsage: "ID",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "to", Value: "soma", Usage: "format: soma or native"},
+			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to this file instead of stdout"},
+		},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return usagef("export needs exactly one workflow ID")
+			}
+			to := model.Format(cmd.String("to"))
+			if to != model.FormatSoma && to != model.FormatNative {
+				return usagef("--to must be soma or native, got %q", to)
+			}
+			id, err := parseID(cmd.Args().First())
+			if err != nil {
+				return err
+			}
+			c, err := openClient(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			w, err := c.Workflow(ctx, id)
+			if err != nil {
+				return err
+			}
+			data, err := client.Serialize(w, to)
+			if err != nil {
+				return err
+			}
+			if out := cmd.String("output"); out != "" {
+				return os.WriteFile(out, data, 0o644)
+			}
+			_, err = s.Out.Write(data)
+			return err
+		},
+	}
+}
+
+func expireCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:      "expire",
+		Usage:     "change when a workflow is removed (RFC3339, YYYY-MM-DD or +DURATION)",
+		ArgsUsage: "ID DATE",
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if cmd.Args().Len() != 2 {
+				return usagef("expire needs a workflow ID and a DATE")
+			}
+			id, err := parseID(cmd.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			t, err := parseDate(cmd.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			c, err := openClient(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.ChangeWorkflowExpirationDate(ctx, id, t); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "workflow %d expires %s\n", id, t.Format(time.RFC3339))
+			return nil
+		},
+	}
+}
