@@ -1,32 +1,58 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/somaflow/somaflow/drmaa"
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/slurm"
 )
 
-// Backends lists the backend names OpenBackend knows.
-var Backends = []string{"local", "slurm", "pbs", "drmaa"}
+// Backends lists the backend names this build knows.
+var Backends = []string{"local", "slurm", "drmaa"}
 
 // CheckBackend tells whether this build can run workflows on the backend
 // called name, without opening it; the error is ErrInvalid.
 func CheckBackend(name string) error {
 	switch name {
-	case "local", "":
+	case "local", "", "slurm":
 		return nil
+	case "drmaa":
+		if !drmaa.Compiled {
+			return fmt.Errorf("%w: backend drmaa: %v", ErrInvalid, drmaa.ErrNotCompiled)
+		}
+		return nil
+	case "pbs":
+		return fmt.Errorf("%w: backend pbs is not implemented yet (use drmaa with pbs-drmaa)", ErrInvalid)
 	}
-	return fmt.Errorf("%w: backend %q is not available (known: %s)", ErrInvalid, name, strings.Join(Backends, ", "))
+	return fmt.Errorf("%w: unknown backend %q (known: %s)", ErrInvalid, name, strings.Join(Backends, ", "))
 }
 
 // OpenBackend returns the backend called name. An unknown name, or a backend
-// this build lacks, is an ErrInvalid error.
+// this build lacks, is an ErrInvalid error; a backend that cannot start is
+// ErrUnavailable.
 func OpenBackend(name string, cfg drms.Config) (drms.Backend, error) {
+	if err := CheckBackend(name); err != nil {
+		return nil, err
+	}
+	var be drms.Backend
+	var err error
 	switch name {
 	case "local", "":
 		return local.New(cfg), nil
+	case "slurm":
+		be, err = slurm.New(cfg)
+	case "drmaa":
+		be, err = drmaa.New(cfg)
 	}
-	return nil, fmt.Errorf("%w: backend %q is not available (known: %s)", ErrInvalid, name, strings.Join(Backends, ", "))
+	if errors.Is(err, drmaa.ErrNotCompiled) {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: backend %s: %v", ErrUnavailable, name, err)
+	}
+	return be, nil
 }

@@ -80,6 +80,7 @@ type Engine struct {
 	toKill   []*job
 	lastScan time.Time
 	retryAt  time.Time // submissions wait until then after a DRMS error
+	acks     map[*backendRun][]drms.Handle
 }
 
 type taggedEvent struct {
@@ -874,6 +875,12 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 	}
 	o = drms.Resolve(j.row.KillIntent, o)
 	delete(w.b.handles, j.row.DRMSID)
+	if _, ok := w.b.be.(drms.Acknowledger); ok && j.row.DRMSID != "" {
+		if e.acks == nil {
+			e.acks = map[*backendRun][]drms.Handle{}
+		}
+		e.acks[w.b] = append(e.acks[w.b], handleOf(j))
+	}
 	e.end(j, o)
 	w.running--
 	if succeeded(j) {
@@ -1031,6 +1038,13 @@ func (e *Engine) commit(ctx context.Context) error {
 		if w.row.Status == model.WorkflowDone && w.running == 0 {
 			delete(e.runs, id)
 		}
+	}
+	// Outcomes are recorded: backends that keep them may forget them now.
+	for b, hs := range e.acks {
+		if err := b.be.(drms.Acknowledger).Acknowledge(ctx, hs); err != nil {
+			e.log.Warn("acknowledge outcomes", "backend", b.name, "err", err)
+		}
+		delete(e.acks, b)
 	}
 	e.mu.Lock()
 	close(e.changed)
