@@ -154,3 +154,28 @@ func TestNativeNamesFromSoma(t *testing.T) {
 		t.Errorf("original names lost:\n%s", nat)
 	}
 }
+
+// TestDocExample: the complete example of docs/native-format.md is valid.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/native-format.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	i := strings.Index(s, "```yaml\n")
+	j := strings.Index(s[i+8:], "```")
+	if i < 0 || j < 0 {
+		t.Fatal("no yaml example")
+	}
+	w, f, err := Decode([]byte(s[i+8 : i+8+j]))
+	if err != nil || f != FormatNative {
+		t.Fatalf("%v (format %q)", err, f)
+	}
+	if err := w.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.ParamLinks) != 2 || len(w.Groups) != 2 || len(w.Root) != 4 || *w.Jobs[1].DisposalTimeout != 24 || w.Jobs[1].Priority != 5 || w.Jobs[0].Priority != 1 {
+		t.Errorf("example decoded wrongly: %+v", w)
+	}
+	roundTripNative(t, w)
+}
