@@ -128,7 +128,8 @@ type Job struct {
 	ReferencedInputFiles  []Arg
 	ReferencedOutputFiles []Arg
 	// ParamDict maps parameter names to JSON values (raw; may contain path
-	// references in soma-workflow's tuple form).
+	// references in soma-workflow's tuple form ["<tuple>", "<id>", N], where
+	// N is the model's path ID: see Workflow.PathRefByID).
 	ParamDict map[string]json.RawMessage
 	// UserStorage is kept verbatim (raw JSON) when present.
 	UserStorage json.RawMessage
@@ -256,7 +257,8 @@ type TemporaryPath struct {
 // OptionPath is a path with a URI suffix (soma-workflow's OptionPath).
 type OptionPath struct {
 	ParentType string
-	// ParentPath is a string or a reference (raw JSON).
+	// ParentPath is a string or a reference (raw JSON; a reference holds a
+	// model path ID: see Workflow.PathRefByID).
 	ParentPath json.RawMessage
 	URI        string
 	Name       string
