@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -68,12 +69,35 @@ func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
 		return
 	}
 	tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tOUTCOME\tREASON\tSTDERR")
+	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tOUTCOME\tREASON\tLAST LINE OF STDERR")
 	for _, j := range bad {
 		mark := s.paint("31", j.Status)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, mark, outcomeText(j), deref(j.Reason), deref(j.Stderr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, mark, outcomeText(j), deref(j.Reason), lastLine(j.Stderr))
 	}
 	tw.Flush()
+}
+
+// lastLine is the last non-empty line of a file (at most 80 characters).
+func lastLine(path *string) string {
+	if path == nil {
+		return ""
+	}
+	f, err := os.Open(*path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	if fi, err := f.Stat(); err == nil && fi.Size() > int64(len(buf)) {
+		f.Seek(fi.Size()-int64(len(buf)), 0)
+	}
+	n, _ := f.Read(buf)
+	lines := strings.Split(strings.TrimRight(string(buf[:n]), "\n"), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if len(last) > 80 {
+		last = last[:77] + "..."
+	}
+	return last
 }
 
 // printJobs prints every job of a workflow as an aligned table.
