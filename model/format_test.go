@@ -179,3 +179,42 @@ func TestDocExample(t *testing.T) {
 	}
 	roundTripNative(t, w)
 }
+
+// TestSomaUnknownKeysAndLegacy: unknown keys are kept and written back at
+// every level; legacy serialized_barriers load as barrier jobs; plain [a, b]
+// dependencies are read.
+func TestSomaUnknownKeysAndLegacy(t *testing.T) {
+	doc := `{"name": "legacy", "top_extra": {"k": [1, "é"]},
+	"serialized_jobs": {"0": {"name": "a", "command": ["true"], "job_extra": 7}, "1": {"name": "b", "command": ["true"]}},
+	"serialized_barriers": {"2": {"name": "bar", "disposal_timeout": 168}},
+	"dependencies": [[0, 2], ["<tuple>", 2, 1]],
+	"root_group": [3], "serialized_groups": {"3": {"name": "g", "elements": [0, 1, 2], "group_extra": null}},
+	"serialized_temporary_paths": {"4": {"is_directory": true, "name": "t", "tmp_extra": "x"}}}`
+	w, err := DecodeSoma([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Jobs[2].IsBarrier() || len(w.Dependencies) != 2 || w.Dependencies[1].From.Index != 2 {
+		t.Fatalf("legacy barrier or dependencies misread: %+v %+v", w.Jobs[2], w.Dependencies)
+	}
+	out, err := EncodeSoma(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"top_extra": {`, `"\u00e9"`, `"job_extra": 7`, `"group_extra": null`, `"tmp_extra": "x"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s not written back:\n%s", want, out)
+		}
+	}
+	nat, err := EncodeNative(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, err := DecodeNative(nat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Equivalent(w, w2); err != nil {
+		t.Fatalf("%v\n%s", err, nat)
+	}
+}
