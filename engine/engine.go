@@ -216,14 +216,18 @@ func (e *Engine) Changed() <-chan struct{} {
 // Run runs the engine until ctx is cancelled. It recovers the work of an
 // earlier engine first. Running jobs are left running when it returns.
 func (e *Engine) Run(ctx context.Context) error {
+	// A cycle in progress finishes even when ctx is cancelled: what it
+	// submitted is committed before Run returns.
+	stop := ctx
+	ctx = context.WithoutCancel(ctx)
 	events := e.def.events
 	idleSince := time.Now()
 	e.listenWake(e.st.Dir)
 	if err := e.scan(ctx, true); err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	if err := e.settle(ctx); err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
@@ -231,7 +235,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		var evs []taggedEvent
 		scanNow := false
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return nil
 		case ev := <-events:
 			evs = append(evs, taggedEvent{e.def, ev})
@@ -253,13 +257,22 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.applyEvents(evs)
 		if scanNow {
 			if err := e.scan(ctx, false); err != nil {
-				return err
+				return stopped(ctx, err)
 			}
 		}
 		if err := e.settle(ctx); err != nil {
-			return err
+			return stopped(ctx, err)
 		}
 	}
+}
+
+// stopped hides the errors of a cycle cut short because the engine was
+// asked to stop: what it did not commit is redone by the next engine.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // drain adds every event already waiting to evs.

@@ -188,6 +188,10 @@ func (e *Engine) jobParams(w *wfRun, idx int) (map[string]any, error) {
 		if err := json.Unmarshal(v, &x); err != nil {
 			return nil, &specError{fmt.Sprintf("param_dict[%q]: %v", k, err)}
 		}
+		x, err := w.resolveValue(x)
+		if err != nil {
+			return nil, &specError{fmt.Sprintf("param_dict[%q]: %v", k, err)}
+		}
 		params[k] = x
 	}
 	for _, l := range links {
@@ -213,6 +217,33 @@ func (e *Engine) jobParams(w *wfRun, idx int) (map[string]any, error) {
 		params["configuration_dict"] = string(mj.Configuration)
 	}
 	return params, nil
+}
+
+// resolveValue replaces special-path references inside a parameter value
+// (["<tuple>", "<id>", N], N a model path ID) by their engine-side paths.
+func (w *wfRun) resolveValue(v any) (any, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return v, nil
+	}
+	if len(l) == 3 && l[0] == "<tuple>" && l[1] == "<id>" {
+		if n, ok := l[2].(float64); ok {
+			ref, ok := w.def.PathRefByID(int(n))
+			if !ok {
+				return nil, fmt.Errorf("unknown special path %v", n)
+			}
+			return w.resolvePath(ref)
+		}
+	}
+	out := make([]any, len(l))
+	for i, x := range l {
+		r, err := w.resolveValue(x)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 var placeholder = regexp.MustCompile(`%\(([^)]*)\)[sdfr]`)
