@@ -1,0 +1,865 @@
+// Package supervisor runs local jobs under one supervisor process per state
+// dir (per engine), like containerd's shim: a re-exec of the somaflow binary
+// (`somaflow supervisor`) in its own session, a child subreaper that starts
+// every local job, records each start and exit in an append-only journal,
+// keeps exit statuses until the engine acknowledges them, and outlives the
+// engine. A restarted engine reconnects through the bootstrap file
+// `<state>/supervisor.json` and gets the real outcome of jobs that ended
+// meanwhile. If the supervisor itself dies, the next one (started by the
+// backend when it notices) kills the process groups of the jobs it had been
+// running and ends them exit_status_undetermined; nothing is re-run.
+//
+// The Backend (New) implements drms.Backend, drms.Notifier, drms.Locator and
+// drms.Acknowledger; Main is the supervisor process itself.
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/local"
+)
+
+// HandleVersion is the version of the handles this backend writes.
+const HandleVersion = 2
+
+// callTimeout bounds a call to the supervisor when ctx has no deadline.
+const callTimeout = 30 * time.Second
+
+// startTimeout bounds starting a new supervisor.
+const startTimeout = 30 * time.Second
+
+// handleState is the persisted part of a handle.
+type handleState struct {
+	Key     string `json:"key"`
+	PID     int    `json:"pid,omitempty"`
+	Tick    uint64 `json:"start_tick,omitempty"`
+	Started int64  `json:"started_unix_ns,omitempty"`
+}
+
+// Backend runs jobs through the state dir's supervisor. Settings:
+// "max-jobs" (default: CPU count), "supervisor-idle" (a duration given to a
+// supervisor this backend starts, default 60s), "kill-grace" (SIGTERM to
+// SIGKILL, default 2s).
+type Backend struct {
+	cfg   drms.Config
+	dir   string
+	idle  time.Duration
+	grace time.Duration
+
+	dialMu sync.Mutex // one connect-or-start at a time
+
+	mu     sync.Mutex
+	cc     *clientConn
+	closed bool
+	jobs   map[string]*cjob // by key: attempts this backend watches
+	byID   map[string]string
+
+	events chan drms.Event
+	evMu   sync.Mutex
+	evq    []drms.Event
+	evWake chan struct{}
+	done   chan struct{}
+}
+
+type cjob struct {
+	key, id string
+	rec     Record
+}
+
+// New connects to the supervisor of cfg.StateDir, starting one
+// (cfg.ExecPath supervisor ...) if none runs.
+func New(cfg drms.Config) (*Backend, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("supervisor: no state dir")
+	}
+	if cfg.ExecPath == "" {
+		return nil, errors.New("supervisor: no somaflow binary to run the supervisor (Config.ExecPath)")
+	}
+	dir, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: state dir: %w", err)
+	}
+	b := &Backend{cfg: cfg, dir: dir, idle: DefaultIdle, grace: local.KillGrace,
+		jobs: map[string]*cjob{}, byID: map[string]string{},
+		events: make(chan drms.Event, 4096), evWake: make(chan struct{}, 1), done: make(chan struct{})}
+	if v := cfg.Settings["supervisor-idle"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("supervisor: setting supervisor-idle=%q: want a positive duration such as 60s", v)
+		}
+		b.idle = d
+	}
+	if v := cfg.Settings["kill-grace"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("supervisor: setting kill-grace=%q: want a duration such as 2s", v)
+		}
+		b.grace = d
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("supervisor: state dir: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if _, err := b.conn(ctx); err != nil {
+		return nil, err
+	}
+	go b.pump()
+	return b, nil
+}
+
+// Capabilities implements drms.Backend.
+func (b *Backend) Capabilities() drms.Capabilities {
+	mj, _ := strconv.Atoi(b.cfg.Settings["max-jobs"])
+	if mj <= 0 {
+		mj = local.CPUCount()
+	}
+	return drms.Capabilities{Name: "local", Supervisor: true, SurvivesEngine: true, MaxJobsDefault: mj}
+}
+
+// Events implements drms.Notifier: one event per ended job this backend
+// watches (submitted, recovered or located by it).
+func (b *Backend) Events() <-chan drms.Event { return b.events }
+
+// SupervisorPID is the pid of the supervisor this backend is connected to
+// (0 when disconnected).
+func (b *Backend) SupervisorPID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cc == nil {
+		return 0
+	}
+	return b.cc.pid
+}
+
+func handleOf(r Record) drms.Handle {
+	id := strconv.Itoa(r.PID)
+	if r.PID == 0 {
+		id = "key:" + r.Key
+	}
+	st, _ := json.Marshal(handleState{Key: r.Key, PID: r.PID, Tick: r.Tick, Started: r.Started})
+	return drms.Handle{Version: HandleVersion, ID: id, State: st}
+}
+
+func stateOf(r Record) drms.State {
+	st := drms.State{Phase: drms.Running, Started: unixTime(r.Started)}
+	if r.ended() {
+		st.Phase, st.Outcome = drms.Ended, r.Outcome()
+		if r.T == recNoStart {
+			st.Started = time.Time{}
+		}
+	}
+	return st
+}
+
+// watch records what the supervisor said of a job (id: the engine's handle
+// ID, "" to derive it). An outcome, once known, is final. An ended job not
+// yet reported gets its event when emit is set.
+func (b *Backend) watch(r Record, id string, emit bool) (drms.Handle, drms.State) {
+	b.mu.Lock()
+	j := b.jobs[r.Key]
+	if j == nil {
+		j = &cjob{key: r.Key}
+		b.jobs[r.Key] = j
+	}
+	wasEnded := j.rec.ended()
+	if !wasEnded {
+		j.rec = r
+	}
+	if id == "" {
+		id = handleOf(j.rec).ID
+	}
+	if j.id != id {
+		if j.id != "" {
+			delete(b.byID, j.id)
+		}
+		j.id = id
+		b.byID[id] = r.Key
+	}
+	h, st := handleOf(j.rec), stateOf(j.rec)
+	h.ID = j.id
+	b.mu.Unlock()
+	if emit && !wasEnded && st.Phase == drms.Ended {
+		b.emit(drms.Event{ID: h.ID, State: st})
+	}
+	return h, st
+}
+
+// Submit asks the supervisor to start the attempt (key spec.Key()). The
+// supervisor never starts a key twice: a key it already knows gives that
+// job's handle back.
+func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cc, err := b.conn(ctx)
+	if err != nil {
+		return drms.Handle{}, err
+	}
+	key := spec.Key()
+	req := Request{Op: "start", Key: key, Job: &JobReq{Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir,
+		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, Join: spec.Join}}
+	// Watch the key before asking, so that an exit event that overtakes
+	// this call's return is not ignored.
+	b.mu.Lock()
+	if b.jobs[key] == nil {
+		b.jobs[key] = &cjob{key: key}
+	}
+	b.mu.Unlock()
+	m, sent, err := cc.call(ctx, req)
+	if err != nil || m.StartErr != "" || m.Err != "" || len(m.Jobs) != 1 {
+		b.mu.Lock()
+		if j := b.jobs[key]; j != nil && j.rec.T == "" {
+			delete(b.jobs, key)
+		}
+		b.mu.Unlock()
+	}
+	switch {
+	case err != nil && sent:
+		return drms.Handle{}, fmt.Errorf("supervisor: start %s: %w (%v)", key, drms.ErrSubmitUncertain, err)
+	case err != nil:
+		return drms.Handle{}, fmt.Errorf("supervisor: start %s: %w: %v", key, drms.ErrUnavailable, err)
+	case m.StartErr != "":
+		return drms.Handle{}, &drms.StartError{Reason: m.StartErr}
+	case m.Err != "":
+		return drms.Handle{}, fmt.Errorf("supervisor: start %s: %s", key, m.Err)
+	case len(m.Jobs) != 1:
+		return drms.Handle{}, fmt.Errorf("supervisor: start %s: %w: bad reply", key, drms.ErrSubmitUncertain)
+	}
+	h, _ := b.watch(m.Jobs[0], "", true)
+	return h, nil
+}
+
+// keyOf finds the attempt key of a handle.
+func (b *Backend) keyOf(h drms.Handle) (key string, hs handleState, ok bool) {
+	if h.Version == HandleVersion && json.Unmarshal(h.State, &hs) == nil && hs.Key != "" {
+		return hs.Key, hs, true
+	}
+	b.mu.Lock()
+	key, ok = b.byID[h.ID]
+	b.mu.Unlock()
+	return key, hs, ok
+}
+
+// Status implements drms.Backend: from what the supervisor pushed, and one
+// call to it for the attempts this backend does not watch yet.
+func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms.State, error) {
+	out := make(map[string]drms.State, len(hs))
+	var ask []string
+	idOf := map[string]string{}
+	b.mu.Lock()
+	for _, h := range hs {
+		if key, ok := b.byID[h.ID]; ok {
+			if j := b.jobs[key]; j != nil && j.rec.T != "" {
+				out[h.ID] = stateOf(j.rec)
+				continue
+			}
+		}
+		var st handleState
+		if h.Version == HandleVersion && json.Unmarshal(h.State, &st) == nil && st.Key != "" {
+			ask = append(ask, st.Key)
+			idOf[st.Key] = h.ID
+		}
+	}
+	b.mu.Unlock()
+	if len(ask) == 0 {
+		return out, nil
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cc, err := b.conn(ctx)
+	if err != nil {
+		return out, err
+	}
+	m, _, err := cc.call(ctx, Request{Op: "status", Keys: ask})
+	if err == nil && m.Err != "" {
+		err = errors.New(m.Err)
+	}
+	if err != nil {
+		return out, fmt.Errorf("supervisor: status: %w: %v", drms.ErrUnavailable, err)
+	}
+	for _, r := range m.Jobs {
+		if r.T == recUnknown {
+			continue
+		}
+		_, st := b.watch(r, idOf[r.Key], false)
+		out[idOf[r.Key]] = st
+	}
+	return out, nil
+}
+
+// Kill implements drms.Backend: SIGTERM to the job's process group, SIGKILL
+// after the grace (the supervisor keeps the timer, even if the engine dies).
+func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
+	key, _, ok := b.keyOf(h)
+	if !ok {
+		return fmt.Errorf("supervisor: kill: handle %q is not a supervised local job", h.ID)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cc, err := b.conn(ctx)
+	if err != nil {
+		return err
+	}
+	m, _, err := cc.call(ctx, Request{Op: "kill", Key: key, GraceMS: b.grace.Milliseconds()})
+	if err == nil && m.Err != "" {
+		err = errors.New(m.Err)
+	}
+	if err != nil {
+		return fmt.Errorf("supervisor: kill %s: %w: %v", key, drms.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Recover implements drms.Backend: a running job is watched again; a job
+// that ended while no engine was connected gets its real outcome. A handle
+// the supervisor has no trace of (or one of the in-process local backend)
+// ends exit_status_undetermined, its process group killed if it still runs.
+func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error) {
+	key, hs, ok := b.keyOf(h)
+	if !ok {
+		var ls struct {
+			PID     int    `json:"pid"`
+			Tick    uint64 `json:"start_tick"`
+			Started int64  `json:"started_unix_ns"`
+		}
+		if json.Unmarshal(h.State, &ls) != nil || ls.PID <= 0 {
+			return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}, nil
+		}
+		o := local.Orphaned(ls.PID, ls.Tick, unixTime(ls.Started),
+			"engine restarted while the job ran outside the supervisor; its exit status was lost with the engine",
+			"engine restarted while the job ran outside the supervisor; the orphaned job was killed, its exit status is unknown")
+		return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cc, err := b.conn(ctx)
+	if err != nil {
+		return drms.State{}, err
+	}
+	m, _, err := cc.call(ctx, Request{Op: "status", Keys: []string{key}})
+	if err == nil && m.Err != "" {
+		err = errors.New(m.Err)
+	}
+	if err == nil && len(m.Jobs) != 1 {
+		err = errors.New("bad reply")
+	}
+	if err != nil {
+		return drms.State{}, fmt.Errorf("supervisor: recover %s: %w: %v", key, drms.ErrUnavailable, err)
+	}
+	r := m.Jobs[0]
+	if r.T == recUnknown {
+		o := local.Orphaned(hs.PID, hs.Tick, unixTime(hs.Started),
+			"the supervisor has no record of the job (its journal was lost); its exit status is unknown",
+			"the supervisor has no record of the job (its journal was lost); the job was killed, its exit status is unknown")
+		return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
+	}
+	_, st := b.watch(r, h.ID, false)
+	return st, nil
+}
+
+// Locate implements drms.Locator: found when the supervisor knows the key;
+// neverSubmitted when it can prove it never received it.
+func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (h drms.Handle, found, neverSubmitted bool, err error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cc, err := b.conn(ctx)
+	if err != nil {
+		return h, false, false, err
+	}
+	m, _, err := cc.call(ctx, Request{Op: "locate", Key: spec.Key()})
+	if err == nil && m.Err != "" {
+		err = errors.New(m.Err)
+	}
+	if err == nil && len(m.Jobs) != 1 {
+		err = errors.New("bad reply")
+	}
+	if err != nil {
+		return h, false, false, fmt.Errorf("supervisor: locate %s: %w: %v", spec.Key(), drms.ErrUnavailable, err)
+	}
+	switch r := m.Jobs[0]; r.T {
+	case recUnknown:
+		return h, false, true, nil
+	case recUncertain:
+		return h, false, false, nil
+	default:
+		h, _ = b.watch(r, "", false)
+		return h, true, false, nil
+	}
+}
+
+// Acknowledge implements drms.Acknowledger: the supervisor forgets these
+// ended attempts (sent without waiting for an answer).
+func (b *Backend) Acknowledge(ctx context.Context, hs []drms.Handle) error {
+	var keys []string
+	b.mu.Lock()
+	for _, h := range hs {
+		key, ok := b.byID[h.ID]
+		if !ok {
+			var st handleState
+			if json.Unmarshal(h.State, &st) != nil || st.Key == "" {
+				continue
+			}
+			key = st.Key
+		}
+		if j := b.jobs[key]; j != nil && !j.rec.ended() {
+			continue // still running: nothing to forget
+		}
+		delete(b.jobs, key)
+		delete(b.byID, h.ID)
+		keys = append(keys, key)
+	}
+	cc := b.cc
+	b.mu.Unlock()
+	if len(keys) == 0 || cc == nil {
+		return nil
+	}
+	return cc.send(Request{Op: "ack", Keys: keys})
+}
+
+// Close implements drms.Backend: the connection is closed; jobs keep
+// running under the supervisor.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	cc := b.cc
+	b.cc = nil
+	b.mu.Unlock()
+	close(b.done)
+	if cc != nil {
+		cc.c.Close()
+	}
+	return nil
+}
+
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, callTimeout)
+}
+
+// emit queues an event without ever blocking the connection's reader.
+func (b *Backend) emit(ev drms.Event) {
+	b.evMu.Lock()
+	b.evq = append(b.evq, ev)
+	b.evMu.Unlock()
+	select {
+	case b.evWake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Backend) pump() {
+	var batch []drms.Event
+	for {
+		select {
+		case <-b.evWake:
+		case <-b.done:
+			return
+		}
+		b.evMu.Lock()
+		batch, b.evq = b.evq, batch[:0]
+		b.evMu.Unlock()
+		for _, ev := range batch {
+			select {
+			case b.events <- ev:
+			case <-b.done:
+				return
+			}
+		}
+		clear(batch)
+	}
+}
+
+// conn returns the live connection, connecting to (or starting) the
+// supervisor when there is none.
+func (b *Backend) conn(ctx context.Context) (*clientConn, error) {
+	b.mu.Lock()
+	cc, closed := b.cc, b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, errors.New("supervisor: backend closed")
+	}
+	if cc != nil {
+		return cc, nil
+	}
+	b.dialMu.Lock()
+	defer b.dialMu.Unlock()
+	b.mu.Lock()
+	cc = b.cc
+	b.mu.Unlock()
+	if cc != nil {
+		return cc, nil
+	}
+	cc, err := b.connectOrStart(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w: %v", drms.ErrUnavailable, err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		cc.c.Close()
+		return nil, errors.New("supervisor: backend closed")
+	}
+	b.cc = cc
+	b.mu.Unlock()
+	go cc.read()
+	if err := b.resync(ctx, cc); err != nil {
+		return nil, err
+	}
+	return cc, nil
+}
+
+// resync asks a (new) supervisor for every attempt still running here:
+// after a supervisor died, they come back ended as undetermined.
+func (b *Backend) resync(ctx context.Context, cc *clientConn) error {
+	var keys []string
+	b.mu.Lock()
+	for k, j := range b.jobs {
+		if !j.rec.ended() {
+			keys = append(keys, k)
+		}
+	}
+	b.mu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	m, _, err := cc.call(ctx, Request{Op: "status", Keys: keys})
+	if err == nil && m.Err != "" {
+		err = errors.New(m.Err)
+	}
+	if err != nil {
+		return fmt.Errorf("supervisor: resync: %w: %v", drms.ErrUnavailable, err)
+	}
+	for _, r := range m.Jobs {
+		if r.T == recUnknown {
+			b.mu.Lock()
+			j := b.jobs[r.Key]
+			var old Record
+			if j != nil {
+				old = j.rec
+			}
+			b.mu.Unlock()
+			o := local.Orphaned(old.PID, old.Tick, unixTime(old.Started),
+				"the supervisor has no record of the job (its journal was lost); its exit status is unknown",
+				"the supervisor has no record of the job (its journal was lost); the job was killed, its exit status is unknown")
+			old.T, old.Reason, old.Ended = recLost, o.Reason, o.Ended.UnixNano()
+			old.Key = r.Key
+			r = old
+		}
+		b.watch(r, "", true)
+	}
+	return nil
+}
+
+// lost is called by a connection's reader when the supervisor went away:
+// reconnect (starting a new supervisor if it died) and resync, so that its
+// jobs are reported at once.
+func (b *Backend) lost(cc *clientConn) {
+	b.mu.Lock()
+	if b.cc != cc || b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.cc = nil
+	b.mu.Unlock()
+	go func() {
+		delay := 50 * time.Millisecond
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+			_, err := b.conn(ctx)
+			cancel()
+			if err == nil {
+				return
+			}
+			select {
+			case <-b.done:
+				return
+			case <-time.After(delay): // back-off after a failure, not a wait for a condition
+			}
+			delay = min(2*delay, 5*time.Second)
+		}
+	}()
+}
+
+// connectOrStart connects to the running supervisor or starts one. Starting
+// is guarded by a flock, so two engines never start two supervisors for one
+// state dir (the supervisor's own lock makes sure of it anyway).
+func (b *Backend) connectOrStart(ctx context.Context) (*clientConn, error) {
+	cc, err := b.connect(ctx)
+	if err == nil {
+		return cc, nil
+	}
+	lf, err := os.OpenFile(filepath.Join(b.dir, startLockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start lock: %w", err)
+	}
+	defer lf.Close()
+	if err := flockCtx(ctx, lf); err != nil {
+		return nil, fmt.Errorf("start lock: %w", err)
+	}
+	defer unix.Flock(int(lf.Fd()), unix.LOCK_UN)
+	if cc, err := b.connect(ctx); err == nil {
+		return cc, nil
+	}
+	for range 3 {
+		answer, err := b.spawn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cc, cerr := b.connect(ctx)
+		if cerr == nil {
+			return cc, nil
+		}
+		if answer != "busy" {
+			return nil, fmt.Errorf("supervisor started but cannot be reached: %v", cerr)
+		}
+	}
+	return nil, errors.New("a supervisor holds the state dir's lock but cannot be reached")
+}
+
+// flockCtx takes an exclusive flock, giving up when ctx ends.
+func flockCtx(ctx context.Context, f *os.File) error {
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the caller closes f, which ends the pending flock
+	}
+}
+
+// spawn starts `ExecPath supervisor --state-dir DIR --idle D --ready-fd 3`
+// in its own session and waits for its answer on the ready pipe.
+func (b *Backend) spawn(ctx context.Context) (string, error) {
+	logf, err := os.OpenFile(filepath.Join(b.dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("supervisor log: %w", err)
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	cmd := exec.Command(b.cfg.ExecPath, "supervisor", "--state-dir", b.dir, "--idle", b.idle.String(), "--ready-fd", "3")
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return "", fmt.Errorf("start %s supervisor: %w", b.cfg.ExecPath, err)
+	}
+	go cmd.Wait() // reap it if it exits while this process lives
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		data, err := io.ReadAll(io.LimitReader(r, 4096))
+		ch <- res{strings.TrimSpace(string(data)), err}
+	}()
+	select {
+	case x := <-ch:
+		switch {
+		case x.s == "ok" || x.s == "busy":
+			return x.s, nil
+		case x.s == "":
+			return "", fmt.Errorf("supervisor (%s) exited before it was ready; see %s", b.cfg.ExecPath, filepath.Join(b.dir, logName))
+		default:
+			return "", fmt.Errorf("supervisor: %s", x.s)
+		}
+	case <-ctx.Done():
+		return "", fmt.Errorf("supervisor did not get ready: %w", ctx.Err())
+	}
+}
+
+// connect dials the supervisor named in the bootstrap file and says hello.
+func (b *Backend) connect(ctx context.Context) (*clientConn, error) {
+	bs, err := ReadBootstrap(b.dir)
+	if err != nil {
+		return nil, err
+	}
+	if bs.Protocol != ProtocolVersion {
+		return nil, fmt.Errorf("supervisor pid %d speaks protocol %d, want %d", bs.PID, bs.Protocol, ProtocolVersion)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", bs.Socket)
+	if err != nil {
+		return nil, err
+	}
+	cc := &clientConn{b: b, c: c, w: bufio.NewWriter(c), pending: map[uint64]chan Message{}, dead: make(chan struct{})}
+	// hello is answered before the reader runs: read it here.
+	dl, _ := ctx.Deadline()
+	c.SetDeadline(dl)
+	cc.r = bufio.NewReaderSize(c, 1<<16)
+	if err := cc.write(Request{ID: 1, Op: "hello", Protocol: ProtocolVersion, Tag: b.cfg.EngineTag}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	line, err := cc.r.ReadBytes('\n')
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	var m Message
+	if err := json.Unmarshal(line, &m); err != nil || m.Err != "" {
+		c.Close()
+		return nil, fmt.Errorf("hello refused: %s%v", m.Err, err)
+	}
+	c.SetDeadline(time.Time{})
+	cc.pid, cc.next = m.PID, 1
+	return cc, nil
+}
+
+// clientConn is the one connection of a backend: calls are matched to
+// replies by ID; events are handed to the backend.
+type clientConn struct {
+	b   *Backend
+	c   net.Conn
+	r   *bufio.Reader
+	pid int
+
+	wmu sync.Mutex
+	w   *bufio.Writer
+
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]chan Message
+	dead    chan struct{}
+	err     error
+}
+
+func (cc *clientConn) write(req Request) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	cc.w.Write(data)
+	cc.w.WriteByte('\n')
+	return cc.w.Flush()
+}
+
+// call sends req and waits for its reply; sent reports whether the request
+// may have reached the supervisor.
+func (cc *clientConn) call(ctx context.Context, req Request) (m Message, sent bool, err error) {
+	ch := make(chan Message, 1)
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return m, false, cc.err
+	}
+	cc.next++
+	req.ID = cc.next
+	cc.pending[req.ID] = ch
+	cc.mu.Unlock()
+	defer func() {
+		cc.mu.Lock()
+		delete(cc.pending, req.ID)
+		cc.mu.Unlock()
+	}()
+	if err := cc.write(req); err != nil {
+		cc.c.Close()
+		return m, true, err
+	}
+	select {
+	case m = <-ch:
+		return m, true, nil
+	case <-cc.dead:
+		select {
+		case m = <-ch:
+			return m, true, nil
+		default:
+		}
+		return m, true, fmt.Errorf("connection to the supervisor lost: %v", cc.err)
+	case <-ctx.Done():
+		return m, true, ctx.Err()
+	}
+}
+
+// send writes a request that wants no reply.
+func (cc *clientConn) send(req Request) error {
+	req.ID = 0
+	return cc.write(req)
+}
+
+func (cc *clientConn) read() {
+	var err error
+	for {
+		var line []byte
+		line, err = cc.r.ReadBytes('\n')
+		if err != nil {
+			break
+		}
+		var m Message
+		if jerr := json.Unmarshal(line, &m); jerr != nil {
+			err = fmt.Errorf("bad message from the supervisor: %v", jerr)
+			break
+		}
+		if m.ID != 0 {
+			cc.mu.Lock()
+			ch := cc.pending[m.ID]
+			cc.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+			continue
+		}
+		if m.Ev == "exit" {
+			for _, r := range m.Jobs {
+				cc.b.mu.Lock()
+				_, watched := cc.b.jobs[r.Key]
+				cc.b.mu.Unlock()
+				if watched {
+					cc.b.watch(r, "", true)
+				}
+			}
+		}
+	}
+	cc.c.Close()
+	cc.mu.Lock()
+	if err == io.EOF {
+		err = errors.New("the supervisor closed the connection")
+	}
+	cc.err = err
+	close(cc.dead)
+	cc.mu.Unlock()
+	cc.b.lost(cc)
+}
+
+var (
+	_ drms.Backend      = (*Backend)(nil)
+	_ drms.Notifier     = (*Backend)(nil)
+	_ drms.Locator      = (*Backend)(nil)
+	_ drms.Acknowledger = (*Backend)(nil)
+)

@@ -1,0 +1,640 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/local"
+)
+
+// DefaultIdle is how long a supervisor with no running job and no connected
+// engine waits before it exits.
+const DefaultIdle = 60 * time.Second
+
+// compactAfter: the journal is rewritten once this many jobs were forgotten
+// (acknowledged) since the last rewrite, and more than it still remembers.
+const compactAfter = 4096
+
+// locateWait bounds how long "locate" waits for older connections of the same
+// engine to be read to their end before it answers.
+const locateWait = 10 * time.Second
+
+// Main runs the supervisor: `somaflow supervisor --state-dir DIR [--idle
+// 60s] [--ready-fd N]` (args are the arguments after "supervisor"). It
+// returns the process exit code: 0 after an idle exit (or when another
+// supervisor already serves the state dir), 1 on error, 2 on bad usage.
+//
+// It takes `<state>/supervisor.lock` (one supervisor per state dir), becomes
+// a child subreaper, replays and compacts the journal — jobs a dead earlier
+// supervisor was running are killed (whole process group, pid reuse checked)
+// and recorded as lost —, listens on the Unix socket and writes
+// supervisor.json. With --ready-fd it writes "ok" (or "busy", or an error)
+// to that file descriptor and closes it once it serves or has failed.
+func Main(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
+	stateDir := fs.String("state-dir", "", "state directory of the engine (required)")
+	idle := fs.Duration("idle", DefaultIdle, "exit after this long with no running job and no engine connected")
+	readyFD := fs.Int("ready-fd", -1, "file descriptor to report readiness on (internal)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var ready *os.File
+	if *readyFD >= 0 {
+		ready = os.NewFile(uintptr(*readyFD), "ready")
+	}
+	report := func(msg string) {
+		if ready != nil {
+			io.WriteString(ready, msg+"\n")
+			ready.Close()
+			ready = nil
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+	fail := func(err error) int {
+		log.Error("supervisor", "err", err)
+		report("error: " + err.Error())
+		return 1
+	}
+	if *stateDir == "" || fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: somaflow supervisor --state-dir DIR [--idle DURATION]")
+		report("error: bad usage")
+		return 2
+	}
+	if *idle <= 0 {
+		fmt.Fprintln(os.Stderr, "supervisor: --idle must be positive")
+		report("error: bad usage")
+		return 2
+	}
+	dir, err := filepath.Abs(*stateDir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(fmt.Errorf("state dir: %w", err))
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fail(fmt.Errorf("lock: %w", err))
+	}
+	defer lock.Close()
+	if !flockWait(ctx, lock, 10*time.Second) {
+		log.Info("another supervisor serves this state dir", "state_dir", dir)
+		report("busy")
+		return 0
+	}
+	s := &server{stateDir: dir, idle: *idle, log: log,
+		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{}}
+	if err := s.run(ctx, report); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// flockWait takes an exclusive flock, waiting up to d (an exiting
+// supervisor may still hold it for a moment).
+func flockWait(ctx context.Context, f *os.File, d time.Duration) bool {
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		return true
+	}
+	done := make(chan error, 1)
+	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err == nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false // the goroutine's flock dies with the fd (Main closes it)
+}
+
+type server struct {
+	stateDir string
+	idle     time.Duration
+	log      *slog.Logger
+	jr       *journal
+
+	// startMu is held from fork to registration, so that the reaper never
+	// sees an exit of a job it does not know yet.
+	startMu sync.Mutex
+
+	mu         sync.Mutex
+	jobs       map[string]*sjob // every remembered job, by key
+	byPID      map[int]*sjob    // running jobs
+	conns      map[*sconn]struct{}
+	connSeq    uint64
+	lastActive time.Time
+	forgotten  int // jobs acknowledged since the last journal rewrite
+}
+
+type sjob struct {
+	rec  Record
+	kill *time.Timer
+}
+
+func (s *server) run(ctx context.Context, report func(string)) error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("PR_SET_CHILD_SUBREAPER: %w", err)
+	}
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	defer signal.Stop(sigchld)
+
+	if err := s.recoverJournal(); err != nil {
+		return err
+	}
+	defer s.jr.close()
+
+	sock, err := SocketPath(s.stateDir)
+	if err != nil {
+		return err
+	}
+	os.Remove(sock) // a dead supervisor's socket; we hold the lock
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close() // unlinks the socket
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return fmt.Errorf("socket mode: %w", err)
+	}
+	me := os.Getpid()
+	if err := writeBootstrap(s.stateDir, Bootstrap{Version: BootstrapVersion, Protocol: ProtocolVersion,
+		Socket: sock, PID: me, Tick: local.StartTick(me), Started: time.Now().UTC()}); err != nil {
+		return err
+	}
+	defer func() {
+		if b, err := ReadBootstrap(s.stateDir); err == nil && b.PID == me {
+			os.Remove(filepath.Join(s.stateDir, bootstrapName))
+		}
+	}()
+
+	reapDone := make(chan struct{})
+	defer close(reapDone)
+	go s.reaper(sigchld, reapDone)
+
+	s.mu.Lock()
+	s.lastActive = time.Now()
+	s.mu.Unlock()
+	s.log.Info("supervisor serving", "state_dir", s.stateDir, "socket", sock, "idle", s.idle)
+	report("ok")
+
+	go func() {
+		<-ctx.Done()
+		ln.SetDeadline(time.Now())
+	}()
+	for {
+		ln.SetDeadline(time.Now().Add(s.idle))
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.log.Info("supervisor stopped", "running", s.running())
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if s.idleNow() {
+					s.log.Info("supervisor idle: exiting")
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		if !sameUser(c) {
+			c.Close()
+			continue
+		}
+		s.serve(c)
+	}
+}
+
+func (s *server) running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byPID)
+}
+
+// idleNow: no running job, no connection, and nothing happened for the idle
+// period. Only the accept loop calls it, so no connection is half-accepted.
+func (s *server) idleNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byPID) == 0 && len(s.conns) == 0 && time.Since(s.lastActive) >= s.idle
+}
+
+func sameUser(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	return cerr == nil && (int(cred.Uid) == os.Getuid() || cred.Uid == 0)
+}
+
+// recoverJournal replays the journal, ends the jobs of a dead supervisor
+// (killing what is left of them) and rewrites a compact journal.
+func (s *server) recoverJournal() error {
+	path := filepath.Join(s.stateDir, journalName)
+	recs, truncAt, err := ReplayJournal(path)
+	if err != nil {
+		return err
+	}
+	if truncAt >= 0 {
+		s.log.Warn("journal: partial last record ignored", "offset", truncAt)
+	}
+	for _, r := range recs {
+		switch r.T {
+		case recIntent:
+			r.T, r.Ended = recLost, time.Now().UnixNano()
+			r.Reason = "the supervisor died while starting the job; whether it started is unknown"
+		case recStart, recKill:
+			o := local.Orphaned(r.PID, r.Tick, unixTime(r.Started),
+				"the supervisor died while the job ran; its exit status is unknown",
+				"the supervisor died while the job ran; its process group was killed, its exit status is unknown")
+			r.T, r.Reason, r.Ended = recLost, o.Reason, o.Ended.UnixNano()
+			s.log.Warn("job of a dead supervisor ended as undetermined", "key", r.Key, "pid", r.PID, "reason", o.Reason)
+		}
+		s.jobs[r.Key] = &sjob{rec: *r}
+	}
+	s.jr, err = writeJournal(path, recs)
+	return err
+}
+
+func (s *server) snapshot() map[string]*Record {
+	m := make(map[string]*Record, len(s.jobs))
+	for k, j := range s.jobs {
+		r := j.rec
+		m[k] = &r
+	}
+	return m
+}
+
+// reaper collects every exit with wait4(-1): jobs, and orphans reparented
+// to this subreaper.
+func (s *server) reaper(sigchld <-chan os.Signal, done <-chan struct{}) {
+	for {
+		for {
+			var ws syscall.WaitStatus
+			var ru syscall.Rusage
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, &ru)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || pid <= 0 {
+				break
+			}
+			if ws.Stopped() || ws.Continued() {
+				continue
+			}
+			s.exited(pid, ws, &ru, time.Now())
+		}
+		select {
+		case <-sigchld:
+		case <-done:
+			return
+		}
+	}
+}
+
+func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ended time.Time) {
+	s.startMu.Lock() // a start in progress registers its pid first
+	s.startMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.byPID[pid]
+	if j == nil {
+		return // an orphan reparented to us, or a failed exec
+	}
+	delete(s.byPID, pid)
+	if j.kill != nil {
+		j.kill.Stop()
+	}
+	// A job's leftovers do not outlive it.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	w := int(ws)
+	j.rec.merge(Record{T: recExit, Ended: ended.UnixNano(), WS: &w,
+		UtimeUS: ru.Utime.Nano() / 1000, StimeUS: ru.Stime.Nano() / 1000, MaxRSS: ru.Maxrss})
+	if err := s.jr.append(j.rec); err != nil {
+		s.log.Error("journal", "err", err)
+	}
+	s.jr.syncSoon()
+	s.lastActive = ended
+	ev := Message{Ev: "exit", Jobs: []Record{j.rec}}
+	for c := range s.conns {
+		c.send(ev)
+	}
+}
+
+// sconn is one client connection: requests are handled in order by its
+// reader; replies and events go out through its writer.
+type sconn struct {
+	s      *server
+	c      *net.UnixConn
+	seq    uint64
+	tag    string
+	closed chan struct{} // every request read and handled
+
+	mu   sync.Mutex
+	out  []Message
+	wake chan struct{}
+	dead bool
+}
+
+func (s *server) serve(c *net.UnixConn) {
+	s.mu.Lock()
+	s.connSeq++
+	sc := &sconn{s: s, c: c, seq: s.connSeq, closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	s.conns[sc] = struct{}{}
+	s.lastActive = time.Now()
+	s.mu.Unlock()
+	go sc.writer()
+	go sc.reader()
+}
+
+func (c *sconn) send(m Message) {
+	c.mu.Lock()
+	if !c.dead {
+		c.out = append(c.out, m)
+	}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *sconn) writer() {
+	w := bufio.NewWriterSize(c.c, 1<<16)
+	enc := json.NewEncoder(w)
+	var batch []Message
+	for range c.wake {
+		c.mu.Lock()
+		batch, c.out = c.out, batch[:0]
+		dead := c.dead
+		c.mu.Unlock()
+		if dead {
+			return
+		}
+		for _, m := range batch {
+			enc.Encode(m)
+		}
+		clear(batch)
+		if err := w.Flush(); err != nil {
+			c.c.Close()
+		}
+	}
+}
+
+func (c *sconn) reader() {
+	s := c.s
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.lastActive = time.Now()
+		s.mu.Unlock()
+		c.mu.Lock()
+		c.dead = true
+		c.mu.Unlock()
+		close(c.closed)
+		c.c.Close()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}()
+	sc := bufio.NewScanner(c.c)
+	sc.Buffer(make([]byte, 0, 1<<16), 64<<20)
+	for sc.Scan() {
+		var req Request
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			c.send(Message{Err: "bad request: " + err.Error()})
+			return
+		}
+		if m, ok := c.handle(req); ok && req.ID != 0 {
+			m.ID = req.ID
+			c.send(m)
+		}
+	}
+}
+
+// handle runs one request; ok is false when the reply was already sent.
+func (c *sconn) handle(req Request) (Message, bool) {
+	s := c.s
+	switch req.Op {
+	case "hello":
+		if req.Protocol != ProtocolVersion {
+			return Message{Err: fmt.Sprintf("protocol %d not supported (supervisor speaks %d)", req.Protocol, ProtocolVersion)}, true
+		}
+		s.mu.Lock()
+		c.tag = req.Tag
+		s.mu.Unlock()
+		return Message{PID: os.Getpid(), Protocol: ProtocolVersion}, true
+	case "start":
+		if req.Key == "" || req.Job == nil {
+			return Message{Err: "start: key and job required"}, true
+		}
+		c.start(req)
+		return Message{}, false
+	case "status":
+		s.mu.Lock()
+		m := Message{Jobs: make([]Record, len(req.Keys))}
+		for i, k := range req.Keys {
+			if j := s.jobs[k]; j != nil {
+				m.Jobs[i] = j.rec
+			} else {
+				m.Jobs[i] = Record{T: recUnknown, Key: k}
+			}
+		}
+		s.mu.Unlock()
+		return m, true
+	case "kill":
+		s.killJob(req.Key, time.Duration(req.GraceMS)*time.Millisecond)
+		return Message{}, true
+	case "locate":
+		return Message{Jobs: []Record{s.locate(c, req.Key)}}, true
+	case "ack":
+		s.ack(req.Keys)
+		return Message{}, true
+	}
+	return Message{Err: fmt.Sprintf("unknown operation %q", req.Op)}, true
+}
+
+// start starts a job once per key. The reply is queued while startMu is
+// held, so it precedes the job's exit event on this connection.
+func (c *sconn) start(req Request) {
+	s := c.s
+	reply := func(m Message) {
+		m.ID = req.ID
+		if req.ID != 0 {
+			c.send(m)
+		}
+	}
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	s.mu.Lock()
+	if j := s.jobs[req.Key]; j != nil {
+		r := j.rec
+		s.mu.Unlock()
+		reply(Message{Existed: true, Jobs: []Record{r}})
+		return
+	}
+	j := &sjob{rec: Record{T: recIntent, Key: req.Key, Started: time.Now().UnixNano()}}
+	s.jobs[req.Key] = j
+	s.lastActive = time.Now()
+	s.mu.Unlock()
+	if err := s.jr.append(j.rec); err != nil {
+		s.forget(req.Key, false)
+		reply(Message{Err: err.Error()})
+		return
+	}
+	jb := req.Job
+	pid, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: jb.Env, Dir: jb.Dir, Stdin: jb.Stdin,
+		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join}, s.stateDir)
+	var se *drms.StartError
+	switch {
+	case errors.As(err, &se):
+		// Nothing started: forgotten at once, so a later attempt with this
+		// key (after an engine crash) just fails the same way again.
+		s.forget(req.Key, true)
+		reply(Message{StartErr: se.Reason})
+		return
+	case err != nil:
+		// Nothing started: the key may be tried again.
+		s.forget(req.Key, true)
+		reply(Message{Err: err.Error()})
+		return
+	}
+	s.mu.Lock()
+	j.rec.merge(Record{T: recStart, PID: pid, Tick: local.StartTick(pid)})
+	s.byPID[pid] = j
+	r := j.rec
+	s.mu.Unlock()
+	if err := s.jr.append(r); err != nil {
+		s.log.Error("journal", "err", err)
+	}
+	reply(Message{Jobs: []Record{r}})
+}
+
+// forget drops a job (journaled when it had been journaled).
+func (s *server) forget(key string, journaled bool) {
+	s.mu.Lock()
+	delete(s.jobs, key)
+	s.mu.Unlock()
+	if journaled {
+		if err := s.jr.append(Record{T: recAck, Key: key}); err != nil {
+			s.log.Error("journal", "err", err)
+		}
+	}
+}
+
+func (s *server) killJob(key string, grace time.Duration) {
+	if grace <= 0 {
+		grace = local.KillGrace
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[key]
+	if j == nil || j.rec.T != recStart && j.rec.T != recKill {
+		return // unknown, or already ended: its outcome is on its way
+	}
+	pid := j.rec.PID
+	if !j.rec.Killed {
+		j.rec.merge(Record{T: recKill, Killed: true})
+		if err := s.jr.append(Record{T: recKill, Key: key, Killed: true}); err != nil {
+			s.log.Error("journal", "err", err)
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	if j.kill == nil {
+		j.kill = time.AfterFunc(grace, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.byPID[pid] == j {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		})
+	}
+}
+
+// locate answers whether key ever reached this supervisor. "unknown" is a
+// proof only once every older connection of the same engine (a dead
+// engine's, whose last requests may still be unread) has been read to its
+// end; otherwise the answer is "uncertain".
+func (s *server) locate(c *sconn, key string) Record {
+	s.mu.Lock()
+	j := s.jobs[key]
+	var older []*sconn
+	if j == nil {
+		for o := range s.conns {
+			if o != c && o.seq < c.seq && o.tag == c.tag {
+				older = append(older, o)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if j != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return j.rec
+	}
+	deadline := time.NewTimer(locateWait)
+	defer deadline.Stop()
+	for _, o := range older {
+		select {
+		case <-o.closed:
+		case <-deadline.C:
+			return Record{T: recUncertain, Key: key}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.jobs[key]; j != nil {
+		return j.rec
+	}
+	return Record{T: recUnknown, Key: key}
+}
+
+// ack forgets ended jobs whose outcome the engine recorded.
+func (s *server) ack(keys []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		j := s.jobs[k]
+		if j == nil || !j.rec.ended() {
+			continue
+		}
+		delete(s.jobs, k)
+		if err := s.jr.append(Record{T: recAck, Key: k}); err != nil {
+			s.log.Error("journal", "err", err)
+		}
+		s.forgotten++
+	}
+	if s.forgotten >= compactAfter && s.forgotten > len(s.jobs) {
+		if err := s.jr.rewrite(s.snapshot()); err != nil {
+			s.log.Error("journal compaction", "err", err)
+		} else {
+			s.forgotten = 0
+		}
+	}
+}
