@@ -123,7 +123,6 @@ EOF
 	if ! alive /run/slurmdbd.pid; then
 		slurmdbd
 	fi
-	wait_for 30 slurmdbd sacctmgr -n list cluster
 	acct_lines="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost"
 else
@@ -178,6 +177,8 @@ if [ "$(cat $mode_file 2>/dev/null)" != "$mode" ] || ! cmp -s <(printf '%s\n' "$
 	chmod 644 /etc/slurm/slurm.conf
 fi
 if [ $accounting = yes ]; then
+	# sacctmgr reads slurm.conf: it must name slurmdbd before this.
+	wait_for 30 slurmdbd sacctmgr -n list cluster
 	sacctmgr -n list cluster format=cluster | grep -qw somaflow || sacctmgr -i add cluster somaflow >/dev/null
 fi
 

@@ -148,12 +148,13 @@ func parseScontrol(out string) map[string]record {
 const sacctFields = "JobID,State,ExitCode,Elapsed,TotalCPU,MaxRSS,Start,End,Reason,NodeList,JobName"
 
 // parseSacct parses `sacct -n -P -o sacctFields` output: the job lines give
-// state and exit code; the steps (ID.batch, ID.0...) give MaxRSS, the
-// largest of which is kept.
+// state and exit code (the batch step's when the job line says 0:0); the
+// steps (ID.batch, ID.0...) give MaxRSS, the largest of which is kept.
 func parseSacct(out string) map[string]record {
 	recs := map[string]record{}
 	rss := map[string]int64{}
 	rawRSS := map[string]string{}
+	batchExit := map[string]string{}
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" {
@@ -172,7 +173,9 @@ func parseSacct(out string) map[string]record {
 				rss[id] = kib
 				rawRSS[id] = f[5]
 			}
-			_ = step
+			if step == "batch" {
+				batchExit[id] = f[2]
+			}
 			continue
 		}
 		r := record{ID: id, StateRaw: f[1], State: firstWord(f[1]), Reason: f[8], Allocated: allocated(f[9]), Name: f[10]}
@@ -188,6 +191,19 @@ func parseSacct(out string) map[string]record {
 			r.Usage.CPUS = &s
 		}
 		recs[id] = r
+	}
+	// The job line of a cancelled or timed-out job says 0:0; its batch step
+	// has the signal that ended the batch script.
+	for id, ec := range batchExit {
+		r, ok := recs[id]
+		if !ok || r.Exit != 0 || r.Signal != 0 {
+			continue
+		}
+		if e, g, ok := parseExitCode(ec); ok && (e != 0 || g != 0) {
+			r.Exit, r.Signal, r.HasExit = e, g, true
+			r.Usage.Raw["slurm.batch.ExitCode"] = ec
+			recs[id] = r
+		}
 	}
 	for id, kib := range rss {
 		if r, ok := recs[id]; ok {

@@ -148,10 +148,13 @@ func TestParseSacct(t *testing.T) {
 230.0|COMPLETED|0:0|00:00:01|00:00.500|5000K|2026-11-27T14:17:33|2026-11-27T14:17:34||node01|true
 231|CANCELLED by 1000|0:0|00:00:00|00:00:00||None|2026-11-27T14:17:40|Priority|None assigned|sf-e1-1-4-1
 232|TIMEOUT|0:0|1-02:03:04|01:02:03||2026-11-27T14:17:33|2026-11-28T16:20:37|TimeLimit|node01|sf-e1-1-5-1
+232.batch|CANCELLED|0:15|1-02:03:04|01:02:03||2026-11-27T14:17:33|2026-11-28T16:20:37||node01|batch
+234|CANCELLED by 0|0:0|00:00:09|00:00:00||2026-11-27T14:17:33|2026-11-27T14:17:42|None|node01|sf-e1-1-7-1
+234.batch|CANCELLED|0:9|00:00:09|00:00:00|1500K|2026-11-27T14:17:33|2026-11-27T14:17:42||node01|batch
 233|RUNNING|0:0|00:00:05|00:00:00||2026-11-27T14:17:33|Unknown|None|node01|sf-e1-1-6-1
 `
 	recs := parseSacct(out)
-	if len(recs) != 6 {
+	if len(recs) != 7 {
 		t.Fatalf("%d records: %+v", len(recs), recs)
 	}
 	r := recs["230"]
@@ -169,6 +172,12 @@ func TestParseSacct(t *testing.T) {
 	}
 	if o := recordOutcome(recs["232"], true, false, false); o.Signal != "SIGTERM" || o.Reason != "time limit" {
 		t.Errorf("232 outcome: %+v", o)
+	}
+	if r := recs["234"]; r.Signal != 9 || r.Usage.Raw["slurm.ExitCode"] != "0:0" {
+		t.Errorf("234: signal from the batch step: %+v", r)
+	}
+	if o := recordOutcome(recs["234"], true, false, true); o.Signal != "SIGKILL" || o.Reason != "" {
+		t.Errorf("234 outcome: %+v", o)
 	}
 	if _, final := phaseOf(recs["233"].State, ""); final {
 		t.Error("233 RUNNING is final")

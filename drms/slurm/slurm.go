@@ -412,7 +412,8 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	}
 	for _, n := range needs {
 		r, ok := recs[n.h.ID]
-		if ok && r.Name != "" && r.Name != n.st.Name {
+		// (sacct of 22.05 names a job "allocation" until a while after its end.)
+		if ok && r.Name != "" && r.Name != "allocation" && r.Name != n.st.Name {
 			ok = false
 		}
 		if ok {
@@ -486,7 +487,7 @@ func (b *Backend) records(ctx context.Context, ids []string) (map[string]record,
 	if b.accounting(ctx) {
 		for i := 0; i < len(ids); i += 500 {
 			j := min(i+500, len(ids))
-			out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-D", "-j", strings.Join(ids[i:j], ","), "-o", sacctFields)
+			out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-j", strings.Join(ids[i:j], ","), "-o", sacctFields)
 			if err != nil {
 				return nil, b.cmdError("sacct", stderr, err)
 			}
