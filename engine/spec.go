@@ -119,14 +119,17 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
 			in = filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.in.json", j.row.ID, j.row.Attempt))
 		}
 		in = abs(in)
-		doc := map[string]any{"parameters": params}
+		// Written as Python's json.dump does: "parameters" first, then
+		// "configuration_dict", with ", " and ": " separators.
+		text := `{"parameters": ` + pyJSON(params)
 		if hasConfig(mj.Configuration) {
-			doc["configuration_dict"] = mj.Configuration
+			var conf any
+			if err := json.Unmarshal(mj.Configuration, &conf); err != nil {
+				return spec, &specError{fmt.Sprintf("configuration: %v", err)}
+			}
+			text += `, "configuration_dict": ` + pyJSON(conf)
 		}
-		data, err := json.Marshal(doc)
-		if err != nil {
-			return spec, fmt.Errorf("input params: %w", err)
-		}
+		data := []byte(text + "}")
 		if err := os.MkdirAll(filepath.Dir(in), 0o700); err != nil {
 			return spec, fmt.Errorf("input params dir: %w", err)
 		}
@@ -214,7 +217,11 @@ func (e *Engine) jobParams(w *wfRun, idx int) (map[string]any, error) {
 		params[l.DestParam] = nv
 	}
 	if hasConfig(mj.Configuration) && !mj.UseInputParamsFile {
-		params["configuration_dict"] = string(mj.Configuration)
+		var conf any
+		if err := json.Unmarshal(mj.Configuration, &conf); err != nil {
+			return nil, &specError{fmt.Sprintf("configuration: %v", err)}
+		}
+		params["configuration_dict"] = pyJSON(conf)
 	}
 	return params, nil
 }
@@ -282,8 +289,8 @@ func (w *wfRun) renderArg(a model.Arg, params map[string]any) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			if x.Kind == model.ArgNumber {
-				parts[i] = s
+			if x.Kind == model.ArgNumber || x.Kind == model.ArgList {
+				parts[i] = s // numbers and nested lists are not quoted in a repr
 			} else {
 				parts[i] = pyQuote(s)
 			}
@@ -322,11 +329,19 @@ func (w *wfRun) resolvePath(r model.PathRef) (string, error) {
 			return "", fmt.Errorf("unknown option path %d", r.Index)
 		}
 		op := d.OptionPaths[r.Index]
-		var parent string
-		if err := json.Unmarshal(op.ParentPath, &parent); err != nil {
-			return "", fmt.Errorf("option path %q: parent path is not a plain path", op.Name)
+		var raw any
+		if err := json.Unmarshal(op.ParentPath, &raw); err != nil {
+			return "", fmt.Errorf("option path %q: bad parent path: %v", op.Name, err)
 		}
-		base = parent + op.URI
+		parent, err := w.resolveValue(raw)
+		if err != nil {
+			return "", fmt.Errorf("option path %q: %v", op.Name, err)
+		}
+		p, ok := parent.(string)
+		if !ok {
+			return "", fmt.Errorf("option path %q: parent path is neither a path nor a special path", op.Name)
+		}
+		base = p + op.URI
 	default:
 		return "", fmt.Errorf("unknown special path kind %d", r.Kind)
 	}
@@ -380,6 +395,72 @@ func pyRepr(v any) string {
 	default:
 		return paramText(v)
 	}
+}
+
+// pyJSON formats a JSON value as Python's json.dumps does by default:
+// ", " and ": " separators, non-ASCII escaped (keys sorted: Go maps have no
+// order of their own).
+func pyJSON(v any) string {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = pyJSON(k) + ": " + pyJSON(x[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = pyJSON(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case string:
+		var b strings.Builder
+		b.WriteByte('"')
+		for _, r := range x {
+			switch {
+			case r == '"' || r == '\\':
+				b.WriteByte('\\')
+				b.WriteRune(r)
+			case r == '\n':
+				b.WriteString(`\n`)
+			case r == '\r':
+				b.WriteString(`\r`)
+			case r == '\t':
+				b.WriteString(`\t`)
+			case r < 0x20 || r > 0x7e:
+				if r > 0xffff {
+					r -= 0x10000
+					fmt.Fprintf(&b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+				} else {
+					fmt.Fprintf(&b, `\u%04x`, r)
+				}
+			default:
+				b.WriteRune(r)
+			}
+		}
+		b.WriteByte('"')
+		return b.String()
+	case nil:
+		return "null"
+	case bool:
+		if x {
+			return "true"
+		}
+		return "false"
+	case float64:
+		if x == float64(int64(x)) && x < 1e15 && x > -1e15 {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	data, _ := json.Marshal(v)
+	return string(data)
 }
 
 func pyQuote(s string) string {
