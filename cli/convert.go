@@ -28,7 +28,7 @@ func convertCommand(s *IO) *ucli.Command {
 			if to != model.FormatSoma && to != model.FormatNative {
 				return usagef("--to must be soma or native, got %q", to)
 			}
-			w, _, err := readWorkflow(cmd.Args().First())
+			w, _, err := readWorkflow(s, cmd.Args().First())
 			if err != nil {
 				return err
 			}

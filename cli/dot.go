@@ -46,7 +46,7 @@ func dotCommand(s *IO) *ucli.Command {
 				}
 			} else {
 				var err error
-				if w, _, err = readWorkflow(arg); err != nil {
+				if w, _, err = readWorkflow(s, arg); err != nil {
 					return err
 				}
 			}

@@ -44,7 +44,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	if cmd.Int("max-jobs") < 0 {
 		return usagef("--max-jobs must be positive, got %d", cmd.Int("max-jobs"))
 	}
-	w, format, err := readWorkflow(cmd.Args().First())
+	w, format, err := readWorkflow(s, cmd.Args().First())
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 
 // readWorkflow reads and decodes a workflow file in either format; any
 // problem is bad input (exit 2).
-func readWorkflow(path string) (*model.Workflow, model.Format, error) {
+func readWorkflow(s *IO, path string) (*model.Workflow, model.Format, error) {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -144,6 +144,11 @@ func readWorkflow(path string) (*model.Workflow, model.Format, error) {
 	w, f, err := client.Unserialize(data)
 	if err != nil {
 		return nil, f, fmt.Errorf("%s: %w", path, err)
+	}
+	// What the decoder changed as soma-workflow would (groups it drops) is
+	// said, never dropped silently.
+	for _, p := range w.Warnings {
+		fmt.Fprintf(s.ErrOut, "somaflow: %s: warning: %s\n", path, p)
 	}
 	return w, f, nil
 }

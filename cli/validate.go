@@ -25,7 +25,7 @@ func validateCommand(s *IO) *ucli.Command {
 				return usagef("validate needs exactly one FILE")
 			}
 			path := cmd.Args().First()
-			w, format, err := readWorkflow(path)
+			w, format, err := readWorkflow(s, path)
 			if err == nil {
 				err = client.Check(w)
 			}

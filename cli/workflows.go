@@ -44,7 +44,7 @@ func submitCommand(s *IO) *ucli.Command {
 				}
 				exp = t
 			}
-			w, format, err := readWorkflow(cmd.Args().First())
+			w, format, err := readWorkflow(s, cmd.Args().First())
 			if err != nil {
 				return err
 			}

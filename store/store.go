@@ -141,6 +141,12 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
+	// The state dir holds environments and outputs: private, whoever made it.
+	if fi, err := os.Stat(abs); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("make state dir private: %w", err)
+		}
+	}
 	s := &Store{Dir: abs, NetworkFS: isNetworkFS(abs)}
 	journal := "WAL"
 	if s.NetworkFS {
