@@ -71,11 +71,12 @@ type Backend struct {
 	jobs   map[string]*cjob // by key: attempts this backend watches
 	byID   map[string]string
 
-	events chan drms.Event
-	evMu   sync.Mutex
-	evq    []drms.Event
-	evWake chan struct{}
-	done   chan struct{}
+	events  chan drms.Event
+	evMu    sync.Mutex
+	evq     []drms.Event
+	pumping bool
+	evWake  chan struct{}
+	done    chan struct{}
 }
 
 type cjob struct {
@@ -459,9 +460,19 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, callTimeout)
 }
 
-// emit queues an event without ever blocking the connection's reader.
+// emit hands an event on without ever blocking the connection's reader:
+// straight to the channel when it has room and nothing is queued, else
+// through the queue that pump empties.
 func (b *Backend) emit(ev drms.Event) {
 	b.evMu.Lock()
+	if len(b.evq) == 0 && !b.pumping {
+		select {
+		case b.events <- ev:
+			b.evMu.Unlock()
+			return
+		default:
+		}
+	}
 	b.evq = append(b.evq, ev)
 	b.evMu.Unlock()
 	select {
@@ -480,6 +491,7 @@ func (b *Backend) pump() {
 		}
 		b.evMu.Lock()
 		batch, b.evq = b.evq, batch[:0]
+		b.pumping = len(batch) > 0
 		b.evMu.Unlock()
 		for _, ev := range batch {
 			select {
@@ -489,6 +501,15 @@ func (b *Backend) pump() {
 			}
 		}
 		clear(batch)
+		b.evMu.Lock()
+		b.pumping = false
+		if len(b.evq) > 0 {
+			select {
+			case b.evWake <- struct{}{}:
+			default:
+			}
+		}
+		b.evMu.Unlock()
 	}
 }
 

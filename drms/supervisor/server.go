@@ -99,7 +99,8 @@ func Main(ctx context.Context, args []string) int {
 		return 0
 	}
 	s := &server{stateDir: dir, idle: *idle, log: log,
-		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{}}
+		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
+		forked: make(chan struct{}, 1), early: map[int]earlyExit{}}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
 	}
@@ -131,9 +132,8 @@ type server struct {
 	log      *slog.Logger
 	jr       *journal
 
-	// startMu is held from fork to registration, so that the reaper never
-	// sees an exit of a job it does not know yet.
-	startMu sync.Mutex
+	// forked wakes a reaper that found no child to wait for.
+	forked chan struct{}
 
 	mu         sync.Mutex
 	jobs       map[string]*sjob // every remembered job, by key
@@ -142,6 +142,16 @@ type server struct {
 	connSeq    uint64
 	lastActive time.Time
 	forgotten  int // jobs acknowledged since the last journal rewrite
+	// starting counts forks whose pid is not registered yet; exits of
+	// unknown pids reaped meanwhile wait in early for their starter.
+	starting int
+	early    map[int]earlyExit
+}
+
+type earlyExit struct {
+	ws    syscall.WaitStatus
+	ru    syscall.Rusage
+	ended time.Time
 }
 
 type sjob struct {
@@ -290,42 +300,53 @@ func (s *server) snapshot() map[string]*Record {
 	return m
 }
 
-// reaper collects every exit with wait4(-1): jobs, and orphans reparented
-// to this subreaper.
+// reaper collects every exit with a blocking wait4(-1) (the kernel wakes it
+// directly): jobs, and orphans reparented to this subreaper. With no child
+// at all it waits for the next fork (or a SIGCHLD from an orphan).
 func (s *server) reaper(sigchld <-chan os.Signal, done <-chan struct{}) {
 	for {
-		for {
-			var ws syscall.WaitStatus
-			var ru syscall.Rusage
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, &ru)
-			if err == syscall.EINTR {
-				continue
+		var ws syscall.WaitStatus
+		var ru syscall.Rusage
+		pid, err := syscall.Wait4(-1, &ws, 0, &ru)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			if err != syscall.ECHILD {
+				s.log.Error("wait4", "err", err)
 			}
-			if err != nil || pid <= 0 {
-				break
+			select {
+			case <-s.forked:
+			case <-sigchld:
+			case <-done:
+				return
 			}
-			if ws.Stopped() || ws.Continued() {
-				continue
-			}
-			s.exited(pid, ws, &ru, time.Now())
+			continue
 		}
-		select {
-		case <-sigchld:
-		case <-done:
-			return
-		}
+		s.exited(pid, ws, &ru, time.Now())
 	}
 }
 
 func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ended time.Time) {
-	s.startMu.Lock() // a start in progress registers its pid first
-	s.startMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	j := s.byPID[pid]
 	if j == nil {
-		return // an orphan reparented to us, or a failed exec
+		if s.starting > 0 {
+			s.early[pid] = earlyExit{ws: ws, ru: *ru, ended: ended}
+		}
+		s.mu.Unlock()
+		return // else an orphan reparented to us, or a failed exec
 	}
+	conns := s.endLocked(pid, j, ws, ru, ended)
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.flush()
+	}
+}
+
+// endLocked records a job's exit (journal first) and queues its event on
+// every connection, which the caller flushes after unlocking s.mu.
+func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.Rusage, ended time.Time) []*sconn {
 	delete(s.byPID, pid)
 	if j.kill != nil {
 		j.kill.Stop()
@@ -341,13 +362,21 @@ func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ende
 	s.jr.syncSoon()
 	s.lastActive = ended
 	ev := Message{Ev: "exit", Jobs: []Record{j.rec}}
+	conns := make([]*sconn, 0, len(s.conns))
 	for c := range s.conns {
-		c.send(ev)
+		c.queue(ev)
+		conns = append(conns, c)
 	}
+	return conns
 }
 
+// writeTimeout drops a client that does not read its messages.
+const writeTimeout = 10 * time.Second
+
 // sconn is one client connection: requests are handled in order by its
-// reader; replies and events go out through its writer.
+// reader; replies and events are queued, then written by whoever queued
+// them (flush), so that no extra goroutine stands between an exit and its
+// event.
 type sconn struct {
 	s      *server
 	c      *net.UnixConn
@@ -355,55 +384,67 @@ type sconn struct {
 	tag    string
 	closed chan struct{} // every request read and handled
 
-	mu   sync.Mutex
-	out  []Message
-	wake chan struct{}
-	dead bool
+	mu      sync.Mutex
+	out     []Message
+	writing bool
+	dead    bool
+
+	w   *bufio.Writer
+	enc *json.Encoder
 }
 
 func (s *server) serve(c *net.UnixConn) {
 	s.mu.Lock()
 	s.connSeq++
-	sc := &sconn{s: s, c: c, seq: s.connSeq, closed: make(chan struct{}), wake: make(chan struct{}, 1)}
+	sc := &sconn{s: s, c: c, seq: s.connSeq, closed: make(chan struct{})}
+	sc.w = bufio.NewWriterSize(c, 1<<16)
+	sc.enc = json.NewEncoder(sc.w)
 	s.conns[sc] = struct{}{}
 	s.lastActive = time.Now()
 	s.mu.Unlock()
-	go sc.writer()
 	go sc.reader()
 }
 
-func (c *sconn) send(m Message) {
+// queue adds a message; flush writes it.
+func (c *sconn) queue(m Message) {
 	c.mu.Lock()
 	if !c.dead {
 		c.out = append(c.out, m)
 	}
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
 }
 
-func (c *sconn) writer() {
-	w := bufio.NewWriterSize(c.c, 1<<16)
-	enc := json.NewEncoder(w)
-	var batch []Message
-	for range c.wake {
-		c.mu.Lock()
-		batch, c.out = c.out, batch[:0]
-		dead := c.dead
+func (c *sconn) send(m Message) {
+	c.queue(m)
+	c.flush()
+}
+
+// flush writes the queued messages unless another goroutine is writing
+// them already (it then writes ours too).
+func (c *sconn) flush() {
+	c.mu.Lock()
+	if c.writing {
 		c.mu.Unlock()
-		if dead {
-			return
-		}
+		return
+	}
+	c.writing = true
+	for len(c.out) > 0 && !c.dead {
+		batch := c.out
+		c.out = nil
+		c.mu.Unlock()
 		for _, m := range batch {
-			enc.Encode(m)
+			c.enc.Encode(m)
 		}
-		clear(batch)
-		if err := w.Flush(); err != nil {
+		c.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+		err := c.w.Flush()
+		c.mu.Lock()
+		if err != nil {
+			c.dead = true
 			c.c.Close()
 		}
 	}
+	c.writing = false
+	c.mu.Unlock()
 }
 
 func (c *sconn) reader() {
@@ -418,10 +459,6 @@ func (c *sconn) reader() {
 		c.mu.Unlock()
 		close(c.closed)
 		c.c.Close()
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
 	}()
 	sc := bufio.NewScanner(c.c)
 	sc.Buffer(make([]byte, 0, 1<<16), 64<<20)
@@ -480,8 +517,9 @@ func (c *sconn) handle(req Request) (Message, bool) {
 	return Message{Err: fmt.Sprintf("unknown operation %q", req.Op)}, true
 }
 
-// start starts a job once per key. The reply is queued while startMu is
-// held, so it precedes the job's exit event on this connection.
+// start starts a job once per key. The reply is queued under s.mu with the
+// job's registration, so it precedes the job's exit event on this
+// connection.
 func (c *sconn) start(req Request) {
 	s := c.s
 	reply := func(m Message) {
@@ -490,8 +528,6 @@ func (c *sconn) start(req Request) {
 			c.send(m)
 		}
 	}
-	s.startMu.Lock()
-	defer s.startMu.Unlock()
 	s.mu.Lock()
 	if j := s.jobs[req.Key]; j != nil {
 		r := j.rec
@@ -502,49 +538,72 @@ func (c *sconn) start(req Request) {
 	j := &sjob{rec: Record{T: recIntent, Key: req.Key, Started: time.Now().UnixNano()}}
 	s.jobs[req.Key] = j
 	s.lastActive = time.Now()
-	s.mu.Unlock()
 	if err := s.jr.append(j.rec); err != nil {
-		s.forget(req.Key, false)
+		delete(s.jobs, req.Key)
+		s.mu.Unlock()
 		reply(Message{Err: err.Error()})
 		return
 	}
+	s.starting++
+	s.mu.Unlock()
+
 	jb := req.Job
 	pid, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: jb.Env, Dir: jb.Dir, Stdin: jb.Stdin,
 		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join}, s.stateDir)
+	var tick uint64
+	if err == nil {
+		tick = local.StartTick(pid)
+		select {
+		case s.forked <- struct{}{}:
+		default:
+		}
+	}
+
+	s.mu.Lock()
+	s.starting--
 	var se *drms.StartError
 	switch {
-	case errors.As(err, &se):
-		// Nothing started: forgotten at once, so a later attempt with this
-		// key (after an engine crash) just fails the same way again.
-		s.forget(req.Key, true)
-		reply(Message{StartErr: se.Reason})
-		return
-	case err != nil:
-		// Nothing started: the key may be tried again.
-		s.forget(req.Key, true)
-		reply(Message{Err: err.Error()})
+	case errors.As(err, &se), err != nil:
+		// Nothing started: forgotten at once, so the key may be tried
+		// again (a job that could not start just fails the same way).
+		delete(s.jobs, req.Key)
+		if jerr := s.jr.append(Record{T: recAck, Key: req.Key}); jerr != nil {
+			s.log.Error("journal", "err", jerr)
+		}
+		s.cleanEarlyLocked()
+		s.mu.Unlock()
+		if se != nil {
+			reply(Message{StartErr: se.Reason})
+		} else {
+			reply(Message{Err: err.Error()})
+		}
 		return
 	}
-	s.mu.Lock()
-	j.rec.merge(Record{T: recStart, PID: pid, Tick: local.StartTick(pid)})
-	s.byPID[pid] = j
-	r := j.rec
-	s.mu.Unlock()
-	if err := s.jr.append(r); err != nil {
+	j.rec.merge(Record{T: recStart, PID: pid, Tick: tick})
+	if err := s.jr.append(j.rec); err != nil {
 		s.log.Error("journal", "err", err)
 	}
-	reply(Message{Jobs: []Record{r}})
+	s.byPID[pid] = j
+	if req.ID != 0 {
+		c.queue(Message{ID: req.ID, Jobs: []Record{j.rec}})
+	}
+	var conns []*sconn
+	if e, ok := s.early[pid]; ok {
+		delete(s.early, pid)
+		conns = s.endLocked(pid, j, e.ws, &e.ru, e.ended)
+	}
+	s.cleanEarlyLocked()
+	s.mu.Unlock()
+	c.flush()
+	for _, o := range conns {
+		o.flush()
+	}
 }
 
-// forget drops a job (journaled when it had been journaled).
-func (s *server) forget(key string, journaled bool) {
-	s.mu.Lock()
-	delete(s.jobs, key)
-	s.mu.Unlock()
-	if journaled {
-		if err := s.jr.append(Record{T: recAck, Key: key}); err != nil {
-			s.log.Error("journal", "err", err)
-		}
+// cleanEarlyLocked drops early exits nobody is starting any more: orphans.
+func (s *server) cleanEarlyLocked() {
+	if s.starting == 0 && len(s.early) > 0 {
+		clear(s.early)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Command supmain is a stand-in for `somaflow supervisor` in the tests of
-// drms/supervisor: `supmain supervisor --state-dir DIR ...`.
+// drms/supervisor: `supmain supervisor --state-dir DIR ...`. With
+// SUPMAIN_CPUPROFILE=FILE it writes a CPU profile (for the benchmark).
 package main
 
 import (
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/somaflow/somaflow/drms/supervisor"
@@ -17,8 +19,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: supmain supervisor --state-dir DIR [--idle DURATION]")
 		os.Exit(2)
 	}
+	if p := os.Getenv("SUPMAIN_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	code := supervisor.Main(ctx, os.Args[2:])
 	stop()
-	os.Exit(code)
+	if code != 0 {
+		os.Exit(code)
+	}
 }
