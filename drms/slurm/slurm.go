@@ -457,9 +457,11 @@ func (b *Backend) wasKilled(id string) bool {
 	return b.killed[id]
 }
 
+// forget drops what the backend remembers of an ended job.
 func (b *Backend) forget(id string) {
 	b.mu.Lock()
 	delete(b.noFileSeen, id)
+	delete(b.killed, id)
 	b.mu.Unlock()
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -424,5 +425,92 @@ func TestScript(t *testing.T) {
 	args, err := b.SbatchArgs(s, p.Script, p.Dir, p.Output)
 	if err != nil || args[len(args)-1] != p.Script || args[0] != "--parsable" {
 		t.Errorf("sbatch args %q %v", args, err)
+	}
+}
+
+// TestControllerOutage stops slurmctld while jobs run and starts it again:
+// Status and Submit report drms.ErrUnavailable meanwhile, and afterwards
+// every job ends with its own outcome, each having run once. It stops the
+// cluster's controller, so it runs only when SOMAFLOW_SLURM_OUTAGE=1
+// (scripts/ci-slurm.sh sets it), as root, with slurm-up.sh's pid file.
+func TestControllerOutage(t *testing.T) {
+	requireSlurm(t)
+	if os.Getenv("SOMAFLOW_SLURM_OUTAGE") != "1" {
+		t.Skip("stops slurmctld: set SOMAFLOW_SLURM_OUTAGE=1 (scripts/ci-slurm.sh does)")
+	}
+	pidb, err := os.ReadFile("/run/slurmctld.pid")
+	if err != nil || os.Getuid() != 0 {
+		t.Fatalf("needs root and /run/slurmctld.pid (scripts/slurm-up.sh): %v", err)
+	}
+	tag := testTag("out")
+	b := newBackend(t, t.TempDir(), tag, map[string]string{"command_timeout": "10s", "submit_timeout": "10s"})
+	shared := t.TempDir()
+	const n = 20
+	var hs []drms.Handle
+	var specs []drms.JobSpec
+	for i := 0; i < n; i++ {
+		s := spec(t, tag, "sh", "-c", fmt.Sprintf("echo ran >> %s/%d; sleep 2; exit %d", shared, i, i%4))
+		specs = append(specs, s)
+		hs = append(hs, submit(t, b, s))
+	}
+	var pid int
+	fmt.Sscan(strings.TrimSpace(string(pidb)), &pid)
+	p, _ := os.FindProcess(pid)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stop slurmctld: %v", err)
+	}
+	restarted := false
+	restart := func() {
+		if restarted {
+			return
+		}
+		restarted = true
+		if out, err := exec.Command("slurmctld", "-i").CombinedOutput(); err != nil {
+			t.Fatalf("restart slurmctld: %v %s", err, out)
+		}
+	}
+	defer restart()
+	deadline := time.Now().Add(time.Minute)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("slurmctld did not stop")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := b.Status(context.Background(), hs); !errors.Is(err, drms.ErrUnavailable) {
+		t.Errorf("Status while slurmctld is down: %v, want ErrUnavailable", err)
+	}
+	if _, err := b.Submit(context.Background(), spec(t, tag, "true")); !errors.Is(err, drms.ErrUnavailable) && !errors.Is(err, drms.ErrSubmitUncertain) {
+		t.Errorf("Submit while slurmctld is down: %v, want ErrUnavailable", err)
+	}
+	// Keep it down until the jobs that were running have finished on slurmd.
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		done := 0
+		for _, s := range specs {
+			if _, err := os.Stat(b.spool.Paths(s).Status); err == nil {
+				done++
+			}
+		}
+		started := 0
+		for _, s := range specs {
+			if _, err := os.Stat(b.spool.Paths(s).Started); err == nil {
+				started++
+			}
+		}
+		if done == started || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	restart()
+	for i, h := range hs {
+		o := waitEnd(t, b, h, 3*time.Minute)
+		if o.ExitStatus != model.ExitFinishedRegular || o.ExitValue == nil || *o.ExitValue != i%4 {
+			t.Errorf("job %d: %s", i, describe(o))
+		}
+		if got, _ := os.ReadFile(fmt.Sprintf("%s/%d", shared, i)); string(got) != "ran\n" {
+			t.Errorf("job %d ran %q", i, got)
+		}
 	}
 }
