@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -233,20 +234,27 @@ func envValue(env []string, key string) string {
 // StartTick reads a process's start time (clock ticks since boot) from
 // /proc, so that a reused pid is not mistaken for a job; 0 if unknown.
 func StartTick(pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	fd, err := syscall.Open("/proc/"+strconv.Itoa(pid)+"/stat", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return 0
 	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
+	var buf [1024]byte
+	n, err := syscall.Read(fd, buf[:])
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	s := buf[:n]
+	i := bytes.LastIndexByte(s, ')')
 	if i < 0 {
 		return 0
 	}
-	fields := strings.Fields(s[i+1:])
+	// Field 22 (starttime) is the 20th after the command name.
+	fields := bytes.Fields(s[i+1:])
 	if len(fields) < 20 {
 		return 0
 	}
-	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	v, _ := strconv.ParseUint(string(fields[19]), 10, 64)
 	return v
 }
 

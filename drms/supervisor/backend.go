@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -769,8 +770,9 @@ type clientConn struct {
 	r   *bufio.Reader
 	pid int
 
-	wmu sync.Mutex
-	w   *bufio.Writer
+	wmu     sync.Mutex
+	w       *bufio.Writer
+	lastEnv []string // environment of the last start request sent
 
 	mu      sync.Mutex
 	next    uint64
@@ -780,12 +782,24 @@ type clientConn struct {
 }
 
 func (cc *clientConn) write(req Request) error {
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	if req.Job != nil {
+		jb := *req.Job
+		if cc.lastEnv != nil && slices.Equal(jb.Env, cc.lastEnv) {
+			jb.Env, jb.SameEnv = nil, true
+		} else {
+			cc.lastEnv = jb.Env
+			if cc.lastEnv == nil {
+				cc.lastEnv = []string{}
+			}
+		}
+		req.Job = &jb
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
 	cc.w.Write(data)
 	cc.w.WriteByte('\n')
 	return cc.w.Flush()

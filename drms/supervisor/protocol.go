@@ -19,9 +19,9 @@ import (
 // A client sends Requests; every Request with a non-zero ID gets exactly one
 // Message with the same ID (ID 0: no reply wanted, used for "ack"). The
 // supervisor also pushes Messages with ID 0 and Ev "exit" to every connected
-// client when a job ends (its Record, written to the journal first). Replies
-// on one connection come in request order, and a job's start reply always
-// comes before its exit event.
+// client when a job ends (its Record, written to the journal first). Starts
+// are handled concurrently, so replies may come out of request order; a
+// job's start reply always comes before its exit event.
 //
 // Operations: "hello" (Protocol, Tag) -> PID; "start" (Key, Job) -> Jobs[0]
 // (Existed when the key was already known: it is never started twice) or
@@ -49,13 +49,16 @@ type Request struct {
 
 // JobReq is what the supervisor needs to start a job (see drms.JobSpec).
 type JobReq struct {
-	Argv   []string `json:"argv"`
-	Env    []string `json:"env"`
-	Dir    string   `json:"dir"`
-	Stdin  string   `json:"stdin,omitempty"`
-	Stdout string   `json:"stdout,omitempty"`
-	Stderr string   `json:"stderr,omitempty"`
-	Join   bool     `json:"join,omitempty"`
+	Argv []string `json:"argv"`
+	Env  []string `json:"env,omitempty"`
+	// SameEnv: the environment is that of the previous start request on
+	// this connection (Env is then omitted; jobs of a workflow share one).
+	SameEnv bool   `json:"same_env,omitempty"`
+	Dir     string `json:"dir"`
+	Stdin   string `json:"stdin,omitempty"`
+	Stdout  string `json:"stdout,omitempty"`
+	Stderr  string `json:"stderr,omitempty"`
+	Join    bool   `json:"join,omitempty"`
 }
 
 // Message is a reply (ID set) or an event (Ev set).

@@ -374,15 +374,17 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 const writeTimeout = 10 * time.Second
 
 // sconn is one client connection: requests are handled in order by its
-// reader; replies and events are queued, then written by whoever queued
+// reader (starts in their own goroutines); replies and events are queued, then written by whoever queued
 // them (flush), so that no extra goroutine stands between an exit and its
 // event.
 type sconn struct {
-	s      *server
-	c      *net.UnixConn
-	seq    uint64
-	tag    string
-	closed chan struct{} // every request read and handled
+	s        *server
+	c        *net.UnixConn
+	seq      uint64
+	tag      string
+	closed   chan struct{}  // every request read and handled
+	lastEnv  []string       // of the last start request (reader only)
+	inflight sync.WaitGroup // starts being handled
 
 	mu      sync.Mutex
 	out     []Message
@@ -450,6 +452,7 @@ func (c *sconn) flush() {
 func (c *sconn) reader() {
 	s := c.s
 	defer func() {
+		c.inflight.Wait()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.lastActive = time.Now()
@@ -491,7 +494,20 @@ func (c *sconn) handle(req Request) (Message, bool) {
 		if req.Key == "" || req.Job == nil {
 			return Message{Err: "start: key and job required"}, true
 		}
-		c.start(req)
+		// The client decides SameEnv in request order: follow it here.
+		env := req.Job.Env
+		if req.Job.SameEnv {
+			env = c.lastEnv
+		} else {
+			c.lastEnv = env
+		}
+		// Starts run concurrently: a fork blocks its thread until the
+		// child has exec'd, which takes long on a busy machine.
+		c.inflight.Add(1)
+		go func() {
+			defer c.inflight.Done()
+			c.start(req, env)
+		}()
 		return Message{}, false
 	case "status":
 		s.mu.Lock()
@@ -520,7 +536,7 @@ func (c *sconn) handle(req Request) (Message, bool) {
 // start starts a job once per key. The reply is queued under s.mu with the
 // job's registration, so it precedes the job's exit event on this
 // connection.
-func (c *sconn) start(req Request) {
+func (c *sconn) start(req Request, env []string) {
 	s := c.s
 	reply := func(m Message) {
 		m.ID = req.ID
@@ -548,7 +564,7 @@ func (c *sconn) start(req Request) {
 	s.mu.Unlock()
 
 	jb := req.Job
-	pid, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: jb.Env, Dir: jb.Dir, Stdin: jb.Stdin,
+	pid, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
 		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join}, s.stateDir)
 	var tick uint64
 	if err == nil {
