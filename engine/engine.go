@@ -1000,38 +1000,14 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, id := range e.removed {
 		removed[id] = true
 	}
-	err := e.st.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for _, j := range e.dirty {
-			if removed[j.row.WorkflowID] {
-				continue
-			}
-			if err := tx.Select("*").Save(&j.row).Error; err != nil {
-				return fmt.Errorf("save job %d: %w", j.row.ID, err)
-			}
-		}
-		for w := range e.dirtyWf {
-			if removed[w.row.ID] {
-				continue
-			}
-			if err := tx.Model(&store.Workflow{}).Where("id = ?", w.row.ID).Updates(map[string]any{
-				"status": w.row.Status, "loaded": w.row.Loaded, "ended": w.row.Ended,
-			}).Error; err != nil {
-				return fmt.Errorf("save workflow %d: %w", w.row.ID, err)
-			}
-		}
-		if len(e.intents) > 0 {
-			if err := tx.Where("id IN ?", e.intents).Delete(&store.Intent{}).Error; err != nil {
-				return fmt.Errorf("delete intents: %w", err)
-			}
-		}
-		for id := range removed {
-			if err := store.DeleteWorkflowRows(tx, id); err != nil {
-				return fmt.Errorf("delete workflow %d: %w", id, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed}
+	for _, j := range e.dirty {
+		b.Jobs = append(b.Jobs, &j.row)
+	}
+	for w := range e.dirtyWf {
+		b.Workflows = append(b.Workflows, w.row)
+	}
+	if err := e.st.Commit(ctx, b); err != nil {
 		return err
 	}
 	for _, j := range e.dirty {

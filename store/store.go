@@ -10,11 +10,13 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,6 +116,10 @@ type Store struct {
 	Dir string
 	// NetworkFS is true when the state dir is on a network filesystem.
 	NetworkFS bool
+
+	stmtOnce sync.Once
+	jobStmt  *sql.Stmt
+	stmtErr  error
 }
 
 // DefaultDir is the state dir: $SOMAFLOW_STATE_DIR, else
