@@ -13,9 +13,8 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-// EncodeEdges packs dependencies as uvarints: kind<<63-free pairs
-// (from.kind, from.index, to.kind, to.index). 90,000 edges take a few
-// hundred kilobytes instead of 90,000 rows.
+// EncodeEdges packs dependencies as pairs of uvarints, index<<1 | kind for
+// each end: 90,000 edges take a few hundred kilobytes instead of 90,000 rows.
 func EncodeEdges(deps []model.Dependency) []byte {
 	buf := make([]byte, 0, len(deps)*6)
 	for _, d := range deps {
