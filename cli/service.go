@@ -49,6 +49,9 @@ func ensureEngine(dir string) error {
 	if running, _ := store.EngineRunning(dir); running {
 		return nil
 	}
+	if other, _ := store.OtherHostEngine(dir); other {
+		return nil // its engine will see the intents in the database
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("%w: cannot find the somaflow binary to start the engine: %v", client.ErrUnavailable, err)
@@ -90,6 +93,12 @@ func engineCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			if other, info := store.OtherHostEngine(dir); other {
+				if cmd.Bool("background") {
+					return nil
+				}
+				return fmt.Errorf("%w: %v on another host (%s)", client.ErrUnavailable, store.ErrEngineRunning, info)
+			}
 			lock, err := store.LockEngine(dir)
 			if errors.Is(err, store.ErrEngineRunning) && cmd.Bool("background") {
 				return nil
@@ -98,6 +107,11 @@ func engineCommand(s *IO) *ucli.Command {
 				return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
 			}
 			defer lock.Unlock()
+			go func() {
+				for range time.Tick(store.HeartbeatPeriod) {
+					lock.Heartbeat()
+				}
+			}()
 			signal.Ignore(syscall.SIGHUP)
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

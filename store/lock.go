@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,40 @@ func LockEngine(dir string) (*EngineLock, error) {
 	f.Truncate(0)
 	f.WriteAt([]byte(fmt.Sprintf("host=%s pid=%d\n", host, os.Getpid())), 0)
 	return &EngineLock{f: f}, nil
+}
+
+// Heartbeat touches the lock file, so that commands on other hosts (where
+// flock over a network filesystem may not be shared) see a live engine.
+func (l *EngineLock) Heartbeat() {
+	if l != nil && l.f != nil {
+		now := time.Now()
+		os.Chtimes(l.f.Name(), now, now)
+	}
+}
+
+// HeartbeatPeriod is how often a running engine touches its lock file.
+const HeartbeatPeriod = 10 * time.Second
+
+// OtherHostEngine reports an engine that the lock file says runs on another
+// host and that touched the file recently: flock may not reach across hosts,
+// so this is what keeps a second host from starting a second engine.
+func OtherHostEngine(dir string) (bool, string) {
+	path := filepath.Join(dir, "engine.lock")
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, ""
+	}
+	data, _ := os.ReadFile(path)
+	info := strings.TrimSpace(string(data))
+	me, _ := os.Hostname()
+	host := ""
+	for _, f := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(f, "host="); ok {
+			host = v
+		}
+	}
+	recent := time.Since(fi.ModTime()) < 3*HeartbeatPeriod
+	return host != "" && host != me && recent, info
 }
 
 // Unlock releases the lock.

@@ -252,3 +252,22 @@ func TestBatchCommit(t *testing.T) {
 		t.Fatalf("%d jobs left after removal", n)
 	}
 }
+
+func TestOtherHostEngine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "engine.lock")
+	os.WriteFile(path, []byte("host=some-other-login-node pid=42\n"), 0o600)
+	if other, info := OtherHostEngine(dir); !other || info == "" {
+		t.Fatalf("a fresh lock file of another host: %v %q", other, info)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path, old, old)
+	if other, _ := OtherHostEngine(dir); other {
+		t.Fatal("a stale lock file of another host still counts")
+	}
+	me, _ := os.Hostname()
+	os.WriteFile(path, []byte("host="+me+" pid=42\n"), 0o600)
+	if other, _ := OtherHostEngine(dir); other {
+		t.Fatal("this host counted as another host")
+	}
+}
