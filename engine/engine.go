@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +83,7 @@ type Engine struct {
 	lastScan time.Time
 	retryAt  time.Time // submissions wait until then after a DRMS error
 	acks     map[*backendRun][]drms.Handle
+	fpHits   int
 }
 
 type taggedEvent struct {
@@ -310,9 +313,28 @@ func (e *Engine) settle(ctx context.Context) error {
 	}
 }
 
+// Failpoints are the named points where tests make the engine exit, so
+// that every window between two durable steps is hit on purpose.
+var Failpoints = []string{"after-intent-commit", "after-submit", "after-job-exit", "before-commit"}
+
+// failpoint exits the process (status 99) at the named point when
+// Options.Failpoint names it: "name" exits the first time, "name:N" the
+// Nth time.
 func (e *Engine) failpoint(name string) {
-	if e.opts.Failpoint == name {
-		e.log.Warn("failpoint reached: exiting", "failpoint", name)
+	if e.opts.Failpoint == "" {
+		return
+	}
+	fp, nth, _ := strings.Cut(e.opts.Failpoint, ":")
+	if fp != name {
+		return
+	}
+	n := 1
+	if nth != "" {
+		n, _ = strconv.Atoi(nth)
+	}
+	e.fpHits++
+	if e.fpHits >= n {
+		e.log.Warn("failpoint reached: exiting", "failpoint", name, "hit", e.fpHits)
 		os.Exit(99)
 	}
 }
@@ -840,6 +862,9 @@ func (e *Engine) poll(ctx context.Context) {
 }
 
 func (e *Engine) applyEvents(evs []taggedEvent) {
+	if len(evs) > 0 {
+		e.failpoint("after-job-exit")
+	}
 	for _, ev := range evs {
 		if j := ev.b.handles[ev.ev.ID]; j != nil {
 			e.observe(j, ev.ev.State)
