@@ -2,7 +2,9 @@ package supervisor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,14 +277,20 @@ func TestLocate(t *testing.T) {
 	if err := b2.Acknowledge(ctx, []drms.Handle{h2}); err != nil {
 		t.Fatal(err)
 	}
-	// Locate waits for older connections of the same engine to be read to
-	// their end (a dead engine's last requests): the ack is seen.
+	// The ack is sent without waiting for an answer; once the supervisor
+	// read it, the key is forgotten. (Locate of an unknown key waits for
+	// older connections of the same engine to be read to their end, so it
+	// does not stall on the closed ones.)
 	b.Close()
 	b2.Close()
 	b3 := newBackend(t, state)
-	if _, found, never, err := b3.Locate(ctx, sp); err != nil || found || !never {
-		t.Fatalf("Locate after acknowledge: found=%v never=%v err=%v", found, never, err)
-	}
+	waitFor(t, "the acknowledged job to be forgotten", func() bool {
+		_, found, never, err := b3.Locate(ctx, sp)
+		if err != nil || !found && !never {
+			t.Fatalf("Locate after acknowledge: found=%v never=%v err=%v", found, never, err)
+		}
+		return never
+	})
 }
 
 // A job that ends while no engine is connected, and even after the
@@ -472,4 +480,49 @@ func TestIdleExit(t *testing.T) {
 	}
 	_ = h
 	waitFor(t, "the idle supervisor to exit", func() bool { return !alive(pid) })
+}
+
+// An engine that dies right after writing a start request: a restarted
+// engine's Locate must not call the attempt never submitted while that
+// request is still unread — it is found (and runs once).
+func TestLocateAfterDeadEngine(t *testing.T) {
+	state := t.TempDir()
+	t.Cleanup(func() { stopSupervisor(t, state) })
+	b := newBackend(t, state)
+	bs, err := supervisor.ReadBootstrap(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "marker")
+	sp := spec(dir, 11, "sh", "-c", "echo x >> "+marker)
+	// The "dead engine": hello, start, gone without reading anything.
+	c, err := net.Dial("unix", bs.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := json.NewEncoder(c)
+	enc.Encode(supervisor.Request{ID: 1, Op: "hello", Protocol: supervisor.ProtocolVersion, Tag: "test"})
+	enc.Encode(supervisor.Request{ID: 2, Op: "start", Key: sp.Key(), Job: &supervisor.JobReq{
+		Argv: sp.Argv, Env: sp.Env, Dir: sp.Dir, Stdout: sp.Stdout, Stderr: sp.Stderr}})
+	c.Close()
+	b.Close()
+	b2 := newBackend(t, state)
+	h, found, never, err := b2.Locate(context.Background(), sp)
+	if err != nil || !found || never {
+		t.Fatalf("Locate: found=%v never=%v err=%v", found, never, err)
+	}
+	st, err := b2.Recover(context.Background(), h)
+	for err == nil && st.Phase != drms.Ended {
+		waitFor(t, "the located job to end", func() bool {
+			st, err = b2.Recover(context.Background(), h)
+			return err != nil || st.Phase == drms.Ended
+		})
+	}
+	if err != nil || *st.Outcome.ExitValue != 0 {
+		t.Fatalf("located job: %+v %v", st, err)
+	}
+	if data, _ := os.ReadFile(marker); string(data) != "x\n" {
+		t.Fatalf("marker %q", data)
+	}
 }
