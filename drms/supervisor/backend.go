@@ -689,7 +689,13 @@ func (b *Backend) spawn(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer r.Close()
-	cmd := exec.Command(b.cfg.ExecPath, "supervisor", "--state-dir", b.dir, "--idle", b.idle.String(), "--ready-fd", "3")
+	exe := b.cfg.ExecPath
+	if strings.Contains(exe, "/") {
+		if abs, err := filepath.Abs(exe); err == nil {
+			exe = abs // the supervisor runs in "/"
+		}
+	}
+	cmd := exec.Command(exe, "supervisor", "--state-dir", b.dir, "--idle", b.idle.String(), "--ready-fd", "3")
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
