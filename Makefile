@@ -34,10 +34,17 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecodeSoma$$' -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run XXX -fuzz '^FuzzDecodeNative$$' -fuzztime $(FUZZTIME) ./model
 
+# Benchmarks against the fork/exec floor, make and xargs: docs/benchmarks.md.
+# BENCHFLAGS adds flags (e.g. BENCHFLAGS='-rounds 7 -profile').
 bench:
-	$(GO) test -run XXX -bench . -benchtime 5x ./engine/
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
+	$(GO) build -o bin/somaflow-bench ./cmd/somaflow-bench
+	bin/somaflow-bench -mode quick -bin $(BIN) -out bench-out $(BENCHFLAGS)
 
-bench-full: bench
+bench-full:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
+	$(GO) build -o bin/somaflow-bench ./cmd/somaflow-bench
+	bin/somaflow-bench -mode full -bin $(BIN) -out bench-out -profile $(BENCHFLAGS)
 
 demo: build
 	bash scripts/demo.sh $(BIN)
