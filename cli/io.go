@@ -15,6 +15,8 @@ type IO struct {
 	Out, ErrOut io.Writer
 	outTTY      bool
 	errTTY      bool
+	// cfg is the site and user configuration (defaults for flags).
+	cfg *SiteConfig
 }
 
 // System returns the process's streams.

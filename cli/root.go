@@ -24,9 +24,15 @@ func Run(ctx context.Context, s *IO, args []string) int {
 		// The batch-job wrapper: no CLI parsing, nothing between the DRMS and the job.
 		return execjob.Main(args[2:])
 	}
+	cfg, err := loadConfig()
+	if err != nil {
+		fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
+		return ExitBadInput
+	}
+	s.cfg = cfg
 	root := newRoot(s)
 	setUsageErrors(root)
-	err := root.Run(ctx, args)
+	err = root.Run(ctx, args)
 	if err != nil {
 		var se silentExit
 		if !asSilent(err, &se) && err != errJobsFailed {
@@ -41,7 +47,9 @@ func newRoot(s *IO) *ucli.Command {
 		Name:  "somaflow",
 		Usage: "run workflows of command-line jobs on Slurm, PBS, DRMAA or local processes",
 		Description: "somaflow runs workflows described in soma-workflow's JSON format or somaflow's native\n" +
-			"YAML/JSON format, keeps their state in a database, and reports exact outcomes.\n\n" + exitHelp,
+			"YAML/JSON format, keeps their state in a database, and reports exact outcomes.\n\n" +
+			"Defaults come from /etc/somaflow/config.yaml, $SOMAFLOW_CONFIG and ~/.config/somaflow/config.yaml\n" +
+			"(backend, queue, state_dir, spool_dir, max_jobs, settings); flags and SOMAFLOW_* variables win.\n\n" + exitHelp,
 		Version:               Version,
 		Writer:                s.Out,
 		ErrWriter:             s.ErrOut,
@@ -50,9 +58,9 @@ func newRoot(s *IO) *ucli.Command {
 		ExitErrHandler:        func(context.Context, *ucli.Command, error) {},
 		OnUsageError:          onUsageError,
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "state-dir", Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
-			&ucli.StringFlag{Name: "backend", Value: "local", Usage: "backend: local, slurm, pbs or drmaa", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
-			&ucli.StringFlag{Name: "spool-dir", Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
+			&ucli.StringFlag{Name: "state-dir", Value: s.cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
+			&ucli.StringFlag{Name: "backend", Value: or(s.cfg.Backend, "local"), Usage: "backend: local, slurm, pbs or drmaa", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
+			&ucli.StringFlag{Name: "spool-dir", Value: s.cfg.SpoolDir, Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
 		},
 		Commands: []*ucli.Command{
 			submitCommand(s),
@@ -74,6 +82,13 @@ func newRoot(s *IO) *ucli.Command {
 			versionCommand(s),
 		},
 	}
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func onUsageError(ctx context.Context, cmd *ucli.Command, err error, isSubcommand bool) error {

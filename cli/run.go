@@ -28,9 +28,9 @@ func runCommand(s *IO) *ucli.Command {
 			"Exit 0 when every job succeeded, 1 when one did not, 2 for a bad file.\n\n" + exitHelp,
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the status document (JSON) instead of a summary"},
-			&ucli.IntFlag{Name: "max-jobs", Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
+			&ucli.IntFlag{Name: "max-jobs", Value: s.cfg.MaxJobs, Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
 			&ucli.BoolFlag{Name: "keep-state", Usage: "keep the private state dir (its path is printed on stderr)"},
-			&ucli.StringFlag{Name: "queue", Usage: "DRMS queue (partition) for the jobs"},
+			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
 			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error { return runRun(ctx, s, cmd) },
@@ -49,7 +49,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 		return err
 	}
 	stateDir := cmd.String("state-dir")
-	explicit := stateDir != "" && stateDir != os.Getenv("SOMAFLOW_STATE_DIR")
+	explicit := stateDir != "" && stateDir != os.Getenv("SOMAFLOW_STATE_DIR") && stateDir != s.cfg.StateDir
 	private := !explicit
 	if private {
 		if stateDir, err = os.MkdirTemp("", "somaflow-run-"); err != nil {
@@ -76,7 +76,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	}
 	exe, _ := os.Executable()
 	c, err := client.Open(ctx, client.Options{
-		StateDir: stateDir, Backend: cmd.String("backend"), SpoolDir: spool, ExecPath: exe,
+		StateDir: stateDir, Backend: cmd.String("backend"), SpoolDir: spool, ExecPath: exe, Settings: s.cfg.Settings,
 	})
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ func engineCommand(s *IO) *ucli.Command {
 			exe, _ := os.Executable()
 			c, err := client.Open(ctx, client.Options{
 				StateDir: dir, Backend: cmd.String("backend"), SpoolDir: cmd.String("spool-dir"),
-				ExecPath: exe, Idle: cmd.Duration("idle"), Logger: engineLogger(s),
+				ExecPath: exe, Idle: cmd.Duration("idle"), Logger: engineLogger(s), Settings: s.cfg.Settings,
 			})
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 
 	ucli "github.com/urfave/cli/v3"
 
+	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drmaa"
 	"github.com/somaflow/somaflow/store"
 )
@@ -19,7 +20,7 @@ func versionCommand(s *IO) *ucli.Command {
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			v := map[string]any{
 				"version": Version, "go": runtime.Version(), "schema_version": store.SchemaVersion,
-				"drmaa": drmaa.Compiled, "backends": []string{"local", "slurm", "drmaa"},
+				"drmaa": drmaa.Compiled, "backends": client.Backends, "config_files": s.cfg.Files,
 			}
 			if cmd.Bool("json") {
 				return s.JSON(v)
@@ -28,7 +29,7 @@ func versionCommand(s *IO) *ucli.Command {
 			if drmaa.Compiled {
 				d = "compiled in"
 			}
-			fmt.Fprintf(s.Out, "somaflow %s (%s), database schema %d\nDRMAA support: %s\n", Version, runtime.Version(), store.SchemaVersion, d)
+			fmt.Fprintf(s.Out, "somaflow %s (%s), database schema %d\nDRMAA support: %s\nconfiguration: %v\n", Version, runtime.Version(), store.SchemaVersion, d, s.cfg.Files)
 			return nil
 		},
 	}

@@ -24,8 +24,8 @@ func submitCommand(s *IO) *ucli.Command {
 			"and environment. Exit 0, or 2 for a bad file (nothing is stored).",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print {\"id\": ...} as JSON"},
-			&ucli.IntFlag{Name: "max-jobs", Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
-			&ucli.StringFlag{Name: "queue", Usage: "DRMS queue (partition) for the jobs"},
+			&ucli.IntFlag{Name: "max-jobs", Value: s.cfg.MaxJobs, Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
+			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
 			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
 			&ucli.StringFlag{Name: "expiration", Usage: "when the workflow is removed: RFC3339, YYYY-MM-DD or +DURATION (default +168h)"},
 		},

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// SiteConfig is the configuration a site admin (and then a user) gives:
+// defaults for flags and backend options. Files are read in this order,
+// later ones overriding earlier ones: /etc/somaflow/config.yaml, the file
+// named by $SOMAFLOW_CONFIG (it must exist), then
+// $XDG_CONFIG_HOME/somaflow/config.yaml (~/.config/somaflow/config.yaml).
+// Command-line flags and SOMAFLOW_* variables win over all of them.
+type SiteConfig struct {
+	// Backend is the default backend (local, slurm, drmaa).
+	Backend string `yaml:"backend"`
+	// Queue is the default queue (partition) for run and submit.
+	Queue string `yaml:"queue"`
+	// StateDir and SpoolDir move the state dir and the batch spool dir.
+	StateDir string `yaml:"state_dir"`
+	SpoolDir string `yaml:"spool_dir"`
+	// MaxJobs is the default limit of jobs running at once per workflow.
+	MaxJobs int `yaml:"max_jobs"`
+	// Settings are backend options (see docs/slurm.md, docs/drmaa.md).
+	Settings map[string]string `yaml:"settings"`
+	// Files lists the files read, for `somaflow version`.
+	Files []string `yaml:"-"`
+}
+
+// SiteConfigPath is the system-wide configuration file.
+var SiteConfigPath = "/etc/somaflow/config.yaml"
+
+// loadConfig reads the configuration files; a malformed file or an unknown
+// key is a usage error naming the file.
+func loadConfig() (*SiteConfig, error) {
+	cfg := &SiteConfig{}
+	paths := []struct {
+		path     string
+		required bool
+	}{{SiteConfigPath, false}}
+	if p := os.Getenv("SOMAFLOW_CONFIG"); p != "" {
+		paths = append(paths, struct {
+			path     string
+			required bool
+		}{p, true})
+	}
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		paths = append(paths, struct {
+			path     string
+			required bool
+		}{filepath.Join(d, "somaflow", "config.yaml"), false})
+	} else if home, err := os.UserHomeDir(); err == nil {
+		paths = append(paths, struct {
+			path     string
+			required bool
+		}{filepath.Join(home, ".config", "somaflow", "config.yaml"), false})
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p.path)
+		if err != nil {
+			if os.IsNotExist(err) && !p.required {
+				continue
+			}
+			return nil, usagef("configuration %s: %v", p.path, err)
+		}
+		var c SiteConfig
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+			return nil, usagef("configuration %s: %v", p.path, err)
+		}
+		if c.MaxJobs < 0 {
+			return nil, usagef("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
+		}
+		cfg.merge(&c)
+		cfg.Files = append(cfg.Files, p.path)
+	}
+	return cfg, nil
+}
+
+func (c *SiteConfig) merge(o *SiteConfig) {
+	for _, f := range []struct{ dst, src *string }{{&c.Backend, &o.Backend}, {&c.Queue, &o.Queue}, {&c.StateDir, &o.StateDir}, {&c.SpoolDir, &o.SpoolDir}} {
+		if *f.src != "" {
+			*f.dst = *f.src
+		}
+	}
+	if o.MaxJobs > 0 {
+		c.MaxJobs = o.MaxJobs
+	}
+	for k, v := range o.Settings {
+		if c.Settings == nil {
+			c.Settings = map[string]string{}
+		}
+		c.Settings[k] = v
+	}
+}
+
+func (c *SiteConfig) String() string { return fmt.Sprintf("%+v", *c) }

@@ -1,0 +1,25 @@
+-- somaflow modulefile for Lmod. Copy to <MODULEPATH>/somaflow/<version>.lua
+-- and set `prefix` to where somaflow is installed (bin/somaflow under it).
+local prefix = "/opt/somaflow/0.1.0"
+
+help([[
+somaflow runs workflows of command-line jobs on Slurm, DRMAA systems or local
+processes, and keeps their state in a per-user database.
+
+  somaflow submit wf.json     submit; the engine runs in the background
+  somaflow status ID          every job's status; --json for scripts
+  somaflow wait ID            exit 0 when every job succeeded
+
+The site configuration is $SOMAFLOW_CONFIG (backend, queue, spool dir).
+]])
+
+whatis("Name: somaflow")
+whatis("Version: 0.1.0")
+whatis("Description: workflow engine for HPC batch systems (soma-workflow compatible)")
+whatis("URL: https://github.com/somaflow/somaflow")
+
+family("somaflow")
+prepend_path("PATH", pathJoin(prefix, "bin"))
+setenv("SOMAFLOW_HOME", prefix)
+-- The site's configuration: default backend (e.g. slurm), queue, spool dir.
+setenv("SOMAFLOW_CONFIG", pathJoin(prefix, "etc", "somaflow.yaml"))
