@@ -6,12 +6,15 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drms/execjob"
+	"github.com/somaflow/somaflow/drms/supervisor"
 )
 
 // Version is set at build time (-ldflags "-X .../cli.Version=...").
@@ -23,6 +26,12 @@ func Run(ctx context.Context, s *IO, args []string) int {
 	if len(args) > 1 && args[1] == "exec-job" {
 		// The batch-job wrapper: no CLI parsing, nothing between the DRMS and the job.
 		return execjob.Main(args[2:])
+	}
+	if len(args) > 1 && args[1] == "supervisor" {
+		// The local-job supervisor, started by the engine (re-exec of this binary).
+		sctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return supervisor.Main(sctx, args[2:])
 	}
 	cfg, err := loadConfig()
 	if err != nil {

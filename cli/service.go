@@ -46,6 +46,9 @@ func engineIdle() time.Duration {
 // (here or on another host: the lock says so). The engine is detached: its
 // own session, no terminal, so it survives the user's logout.
 func ensureEngine(dir string) error {
+	if os.Getenv("SOMAFLOW_ENGINE_AUTOSTART") == "0" {
+		return nil // the site runs the engine itself (systemd, a batch allocation)
+	}
 	if running, _ := store.EngineRunning(dir); running {
 		return nil
 	}
@@ -120,6 +123,7 @@ func engineCommand(s *IO) *ucli.Command {
 			c, err := client.Open(ctx, client.Options{
 				StateDir: dir, Backend: cmd.String("backend"), SpoolDir: cmd.String("spool-dir"),
 				ExecPath: exe, Idle: cmd.Duration("idle"), Logger: engineLogger(s), Settings: s.cfg.Settings,
+				Supervised: true,
 			})
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
 	"github.com/somaflow/somaflow/drms/slurm"
+	"github.com/somaflow/somaflow/drms/supervisor"
 )
 
 // Backends lists the backend names this build knows.
@@ -29,6 +30,20 @@ func CheckBackend(name string) error {
 		return fmt.Errorf("%w: backend pbs is not implemented yet (use drmaa with pbs-drmaa)", ErrInvalid)
 	}
 	return fmt.Errorf("%w: unknown backend %q (known: %s)", ErrInvalid, name, strings.Join(Backends, ", "))
+}
+
+// OpenSupervisedBackend is OpenBackend for the service mode: local jobs run
+// under the state dir's supervisor (cfg.ExecPath re-executed), so that they
+// outlive the engine and their exits are never lost.
+func OpenSupervisedBackend(name string, cfg drms.Config) (drms.Backend, error) {
+	if name != "local" && name != "" {
+		return OpenBackend(name, cfg)
+	}
+	be, err := supervisor.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: local supervisor: %v", ErrUnavailable, err)
+	}
+	return be, nil
 }
 
 // OpenBackend returns the backend called name. An unknown name, or a backend

@@ -60,6 +60,10 @@ type Options struct {
 	// Idle makes the engine stop after this long with nothing to run
 	// (0: never); EngineDone then reports it.
 	Idle time.Duration
+	// Supervised runs local jobs under the state dir's supervisor process
+	// (service mode: jobs outlive the engine) instead of as children of
+	// this process; it needs ExecPath, the somaflow binary.
+	Supervised bool
 }
 
 // Client is an open connection to a state dir, with its engine.
@@ -95,9 +99,15 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	if opts.NoEngine {
 		return c, nil
 	}
-	be, err := OpenBackend(opts.Backend, drms.Config{
+	cfg := drms.Config{
 		StateDir: st.Dir, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings,
-	})
+		EngineTag: engine.TagFor(st.Dir),
+	}
+	open := OpenBackend
+	if opts.Supervised {
+		open = OpenSupervisedBackend
+	}
+	be, err := open(opts.Backend, cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -107,11 +117,10 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c.be = be
-	cfg := drms.Config{StateDir: st.Dir, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings}
 	c.eng = engine.New(st, be, engine.Options{
 		PollInterval: opts.PollInterval, Logger: logger, Failpoint: os.Getenv("SOMAFLOW_FAILPOINT"),
 		Idle:        opts.Idle,
-		OpenBackend: func(name string) (drms.Backend, error) { return OpenBackend(name, cfg) },
+		OpenBackend: func(name string) (drms.Backend, error) { return open(name, cfg) },
 	})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel, c.done = cancel, make(chan struct{})

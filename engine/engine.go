@@ -141,9 +141,8 @@ func New(st *store.Store, be drms.Backend, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	sum := sha256.Sum256([]byte(st.Dir))
 	e := &Engine{
-		st: st, opts: opts, tag: hex.EncodeToString(sum[:])[:8], log: opts.Logger,
+		st: st, opts: opts, tag: TagFor(st.Dir), log: opts.Logger,
 		wake: make(chan struct{}, 1), changed: make(chan struct{}),
 		runs: map[int64]*wfRun{}, backends: map[string]*backendRun{}, dirtyWf: map[*wfRun]bool{},
 		extra: make(chan taggedEvent, 1024),
@@ -196,6 +195,13 @@ func (e *Engine) Close() {
 			b.be.Close()
 		}
 	}
+}
+
+// TagFor is the engine tag of a state dir: 8 hex digits of its path's hash,
+// put in DRMS job names so that engines never touch each other's jobs.
+func TagFor(stateDir string) string {
+	sum := sha256.Sum256([]byte(stateDir))
+	return hex.EncodeToString(sum[:])[:8]
 }
 
 // Tag is the engine tag put in DRMS job names.
