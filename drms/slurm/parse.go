@@ -381,6 +381,10 @@ func recordOutcome(r record, started, memHint, killedByUs bool) *drms.Outcome {
 		}
 	case "CANCELLED":
 		switch {
+		case !started && r.Reason == "DependencyNeverSatisfied":
+			// Slurm cancelled it for a dependency that did not succeed
+			// (--kill-on-invalid-dep=yes): it never ran.
+			o = &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore, Reason: "a dependency did not succeed (" + what + ")"}
 		case !started:
 			if killedByUs {
 				o = drms.Unclear("cancelled while queued (" + what + ")")

@@ -76,6 +76,7 @@ func TestRecordOutcomes(t *testing.T) {
 		{"CANCELLED", "None", "0:15", true, false, false, model.JobDone, model.ExitFinishedSignal, nil, "SIGTERM", "cancelled outside somaflow"},
 		{"CANCELLED", "None", "0:15", true, false, true, model.JobDone, model.ExitFinishedSignal, nil, "SIGTERM", ""},
 		{"CANCELLED", "Priority", "0:0", false, false, false, model.JobFailed, model.ExitFinishedUnclear, nil, "", "cancelled outside somaflow while queued"},
+		{"CANCELLED", "DependencyNeverSatisfied", "0:0", false, false, false, model.JobFailed, model.ExitAbortedBefore, nil, "", "dependency"},
 		{"NODE_FAIL", "NodeDown", "0:0", true, false, false, model.JobFailed, model.ExitFinishedUnclear, nil, "", "NODE_FAIL"},
 		{"BOOT_FAIL", "None", "0:0", false, false, false, model.JobFailed, model.ExitFinishedUnclear, nil, "", "BOOT_FAIL"},
 		{"PREEMPTED", "None", "0:15", true, false, false, model.JobFailed, model.ExitFinishedUnclear, nil, "", "PREEMPTED"},

@@ -205,6 +205,20 @@ func TestOutcomes(t *testing.T) {
 			t.Fatalf("resolved: %s", describe(r))
 		}
 	})
+	t.Run("external_cancel_pending", func(t *testing.T) {
+		t.Parallel()
+		s := spec(t, tag, "true")
+		s.NativeSpec = []string{"--hold"}
+		h := submit(t, b, s)
+		waitPhase(t, b, h, drms.Held)
+		if out, err := exec.Command("scancel", h.ID).CombinedOutput(); err != nil {
+			t.Fatalf("scancel: %v %s", err, out)
+		}
+		o := waitEnd(t, b, h, 2*time.Minute)
+		if o.Status != model.JobFailed || o.ExitStatus != model.ExitFinishedUnclear || !strings.Contains(o.Reason, "cancelled outside somaflow while queued") || !o.Started.IsZero() {
+			t.Fatalf("got %s", describe(o))
+		}
+	})
 	t.Run("parallel_queue", func(t *testing.T) {
 		t.Parallel()
 		s := spec(t, tag, "sh", "-c", `echo "$SLURM_JOB_PARTITION $SLURM_NNODES $SLURM_NTASKS_PER_NODE"`)
