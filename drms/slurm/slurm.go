@@ -366,7 +366,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			file = nil
 		}
 		if file != nil && inQueue {
-			rec := &drms.Outcome{Reason: signalReason(qj.State, b.wasKilled(h.ID))}
+			rec := &drms.Outcome{Reason: fileSignalReason(file, qj.State, st.Output, b.wasKilled(h.ID))}
 			out[h.ID] = ended(batch.Combine(file, rec))
 			b.forget(h.ID)
 			continue
@@ -430,7 +430,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		var o *drms.Outcome
 		switch {
 		case n.file != nil && ok:
-			o = batch.Combine(n.file, &drms.Outcome{Reason: signalReason(r.State, killed), Usage: r.Usage})
+			o = batch.Combine(n.file, &drms.Outcome{Reason: fileSignalReason(n.file, r.State, n.st.Output, killed), Usage: r.Usage})
 		case n.file != nil:
 			o = n.file
 		case ok:
@@ -445,6 +445,17 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		b.forget(n.h.ID)
 	}
 	return out, nil
+}
+
+// fileSignalReason is the reason to give a job whose status file says it
+// was killed by a signal: from Slurm's final state, or a memory limit that
+// slurmstepd enforced with SIGKILL (FAILED, and a message in its output).
+func fileSignalReason(file *drms.Outcome, state, output string, killed bool) string {
+	r := signalReason(state, killed)
+	if r == "" && file.Signal == "SIGKILL" && state == "FAILED" && memoryHint(output) {
+		r = "memory limit"
+	}
+	return r
 }
 
 func ended(o *drms.Outcome) drms.State {

@@ -219,6 +219,18 @@ func TestOutcomes(t *testing.T) {
 			t.Fatalf("got %s", describe(o))
 		}
 	})
+	t.Run("memory_limit", func(t *testing.T) {
+		// Over --mem: without cgroups slurmstepd kills the whole job with
+		// SIGKILL (exec-job too) and says so in the job's Slurm output.
+		t.Parallel()
+		s := spec(t, tag, "sh", "-c", "head -c 400000000 /dev/zero | tail; sleep 30")
+		s.NativeSpec = []string{"--mem=50M"}
+		h := submit(t, b, s)
+		o := waitEnd(t, b, h, 3*time.Minute)
+		if o.ExitStatus != model.ExitFinishedSignal || o.Signal != "SIGKILL" || o.Reason != "memory limit" {
+			t.Fatalf("got %s", describe(o))
+		}
+	})
 	t.Run("parallel_queue", func(t *testing.T) {
 		t.Parallel()
 		s := spec(t, tag, "sh", "-c", `echo "$SLURM_JOB_PARTITION $SLURM_NNODES $SLURM_NTASKS_PER_NODE"`)
