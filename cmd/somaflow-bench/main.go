@@ -243,12 +243,16 @@ func runWorkloads(ctx context.Context, e *env, ws []*workload, rounds int, log i
 		if !ok {
 			return // without the floor this round compares nothing
 		}
+		logs := times[rLogs]
 		var parts []string
 		for _, r := range e.runners(w) {
 			if t, ok := times[r]; ok {
 				res := get(w, r)
 				res.TimesS = append(res.TimesS, t)
 				res.FloorS = append(res.FloorS, floor)
+				if logs > 0 {
+					res.LogsS = append(res.LogsS, logs)
+				}
 				parts = append(parts, fmt.Sprintf("%s %.3fs", r, t))
 			}
 		}

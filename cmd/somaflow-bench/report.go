@@ -22,7 +22,10 @@ type result struct {
 	Concurrency int       `json:"concurrency"`
 	TimesS      []float64 `json:"times_s"`
 	// FloorS is the floor's time in the same rounds, index for index.
-	FloorS  []float64 `json:"floor_s"`
+	FloorS []float64 `json:"floor_s"`
+	// LogsS is the floor+logs runner's time in the same rounds: fork/exec
+	// plus the two new log files per job that somaflow creates.
+	LogsS   []float64 `json:"floor_logs_s,omitempty"`
 	MinS    float64   `json:"min_s"`
 	MedianS float64   `json:"median_s"`
 	// RatioMedian is the median over rounds of time / floor of the same
@@ -31,6 +34,9 @@ type result struct {
 	RatioOfMins float64 `json:"ratio_of_mins"`
 	// OverheadMsPerJob is the median over rounds of (time - floor) / jobs.
 	OverheadMsPerJob float64 `json:"overhead_ms_per_job"`
+	// RatioToLogs is the median over rounds of time / floor+logs of the
+	// same round: what the runner adds beyond creating its log files.
+	RatioToLogs float64 `json:"ratio_to_floor_logs,omitempty"`
 	// IdealS is the ideal time of once workloads (jobs * duration / conc).
 	IdealS float64 `json:"ideal_s,omitempty"`
 	// Target is the issue's limit: a ratio to the floor, or for once
@@ -74,6 +80,15 @@ func (r *result) summarize(w *workload) {
 		}
 	}
 	r.RatioMedian, r.OverheadMsPerJob = median(ratios), median(ovh)
+	var rl []float64
+	for i, t := range r.TimesS {
+		if i < len(r.LogsS) && r.LogsS[i] > 0 {
+			rl = append(rl, t/r.LogsS[i])
+		}
+	}
+	if len(rl) > 0 {
+		r.RatioToLogs = median(rl)
+	}
 	if f := minOf(r.FloorS); f > 0 {
 		r.RatioOfMins = r.MinS / f
 	}
@@ -95,7 +110,7 @@ func (r *result) summarize(w *workload) {
 // printTable writes the results as one aligned table.
 func printTable(out io.Writer, rs []*result) {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WORKLOAD\tRUNNER\tROUNDS\tMIN s\tMEDIAN s\tOVERHEAD ms/job\tRATIO\tTARGET\tMET\t")
+	fmt.Fprintln(tw, "WORKLOAD\tRUNNER\tROUNDS\tMIN s\tMEDIAN s\tOVERHEAD ms/job\tRATIO\tTARGET\tMET\tVS FLOOR+LOGS\t")
 	last := ""
 	for _, r := range rs {
 		wl := r.Workload
@@ -104,7 +119,7 @@ func printTable(out io.Writer, rs []*result) {
 		}
 		last = r.Workload
 		if r.Error != "" && len(r.TimesS) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t0\t-\t-\t-\t-\t-\tERROR\t\n", wl, r.Runner)
+			fmt.Fprintf(tw, "%s\t%s\t0\t-\t-\t-\t-\t-\tERROR\t\t\n", wl, r.Runner)
 			continue
 		}
 		target, met := "", ""
@@ -127,7 +142,11 @@ func printTable(out io.Writer, rs []*result) {
 			ovh = fmt.Sprintf("%.3f", r.OverheadMsPerJob)
 			ratio = fmt.Sprintf("%.2fx", r.RatioMedian)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t\n", wl, r.Runner, len(r.TimesS), r.MinS, r.MedianS, ovh, ratio, target, met)
+		vsLogs := ""
+		if r.RatioToLogs > 0 && (r.Runner == rRun || r.Runner == rSubmit) {
+			vsLogs = fmt.Sprintf("%.2fx", r.RatioToLogs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t\n", wl, r.Runner, len(r.TimesS), r.MinS, r.MedianS, ovh, ratio, target, met, vsLogs)
 	}
 	tw.Flush()
 }
