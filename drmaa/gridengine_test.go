@@ -410,3 +410,27 @@ func wantFile(t *testing.T, path, want string) {
 		t.Fatalf("%s: got %q, want %q", path, got, want)
 	}
 }
+
+// A job of an earlier session that cannot be re-joined (another state dir:
+// a new session) is still killed by its id, and its end found in qacct.
+func TestKillFromAnotherSession(t *testing.T) {
+	needGE(t)
+	b1 := newBackend(t, "", nil)
+	h := submit(t, b1, spec(t, longCmd...))
+	waitPhase(t, b1, h, drms.Running)
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2 := newBackend(t, "", nil)
+	defer b2.Close()
+	st, err := b2.Recover(context.Background(), h)
+	if err != nil || st.Phase != drms.Running {
+		t.Fatalf("Recover: %+v %v, want running", st, err)
+	}
+	if err := b2.Kill(context.Background(), h); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	o := waitEnd(t, b2, h)
+	wantOutcome(t, o, model.JobDone, model.ExitFinishedSignal, nil, "SIGKILL", "cancelled outside somaflow")
+	wantOutcome(t, drms.Resolve(true, o), model.JobFailed, model.ExitKilledByUser, nil, "", "")
+}

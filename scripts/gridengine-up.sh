@@ -39,11 +39,45 @@ wait_for() {
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# stop_pid PID: stop a daemon and wait until it is gone.
+stop_pid() {
+	kill "$1" 2>/dev/null || return 0
+	local deadline=$((SECONDS + TIMEOUT))
+	while kill -0 "$1" 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || die "daemon $1 does not stop"
+		sleep 0.2
+	done
+}
+
+# stop_unrecorded NAME: stop the daemons called NAME. Used for daemons started
+# before the cell was configured (by the packages' init scripts): an execd
+# started before the host alias existed never registers and writes no pid
+# file, so they are found by name (on a machine being set up, only Grid
+# Engine's own daemons have these names).
+stop_unrecorded() {
+	local pid
+	for pid in $(pgrep -x "$1" || true); do
+		log "stopping $1 ($pid), started before the cell was configured"
+		stop_pid "$pid"
+	done
+}
+
 # 1. 127.0.0.1 resolves to "localhost" while the host calls itself something
-# else; without the alias the exec host never registers.
-echo "$HOST localhost" >"$SGE_ROOT/$SGE_CELL/common/host_aliases"
-# The master is this host, whatever the package was told.
-echo "$HOST" >"$SGE_ROOT/$SGE_CELL/common/act_qmaster"
+# else; without the alias the exec host never registers. The master is this
+# host, whatever the package was told. Daemons read both files when they
+# start: ones already running (started by the package's init script) are
+# restarted when the files change.
+common=$SGE_ROOT/$SGE_CELL/common
+if [ "$(cat "$common/host_aliases" 2>/dev/null)" != "$HOST localhost" ] ||
+	[ "$(cat "$common/act_qmaster" 2>/dev/null)" != "$HOST" ]; then
+	stop_unrecorded sge_execd
+	stop_unrecorded sge_qmaster
+	echo "$HOST localhost" >"$common/host_aliases"
+	echo "$HOST" >"$common/act_qmaster"
+fi
 
 # 2. qmaster.
 install -d -o sgeadmin -g sgeadmin /var/run/gridengine
@@ -51,12 +85,11 @@ if alive "$SPOOL/qmaster/qmaster.pid"; then
 	log "qmaster already running"
 else
 	log "starting qmaster"
-	setsid /usr/sbin/sge_qmaster </dev/null >/dev/null 2>&1
+	setsid /usr/sbin/sge_qmaster </dev/null >/dev/null 2>&1 ||
+		die "sge_qmaster failed to start (exit $?); see $SPOOL/qmaster/messages"
 fi
 wait_for "qmaster (qconf -sh)" qconf -sh
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 # set_key FILE KEY VALUE: replace the line "KEY ..." in a qconf dump.
 set_key() {
@@ -171,8 +204,10 @@ execd_pid=$(ls "$SPOOL"/execd/*/execd.pid 2>/dev/null | head -n1 || true)
 if [ -n "$execd_pid" ] && alive "$execd_pid"; then
 	log "execd already running"
 else
+	stop_unrecorded sge_execd
 	log "starting execd"
-	setsid /usr/sbin/sge_execd </dev/null >/dev/null 2>&1
+	setsid /usr/sbin/sge_execd </dev/null >/dev/null 2>&1 ||
+		die "sge_execd failed to start (exit $?); see $SPOOL/execd/*/messages"
 fi
 
 # The queue instance is ready when it shows a load value and no state letters.
