@@ -37,17 +37,20 @@ func main() {
 
 // config is the command line.
 type config struct {
-	mode      string
-	bin       string
-	rounds    int
-	out       string
-	only      *regexp.Regexp
-	scale     bool
-	scaleMax  int
-	runMax    time.Duration
-	sample    time.Duration
-	profile   bool
-	noRepeats bool
+	mode     string
+	bin      string
+	rounds   int
+	out      string
+	only     *regexp.Regexp
+	scale    bool
+	scaleMax int
+	runMax   time.Duration
+	sample   time.Duration
+	profile  bool
+	// profileStore is the size of the fan-out whose submit and status
+	// document are profiled (0: none).
+	profileStore int
+	noRepeats    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -64,6 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.runMax, "scale-run-max", 25*time.Minute, "longest run of the 1,000,000-job workflow to its end; past it, how far it got is reported")
 	fs.DurationVar(&c.sample, "scale-sample", time.Minute, "how long the engine runs the scale workflows that are not run to the end (for their RSS and rate)")
 	fs.BoolVar(&c.profile, "profile", false, "also profile the engine (CPU, in this process, as `somaflow run` runs it) on W1, W2 and W3 and print the top functions")
+	fs.IntVar(&c.profileStore, "profile-store", 0, "with -profile, also profile submit (decode, validate, store) and the status document of a fan-out of this many jobs (default: 100000 in full mode)")
 	fs.BoolVar(&c.noRepeats, "no-repeats", false, "skip the repeated and once workloads (with -scale or -profile)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -73,6 +77,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.mode != "quick" && c.mode != "full" {
 		return nil, fmt.Errorf("-mode must be quick or full, got %q", c.mode)
+	}
+	if c.profileStore == 0 && c.mode == "full" {
+		c.profileStore = 100000
 	}
 	if c.rounds < 1 {
 		return nil, fmt.Errorf("-rounds must be at least 1, got %d", c.rounds)
@@ -202,6 +209,16 @@ func bench(ctx context.Context, cfg *config, stdout, log io.Writer) error {
 			}
 			rep.Profiles = append(rep.Profiles, p)
 			printProfile(stdout, p)
+		}
+		if cfg.profileStore > 0 {
+			ps, err := e.profileStore(ctx, cfg.profileStore, cfg.out)
+			if err != nil {
+				fmt.Fprintf(log, "profile store: %v\n", err)
+			}
+			for _, p := range ps {
+				rep.Profiles = append(rep.Profiles, p)
+				printProfile(stdout, p)
+			}
 		}
 	}
 	rep.ElapsedS = secs(time.Since(started))

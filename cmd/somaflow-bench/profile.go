@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -80,19 +81,7 @@ func (e *env) profile(ctx context.Context, w *workload, out string) (*profileRes
 	res.CPUmsPerJobSys = float64(tvDiff(ru0.Stime, ru1.Stime).Microseconds()) / 1000 / n
 	res.WriteCallsPerJob = float64(io1["syscw"]-io0["syscw"]) / n
 	res.WriteKBPerJob = float64(io1["write_bytes"]-io0["write_bytes"]) / 1024 / n
-	if gobin, err := exec.LookPath("go"); err == nil {
-		top, err := exec.CommandContext(ctx, gobin, "tool", "pprof", "-top", "-nodecount=35", res.Profile).CombinedOutput()
-		if err != nil {
-			res.Top = fmt.Sprintf("go tool pprof: %v\n%s", err, top)
-		} else {
-			res.Top = string(top)
-		}
-		cum, err := exec.CommandContext(ctx, gobin, "tool", "pprof", "-top", "-cum", "-nodecount=45", res.Profile).CombinedOutput()
-		if err == nil {
-			res.Top += "\n--- by cumulative time ---\n" + string(cum)
-		}
-		os.WriteFile(filepath.Join(out, "cpu-"+w.id+".top.txt"), []byte(res.Top), 0o600)
-	}
+	res.Top = pprofTop(ctx, res.Profile, out, w.id)
 	return res, nil
 }
 
@@ -125,6 +114,93 @@ func runInProcess(ctx context.Context, e *env, dir string, data []byte, conc int
 	return c.Close()
 }
 
+// profileStore profiles, in this process, what `somaflow submit` and
+// `somaflow status --json` do with a fan-out of n jobs and no engine:
+// decode + validate + store, then the status document and its JSON.
+func (e *env) profileStore(ctx context.Context, n int, out string) ([]*profileResult, error) {
+	dir, err := os.MkdirTemp("", "somaflow-bench-prof-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "wf.json")
+	if err := writeFile(file, func(f *os.File) error { return fanOut(n, "true").writeNative(f, "scale") }); err != nil {
+		return nil, err
+	}
+	c, err := client.Open(ctx, client.Options{StateDir: filepath.Join(dir, "state"), NoEngine: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var id int64
+	submit := func() error {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		wf, format, err := client.Unserialize(data)
+		if err != nil {
+			return err
+		}
+		id, err = c.SubmitWorkflow(ctx, wf, client.SubmitOptions{Format: string(format), Environ: e.vars})
+		return err
+	}
+	status := func() error {
+		doc, err := c.WorkflowElementsStatus(ctx, id)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(io.Discard)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	var res []*profileResult
+	for _, step := range []struct {
+		name string
+		f    func() error
+	}{{fmt.Sprintf("submit-%d", n), submit}, {fmt.Sprintf("status-json-%d", n), status}} {
+		p := &profileResult{Workload: step.name, Jobs: n, Profile: filepath.Join(out, "cpu-"+step.name+".pprof")}
+		f, err := os.Create(p.Profile)
+		if err != nil {
+			return res, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return res, err
+		}
+		t0 := time.Now()
+		err = step.f()
+		p.WallS = secs(time.Since(t0))
+		pprof.StopCPUProfile()
+		f.Close()
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", step.name, err)
+		}
+		p.Top = pprofTop(ctx, p.Profile, out, step.name)
+		res = append(res, p)
+	}
+	return res, nil
+}
+
+// pprofTop is `go tool pprof -top` (flat, then cumulative) of a profile,
+// also written to OUT/cpu-NAME.top.txt ("" without the go command).
+func pprofTop(ctx context.Context, profile, out, name string) string {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return ""
+	}
+	top, err := exec.CommandContext(ctx, gobin, "tool", "pprof", "-top", "-nodecount=35", profile).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof: %v\n%s", err, top)
+	}
+	s := string(top)
+	if cum, err := exec.CommandContext(ctx, gobin, "tool", "pprof", "-top", "-cum", "-nodecount=45", profile).CombinedOutput(); err == nil {
+		s += "\n--- by cumulative time ---\n" + string(cum)
+	}
+	os.WriteFile(filepath.Join(out, "cpu-"+name+".top.txt"), []byte(s), 0o600)
+	return s
+}
+
 func tvDiff(a, b syscall.Timeval) time.Duration {
 	return time.Duration(b.Nano() - a.Nano())
 }
@@ -148,11 +224,28 @@ func procIO() map[string]int64 {
 }
 
 func printProfile(out io.Writer, p *profileResult) {
-	fmt.Fprintf(out, "\n== profile %s (%d jobs, engine in this process): %.3fs vs floor %.3fs; this process: %.3f ms user + %.3f ms sys CPU per job, %.1f write calls and %.1f KB written per job; %s\n",
-		p.Workload, p.Jobs, p.WallS, p.FloorS, p.CPUmsPerJobUser, p.CPUmsPerJobSys, p.WriteCallsPerJob, p.WriteKBPerJob, p.Profile)
-	lines := strings.Split(p.Top, "\n")
-	if len(lines) > 30 {
-		lines = lines[:30]
+	if p.FloorS > 0 {
+		fmt.Fprintf(out, "\n== profile %s (%d jobs, engine in this process): %.3fs vs floor %.3fs; this process: %.3f ms user + %.3f ms sys CPU per job, %.1f write calls and %.1f KB written per job; %s\n",
+			p.Workload, p.Jobs, p.WallS, p.FloorS, p.CPUmsPerJobUser, p.CPUmsPerJobSys, p.WriteCallsPerJob, p.WriteKBPerJob, p.Profile)
+	} else {
+		fmt.Fprintf(out, "\n== profile %s (in this process): %.3fs; %s\n", p.Workload, p.WallS, p.Profile)
 	}
-	fmt.Fprintln(out, strings.Join(lines, "\n"))
+	flat, cum, _ := strings.Cut(p.Top, "--- by cumulative time ---")
+	// The flat top's first entries, then the cumulative lines of somaflow's
+	// own functions (who pays for the flat costs).
+	n := 0
+	for _, l := range strings.Split(flat, "\n") {
+		if strings.Contains(l, "%") && n < 12 {
+			fmt.Fprintln(out, l)
+			n++
+		}
+	}
+	fmt.Fprintln(out, "  cumulative, somaflow's functions:")
+	n = 0
+	for _, l := range strings.Split(cum, "\n") {
+		if strings.Contains(l, "github.com/somaflow/somaflow/") && !strings.Contains(l, "cmd/somaflow-bench") && n < 15 {
+			fmt.Fprintln(out, l)
+			n++
+		}
+	}
 }
