@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,9 +67,12 @@ func New(cfg drms.Config) (drms.Backend, error) {
 	if cfg.ExecPath == "" {
 		return nil, errors.New("drmaa: no somaflow binary (ExecPath) to run jobs under exec-job")
 	}
-	if !filepath.IsAbs(cfg.ExecPath) {
-		return nil, fmt.Errorf("drmaa: ExecPath %q must be an absolute path (it runs on the execution hosts)", cfg.ExecPath)
+	// The binary runs on the execution hosts, from another directory.
+	exe, err := absExec(cfg.ExecPath)
+	if err != nil {
+		return nil, err
 	}
+	cfg.ExecPath = exe
 	opts, err := parseOptions(cfg.Settings)
 	if err != nil {
 		return nil, err
@@ -112,6 +116,23 @@ func New(cfg drms.Config) (drms.Backend, error) {
 	}
 	go b.forward()
 	return b, nil
+}
+
+// absExec is the absolute path of the somaflow binary p (a bare name is
+// looked up on PATH).
+func absExec(p string) (string, error) {
+	if !strings.Contains(p, "/") {
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("drmaa: somaflow binary %q: %w", p, err)
+		}
+		p = lp
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("drmaa: somaflow binary %q: %w", p, err)
+	}
+	return abs, nil
 }
 
 // Capabilities implements drms.Backend.
