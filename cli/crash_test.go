@@ -1,0 +1,276 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crashWorkflow writes a 300-job workflow with random sleeps, random
+// dependencies, and jobs that fail, are signalled or cannot start, so that
+// "the same statuses" means something. Each job that runs appends a line to
+// its own marker file.
+func crashWorkflow(t *testing.T, dir string, seed int64) string {
+	rng := rand.New(rand.NewSource(seed))
+	markers := filepath.Join(dir, "markers")
+	os.MkdirAll(markers, 0o755)
+	var b strings.Builder
+	b.WriteString("name: crash\njobs:\n")
+	for i := 0; i < 300; i++ {
+		sleep := fmt.Sprintf("0.%02d", rng.Intn(30))
+		body := fmt.Sprintf("echo ran >> %s/%d; sleep %s", markers, i, sleep)
+		switch {
+		case i%37 == 5:
+			body += "; exit 3"
+		case i%53 == 7:
+			body += "; kill -KILL $$"
+		}
+		fmt.Fprintf(&b, "  j%d:\n", i)
+		if i%71 == 9 {
+			b.WriteString("    command: [no-such-command-somaflow]\n")
+		} else {
+			fmt.Fprintf(&b, "    shell: %q\n", body)
+		}
+		if i > 0 {
+			var after []string
+			for k := 0; k < 2; k++ {
+				if rng.Intn(3) > 0 {
+					after = append(after, fmt.Sprintf("j%d", rng.Intn(i)))
+				}
+			}
+			if len(after) > 0 {
+				fmt.Fprintf(&b, "    after: [%s]\n", strings.Join(after, ", "))
+			}
+		}
+	}
+	return write(t, "crash.yaml", b.String())
+}
+
+type jobOutcome struct {
+	Name       string  `json:"name"`
+	Status     string  `json:"status"`
+	ExitStatus *string `json:"exit_status"`
+	ExitValue  *int    `json:"exit_value"`
+	Signal     *string `json:"signal"`
+}
+
+func (j jobOutcome) String() string {
+	s := j.Status + "/"
+	if j.ExitStatus != nil {
+		s += *j.ExitStatus
+	}
+	if j.ExitValue != nil {
+		s += fmt.Sprintf("/%d", *j.ExitValue)
+	}
+	if j.Signal != nil {
+		s += "/" + *j.Signal
+	}
+	return s
+}
+
+func outcomes(t *testing.T, doc string) map[string]string {
+	t.Helper()
+	var d struct {
+		Status string       `json:"status"`
+		Jobs   []jobOutcome `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		t.Fatalf("document: %v\n%s", err, doc)
+	}
+	m := map[string]string{"<workflow>": d.Status}
+	for _, j := range d.Jobs {
+		m[j.Name] = j.String()
+	}
+	return m
+}
+
+// supervisors counts the supervisor processes of a state dir (a child the
+// supervisor just forked for a job still shows its cmdline until it execs:
+// it is not counted).
+func supervisors(state string) int {
+	match := map[string]string{} // pid -> ppid
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, _ := os.ReadFile(p)
+		args := strings.Split(string(data), "\x00")
+		for i, a := range args {
+			if a == "supervisor" && i+2 < len(args) && args[i+1] == "--state-dir" && args[i+2] == state {
+				dir := filepath.Dir(p)
+				stat, _ := os.ReadFile(filepath.Join(dir, "stat"))
+				fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+				if len(fields) > 1 {
+					match[filepath.Base(dir)] = fields[1]
+				}
+			}
+		}
+	}
+	n := 0
+	for _, ppid := range match {
+		if _, child := match[ppid]; !child {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCrashSafety runs a 300-job workflow while the engine exits at every
+// failpoint in turn and is killed with SIGKILL at 20 random moments; every
+// job runs exactly once and ends as in a run without crashes, under exactly
+// one supervisor.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: skipped with -short")
+	}
+	work := t.TempDir()
+	refDir, crashDir := filepath.Join(work, "ref"), filepath.Join(work, "crash")
+	wfRef := crashWorkflow(t, refDir, 42)
+	wfCrash := crashWorkflow(t, crashDir, 42)
+	ref := run(t, nil, "run", "--json", "--max-jobs", "8", wfRef)
+	if ref.code != 1 {
+		t.Fatalf("reference run: exit %d, want 1 (it has failures)\n%s", ref.code, ref.stderr)
+	}
+	want := outcomes(t, ref.stdout)
+
+	state := filepath.Join(work, "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
+	t.Cleanup(func() {
+		data, _ := os.ReadFile(filepath.Join(state, "supervisor.json"))
+		var b struct{ PID int }
+		if json.Unmarshal(data, &b) == nil && b.PID > 0 {
+			syscall.Kill(b.PID, syscall.SIGTERM)
+		}
+	})
+	if r := run(t, env, "submit", "--max-jobs", "8", wfCrash); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	maxSup := 0
+	engine := func(failpoint string) *exec.Cmd {
+		cmd := exec.Command(binary, "engine", "--idle", "1s")
+		cmd.Env = append(append(os.Environ(), env...), "SOMAFLOW_FAILPOINT="+failpoint)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	done := func() bool {
+		r := run(t, env, "status", "--json", "1")
+		return strings.Contains(r.stdout, `"status": "workflow_done"`)
+	}
+	// Every failpoint in turn, each at its 3rd hit.
+	for _, fp := range []string{"after-intent-commit", "after-submit", "after-job-exit", "before-commit"} {
+		cmd := engine(fp + ":3")
+		err := cmd.Wait()
+		code := cmd.ProcessState.ExitCode()
+		if code != 99 && !done() {
+			t.Fatalf("engine with failpoint %s: exit %d (%v), want 99", fp, code, err)
+		}
+		maxSup = max(maxSup, supervisors(state))
+	}
+	// SIGKILL at random moments.
+	rng := rand.New(rand.NewSource(7))
+	kills := 0
+	for ; kills < 20 && !done(); kills++ {
+		cmd := engine("")
+		time.Sleep(time.Duration(20+rng.Intn(250)) * time.Millisecond)
+		maxSup = max(maxSup, supervisors(state))
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	if kills < 20 {
+		t.Fatalf("the workflow ended after %d SIGKILLs: make it longer", kills)
+	}
+	// Then to the end.
+	cmd := engine("")
+	w := run(t, env, "wait", "--json", "--timeout", "5m", "1")
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if w.code != 1 {
+		t.Fatalf("wait: exit %d\n%s", w.code, w.stderr)
+	}
+	var docs []json.RawMessage
+	json.Unmarshal([]byte(w.stdout), &docs)
+	got := outcomes(t, string(docs[0]))
+	for name, o := range want {
+		if got[name] != o {
+			t.Errorf("%s: %s after crashes, %s without", name, got[name], o)
+		}
+	}
+	// Every job that ran, ran exactly once.
+	for i := 0; i < 300; i++ {
+		data, err := os.ReadFile(filepath.Join(crashDir, "markers", fmt.Sprint(i)))
+		_, refErr := os.ReadFile(filepath.Join(refDir, "markers", fmt.Sprint(i)))
+		if (err == nil) != (refErr == nil) {
+			t.Errorf("j%d: ran %v after crashes, %v without", i, err == nil, refErr == nil)
+		}
+		if n := strings.Count(string(data), "ran"); err == nil && n != 1 {
+			t.Errorf("j%d ran %d times", i, n)
+		}
+	}
+	if maxSup != 1 {
+		t.Errorf("%d supervisor processes seen at once, want exactly 1", maxSup)
+	}
+}
+
+// TestSupervisorKilled: killing the supervisor ends its running job
+// exit_status_undetermined, kills the job, and re-runs nothing.
+func TestSupervisorKilled(t *testing.T) {
+	env, state := service(t)
+	marker := filepath.Join(t.TempDir(), "marker")
+	wf := write(t, "wf.yaml", fmt.Sprintf("jobs:\n  long: {shell: \"echo ran >> %s; exec sleep 120\"}\n  after: {command: [\"true\"], after: [long]}\n", marker))
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	var jobPID string
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		r := run(t, env, "status", "--json", "1")
+		if strings.Contains(r.stdout, `"status": "running"`) {
+			var d struct {
+				Jobs []struct {
+					DRMSID *string `json:"drms_id"`
+				} `json:"jobs"`
+			}
+			json.Unmarshal([]byte(r.stdout), &d)
+			jobPID = *d.Jobs[0].DRMSID
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if jobPID == "" {
+		t.Fatal("job never ran")
+	}
+	data, err := os.ReadFile(filepath.Join(state, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boot struct{ PID int }
+	if err := json.Unmarshal(data, &boot); err != nil || boot.PID == 0 {
+		t.Fatalf("bootstrap file: %s", data)
+	}
+	syscall.Kill(boot.PID, syscall.SIGKILL)
+	w := run(t, env, "wait", "--json", "--timeout", "1m", "1")
+	if w.code != 1 {
+		t.Fatalf("wait: %+v", w)
+	}
+	got := outcomes(t, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w.stdout), "["), "]"))
+	if got["long"] != "failed/exit_status_undetermined" || got["after"] != "failed/aborted_before_running" {
+		t.Fatalf("after the supervisor was killed: %v", got)
+	}
+	pid := 0
+	fmt.Sscan(jobPID, &pid)
+	if pid > 0 {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") Z") {
+			t.Fatalf("the job (pid %d) still runs", pid)
+		}
+	}
+	if m, _ := os.ReadFile(marker); strings.Count(string(m), "ran") != 1 {
+		t.Fatalf("the job ran %d times", strings.Count(string(m), "ran"))
+	}
+}
