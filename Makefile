@@ -13,7 +13,12 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
 
 # The DRMAA backend needs libdrmaa and its header: see docs/drmaa.md.
+# CGO_CFLAGS / CGO_LDFLAGS from the environment win; the defaults are
+# Debian's Grid Engine (gridengine-drmaa-dev).
+DRMAA_DIR ?= /usr/lib/gridengine-drmaa
 build-drmaa:
+	CGO_CFLAGS="$${CGO_CFLAGS:--DSOG -I$(DRMAA_DIR)/include}" \
+	CGO_LDFLAGS="$${CGO_LDFLAGS:--L$(DRMAA_DIR)/lib -Wl,-rpath,$(DRMAA_DIR)/lib}" \
 	$(GO) build -tags drmaa -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
 
 install:

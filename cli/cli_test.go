@@ -24,7 +24,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "somaflow")
-	out, err := exec.Command("go", "build", "-o", binary, "../cmd/somaflow").CombinedOutput()
+	args := []string{"build", "-o", binary}
+	if tags := os.Getenv("SOMAFLOW_TEST_TAGS"); tags != "" {
+		args = append(args, "-tags", tags) // e.g. drmaa, for the end-to-end tests
+	}
+	out, err := exec.Command("go", append(args, "../cmd/somaflow")...).CombinedOutput()
 	if err != nil {
 		os.Stderr.Write(out)
 		panic(err)

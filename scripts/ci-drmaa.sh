@@ -62,3 +62,7 @@ fi
 [ $# -gt 0 ] || set -- ./drmaa/...
 # shellcheck disable=SC2086 # GO_TEST_FLAGS is a list of flags
 "$GO" test -tags drmaa -count=1 -timeout 30m ${GO_TEST_FLAGS:-} "$@"
+# End-to-end workflows through the CLI with --backend drmaa (a binary built
+# with -tags drmaa).
+SOMAFLOW_E2E_BACKEND=drmaa SOMAFLOW_TEST_TAGS=drmaa \
+	"$GO" test -tags drmaa -count=1 -timeout 30m -run TestBatchE2E ./cli/

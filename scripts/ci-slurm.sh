@@ -36,6 +36,7 @@ round() { # round LABEL [slurm-up options]
 		go test -count=1 -timeout 30m "${own[@]}"
 	if [ ${#extra[@]} -gt 0 ]; then
 		SOMAFLOW_REQUIRE=slurm${SOMAFLOW_REQUIRE:+,$SOMAFLOW_REQUIRE} SOMAFLOW_BACKEND=slurm \
+			SOMAFLOW_E2E_BACKEND=slurm SOMAFLOW_SLURM_OUTAGE=1 \
 			go test -count=1 -timeout 30m "${extra[@]}"
 	fi
 }
