@@ -293,7 +293,9 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 	started := time.Now()
 	p, err := os.StartProcess(path, o.Argv, &os.ProcAttr{
 		Dir: dir, Env: env, Files: []*os.File{stdin, stdout, stderr},
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+		// Pdeathsig: a DRMS that kills only this wrapper's process group
+		// (Grid Engine's qdel of a root job) must not leave the command running.
+		Sys: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
 		return notStarted(fmt.Sprintf("command %q cannot be executed: %v", o.Argv[0], unwrapPath(err)))
