@@ -126,6 +126,24 @@ func waitCommand(s *IO) *ucli.Command {
 			if err := ensureEngine(dir); err != nil {
 				return err
 			}
+			// An engine that dies while we wait (crash, OOM kill) is started
+			// again, so that a wait never hangs on a workflow nobody runs.
+			keep, stopKeep := context.WithCancel(ctx)
+			defer stopKeep()
+			go func() {
+				tick := time.NewTicker(5 * time.Second)
+				defer tick.Stop()
+				for {
+					select {
+					case <-keep.Done():
+						return
+					case <-tick.C:
+						if err := ensureEngine(dir); err != nil {
+							fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
+						}
+					}
+				}
+			}()
 			timeout := cmd.Duration("timeout")
 			deadline := time.Now().Add(timeout)
 			var codes []int
