@@ -191,6 +191,13 @@ type Capabilities struct {
 	SurvivesEngine bool
 	// MaxJobsDefault is the default limit on running jobs (0 = unlimited).
 	MaxJobsDefault int
+	// Arrays: the engine may give every job it submits in one cycle to
+	// SubmitArray at once (the backend implements ArraySubmitter and the
+	// option is on).
+	Arrays bool
+	// Dependencies: the engine may submit a job before its dependencies
+	// ended, with SubmitAfter (DependencySubmitter, option on).
+	Dependencies bool
 }
 
 // Backend is the contract every DRMS implements.
@@ -249,8 +256,11 @@ type Holder interface {
 	Release(ctx context.Context, h Handle) error
 }
 
-// ArraySubmitter is implemented by backends that can submit many jobs with
-// the same command as one DRMS array.
+// ArraySubmitter is implemented by backends that can submit many jobs in
+// few DRMS calls (job arrays). The specs may differ (commands, files); the
+// backend groups those it can put in one array. It returns one handle per
+// spec, in order; an error means none was submitted (a *StartError: the
+// DRMS refused them all), except for ErrSubmitUncertain.
 type ArraySubmitter interface {
 	SubmitArray(ctx context.Context, specs []JobSpec) ([]Handle, error)
 }

@@ -716,9 +716,15 @@ func (e *Engine) schedule() []*job {
 }
 
 func (e *Engine) submit(ctx context.Context, subs []*job) {
+	subs = e.submitArrays(ctx, subs)
+	drmsDown := false
 	for _, j := range subs {
 		w := j.w
 		if w.stopping || j.row.Status != model.JobSubmissionPending {
+			continue
+		}
+		if drmsDown {
+			e.requeue(j) // not tried: the DRMS just refused another job
 			continue
 		}
 		spec, err := e.buildSpec(w, j)
@@ -759,9 +765,87 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 			e.log.Warn("submission failed; will retry", "job", j.row.ID, "err", err)
 			e.requeue(j)
 			e.retryAt = time.Now().Add(e.opts.PollInterval)
-			return
+			drmsDown = true
 		}
 	}
+}
+
+// submitArrays gives the jobs of backends that take arrays to SubmitArray,
+// one call per backend, and returns the others.
+func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
+	byBackend := map[*backendRun][]*job{}
+	var rest []*job
+	for _, j := range subs {
+		if _, ok := j.w.b.be.(drms.ArraySubmitter); ok && j.w.b.caps.Arrays && !j.w.stopping {
+			byBackend[j.w.b] = append(byBackend[j.w.b], j)
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	for b, js := range byBackend {
+		if len(js) < 2 {
+			rest = append(rest, js...)
+			continue
+		}
+		var specs []drms.JobSpec
+		var batch []*job
+		for _, j := range js {
+			spec, err := e.buildSpec(j.w, j)
+			var spe *specError
+			if errors.As(err, &spe) {
+				e.finish(j, drms.NotStarted(spe.reason))
+				continue
+			}
+			if err != nil {
+				e.log.Warn("job spec", "job", j.row.ID, "err", err)
+				e.requeue(j)
+				continue
+			}
+			j.row.Stdout, j.row.Stderr = spec.Stdout, spec.Stderr
+			specs = append(specs, spec)
+			batch = append(batch, j)
+		}
+		if len(specs) == 0 {
+			continue
+		}
+		hs, err := b.be.(drms.ArraySubmitter).SubmitArray(ctx, specs)
+		var se *drms.StartError
+		switch {
+		case err == nil && len(hs) == len(batch):
+			for i, j := range batch {
+				e.setHandle(j, hs[i])
+				j.row.Status = model.JobQueuedActive
+			}
+		case err == nil:
+			e.log.Error("array submission returned a wrong number of handles", "backend", b.name, "jobs", len(batch), "handles", len(hs))
+			for _, j := range batch {
+				e.finish(j, lostIntent())
+			}
+		case errors.As(err, &se):
+			for _, j := range batch {
+				e.finish(j, drms.NotStarted(se.Reason))
+			}
+		case errors.Is(err, drms.ErrSubmitUncertain):
+			for _, j := range batch {
+				h, found, never := e.locate(ctx, j.w, j)
+				switch {
+				case found:
+					e.setHandle(j, h)
+				case never:
+					e.requeue(j)
+				default:
+					e.finish(j, lostIntent())
+				}
+			}
+		default:
+			e.log.Warn("array submission failed; will retry", "backend", b.name, "jobs", len(batch), "err", err)
+			for _, j := range batch {
+				e.requeue(j)
+			}
+			e.retryAt = time.Now().Add(e.opts.PollInterval)
+		}
+	}
+	return rest
 }
 
 // requeue puts an attempt that never reached the DRMS back in the ready queue.
