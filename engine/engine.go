@@ -84,6 +84,7 @@ type Engine struct {
 	retryAt  time.Time // submissions wait until then after a DRMS error
 	acks     map[*backendRun][]drms.Handle
 	fpHits   int
+	deferred bool // changes wait for the next commit (see settle)
 }
 
 type taggedEvent struct {
@@ -240,12 +241,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
+	flush := time.NewTimer(FlushDelay)
+	defer flush.Stop()
 	for {
 		var evs []taggedEvent
 		scanNow := false
+		var flushC <-chan time.Time
+		if e.deferred {
+			flush.Reset(FlushDelay)
+			flushC = flush.C
+		}
 		select {
 		case <-stop.Done():
-			return nil
+			return e.commit(ctx)
+		case <-flushC:
 		case ev := <-events:
 			evs = append(evs, taggedEvent{e.def, ev})
 		case ev := <-e.extra:
@@ -301,11 +310,22 @@ func (e *Engine) drain(evs []taggedEvent) []taggedEvent {
 // settle schedules, commits and submits until nothing more can happen
 // without an outside event.
 func (e *Engine) settle(ctx context.Context) error {
+	submitted := false
 	for {
 		subs := e.schedule()
 		if len(subs) == 0 && len(e.toKill) == 0 {
+			if submitted {
+				// The handles just received are committed with the next
+				// cycle's changes (typically the outcome of a job that ends
+				// a moment later), at the latest after FlushDelay: their
+				// intents are durable, so a crash before that costs a
+				// lookup (Locator), never a job.
+				e.deferred = true
+				return nil
+			}
 			return e.commit(ctx)
 		}
+		submitted = true
 		if err := e.commit(ctx); err != nil {
 			return err
 		}
@@ -318,6 +338,10 @@ func (e *Engine) settle(ctx context.Context) error {
 		e.applyEvents(e.drain(nil))
 	}
 }
+
+// FlushDelay bounds how long handles of submitted jobs wait for the next
+// commit.
+const FlushDelay = 20 * time.Millisecond
 
 // Failpoints are the named points where tests make the engine exit, so
 // that every window between two durable steps is hit on purpose.
@@ -1107,6 +1131,7 @@ func (e *Engine) maybeFinish(w *wfRun) {
 
 // commit writes every change since the last commit in one transaction.
 func (e *Engine) commit(ctx context.Context) error {
+	e.deferred = false
 	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -203,18 +204,61 @@ func lookPath(name, path, dir string) (string, error) {
 		}
 		return "", notFound
 	}
+	key := name + "\x00" + path
+	if p, ok := pathCache.get(key); ok {
+		return p, nil
+	}
+	cacheable := true
 	for _, d := range filepath.SplitList(path) {
 		if d == "" {
 			d = "."
 		}
 		if !filepath.IsAbs(d) {
 			d = filepath.Join(dir, d)
+			cacheable = false // depends on the working directory
 		}
 		if p := filepath.Join(d, name); isExec(p) {
+			if cacheable {
+				pathCache.put(key, p)
+			}
 			return p, nil
 		}
 	}
 	return "", notFound
+}
+
+// pathCache remembers, for a second, where a command was found on a PATH:
+// a workflow of a thousand `true` jobs then stats PATH once, not a thousand
+// times. Misses are not cached (a command installed meanwhile is found).
+var pathCache = &lookCache{m: map[string]lookEntry{}}
+
+type lookEntry struct {
+	path string
+	at   time.Time
+}
+
+type lookCache struct {
+	mu sync.Mutex
+	m  map[string]lookEntry
+}
+
+func (c *lookCache) get(key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || time.Since(e.at) > time.Second {
+		return "", false
+	}
+	return e.path, true
+}
+
+func (c *lookCache) put(key, path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) > 1024 {
+		clear(c.m)
+	}
+	c.m[key] = lookEntry{path, time.Now()}
 }
 
 func isExec(p string) bool {
