@@ -19,10 +19,8 @@ package execjob
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +29,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/local"
 )
 
 // Status states written in the status file.
@@ -242,7 +243,7 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 	if o.EnvFile != "" {
 		extra, err := ReadEnvFile(o.EnvFile)
 		if err != nil {
-			return notStarted(fmt.Sprintf("environment file %q cannot be read: %v", o.EnvFile, unwrapPath(err)))
+			return notStarted(fmt.Sprintf("environment file %q cannot be read: %v", o.EnvFile, local.UnwrapPath(err)))
 		}
 		env = MergeEnv(env, extra)
 	}
@@ -258,9 +259,9 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 			return notStarted(fmt.Sprintf("working directory %q is not a directory", dir))
 		}
 	}
-	path, err := lookPath(o.Argv[0], envValue(env, "PATH"), dir)
+	path, err := local.LookPath(o.Argv[0], local.EnvValue(env, "PATH"), dir)
 	if err != nil {
-		return notStarted(err.Error())
+		return notStarted(err.(*drms.StartError).Reason)
 	}
 	abs := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -274,18 +275,18 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 	}
 	stdin, err := os.Open(in)
 	if err != nil {
-		return notStarted(fmt.Sprintf("stdin file %q cannot be opened: %v", o.Stdin, unwrapPath(err)))
+		return notStarted(fmt.Sprintf("stdin file %q cannot be opened: %v", o.Stdin, local.UnwrapPath(err)))
 	}
 	defer stdin.Close()
-	stdout, err := create(abs(o.Stdout), o.Private)
+	stdout, err := local.CreateOutput(abs(o.Stdout), o.Private)
 	if err != nil {
-		return notStarted(fmt.Sprintf("stdout file %q cannot be created: %v", o.Stdout, unwrapPath(err)))
+		return notStarted(fmt.Sprintf("stdout file %q cannot be created: %v", o.Stdout, local.UnwrapPath(err)))
 	}
 	defer stdout.Close()
 	stderr := stdout
 	if !o.Join && o.Stderr != o.Stdout {
-		if stderr, err = create(abs(o.Stderr), o.Private); err != nil {
-			return notStarted(fmt.Sprintf("stderr file %q cannot be created: %v", o.Stderr, unwrapPath(err)))
+		if stderr, err = local.CreateOutput(abs(o.Stderr), o.Private); err != nil {
+			return notStarted(fmt.Sprintf("stderr file %q cannot be created: %v", o.Stderr, local.UnwrapPath(err)))
 		}
 		defer stderr.Close()
 	}
@@ -298,7 +299,7 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 		Sys: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
-		return notStarted(fmt.Sprintf("command %q cannot be executed: %v", o.Argv[0], unwrapPath(err)))
+		return notStarted(fmt.Sprintf("command %q cannot be executed: %v", o.Argv[0], local.UnwrapPath(err)))
 	}
 	stdin.Close()
 	stdout.Close()
@@ -404,74 +405,6 @@ func MergeEnv(base, over []string) []string {
 	return out
 }
 
-func envValue(env []string, key string) string {
-	v := ""
-	for _, kv := range env {
-		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
-}
-
-// lookPath finds a command on the job's own PATH, relative names against dir.
-func lookPath(name, path, dir string) (string, error) {
-	notFound := fmt.Errorf("command %q not found", name)
-	if strings.Contains(name, "/") {
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		if isExec(p) {
-			return p, nil
-		}
-		return "", notFound
-	}
-	for _, d := range filepath.SplitList(path) {
-		if d == "" {
-			d = "."
-		}
-		if !filepath.IsAbs(d) {
-			d = filepath.Join(dir, d)
-		}
-		if p := filepath.Join(d, name); isExec(p) {
-			return p, nil
-		}
-	}
-	return "", notFound
-}
-
-func isExec(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
-// create opens an output file, making its directory as needed; under private
-// files are 0600 and dirs 0700, elsewhere they follow the umask.
-func create(path, private string) (*os.File, error) {
-	if path == "" {
-		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	}
-	fmode, dmode := os.FileMode(0o666), os.FileMode(0o777)
-	if private != "" && strings.HasPrefix(path, filepath.Clean(private)+string(os.PathSeparator)) {
-		fmode, dmode = 0o600, 0o700
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fmode)
-	if errors.Is(err, fs.ErrNotExist) {
-		if mkErr := os.MkdirAll(filepath.Dir(path), dmode); mkErr == nil {
-			f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fmode)
-		}
-	}
-	return f, err
-}
-
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
 
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)

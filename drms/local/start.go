@@ -36,7 +36,7 @@ func Start(spec drms.JobSpec, stateDir string) (pid int, err error) {
 	if err := checkDir(spec.Dir); err != nil {
 		return 0, err
 	}
-	path, err := lookPath(spec.Argv[0], envValue(spec.Env, "PATH"), spec.Dir)
+	path, err := LookPath(spec.Argv[0], EnvValue(spec.Env, "PATH"), spec.Dir)
 	if err != nil {
 		return 0, err
 	}
@@ -134,33 +134,34 @@ func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, error) {
 	}
 	f, err := os.Open(in)
 	if err != nil {
-		return fail(&drms.StartError{Reason: fmt.Sprintf("stdin file %q cannot be opened: %v", spec.Stdin, unwrapPath(err))})
+		return fail(&drms.StartError{Reason: fmt.Sprintf("stdin file %q cannot be opened: %v", spec.Stdin, UnwrapPath(err))})
 	}
 	files = append(files, f)
-	out, err := create(spec.Stdout, stateDir)
+	out, err := CreateOutput(spec.Stdout, stateDir)
 	if err != nil {
-		return fail(&drms.StartError{Reason: fmt.Sprintf("stdout file %q cannot be created: %v", spec.Stdout, unwrapPath(err))})
+		return fail(&drms.StartError{Reason: fmt.Sprintf("stdout file %q cannot be created: %v", spec.Stdout, UnwrapPath(err))})
 	}
 	files = append(files, out)
 	if spec.Join || spec.Stderr == "" || spec.Stderr == spec.Stdout {
 		files = append(files, out)
 		return files, nil
 	}
-	errf, err := create(spec.Stderr, stateDir)
+	errf, err := CreateOutput(spec.Stderr, stateDir)
 	if err != nil {
-		return fail(&drms.StartError{Reason: fmt.Sprintf("stderr file %q cannot be created: %v", spec.Stderr, unwrapPath(err))})
+		return fail(&drms.StartError{Reason: fmt.Sprintf("stderr file %q cannot be created: %v", spec.Stderr, UnwrapPath(err))})
 	}
 	return append(files, errf), nil
 }
 
-// create opens an output file, making its directory as needed. Files under
-// the state dir are private (0600 in 0700 dirs); others follow the umask.
-func create(path, stateDir string) (*os.File, error) {
+// CreateOutput opens an output file, making its directory as needed. Files
+// under privateDir (the state dir, the spool) are private (0600 in 0700
+// dirs); others follow the umask. "" is /dev/null.
+func CreateOutput(path, privateDir string) (*os.File, error) {
 	if path == "" {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
 	fmode, dmode := os.FileMode(0o666), os.FileMode(0o777)
-	if stateDir != "" && strings.HasPrefix(path, stateDir+string(os.PathSeparator)) {
+	if privateDir != "" && strings.HasPrefix(path, filepath.Clean(privateDir)+string(os.PathSeparator)) {
 		fmode, dmode = 0o600, 0o700
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fmode)
@@ -172,7 +173,9 @@ func create(path, stateDir string) (*os.File, error) {
 	return f, err
 }
 
-func unwrapPath(err error) error {
+// UnwrapPath drops the path from a *fs.PathError (the message names the
+// file already).
+func UnwrapPath(err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
@@ -191,8 +194,9 @@ func checkDir(dir string) error {
 	return nil
 }
 
-// lookPath finds a command on the job's own PATH (not the engine's).
-func lookPath(name, path, dir string) (string, error) {
+// LookPath finds a command on the job's own PATH (not the engine's),
+// relative entries and names against dir; a miss is a *drms.StartError.
+func LookPath(name, path, dir string) (string, error) {
 	notFound := &drms.StartError{Reason: fmt.Sprintf("command %q not found", name)}
 	if strings.Contains(name, "/") {
 		p := name
@@ -266,7 +270,8 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func envValue(env []string, key string) string {
+// EnvValue is the value of key in an environment list (the last one wins).
+func EnvValue(env []string, key string) string {
 	for i := len(env) - 1; i >= 0; i-- {
 		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
 			return v
