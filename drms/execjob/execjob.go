@@ -405,7 +405,6 @@ func MergeEnv(base, over []string) []string {
 	return out
 }
 
-
 func writeJSON(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
