@@ -100,7 +100,7 @@ func TestBatchE2EStopRestartDelete(t *testing.T) {
 		t.Fatalf("submit: %+v", r)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status": "running"`) {
+	for !strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`) {
 		if time.Now().After(deadline) {
 			t.Fatal("the job never ran")
 		}

@@ -18,7 +18,7 @@ func TestSiteConfig(t *testing.T) {
 	}
 	// A flag wins over the configuration.
 	r = run(t, env, "run", "--json", "--queue", "flagq", write(t, "ok.yaml", okWF))
-	if !strings.Contains(r.stdout, `"queue": "flagq"`) {
+	if !strings.Contains(r.stdout, `"queue":"flagq"`) {
 		t.Fatalf("flag over config: %s", r.stdout)
 	}
 	if v := run(t, env, "version"); !strings.Contains(v.stdout, cfg) {

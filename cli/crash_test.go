@@ -175,7 +175,7 @@ func TestCrashSafety(t *testing.T) {
 	}()
 	done := func() bool {
 		r := run(t, env, "status", "--json", "1")
-		return strings.Contains(r.stdout, `"status": "workflow_done"`)
+		return strings.Contains(r.stdout, `"status":"workflow_done"`)
 	}
 	// Every failpoint in turn, each at its 3rd hit.
 	for _, fp := range []string{"after-intent-commit", "after-submit", "after-job-exit", "before-commit"} {
@@ -253,7 +253,7 @@ func TestSupervisorKilled(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		r := run(t, env, "status", "--json", "1")
-		if strings.Contains(r.stdout, `"status": "running"`) {
+		if strings.Contains(r.stdout, `"status":"running"`) {
 			var d struct {
 				Jobs []struct {
 					DRMSID *string `json:"drms_id"`

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"os"
@@ -37,11 +38,19 @@ func (s *IO) Color() bool {
 // Progress reports whether a live progress line may be drawn on ErrOut.
 func (s *IO) Progress() bool { return s.errTTY && s.outTTY }
 
-// JSON prints v as indented JSON on Out.
+// JSON prints v on Out: indented for a person on a terminal, compact (one
+// line, as fast as it gets) for programs.
 func (s *IO) JSON(v any) error {
-	enc := json.NewEncoder(s.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	w := bufio.NewWriterSize(s.Out, 1<<16)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if s.outTTY {
+		enc.SetIndent("", "  ")
+	}
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // paint wraps text in an ANSI colour when colour is allowed.

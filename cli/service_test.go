@@ -41,7 +41,7 @@ func TestSubmitSurvivesShellAndWait(t *testing.T) {
 	if len(doc.Jobs) != 2 || doc.Jobs[0].Status == "done" || doc.Status == "workflow_done" {
 		t.Fatalf("submit did not return while the 10 s job ran: %s", s.stdout)
 	}
-	if r := run(t, env, "engine", "status", "--json"); !strings.Contains(r.stdout, `"running": true`) {
+	if r := run(t, env, "engine", "status", "--json"); !strings.Contains(r.stdout, `"running":true`) {
 		t.Fatalf("no engine running after submit: %+v", r)
 	}
 	if r := run(t, env, "wait", "1"); r.code != 0 || !strings.Contains(r.stdout, "2 succeeded") {
@@ -106,7 +106,7 @@ func TestServiceCommands(t *testing.T) {
 	if r := run(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, "svc") || !strings.Contains(r.stdout, "workflow_done") {
 		t.Fatalf("list: %+v", r)
 	}
-	if r := run(t, env, "list", "--json"); !strings.Contains(r.stdout, `"name": "svc"`) {
+	if r := run(t, env, "list", "--json"); !strings.Contains(r.stdout, `"name":"svc"`) {
 		t.Fatalf("list --json: %+v", r)
 	}
 	// failed, with its options

@@ -271,3 +271,24 @@ func TestOtherHostEngine(t *testing.T) {
 		t.Fatal("this host counted as another host")
 	}
 }
+
+func TestJobStatusesBigWorkflow(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(25000), Expiration: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := s.JobStatuses(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 25000 {
+		t.Fatalf("%d jobs", len(jobs))
+	}
+	for i, j := range jobs {
+		if j.Index != i || j.Name != fmt.Sprint("j", i) || j.Status != model.JobNotSubmitted || j.ExitValue != nil {
+			t.Fatalf("job %d: %+v", i, j)
+		}
+	}
+}
