@@ -184,6 +184,12 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 }
 
 func (s *Store) migrate() error {
+	// Every CLI command opens the store: when the schema is already this
+	// version, nothing is inspected.
+	var v string
+	if err := s.DB.Model(&Meta{}).Select("value").Where("key = ?", "schema_version").Limit(1).Scan(&v).Error; err == nil && v == fmt.Sprint(SchemaVersion) {
+		return nil
+	}
 	return s.DB.Transaction(func(tx *gorm.DB) error {
 		if err := tx.AutoMigrate(&Meta{}); err != nil {
 			return fmt.Errorf("migrate: %w", err)
