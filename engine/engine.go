@@ -234,10 +234,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	idleSince := time.Now()
 	e.listenWake(e.st.Dir)
 	if err := e.scan(ctx, true); err != nil {
-		return stopped(ctx, err)
+		return err
 	}
 	if err := e.settle(ctx); err != nil {
-		return stopped(ctx, err)
+		return err
 	}
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
@@ -275,22 +275,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.applyEvents(evs)
 		if scanNow {
 			if err := e.scan(ctx, false); err != nil {
-				return stopped(ctx, err)
+				return err
 			}
 		}
 		if err := e.settle(ctx); err != nil {
-			return stopped(ctx, err)
+			return err
 		}
 	}
-}
-
-// stopped hides the errors of a cycle cut short because the engine was
-// asked to stop: what it did not commit is redone by the next engine.
-func stopped(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 // drain adds every event already waiting to evs.
