@@ -12,14 +12,18 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-// squeueFormat is the -o format of the one squeue call per cycle: job id
-// (unique per array task), state, reason, start, end, node list, then the name last so
-// that a name containing the separator cannot shift the other fields.
-const squeueFormat = "%A|%T|%r|%S|%e|%N|%j"
+// squeueFormat is the -o format of the one squeue call per cycle (with -r,
+// one line per array task): job id (unique per array task once it left the
+// pending array), array job id, array task id ("N/A" for a plain job),
+// state, reason, start, end, node list, then the name last so that a name
+// containing the separator cannot shift the other fields.
+const squeueFormat = "%A|%F|%K|%T|%r|%S|%e|%N|%j"
 
 // queueJob is one line of squeue.
 type queueJob struct {
-	ID     string
+	ID     string // %A
+	Array  string // array job id, "" for a plain job
+	Task   string // array task id, "" for a plain job
 	State  string // RUNNING, PENDING, COMPLETED, ... (long form)
 	Reason string
 	Start  time.Time
@@ -28,8 +32,11 @@ type queueJob struct {
 	Name   string
 }
 
-// parseSqueue parses `squeue -h -o squeueFormat` output; lines that do not
-// parse (other tools' jobs with odd names, garbage) are skipped and counted.
+// parseSqueue parses `squeue -h -r -o squeueFormat` output; lines that do
+// not parse (other tools' jobs with odd names, garbage) are skipped and
+// counted. A plain job is keyed by its id; an array task by ARRAYID_TASK
+// (as Slurm writes it, and as scancel, scontrol and sacct take it) and, once
+// it has a record of its own (it is no longer pending), by its own job id too.
 func parseSqueue(out string) (map[string]queueJob, int) {
 	jobs := map[string]queueJob{}
 	bad := 0
@@ -38,14 +45,62 @@ func parseSqueue(out string) (map[string]queueJob, int) {
 		if line == "" {
 			continue
 		}
-		f := strings.SplitN(line, "|", 7)
-		if len(f) != 7 || !isJobID(f[0]) || f[1] == "" {
+		f := strings.SplitN(line, "|", 9)
+		if len(f) != 9 || !isJobID(f[0]) || f[3] == "" {
 			bad++
 			continue
 		}
-		jobs[f[0]] = queueJob{ID: f[0], State: f[1], Reason: f[2], Start: parseTime(f[3]), End: parseTime(f[4]), Nodes: f[5], Name: f[6]}
+		j := queueJob{ID: f[0], State: f[3], Reason: f[4], Start: parseTime(f[5]), End: parseTime(f[6]), Nodes: f[7], Name: f[8]}
+		if f[2] == "N/A" || f[2] == "" {
+			jobs[f[0]] = j
+			continue
+		}
+		if !isNumber(f[1]) || !isNumber(f[2]) {
+			bad++ // an unexpanded task range (squeue without -r)
+			continue
+		}
+		j.Array, j.Task = f[1], f[2]
+		jobs[f[1]+"_"+f[2]] = j
+		if j.State != "PENDING" {
+			jobs[f[0]] = j
+		}
 	}
 	return jobs, bad
+}
+
+func isNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// expandTasks expands an array task list ("0,2-5", "0-999%10") into its
+// task ids; nil when it does not parse or is implausibly large.
+func expandTasks(s string) []string {
+	s, _, _ = strings.Cut(s, "%")
+	var ids []string
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a || b-a > 1000000 || len(ids) > 1000000 {
+			return nil
+		}
+		for i := a; i <= b; i++ {
+			ids = append(ids, strconv.Itoa(i))
+		}
+	}
+	return ids
 }
 
 func isJobID(s string) bool {
@@ -140,17 +195,33 @@ func parseScontrol(out string) map[string]record {
 		if r.ID != "" {
 			recs[r.ID] = r
 		}
+		// An array task is also known as ARRAYID_TASK; a pending array's
+		// own record stands for all its tasks ("0,2-5").
+		if arr := f["ArrayJobId"]; isNumber(arr) {
+			if t := f["ArrayTaskId"]; isNumber(t) {
+				recs[arr+"_"+t] = r
+			} else {
+				for _, t := range expandTasks(t) {
+					if _, ok := recs[arr+"_"+t]; !ok {
+						recs[arr+"_"+t] = r
+					}
+				}
+			}
+		}
 	}
 	return recs
 }
 
 // sacctFields is the -o list of the sacct call.
-const sacctFields = "JobID,State,ExitCode,Elapsed,TotalCPU,MaxRSS,Start,End,Reason,NodeList,JobName"
+const sacctFields = "JobID,State,ExitCode,Elapsed,TotalCPU,MaxRSS,Start,End,Reason,NodeList,JobName,JobIDRaw"
 
 // parseSacct parses `sacct -n -P -o sacctFields` output: the job lines give
 // state and exit code (the batch step's when the job line says 0:0); the
-// steps (ID.batch, ID.0...) give MaxRSS, the largest of which is kept.
+// steps (ID.batch, ID.0...) give MaxRSS, the largest of which is kept. An
+// array task (JobID ARRAYID_TASK) is also keyed by its own id (JobIDRaw).
+// Lines of the older 11-field form (without JobIDRaw) are read too.
 func parseSacct(out string) map[string]record {
+	rawID := map[string]string{}
 	recs := map[string]record{}
 	rss := map[string]int64{}
 	rawRSS := map[string]string{}
@@ -160,8 +231,11 @@ func parseSacct(out string) map[string]record {
 		if line == "" {
 			continue
 		}
-		f := strings.SplitN(line, "|", 11)
-		if len(f) != 11 {
+		f := strings.SplitN(line, "|", 12)
+		if len(f) == 11 {
+			f = append(f, "")
+		}
+		if len(f) != 12 {
 			continue
 		}
 		id, step, isStep := strings.Cut(f[0], ".")
@@ -177,6 +251,9 @@ func parseSacct(out string) map[string]record {
 				batchExit[id] = f[2]
 			}
 			continue
+		}
+		if raw := strings.TrimSpace(f[11]); raw != id && isNumber(raw) {
+			rawID[id] = raw
 		}
 		r := record{ID: id, StateRaw: f[1], State: firstWord(f[1]), Reason: f[8], Allocated: allocated(f[9]), Name: f[10]}
 		r.Exit, r.Signal, r.HasExit = parseExitCode(f[2])
@@ -211,6 +288,11 @@ func parseSacct(out string) map[string]record {
 			r.Usage.MaxRSSKiB = &k
 			r.Usage.Raw["slurm.MaxRSS"] = rawRSS[id]
 			recs[id] = r
+		}
+	}
+	for id, raw := range rawID {
+		if _, taken := recs[raw]; !taken {
+			recs[raw] = recs[id]
 		}
 	}
 	return recs

@@ -10,18 +10,24 @@ import (
 )
 
 func TestParseSqueue(t *testing.T) {
-	out := `101|RUNNING|None|2026-11-27T14:17:28|2026-11-27T15:17:28|node01|sf-e1-1-2-1
-102|PENDING|JobHeldUser|N/A|N/A||sf-e1-1-3-1
-103|PENDING|Resources|2026-11-27T15:00:00|N/A||name with | pipe
+	// squeue -h -r -o '%A|%F|%K|%T|%r|%S|%e|%N|%j' as 22.05 prints it: plain
+	// jobs have %K N/A; array tasks are listed one per line (-r), pending
+	// ones under the array's own id, the others under their own.
+	out := `101|101|N/A|RUNNING|None|2026-11-27T14:17:28|2026-11-27T15:17:28|node01|sf-e1-1-2-1
+102|102|N/A|PENDING|JobHeldUser|N/A|N/A||sf-e1-1-3-1
+103|103|N/A|PENDING|Resources|2026-11-27T15:00:00|N/A||name with | pipe
 garbage line
-16_1|COMPLETED|None|2026-11-27T14:17:28|2026-11-27T14:17:29|node[01-02]|arr
+17|16|1|COMPLETED|None|2026-11-27T14:17:28|2026-11-27T14:17:29|node[01-02]|arr
+16|16|2|PENDING|Resources|N/A|N/A||arr
+16|16|3|PENDING|Resources|N/A|N/A||arr
+20|20|0-3|PENDING|Resources|N/A|N/A||unexpanded
 
 `
 	jobs, bad := parseSqueue(out)
-	if bad != 1 || len(jobs) != 4 {
+	if bad != 2 || len(jobs) != 7 {
 		t.Fatalf("got %d jobs, %d bad: %+v", len(jobs), bad, jobs)
 	}
-	if j := jobs["101"]; j.State != "RUNNING" || j.Name != "sf-e1-1-2-1" || j.Start.IsZero() || j.Start.Hour() != 14 || !allocated(j.Nodes) {
+	if j := jobs["101"]; j.State != "RUNNING" || j.Name != "sf-e1-1-2-1" || j.Start.IsZero() || j.Start.Hour() != 14 || !allocated(j.Nodes) || j.Array != "" {
 		t.Errorf("101: %+v", j)
 	}
 	if j := jobs["102"]; !j.Start.IsZero() || j.Reason != "JobHeldUser" || allocated(j.Nodes) {
@@ -29,6 +35,26 @@ garbage line
 	}
 	if j := jobs["103"]; j.Name != "name with | pipe" {
 		t.Errorf("103: %+v", j)
+	}
+	if j := jobs["16_1"]; j.State != "COMPLETED" || j.Array != "16" || j.Task != "1" || jobs["17"].Task != "1" {
+		t.Errorf("16_1: %+v / 17: %+v", j, jobs["17"])
+	}
+	if j := jobs["16_3"]; j.State != "PENDING" || j.Task != "3" {
+		t.Errorf("16_3: %+v", j)
+	}
+	if _, ok := jobs["16"]; ok {
+		t.Error("a pending task keyed by the array's id")
+	}
+	if got := strings.Join(expandTasks("0,2-4%2"), ","); got != "0,2,3,4" {
+		t.Errorf("expandTasks: %s", got)
+	}
+	if expandTasks("x") != nil || expandTasks("5-2") != nil {
+		t.Error("expandTasks accepted garbage")
+	}
+	sc := parseScontrol(strings.Replace(scontrolLine("17", "arr", "COMPLETED", "None", "0:0", "node01"), " UserId", " ArrayJobId=16 ArrayTaskId=1 UserId", 1) + "\n" +
+		strings.Replace(scontrolLine("16", "arr", "CANCELLED", "None", "0:0", "(null)"), " UserId", " ArrayJobId=16 ArrayTaskId=2,4-5 UserId", 1))
+	if sc["16_1"].ID != "17" || sc["17"].State != "COMPLETED" || sc["16_4"].State != "CANCELLED" || sc["16_5"].ID != "16" || len(sc) != 6 {
+		t.Errorf("scontrol array records: %+v", sc)
 	}
 	if p, final := phaseOf("PENDING", "JobHeldUser"); p != drms.Held || final {
 		t.Errorf("held: %v %v", p, final)
@@ -155,6 +181,13 @@ func TestParseSacct(t *testing.T) {
 233|RUNNING|0:0|00:00:05|00:00:00||2026-11-27T14:17:33|Unknown|None|node01|sf-e1-1-6-1
 `
 	recs := parseSacct(out)
+	// An array task (with JobIDRaw, the 12th field) is also keyed by its own id.
+	arr := parseSacct("16_1|COMPLETED|0:0|00:00:01|00:00.100||2026-11-27T14:17:33|2026-11-27T14:17:34|None|node01|sf-e1-1-a3-1|17\n" +
+		"16_1.batch|COMPLETED|0:0|00:00:01|00:00.100|2000K|2026-11-27T14:17:33|2026-11-27T14:17:34||node01|batch|17.batch\n" +
+		"16_[2-5]|PENDING|0:0|00:00:00|00:00:00||Unknown|Unknown|None|None assigned|sf-e1-1-a3-1|16\n")
+	if r := arr["16_1"]; len(arr) != 2 || r.State != "COMPLETED" || *r.Usage.MaxRSSKiB != 2000 || arr["17"].Name != "sf-e1-1-a3-1" {
+		t.Errorf("array task in sacct: %+v", arr)
+	}
 	if len(recs) != 7 {
 		t.Fatalf("%d records: %+v", len(recs), recs)
 	}

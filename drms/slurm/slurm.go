@@ -20,6 +20,11 @@
 //	                 file (network filesystem lag) before Slurm's record is used
 //	                 instead (default 5s)
 //	sbatch_options   extra sbatch options for every job, split like a shell line
+//	arrays           true: SubmitArray puts the jobs of one engine cycle that
+//	                 share workflow, partition, parallel info and native
+//	                 specification into one job array (default false)
+//	dependencies     true: SubmitAfter hands dependencies to Slurm
+//	                 (--dependency=afterok, --kill-on-invalid-dep=yes) (default false)
 package slurm
 
 import (
@@ -53,20 +58,35 @@ type Backend struct {
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
 	extraOpts                                     []string
+	arrays, deps                                  bool
 
 	mu         sync.Mutex
 	killed     map[string]bool      // ids this backend cancelled
 	noFileSeen map[string]time.Time // ended at Slurm, no status file yet: since when
 	acct       *bool                // accounting configured (nil: not known yet)
 	minJobAge  time.Duration
+	maxArray   int                    // MaxArraySize (0: not known yet)
+	arrayIDs   map[string]arrayLookup // array name -> id, for Locate after an uncertain SubmitArray
+	lastQ      map[string]queueJob    // the last squeue listing (ours only)
+	lastQAt    time.Time              // when it was asked for
+	recent     map[string]time.Time   // job or array id -> when this backend submitted it
 }
 
-// handleState is the persisted part of a Slurm handle.
+// handleState is the persisted part of a Slurm handle. Handle.ID is the
+// Slurm job id, or ARRAYID_TASK for a task of a job array.
 type handleState struct {
+	// Name is the Slurm job name: the attempt's, or the array's for a task.
 	Name    string `json:"name"`
 	Status  string `json:"status"`
 	Started string `json:"started"`
 	Output  string `json:"output"`
+	// Task is the array task id ("" for a plain job).
+	Task string `json:"task,omitempty"`
+	// Ended is an outcome known without Slurm: "refused" (sbatch refused
+	// the job's array group) or "dependency" (a dependency handed to Slurm
+	// had already failed); Reason says why.
+	Ended  string `json:"ended,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // New returns a Slurm backend. It checks the configuration but does not
@@ -90,7 +110,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}}
 	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
 	dur := func(key string, def time.Duration) (time.Duration, error) {
 		v := set(key)
@@ -128,6 +148,15 @@ func New(cfg drms.Config) (*Backend, error) {
 			return nil, fmt.Errorf("slurm: setting sbatch_options: %w", err)
 		}
 	}
+	for key, dst := range map[string]*bool{"arrays": &b.arrays, "dependencies": &b.deps} {
+		switch v := set(key); v {
+		case "", "false", "no":
+		case "true", "yes":
+			*dst = true
+		default:
+			return nil, fmt.Errorf("slurm: setting %s=%q: want true or false", key, v)
+		}
+	}
 	b.user = set("user")
 	if b.user == "" {
 		u, err := user.Current()
@@ -141,7 +170,8 @@ func New(cfg drms.Config) (*Backend, error) {
 
 // Capabilities implements drms.Backend.
 func (b *Backend) Capabilities() drms.Capabilities {
-	return drms.Capabilities{Name: "slurm", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true}
+	return drms.Capabilities{Name: "slurm", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true,
+		Arrays: b.arrays, Dependencies: b.deps}
 }
 
 // Close implements drms.Backend; jobs keep running.
@@ -169,7 +199,14 @@ func decodeHandle(h drms.Handle) (handleState, error) {
 // SbatchArgs is the sbatch command line (without "sbatch") for spec, whose
 // batch script is at script and whose Slurm output goes to output.
 func (b *Backend) SbatchArgs(spec drms.JobSpec, script, dir, output string) ([]string, error) {
-	a := []string{"--parsable", "--job-name=" + spec.Name(), "--export=ALL", "--chdir=" + dir, "--output=" + output}
+	return b.sbatchArgs(spec, spec.Name(), script, dir, output, nil)
+}
+
+// sbatchArgs is SbatchArgs with another job name and extra options (an
+// array, a dependency) before the site's and the job's own.
+func (b *Backend) sbatchArgs(spec drms.JobSpec, name, script, dir, output string, extra []string) ([]string, error) {
+	a := []string{"--parsable", "--job-name=" + name, "--export=ALL", "--chdir=" + dir, "--output=" + output}
+	a = append(a, extra...)
 	if spec.Queue != "" {
 		a = append(a, "--partition="+spec.Queue)
 	}
@@ -206,6 +243,11 @@ func (b *Backend) SbatchArgs(spec drms.JobSpec, script, dir, output string) ([]s
 // sbatch that timed out or answered garbage is looked up by job name twice
 // and, if not found, gives drms.ErrSubmitUncertain.
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
+	return b.submit(ctx, spec, nil)
+}
+
+// submit is Submit with extra sbatch options.
+func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string) (drms.Handle, error) {
 	if len(spec.Argv) == 0 {
 		return drms.Handle{}, &drms.StartError{Reason: "empty command"}
 	}
@@ -223,7 +265,7 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 	if err := batch.WriteScript(p.Script, batch.Script(header, b.spool.ExecArgv(b.cfg.ExecPath, spec))); err != nil {
 		return drms.Handle{}, fmt.Errorf("slurm: %w", err)
 	}
-	args, err := b.SbatchArgs(spec, p.Script, p.Dir, p.Output)
+	args, err := b.sbatchArgs(spec, spec.Name(), p.Script, p.Dir, p.Output, extra)
 	if err != nil {
 		return drms.Handle{}, err
 	}
@@ -231,6 +273,7 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 	if err == nil {
 		id, _, _ := strings.Cut(strings.TrimSpace(out), ";") // "ID" or "ID;cluster"
 		if isJobID(id) && !strings.Contains(id, "_") {
+			b.submitted(id)
 			return b.handle(id, spec), nil
 		}
 		err = fmt.Errorf("sbatch printed %q, not a job id", strings.TrimSpace(out))
@@ -254,6 +297,7 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 			}
 		}
 		if id, found, lerr := b.findByName(ctx, spec.Name()); lerr == nil && found {
+			b.submitted(id)
 			return b.handle(id, spec), nil
 		}
 	}
@@ -280,14 +324,14 @@ func sbatchEnv() []string {
 
 // findByName looks a job up by its name in squeue (one call).
 func (b *Backend) findByName(ctx context.Context, name string) (string, bool, error) {
-	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
+	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
 	if err != nil {
 		return "", false, b.cmdError("squeue", stderr, err)
 	}
 	jobs, _ := parseSqueue(out)
 	best := ""
 	for id, j := range jobs {
-		if j.Name == name && (best == "" || idLess(best, id)) {
+		if j.Name == name && j.Array == "" && (best == "" || idLess(best, id)) {
 			best = id
 		}
 	}
@@ -301,8 +345,11 @@ func idLess(a, b string) bool {
 }
 
 // squeue lists all jobs of the user (one call), keeping ours only.
+// The listing is kept (SubmitAfter checks against it that its
+// dependencies are still known to slurmctld).
 func (b *Backend) squeue(ctx context.Context) (map[string]queueJob, error) {
-	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-t", "all", "-u", b.user, "-o", squeueFormat)
+	at := time.Now()
+	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-o", squeueFormat)
 	if err != nil {
 		return nil, b.cmdError("squeue", stderr, err)
 	}
@@ -312,6 +359,9 @@ func (b *Backend) squeue(ctx context.Context) (map[string]queueJob, error) {
 			delete(jobs, id)
 		}
 	}
+	b.mu.Lock()
+	b.lastQ, b.lastQAt = jobs, at
+	b.mu.Unlock()
 	return jobs, nil
 }
 
@@ -337,10 +387,20 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	}
 	var needs []need
 	now := time.Now()
+	arrays := map[string]bool{} // array job ids squeue still lists
+	for _, j := range q {
+		if j.Array != "" {
+			arrays[j.Array] = true
+		}
+	}
 	for _, h := range hs {
 		st, err := decodeHandle(h)
 		if err != nil {
 			out[h.ID] = drms.State{Phase: drms.Ended, Outcome: drms.Undetermined(err.Error())}
+			continue
+		}
+		if st.Ended != "" {
+			out[h.ID] = ended(presetOutcome(st))
 			continue
 		}
 		qj, inQueue := q[h.ID]
@@ -438,6 +498,14 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		case n.inQueue:
 			// In squeue as ended, but scontrol no longer has it: what squeue said.
 			o = recordOutcome(record{ID: n.h.ID, State: n.qj.State, StateRaw: n.qj.State, Reason: n.qj.Reason, Start: n.qj.Start, End: n.qj.End, Allocated: allocated(n.qj.Nodes)}, n.started, false, killed)
+		case n.st.Task != "" && !n.started && arrays[arrayOf(n.h.ID)]:
+			// Slurm drops a pending task of an array that is cancelled
+			// (only a cancel does that) while it keeps listing the others.
+			if killed {
+				o = drms.Unclear(fmt.Sprintf("cancelled while queued (Slurm dropped array task %s)", n.h.ID))
+			} else {
+				o = drms.Unclear(fmt.Sprintf("cancelled outside somaflow while queued (Slurm dropped array task %s)", n.h.ID))
+			}
 		default:
 			o = drms.Undetermined(fmt.Sprintf("Slurm no longer knows job %s (purged after MinJobAge, and no accounting) and exec-job left no status file %s", n.h.ID, n.st.Status))
 		}
@@ -520,8 +588,8 @@ func (b *Backend) records(ctx context.Context, ids []string) (map[string]record,
 	for _, id := range ids {
 		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o", id)
 		if err != nil {
-			if strings.Contains(stderr, "Invalid job id") {
-				continue // purged
+			if m := out + stderr; strings.Contains(m, "Invalid job id") || strings.Contains(m, "not found") {
+				continue // purged (or a dropped array task: "Job 16_2 not found" on stdout)
 			}
 			return nil, b.cmdError("scontrol", stderr, err)
 		}
@@ -556,6 +624,7 @@ func (b *Backend) loadConfig(ctx context.Context) {
 	}
 	var acct *bool
 	age := time.Duration(0)
+	maxArr := 0
 	for _, line := range strings.Split(out, "\n") {
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
@@ -570,6 +639,10 @@ func (b *Backend) loadConfig(ctx context.Context) {
 			if n, err := strconv.Atoi(firstWord(v)); err == nil {
 				age = time.Duration(n) * time.Second
 			}
+		case "MaxArraySize":
+			if n, err := strconv.Atoi(firstWord(v)); err == nil && n > 0 {
+				maxArr = n
+			}
 		}
 	}
 	b.mu.Lock()
@@ -579,21 +652,27 @@ func (b *Backend) loadConfig(ctx context.Context) {
 	if age > 0 {
 		b.minJobAge = age
 	}
+	if maxArr > 0 {
+		b.maxArray = maxArr
+	}
 	b.mu.Unlock()
 }
 
 // Kill implements drms.Backend with scancel; a job that already ended is
 // not an error.
 func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
+	if st, err := decodeHandle(h); err == nil && st.Ended != "" {
+		return nil // never reached Slurm
+	}
 	if !isJobID(h.ID) {
 		return fmt.Errorf("slurm: %q is not a job id", h.ID)
 	}
 	b.mu.Lock()
 	b.killed[h.ID] = true
 	b.mu.Unlock()
-	_, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scancel", h.ID)
+	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scancel", h.ID)
 	if err != nil {
-		if strings.Contains(stderr, "already completing or completed") || strings.Contains(stderr, "Invalid job id") {
+		if m := out + stderr; strings.Contains(m, "already completing or completed") || strings.Contains(m, "Invalid job id") || strings.Contains(m, "not found") {
 			return nil
 		}
 		return b.cmdError("scancel", stderr, err)
@@ -622,6 +701,9 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 // still lists every job of the last MinJobAge).
 func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, bool, bool, error) {
 	p := b.spool.Paths(spec)
+	if arr, task, ok := readTaskScript(p.Script); ok {
+		return b.locateTask(ctx, spec, arr, task)
+	}
 	if si, err := batch.ReadStarted(p.Started); err == nil && si != nil && isJobID(si.JobID) {
 		return b.handle(si.JobID, spec), true, false, nil
 	}

@@ -223,7 +223,9 @@ func TestOutcomes(t *testing.T) {
 		// Over --mem: without cgroups slurmstepd kills the whole job with
 		// SIGKILL (exec-job too) and says so in the job's Slurm output.
 		t.Parallel()
-		s := spec(t, tag, "sh", "-c", "head -c 400000000 /dev/zero | tail; sleep 30")
+		// tail keeps the 400 MB it read until its input ends (60 s later), so
+		// that slurmstepd's periodic sampling sees it even on a busy machine.
+		s := spec(t, tag, "sh", "-c", "{ head -c 400000000 /dev/zero; sleep 60; } | tail")
 		s.NativeSpec = []string{"--mem=50M"}
 		h := submit(t, b, s)
 		o := waitEnd(t, b, h, 3*time.Minute)
@@ -375,7 +377,7 @@ func TestErrorPaths(t *testing.T) {
 		state := t.TempDir()
 		fakeSlurm(t, map[string]string{
 			"sbatch": "exec sleep 30",
-			"squeue": `f=` + state + `/n; n=$(cat $f 2>/dev/null || echo 0); echo $((n+1)) > $f; [ $n -ge 1 ] && echo "4711|PENDING|Priority|N/A|N/A||` + s.Name() + `"; exit 0`,
+			"squeue": `f=` + state + `/n; n=$(cat $f 2>/dev/null || echo 0); echo $((n+1)) > $f; [ $n -ge 1 ] && echo "4711|4711|N/A|PENDING|Priority|N/A|N/A||` + s.Name() + `"; exit 0`,
 		})
 		b := newB(t)
 		h, err := b.Submit(context.Background(), s)
@@ -406,7 +408,7 @@ func TestErrorPaths(t *testing.T) {
 		if _, err := b.Status(context.Background(), []drms.Handle{h}); !errors.Is(err, drms.ErrUnavailable) {
 			t.Errorf("Status with hanging squeue: %v, want ErrUnavailable", err)
 		}
-		fakeSlurm(t, map[string]string{"squeue": "echo 'garbage'; echo '12|RUNNING|None|2026-01-01T00:00:00|N/A|node1|" + decodeName(t, h) + "'; echo '13|RUNNING'"})
+		fakeSlurm(t, map[string]string{"squeue": "echo 'garbage'; echo '12|12|N/A|RUNNING|None|2026-01-01T00:00:00|N/A|node1|" + decodeName(t, h) + "'; echo '13|RUNNING'"})
 		st, err := b.Status(context.Background(), []drms.Handle{h})
 		if err != nil || st["12"].Phase != drms.Running || st["12"].Started.IsZero() {
 			t.Errorf("Status with garbage: %+v %v", st, err)
