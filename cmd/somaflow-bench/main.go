@@ -64,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	only := fs.String("only", "", "run only the workloads whose id matches this regexp (W1-1k, W1-10k, W2-chain200, W3-group, W3-edges, W4-c10, W4-c2, scale)")
 	scale := fs.String("scale", "", "run the scale benchmark: true or false (default: true in full mode)")
 	fs.IntVar(&c.scaleMax, "scale-max", 1000000, "largest scale workflow (10000, 100000, 1000000)")
-	fs.DurationVar(&c.runMax, "scale-run-max", 25*time.Minute, "longest run of the 1,000,000-job workflow to its end; past it, how far it got is reported")
+	fs.DurationVar(&c.runMax, "scale-run-max", 20*time.Minute, "longest run of the 1,000,000-job workflow to its end; past it, how far it got is reported")
 	fs.DurationVar(&c.sample, "scale-sample", time.Minute, "how long the engine runs the scale workflows that are not run to the end (for their RSS and rate)")
 	fs.BoolVar(&c.profile, "profile", false, "also profile the engine (CPU, in this process, as `somaflow run` runs it) on W1, W2 and W3 and print the top functions")
 	fs.IntVar(&c.profileStore, "profile-store", 0, "with -profile, also profile submit (decode, validate, store) and the status document of a fan-out of this many jobs (default: 100000 in full mode)")
