@@ -150,9 +150,8 @@ func (e *env) profileStore(ctx context.Context, n int, out string) ([]*profileRe
 		if err != nil {
 			return err
 		}
-		enc := json.NewEncoder(io.Discard)
-		enc.SetIndent("", "  ")
-		return enc.Encode(doc)
+		// Compact, as `status --json` prints it when stdout is no terminal.
+		return json.NewEncoder(io.Discard).Encode(doc)
 	}
 	var res []*profileResult
 	for _, step := range []struct {
