@@ -28,9 +28,12 @@ import (
 // keeps the spool files of a plain job (its own batch script, env file,
 // status and started files), so exec-job, Status and outcomes work exactly
 // as for a plain job; the dispatcher only picks the task's script by
-// $SLURM_ARRAY_TASK_ID from a case statement of single-quoted paths:
+// $SLURM_ARRAY_TASK_ID, through a directory of links named by task id
+// (the only expansion in the dispatcher is that variable, quoted and
+// checked to be digits):
 //
 //	<spool>/<W>/<array>.sh            the dispatcher
+//	<spool>/<W>/<array>.tasks/<task>  a link to the task's script
 //	<spool>/<W>/<array>.jobid         the array's job id, written after sbatch answered
 //	<spool>/<W>/<array>.<task>.drms.out  Slurm's own output of each task
 //	<spool>/<W>/<attempt>.sh          the task's script, with a "# somaflow array <array> <task>" line
@@ -229,6 +232,7 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 		return nil, fmt.Errorf("slurm: create spool dir: %w", err)
 	}
 	dispatcher := filepath.Join(dir, name+".sh")
+	tasks := filepath.Join(dir, name+".tasks")
 	written := make([]bool, len(idx))
 	cleanup := func() {
 		for k, i := range idx {
@@ -239,6 +243,7 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 			}
 		}
 		os.Remove(dispatcher)
+		os.RemoveAll(tasks)
 	}
 	// Write every task's files, in parallel (each file is synced).
 	errs := make([]error, len(idx))
@@ -272,14 +277,25 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 		cleanup()
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	var sc strings.Builder
-	sc.WriteString("#!/bin/sh\n# somaflow job array " + name + ": each task runs its own batch script\n")
-	sc.WriteString("case \"$SLURM_ARRAY_TASK_ID\" in\n")
-	for k, i := range idx {
-		fmt.Fprintf(&sc, "%d) . %s ;;\n", k, batch.ShellQuote(b.spool.Paths(specs[i]).Script))
+	// <array>.tasks/<task> links to each task's script, so that the
+	// dispatcher stays a few lines however many tasks (slurmctld sends it
+	// with every task it starts).
+	if err := os.Mkdir(tasks, 0o700); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	sc.WriteString("esac\necho \"somaflow: job array " + name + " has no task $SLURM_ARRAY_TASK_ID\" >&2\nexit 127\n")
-	if err := batch.WriteScript(dispatcher, sc.String()); err != nil {
+	for k, i := range idx {
+		if err := os.Symlink(b.spool.Paths(specs[i]).Script, filepath.Join(tasks, strconv.Itoa(k))); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("slurm: %w", err)
+		}
+	}
+	sc := "#!/bin/sh\n# somaflow job array " + name + ": task N runs the batch script " + tasks + "/N links to\n" +
+		"case \"$SLURM_ARRAY_TASK_ID\" in\n" +
+		"''|*[!0-9]*) echo \"somaflow: bad SLURM_ARRAY_TASK_ID\" >&2; exit 127 ;;\n" +
+		"esac\n" +
+		". " + batch.ShellQuote(tasks+"/") + "\"$SLURM_ARRAY_TASK_ID\"\n"
+	if err := batch.WriteScript(dispatcher, sc); err != nil {
 		cleanup()
 		return nil, fmt.Errorf("slurm: %w", err)
 	}

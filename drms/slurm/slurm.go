@@ -70,6 +70,7 @@ type Backend struct {
 	lastQ      map[string]queueJob    // the last squeue listing (ours only)
 	lastQAt    time.Time              // when it was asked for
 	recent     map[string]time.Time   // job or array id -> when this backend submitted it
+	calls      map[string]int         // Slurm commands run, by name (for benchmarks)
 }
 
 // handleState is the persisted part of a Slurm handle. Handle.ID is the
@@ -110,7 +111,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}, calls: map[string]int{}}
 	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
 	dur := func(key string, def time.Duration) (time.Duration, error) {
 		v := set(key)
@@ -747,6 +748,18 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 	return drms.Handle{}, false, false, nil
 }
 
+// Calls returns how many times each Slurm command (sbatch, squeue, ...)
+// was run by this backend.
+func (b *Backend) Calls() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := make(map[string]int, len(b.calls))
+	for k, v := range b.calls {
+		m[k] = v
+	}
+	return m
+}
+
 // absExec makes the exec-job binary's path absolute: batch scripts run it
 // from the spool dir, on another host.
 func absExec(p string) (string, error) {
@@ -769,6 +782,9 @@ var errTimeout = errors.New("timed out")
 // run runs a Slurm command with a timeout; env nil means the engine's
 // environment. It returns stdout and stderr.
 func (b *Backend) run(ctx context.Context, timeout time.Duration, env []string, name string, args ...string) (string, string, error) {
+	b.mu.Lock()
+	b.calls[name]++
+	b.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, name, args...)
