@@ -112,6 +112,12 @@ type wfRun struct {
 	force     bool
 
 	tempPaths []string
+
+	// preds and early serve dependencies handed to the DRMS
+	// (Capabilities.Dependencies): predecessors of each node, and nodes to
+	// check for early submission.
+	preds [][]int32
+	early []int32
 }
 
 // Node states.
@@ -128,6 +134,9 @@ type job struct {
 	w         *wfRun
 	dirty     bool
 	outParams string
+	// after holds the handles of the dependencies still running at the
+	// DRMS when the job is submitted early (DependencySubmitter).
+	after []drms.Handle
 }
 
 // New returns an engine for the store and backend. tag identifies this
@@ -563,6 +572,63 @@ func (e *Engine) setHandle(j *job, h drms.Handle) {
 	j.row.DRMSID, j.row.HandleVersion, j.row.Handle = h.ID, h.Version, h.State
 	j.w.b.handles[h.ID] = j
 	e.markDirty(j)
+	if j.w.b.caps.Dependencies {
+		j.w.early = append(j.w.early, j.w.g.succ[j.row.Index]...)
+	}
+}
+
+// queueEarly moves the early-submission candidates that are eligible into
+// the ready queue, marked early.
+func (e *Engine) queueEarly(w *wfRun) {
+	if len(w.early) == 0 {
+		return
+	}
+	for _, v := range w.early {
+		if w.state[v] != nWaiting {
+			continue
+		}
+		if _, ok := e.earlyAfter(w, int(v)); ok {
+			w.state[v] = nReady
+			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: v, early: true})
+		}
+	}
+	w.early = w.early[:0]
+}
+
+// earlyAfter tells whether node v may be submitted before its dependencies
+// ended, handing them to the DRMS, and returns their handles. It may when
+// the backend takes dependencies, v is a plain job without parameter links
+// (their values are only known at the end), and every predecessor is a plain
+// job that succeeded or is submitted with a handle, at least one of them
+// still running.
+func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
+	if !w.b.caps.Dependencies || w.g.hidden(v) || w.def.Jobs[v].IsBarrier() || len(w.linksTo[v]) > 0 {
+		return nil, false
+	}
+	if _, ok := w.b.be.(drms.DependencySubmitter); !ok {
+		return nil, false
+	}
+	if w.preds == nil {
+		w.preds = make([][]int32, w.g.nodes())
+		for u, ss := range w.g.succ {
+			for _, x := range ss {
+				w.preds[x] = append(w.preds[x], int32(u))
+			}
+		}
+	}
+	var after []drms.Handle
+	for _, p := range w.preds[v] {
+		switch {
+		case w.g.hidden(int(p)) || w.def.Jobs[p].IsBarrier():
+			return nil, false
+		case w.state[p] == nSucceeded:
+		case w.state[p] == nActive && w.jobs[p].row.DRMSID != "" && !w.jobs[p].row.KillIntent:
+			after = append(after, handleOf(w.jobs[p]))
+		default:
+			return nil, false
+		}
+	}
+	return after, len(after) > 0
 }
 
 // rebuild derives every node's state from the jobs' stored statuses and
@@ -679,6 +745,18 @@ func (e *Engine) abortFrom(w *wfRun, v int) {
 		work = work[:len(work)-1]
 		switch w.state[s] {
 		case nWaiting, nReady:
+		case nActive:
+			// Submitted early with its dependencies handed to the DRMS and
+			// not started: it must not start (the DRMS should cancel it too).
+			if j := w.jobs[s]; !w.g.hidden(s) && j.row.Started == nil && !j.row.KillIntent {
+				j.row.KillIntent = true
+				if j.row.DRMSID != "" {
+					j.row.Status = model.JobKillPending
+					e.toKill = append(e.toKill, j)
+				}
+				e.markDirty(j)
+			}
+			continue
 		default:
 			continue
 		}
@@ -703,15 +781,25 @@ func (e *Engine) schedule() []*job {
 		if w.stopping {
 			continue
 		}
+		e.queueEarly(w)
 		for w.ready.Len() > 0 && (w.maxJobs <= 0 || w.running < w.maxJobs) {
 			it := heap.Pop(&w.ready).(readyItem)
 			v := int(it.idx)
 			if w.state[v] != nReady {
 				continue
 			}
+			j := w.jobs[v]
+			j.after = nil
+			if it.early && w.remaining[v] > 0 {
+				after, ok := e.earlyAfter(w, v)
+				if !ok {
+					w.state[v] = nWaiting // no longer eligible: waits as usual
+					continue
+				}
+				j.after = after
+			}
 			w.state[v] = nActive
 			w.running++
-			j := w.jobs[v]
 			j.row.Attempt++
 			j.row.Status = model.JobSubmissionPending
 			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil
@@ -738,6 +826,11 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 		if w.stopping || j.row.Status != model.JobSubmissionPending {
 			continue
 		}
+		if j.row.KillIntent {
+			// A dependency failed before this early submission went out.
+			e.finish(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
+			continue
+		}
 		if drmsDown {
 			e.requeue(j) // not tried: the DRMS just refused another job
 			continue
@@ -746,14 +839,18 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 		var h drms.Handle
 		if err == nil {
 			j.row.Stdout, j.row.Stderr = spec.Stdout, spec.Stderr
-			h, err = w.b.be.Submit(ctx, spec)
+			if len(j.after) > 0 {
+				h, err = w.b.be.(drms.DependencySubmitter).SubmitAfter(ctx, spec, j.after)
+			} else {
+				h, err = w.b.be.Submit(ctx, spec)
+			}
 		}
 		var se *drms.StartError
 		var spe *specError
 		switch {
 		case err == nil:
 			e.setHandle(j, h)
-			if w.b.caps.Queues {
+			if w.b.caps.Queues || len(j.after) > 0 {
 				j.row.Status = model.JobQueuedActive
 			} else {
 				j.row.Status = model.JobRunning
@@ -791,7 +888,7 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 	byBackend := map[*backendRun][]*job{}
 	var rest []*job
 	for _, j := range subs {
-		if _, ok := j.w.b.be.(drms.ArraySubmitter); ok && j.w.b.caps.Arrays && !j.w.stopping {
+		if _, ok := j.w.b.be.(drms.ArraySubmitter); ok && j.w.b.caps.Arrays && !j.w.stopping && len(j.after) == 0 && !j.row.KillIntent {
 			byBackend[j.w.b] = append(byBackend[j.w.b], j)
 		} else {
 			rest = append(rest, j)
@@ -1207,8 +1304,9 @@ func (e *Engine) removeTempPaths(w *wfRun) {
 }
 
 type readyItem struct {
-	prio int
-	idx  int32
+	prio  int
+	idx   int32
+	early bool // its dependencies still run at the DRMS (see queueEarly)
 }
 
 // readyHeap orders ready jobs: higher priority first, then file order.
