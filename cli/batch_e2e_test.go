@@ -176,3 +176,56 @@ func TestBatchE2ESlurmOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchE2ESlurmArraysAndDependencies runs the demo and the outcome
+// workflow with job arrays and dependencies handed to Slurm: the same
+// outcomes, job by job.
+func TestBatchE2ESlurmArraysAndDependencies(t *testing.T) {
+	if batchBackend(t) != "slurm" {
+		t.Skip("slurm only")
+	}
+	cfg := write(t, "cfg.yaml", "settings: {arrays: \"true\", dependencies: \"true\"}\n")
+	env := append(batchEnv(t, "slurm"), "SOMAFLOW_CONFIG="+cfg)
+	dir := t.TempDir()
+	demo, _ := filepath.Abs("../examples/demo.yaml")
+	cmd := exec.Command(binary, "run", "--json", demo)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("demo: %v, want exit 1\n%s", err, out)
+	}
+	got := outcomes(t, string(out))
+	for n, w := range map[string]string{
+		"fails": "done/finished_regularly/3", "report": "failed/aborted_before_running",
+		"archive": "failed/aborted_before_running", "consume": "done/finished_regularly/0",
+		"merge": "done/finished_regularly/0", "count_a": "done/finished_regularly/0",
+	} {
+		if got[n] != w {
+			t.Errorf("demo %s: %s, want %s", n, got[n], w)
+		}
+	}
+	wf := write(t, "o.yaml", `jobs:
+  a1: {shell: "exit 0"}
+  a2: {shell: "exit 3"}
+  a3: {shell: "kill -KILL $$"}
+  a4: {command: [no-such-command-somaflow]}
+  after_ok: {command: ["true"], after: [a1]}
+  after_bad: {command: ["true"], after: [a2]}
+  after_after: {command: ["true"], after: [after_bad]}
+`)
+	r := run(t, env, "run", "--json", wf)
+	if r.code != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	got = outcomes(t, r.stdout)
+	for n, w := range map[string]string{
+		"a1": "done/finished_regularly/0", "a2": "done/finished_regularly/3", "a3": "done/finished_signal/SIGKILL",
+		"a4": "failed/aborted", "after_ok": "done/finished_regularly/0",
+		"after_bad": "failed/aborted_before_running", "after_after": "failed/aborted_before_running",
+	} {
+		if got[n] != w {
+			t.Errorf("%s: %s, want %s", n, got[n], w)
+		}
+	}
+}
