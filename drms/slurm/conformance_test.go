@@ -12,13 +12,26 @@ import (
 )
 
 // TestConformance runs the shared conformance suite against the real Slurm
-// cluster (scripts/slurm-up.sh).
+// cluster (scripts/slurm-up.sh), with the default settings and with arrays
+// and dependencies on (Submit of a single job stays a plain sbatch).
 func TestConformance(t *testing.T) {
 	requireSlurm(t)
+	for _, c := range []struct {
+		name     string
+		settings map[string]string
+	}{
+		{"default", nil},
+		{"arrays_dependencies", map[string]string{"arrays": "true", "dependencies": "true"}},
+	} {
+		t.Run(c.name, func(t *testing.T) { conformance(t, c.settings) })
+	}
+}
+
+func conformance(t *testing.T, settings map[string]string) {
 	state := t.TempDir()
 	backendtest.Run(t, backendtest.Harness{
 		New: func(t *testing.T) drms.Backend {
-			b, err := New(drms.Config{StateDir: state, ExecPath: testExec(t), EngineTag: "conformance"})
+			b, err := New(drms.Config{StateDir: state, ExecPath: testExec(t), EngineTag: "conformance", Settings: settings})
 			if err != nil {
 				t.Fatal(err)
 			}

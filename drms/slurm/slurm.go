@@ -63,6 +63,7 @@ type Backend struct {
 	mu         sync.Mutex
 	killed     map[string]bool      // ids this backend cancelled
 	noFileSeen map[string]time.Time // ended at Slurm, no status file yet: since when
+	earlyRec   map[string]record    // Slurm's final record of such a job, read when first seen
 	acct       *bool                // accounting configured (nil: not known yet)
 	minJobAge  time.Duration
 	maxArray   int                    // MaxArraySize (0: not known yet)
@@ -111,7 +112,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}, calls: map[string]int{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}, calls: map[string]int{}}
 	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
 	dur := func(key string, def time.Duration) (time.Duration, error) {
 		v := set(key)
@@ -387,6 +388,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		started bool
 	}
 	var needs []need
+	var early []string // ended without a status file, first seen now
 	now := time.Now()
 	arrays := map[string]bool{} // array job ids squeue still lists
 	for _, j := range q {
@@ -450,6 +452,9 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 				if !seen {
 					b.noFileSeen[h.ID] = now
 					first = now
+					if inQueue {
+						early = append(early, h.ID)
+					}
 				}
 				b.mu.Unlock()
 				if now.Sub(first) < b.grace {
@@ -459,6 +464,21 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			}
 		}
 		needs = append(needs, n)
+	}
+	if len(early) > 0 {
+		// Read Slurm's record of these jobs now, while slurmctld still has
+		// it: after status_grace it may have purged them (MinJobAge).
+		if recs, err := b.records(ctx, early); err == nil {
+			b.mu.Lock()
+			for _, id := range early {
+				if r, ok := recs[id]; ok {
+					if _, final := phaseOf(r.State, r.Reason); final {
+						b.earlyRec[id] = r
+					}
+				}
+			}
+			b.mu.Unlock()
+		}
 	}
 	if len(needs) == 0 {
 		return out, nil
@@ -473,6 +493,11 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	}
 	for _, n := range needs {
 		r, ok := recs[n.h.ID]
+		if !ok {
+			b.mu.Lock()
+			r, ok = b.earlyRec[n.h.ID]
+			b.mu.Unlock()
+		}
 		// (sacct of 22.05 names a job "allocation" until a while after its end.)
 		if ok && r.Name != "" && r.Name != "allocation" && r.Name != n.st.Name {
 			ok = false
@@ -541,6 +566,7 @@ func (b *Backend) wasKilled(id string) bool {
 func (b *Backend) forget(id string) {
 	b.mu.Lock()
 	delete(b.noFileSeen, id)
+	delete(b.earlyRec, id)
 	delete(b.killed, id)
 	b.mu.Unlock()
 }
