@@ -39,6 +39,10 @@ func (c *Client) changes() (next func() <-chan struct{}, stop func()) {
 	}
 }
 
+// MinWatchInterval is the shortest time between two looks of a client that
+// watches another process's engine through the database.
+const MinWatchInterval = 50 * time.Millisecond
+
 type dbWatch struct {
 	mu   sync.Mutex
 	ch   chan struct{}
@@ -83,6 +87,13 @@ func (w *dbWatch) loop(fd int) {
 			return
 		case <-events:
 			w.fire()
+			// A busy engine commits hundreds of times a second: watchers
+			// look again at most every MinWatchInterval.
+			select {
+			case <-w.quit:
+				return
+			case <-time.After(MinWatchInterval):
+			}
 		case <-tick.C:
 			w.fire()
 		}
