@@ -151,14 +151,14 @@ func TestServiceCommands(t *testing.T) {
 	}
 	// restart after fixing the cause
 	os.WriteFile(flag, nil, 0o644)
-	if r := run(t, env, "restart", "1"); r.code != 0 {
+	if r := run(t, env, "restart", "--json", "1"); r.code != 0 || !strings.Contains(r.stdout, `"workflows":["1"]`) {
 		t.Fatalf("restart: %+v", r)
 	}
 	if r := run(t, env, "wait", "1"); r.code != 0 {
 		t.Fatalf("wait after restart: %+v", r)
 	}
 	// expire
-	if r := run(t, env, "expire", "1", "+48h"); r.code != 0 {
+	if r := run(t, env, "expire", "--json", "1", "+48h"); r.code != 0 || !strings.Contains(r.stdout, `"expiration":`) {
 		t.Fatalf("expire: %+v", r)
 	}
 	if r := run(t, env, "expire", "1", "2001-01-01"); r.code != 2 {
@@ -224,13 +224,13 @@ func TestHelpListsCommandsFlagsExitCodes(t *testing.T) {
 		"list":     {"--json"},
 		"status":   {"--json", "--watch"},
 		"wait":     {"--json", "--timeout"},
-		"stop":     {},
-		"restart":  {},
-		"delete":   {"--force", "--all"},
+		"stop":     {"--json"},
+		"restart":  {"--json"},
+		"delete":   {"--force", "--all", "--json"},
 		"failed":   {"--json", "--include-aborted", "--include-user-killed", "--status"},
 		"logs":     {"--json", "--paths", "--stdout", "--stderr"},
 		"export":   {"--to", "--output"},
-		"expire":   {},
+		"expire":   {"--json"},
 		"dot":      {},
 		"validate": {"--json"},
 		"convert":  {"--to", "--output"},

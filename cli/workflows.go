@@ -190,6 +190,15 @@ func waitCommand(s *IO) *ucli.Command {
 	}
 }
 
+// actionDoc is the --json output of stop, restart and delete: what was
+// done to which workflows.
+func actionDoc(action string, ids []string) map[string]any {
+	if ids == nil {
+		ids = []string{}
+	}
+	return map[string]any{"action": action, "workflows": ids}
+}
+
 func parseIDs(cmd *ucli.Command, verb string) ([]int64, error) {
 	if cmd.Args().Len() == 0 {
 		return nil, usagef("%s needs at least one workflow ID", verb)
@@ -270,6 +279,7 @@ func intentCommand(s *IO, name, usage string, do func(context.Context, *client.C
 		Name:      name,
 		Usage:     usage,
 		ArgsUsage: "ID...",
+		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print what was done as JSON"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			ids, err := parseIDs(cmd, name)
 			if err != nil {
@@ -285,13 +295,22 @@ func intentCommand(s *IO, name, usage string, do func(context.Context, *client.C
 			}
 			defer c.Close()
 			var codes []int
+			var done []string
 			for _, id := range ids {
 				if err := do(ctx, c, id); err != nil {
 					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
 					codes = append(codes, ExitCode(err))
 					continue
 				}
-				fmt.Fprintf(s.Out, "%s: workflow %d\n", name, id)
+				done = append(done, fmt.Sprint(id))
+				if !cmd.Bool("json") {
+					fmt.Fprintf(s.Out, "%s: workflow %d\n", name, id)
+				}
+			}
+			if cmd.Bool("json") {
+				if err := s.JSON(actionDoc(name, done)); err != nil {
+					return err
+				}
 			}
 			if err := ensureEngine(dir); err != nil {
 				return err
@@ -322,6 +341,7 @@ func deleteCommand(s *IO) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "force", Usage: "return at once; the engine removes the workflow without waiting for kills"},
 			&ucli.BoolFlag{Name: "all", Usage: "delete every workflow of the state dir"},
+			&ucli.BoolFlag{Name: "json", Usage: "print what was deleted as JSON"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			dir, err := stateDir(cmd)
@@ -347,20 +367,40 @@ func deleteCommand(s *IO) *ucli.Command {
 				return err
 			}
 			if all {
+				ws, err := c.Workflows(ctx)
+				if err != nil {
+					return err
+				}
 				if err := c.DeleteAllWorkflows(ctx, cmd.Bool("force")); err != nil {
 					return err
+				}
+				if cmd.Bool("json") {
+					var done []string
+					for _, w := range ws {
+						done = append(done, fmt.Sprint(w.ID))
+					}
+					return s.JSON(actionDoc("delete", done))
 				}
 				fmt.Fprintln(s.Out, "deleted every workflow")
 				return nil
 			}
 			var codes []int
+			var done []string
 			for _, id := range ids {
 				if err := c.DeleteWorkflow(ctx, id, cmd.Bool("force")); err != nil {
 					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
 					codes = append(codes, ExitCode(err))
 					continue
 				}
-				fmt.Fprintf(s.Out, "deleted workflow %d\n", id)
+				done = append(done, fmt.Sprint(id))
+				if !cmd.Bool("json") {
+					fmt.Fprintf(s.Out, "deleted workflow %d\n", id)
+				}
+			}
+			if cmd.Bool("json") {
+				if err := s.JSON(actionDoc("delete", done)); err != nil {
+					return err
+				}
 			}
 			if code := worst(codes...); code != ExitOK {
 				return silentExit{code}
@@ -566,6 +606,7 @@ func expireCommand(s *IO) *ucli.Command {
 		Name:      "expire",
 		Usage:     "change when a workflow is removed (RFC3339, YYYY-MM-DD or +DURATION)",
 		ArgsUsage: "ID DATE",
+		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the new expiration as JSON"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			if cmd.Args().Len() != 2 {
 				return usagef("expire needs a workflow ID and a DATE")
@@ -585,6 +626,9 @@ func expireCommand(s *IO) *ucli.Command {
 			defer c.Close()
 			if err := c.ChangeWorkflowExpirationDate(ctx, id, t); err != nil {
 				return err
+			}
+			if cmd.Bool("json") {
+				return s.JSON(map[string]string{"id": fmt.Sprint(id), "expiration": t.UTC().Format(time.RFC3339)})
 			}
 			fmt.Fprintf(s.Out, "workflow %d expires %s\n", id, t.Format(time.RFC3339))
 			return nil
