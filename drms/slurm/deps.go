@@ -2,6 +2,7 @@ package slurm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,7 +74,7 @@ func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []dr
 	h, err := b.submit(ctx, spec, depArgs(ids))
 	var se *drms.StartError
 	if !errors.As(err, &se) || !strings.Contains(strings.ToLower(se.Reason), "dependency") {
-		return h, err
+		return withDeps(h, len(ids) > 0 && err == nil), err
 	}
 	// Slurm refused the dependency list: a job it forgot, most likely.
 	st, serr := b.Status(ctx, after)
@@ -94,7 +95,22 @@ func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []dr
 	if len(keep) == len(ids) {
 		return h, err
 	}
-	return b.submit(ctx, spec, depArgs(keep))
+	h, err = b.submit(ctx, spec, depArgs(keep))
+	return withDeps(h, len(keep) > 0 && err == nil), err
+}
+
+// withDeps marks h as submitted with dependencies handed to Slurm (when on).
+func withDeps(h drms.Handle, on bool) drms.Handle {
+	if !on {
+		return h
+	}
+	var st handleState
+	if json.Unmarshal(h.State, &st) != nil {
+		return h
+	}
+	st.Deps = true
+	h.State, _ = json.Marshal(st)
+	return h
 }
 
 // depArgs are the sbatch options that make a job wait for ids (none: no options).

@@ -89,6 +89,8 @@ type handleState struct {
 	// had already failed); Reason says why.
 	Ended  string `json:"ended,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Deps: submitted with dependencies handed to Slurm (SubmitAfter).
+	Deps bool `json:"deps,omitempty"`
 }
 
 // New returns a Slurm backend. It checks the configuration but does not
@@ -513,6 +515,14 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			}
 		}
 		killed := b.wasKilled(n.h.ID)
+		if ok && r.State == "CANCELLED" && !killed && n.st.Deps &&
+			(n.inQueue && n.qj.Reason == "DependencyNeverSatisfied" || r.Reason == "Dependency") {
+			// Cancelled by Slurm for a dependency that did not succeed: squeue
+			// says DependencyNeverSatisfied, sacct only the pending reason
+			// Dependency (for a job of ours handed dependencies, and not
+			// cancelled by us, that is the cancel --kill-on-invalid-dep made).
+			r.Reason = "DependencyNeverSatisfied"
+		}
 		var o *drms.Outcome
 		switch {
 		case n.file != nil && ok:
