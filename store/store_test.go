@@ -272,14 +272,14 @@ func TestOtherHostEngine(t *testing.T) {
 	}
 }
 
-func TestJobStatusesBigWorkflow(t *testing.T) {
+func TestJobsBigWorkflow(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	id, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(25000), Expiration: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := s.JobStatuses(ctx, id)
+	jobs, err := s.Jobs(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

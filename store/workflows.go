@@ -161,15 +161,6 @@ func (s *Store) ListWorkflows(ctx context.Context) ([]Workflow, error) {
 	return ws, nil
 }
 
-// Jobs returns the jobs of a workflow in definition order.
-func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
-	var js []Job
-	if err := s.DB.WithContext(ctx).Where("workflow_id = ?", wfID).Order("`index`").Find(&js).Error; err != nil {
-		return nil, fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
-	}
-	return js, nil
-}
-
 // GetJob returns one job.
 func (s *Store) GetJob(ctx context.Context, id int64) (*Job, error) {
 	var j Job
@@ -223,11 +214,11 @@ func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
 	return tx.Where("id = ?", wfID).Delete(&Workflow{}).Error
 }
 
-// JobStatuses returns the jobs of a workflow in definition order with the
-// columns of the status document only (not the handle nor the output
-// parameters), read without GORM's reflection and, for big workflows, in
-// two halves at once: a 100,000-job workflow's status is one quick scan.
-func (s *Store) JobStatuses(ctx context.Context, wfID int64) ([]Job, error) {
+// Jobs returns the jobs of a workflow in definition order, read without
+// GORM's reflection and, for big workflows, in two halves at once: a
+// 100,000-job workflow is one quick scan, for the engine's load as for the
+// status document.
+func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	sqlDB, err := s.DB.DB()
 	if err != nil {
 		return nil, err
@@ -244,7 +235,7 @@ func (s *Store) JobStatuses(ctx context.Context, wfID int64) ([]Job, error) {
 	errs := make(chan error, parts)
 	for p := 0; p < parts; p++ {
 		lo, hi := n*p/parts, n*(p+1)/parts
-		go func() { errs <- scanJobStatuses(ctx, sqlDB, wfID, jobs[lo:hi], lo) }()
+		go func() { errs <- scanJobs(ctx, sqlDB, wfID, jobs[lo:hi], lo) }()
 	}
 	for p := 0; p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
@@ -257,10 +248,11 @@ func (s *Store) JobStatuses(ctx context.Context, wfID int64) ([]Job, error) {
 	return jobs, nil
 }
 
-// scanJobStatuses fills jobs with the jobs whose index is from lo on.
-func scanJobStatuses(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo int) error {
-	rows, err := db.QueryContext(ctx, `SELECT id, "index", name, status, exit_status, exit_value, signal, reason, attempt,
-		drms_id, submitted, started, ended, stdout, stderr, wall_s, cpu_s, max_rss_ki_b, usage_raw
+// scanJobs fills jobs with the jobs whose index is from lo on.
+func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo int) error {
+	rows, err := db.QueryContext(ctx, `SELECT id, "index", name, barrier, priority, status, exit_status, exit_value, signal, reason, attempt,
+		drms_id, handle_version, handle, kill_intent, submitted, started, ended, stdout, stderr, wall_s, cpu_s, max_rss_ki_b,
+		usage_raw, output_params
 		FROM jobs WHERE workflow_id = ? AND "index" >= ? AND "index" < ? ORDER BY "index"`, wfID, lo, lo+len(jobs))
 	if err != nil {
 		return err
@@ -279,8 +271,9 @@ func scanJobStatuses(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo
 		var sub, start, end sql.NullTime
 		var wall, cpu sql.NullFloat64
 		var rss sql.NullInt64
-		if err := rows.Scan(&j.ID, &j.Index, &j.Name, &j.Status, &es, &ev, &sig, &reason, &j.Attempt,
-			&j.DRMSID, &sub, &start, &end, &j.Stdout, &j.Stderr, &wall, &cpu, &rss, &j.UsageRaw); err != nil {
+		if err := rows.Scan(&j.ID, &j.Index, &j.Name, &j.Barrier, &j.Priority, &j.Status, &es, &ev, &sig, &reason, &j.Attempt,
+			&j.DRMSID, &j.HandleVersion, &j.Handle, &j.KillIntent, &sub, &start, &end, &j.Stdout, &j.Stderr, &wall, &cpu, &rss,
+			&j.UsageRaw, &j.OutputParams); err != nil {
 			return err
 		}
 		j.ExitStatus, j.Signal, j.Reason = nullString(es), nullString(sig), nullString(reason)
