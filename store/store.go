@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,7 +166,11 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	} else {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
-	dsn := fmt.Sprintf("file:%s?_journal_mode=%s&_synchronous=NORMAL&_busy_timeout=30000&_txlock=immediate&_foreign_keys=1&cache=private", path, journal)
+	// The journal mode is not in the DSN: it is persistent in the file, and
+	// setting it on every connection makes concurrent opens fail with
+	// "database is locked" (SQLite does not wait for that lock). It is set
+	// below, once, when the file does not have it yet.
+	dsn := fmt.Sprintf("file:%s?_synchronous=NORMAL&_busy_timeout=30000&_txlock=immediate&_foreign_keys=1&cache=private", path)
 	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
 		SkipDefaultTransaction: true,
 		PrepareStmt:            true,
@@ -176,11 +181,46 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	s.DB = db.WithContext(ctx)
+	if err := s.setJournalMode(ctx, journal); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	if err := s.migrate(); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// setJournalMode puts the database in the journal mode wanted (WAL, or the
+// rollback journal on a network filesystem) if it is not in it yet, waiting
+// while another process holds the lock this needs.
+func (s *Store) setJournalMode(ctx context.Context, want string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var mode string
+		err := s.DB.Raw("PRAGMA journal_mode").Scan(&mode).Error
+		if err == nil && strings.EqualFold(mode, want) {
+			return nil
+		}
+		if err == nil {
+			err = s.DB.Raw("PRAGMA journal_mode = " + want).Scan(&mode).Error
+			if err == nil && strings.EqualFold(mode, want) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("journal mode is %s, not %s", mode, want)
+			}
+			return fmt.Errorf("set journal mode: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Store) migrate() error {

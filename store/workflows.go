@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -62,7 +64,7 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 	def := *nw.Def
 	deps := def.Dependencies
 	def.Dependencies = nil
-	defJSON, err := json.Marshal(&def)
+	defJSON, err := encodeDefinition(&def)
 	if err != nil {
 		return 0, fmt.Errorf("encode workflow: %w", err)
 	}
@@ -96,10 +98,41 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 	return row.ID, nil
 }
 
+// encodeDefinition is the stored form of a workflow definition: its JSON,
+// deflated (a 100,000-job definition is tens of megabytes of JSON, a few
+// once compressed), written as a stream.
+func encodeDefinition(def *model.Workflow) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte(definitionDeflate)
+	zw, err := flate.NewWriter(&buf, flate.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.NewEncoder(zw).Encode(def); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// definitionDeflate marks a deflated definition; plain JSON starts with '{'.
+const definitionDeflate = 0x01
+
+func decodeDefinition(data []byte, def *model.Workflow) error {
+	if len(data) > 0 && data[0] == definitionDeflate {
+		zr := flate.NewReader(bytes.NewReader(data[1:]))
+		defer zr.Close()
+		return json.NewDecoder(zr).Decode(def)
+	}
+	return json.Unmarshal(data, def)
+}
+
 // LoadDefinition decodes a stored workflow's definition with its edges.
 func LoadDefinition(w *Workflow) (*model.Workflow, error) {
 	var def model.Workflow
-	if err := json.Unmarshal(w.Definition, &def); err != nil {
+	if err := decodeDefinition(w.Definition, &def); err != nil {
 		return nil, fmt.Errorf("workflow %d: corrupt definition: %w", w.ID, err)
 	}
 	deps, err := DecodeEdges(w.Edges)
