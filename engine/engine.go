@@ -453,6 +453,13 @@ func (e *Engine) ensureLoaded(ctx context.Context, id int64) (*wfRun, error) {
 // load takes a workflow in hand: builds its graph from the definition, its
 // node states from the stored jobs, and re-attaches to submitted jobs.
 func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
+	if row.Definition == nil {
+		full, err := e.st.GetWorkflow(ctx, row.ID, true)
+		if err != nil {
+			return err
+		}
+		row = full
+	}
 	def, err := store.LoadDefinition(row)
 	if err != nil {
 		return err
@@ -478,6 +485,9 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	}
 	env := environ(row)
 	w.baseEnv = dedupEnv(appendEnv(env, def.Env))
+	// The decoded definition is all the engine needs: the stored text (tens
+	// of megabytes for 100,000 jobs) is not kept for the workflow's life.
+	row.Definition, row.Edges, row.Environ = nil, nil, nil
 	w.jobs = make([]*job, len(rows))
 	for i := range rows {
 		w.jobs[i] = &job{row: rows[i], w: w}

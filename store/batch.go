@@ -129,7 +129,8 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 		}
 	}
 	for id := range removed {
-		for _, q := range []string{`DELETE FROM jobs WHERE workflow_id = ?`, `DELETE FROM intents WHERE workflow_id = ?`, `DELETE FROM workflows WHERE id = ?`} {
+		for _, q := range []string{`DELETE FROM jobs WHERE workflow_id = ?`, `DELETE FROM intents WHERE workflow_id = ?`,
+			`DELETE FROM definitions WHERE workflow_id = ?`, `DELETE FROM workflows WHERE id = ?`} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return fmt.Errorf("delete workflow %d: %w", id, err)
 			}

@@ -28,7 +28,7 @@ import (
 
 // SchemaVersion is the version of the schema this code writes; Open migrates
 // older databases and refuses newer ones.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // ErrNotFound is returned for unknown workflow or job ids.
 var ErrNotFound = errors.New("unknown object")
@@ -43,15 +43,18 @@ type Workflow struct {
 	MaxJobs    int
 	Submitted  time.Time
 	Expiration time.Time `gorm:"index"`
-	// Definition is the model.Workflow (JSON, without dependencies).
-	Definition []byte
-	// Edges are the dependencies, compactly encoded (see EncodeEdges).
-	Edges []byte
+	// Definition is the model.Workflow (deflated JSON, without
+	// dependencies), Edges the dependencies (see EncodeEdges) and Environ
+	// the submitter's environment: they live in the definitions table (a
+	// row of a few small columns stays quick to read) and are filled by
+	// GetWorkflow(full).
+	Definition []byte `gorm:"-"`
+	Edges      []byte `gorm:"-"`
 	// Format is the format of the submitted file ("soma" or "native").
 	Format string
-	// Cwd and Environ are the submitter's working directory and environment.
+	// Cwd is the submitter's working directory.
 	Cwd     string
-	Environ []byte
+	Environ []byte `gorm:"-"`
 	// Loaded is set by the engine once it has taken the workflow in hand.
 	Loaded bool `gorm:"index"`
 	Ended  *time.Time
@@ -87,6 +90,14 @@ type Job struct {
 	MaxRSSKiB     *int64
 	UsageRaw      []byte
 	OutputParams  []byte
+}
+
+// Definition holds the big parts of a stored workflow, apart from its row.
+type Definition struct {
+	WorkflowID int64 `gorm:"primaryKey;autoIncrement:false"`
+	Body       []byte
+	Edges      []byte
+	Environ    []byte
 }
 
 // Intent is a command for the engine: stop, restart or delete a workflow.
@@ -239,15 +250,28 @@ func (s *Store) migrate() error {
 		if err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if m.Value != "" && m.Value != fmt.Sprint(SchemaVersion) {
-			var v int
+		var v int
+		if m.Value != "" {
 			fmt.Sscan(m.Value, &v)
 			if v > SchemaVersion {
 				return fmt.Errorf("database schema version %d is newer than this somaflow's (%d): upgrade somaflow", v, SchemaVersion)
 			}
 		}
-		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}); err != nil {
+		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}, &Definition{}); err != nil {
 			return fmt.Errorf("migrate: %w", err)
+		}
+		if v == 1 {
+			// Version 2 moved the definitions out of the workflows table.
+			for _, q := range []string{
+				`INSERT INTO definitions (workflow_id, body, edges, environ) SELECT id, definition, edges, environ FROM workflows`,
+				`ALTER TABLE workflows DROP COLUMN definition`,
+				`ALTER TABLE workflows DROP COLUMN edges`,
+				`ALTER TABLE workflows DROP COLUMN environ`,
+			} {
+				if err := tx.Exec(q).Error; err != nil {
+					return fmt.Errorf("migrate schema 1 to 2: %w", err)
+				}
+			}
 		}
 		return tx.Save(&Meta{Key: "schema_version", Value: fmt.Sprint(SchemaVersion)}).Error
 	})

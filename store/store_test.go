@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -290,5 +291,81 @@ func TestJobsBigWorkflow(t *testing.T) {
 		if j.Index != i || j.Name != fmt.Sprint("j", i) || j.Status != model.JobNotSubmitted || j.ExitValue != nil {
 			t.Fatalf("job %d: %+v", i, j)
 		}
+	}
+}
+
+// workflowV1 is the workflows table of schema version 1, with the
+// definition in the row.
+type workflowV1 struct {
+	ID         int64 `gorm:"primaryKey"`
+	Name       *string
+	Status     string
+	Backend    string
+	Queue      string
+	MaxJobs    int
+	Submitted  time.Time
+	Expiration time.Time
+	Definition []byte
+	Edges      []byte
+	Format     string
+	Cwd        string
+	Environ    []byte
+	Loaded     bool
+	Ended      *time.Time
+}
+
+func (workflowV1) TableName() string { return "workflows" }
+
+func TestMigrationFromSchema1(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Turn the fresh database back into a version-1 one holding a workflow.
+	db := s.DB
+	for _, q := range []string{`DROP TABLE workflows`, `DROP TABLE definitions`} {
+		if err := db.Exec(q).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.AutoMigrate(&workflowV1{}); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkflow(3)
+	def := *w
+	def.Dependencies = nil
+	body, _ := json.Marshal(&def) // version 1 stored plain JSON
+	name := "old"
+	if err := db.Create(&workflowV1{Name: &name, Status: model.WorkflowDone, Definition: body, Edges: EncodeEdges(w.Dependencies),
+		Environ: []byte(`["A=1"]`), Expiration: time.Now().Add(time.Hour)}).Error; err != nil {
+		t.Fatal(err)
+	}
+	db.Save(&Meta{Key: "schema_version", Value: "1"})
+	s.Close()
+
+	s, err = Open(context.Background(), dir)
+	if err != nil {
+		t.Fatalf("migration: %v", err)
+	}
+	defer s.Close()
+	var m Meta
+	s.DB.Where("key = ?", "schema_version").First(&m)
+	if m.Value != fmt.Sprint(SchemaVersion) {
+		t.Fatalf("schema version after migration: %s", m.Value)
+	}
+	row, err := s.GetWorkflow(context.Background(), 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadDefinition(row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := model.Equivalent(w, got); err != nil || string(row.Environ) != `["A=1"]` || *row.Name != "old" {
+		t.Fatalf("migrated workflow differs: %v (environ %s)", err, row.Environ)
+	}
+	if s.DB.Migrator().HasColumn("workflows", "definition") {
+		t.Fatal("the old definition column is still there")
 	}
 }

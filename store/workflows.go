@@ -80,6 +80,9 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
+		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ}).Error; err != nil {
+			return err
+		}
 		jobs := make([]Job, len(def.Jobs))
 		for i, j := range def.Jobs {
 			jobs[i] = Job{
@@ -170,16 +173,19 @@ func (s *Store) PendingIntents(ctx context.Context, wfID int64) (int64, error) {
 // GetWorkflow returns one workflow row (without its definition unless full).
 func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow, error) {
 	var w Workflow
-	q := s.DB.WithContext(ctx)
-	if !full {
-		q = q.Omit("definition", "edges", "environ")
-	}
-	err := q.Where("id = ?", id).Limit(1).Find(&w).Error
+	err := s.DB.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&w).Error
 	if err != nil {
 		return nil, fmt.Errorf("read workflow %d: %w", id, err)
 	}
 	if w.ID == 0 {
 		return nil, fmt.Errorf("workflow %d: %w", id, ErrNotFound)
+	}
+	if full {
+		var d Definition
+		if err := s.DB.WithContext(ctx).Where("workflow_id = ?", id).Limit(1).Find(&d).Error; err != nil {
+			return nil, fmt.Errorf("read workflow %d: %w", id, err)
+		}
+		w.Definition, w.Edges, w.Environ = d.Body, d.Edges, d.Environ
 	}
 	return &w, nil
 }
@@ -187,7 +193,7 @@ func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow
 // ListWorkflows returns every workflow row, oldest first, without definitions.
 func (s *Store) ListWorkflows(ctx context.Context) ([]Workflow, error) {
 	var ws []Workflow
-	err := s.DB.WithContext(ctx).Omit("definition", "edges", "environ").Order("id").Find(&ws).Error
+	err := s.DB.WithContext(ctx).Order("id").Find(&ws).Error
 	if err != nil {
 		return nil, fmt.Errorf("list workflows: %w", err)
 	}
@@ -239,7 +245,7 @@ func (s *Store) SetExpiration(ctx context.Context, wfID int64, t time.Time) erro
 
 // DeleteWorkflowRows removes a workflow, its jobs and its intents.
 func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
-	for _, m := range []any{&Job{}, &Intent{}} {
+	for _, m := range []any{&Job{}, &Intent{}, &Definition{}} {
 		if err := tx.Where("workflow_id = ?", wfID).Delete(m).Error; err != nil {
 			return err
 		}
