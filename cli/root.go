@@ -6,7 +6,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 
@@ -32,6 +34,14 @@ func Run(ctx context.Context, s *IO, args []string) int {
 		sctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		return supervisor.Main(sctx, args[2:])
+	}
+	if path := os.Getenv("SOMAFLOW_CPUPROFILE"); path != "" {
+		// For benchmarks: a CPU profile of this process (run, engine, ...).
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
 	}
 	cfg, err := loadConfig()
 	if err != nil {

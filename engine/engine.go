@@ -273,6 +273,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-tick.C:
 			scanNow = true
 			e.poll(ctx)
+			if err := e.st.Checkpoint(ctx); err != nil {
+				e.log.Warn("checkpoint", "err", err)
+			}
 			if len(e.runs) > 0 {
 				idleSince = time.Now()
 			} else if e.opts.Idle > 0 && time.Since(idleSince) >= e.opts.Idle {

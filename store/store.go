@@ -277,6 +277,21 @@ func (s *Store) migrate() error {
 	})
 }
 
+// WALLimit is the size past which Checkpoint truncates the write-ahead log.
+var WALLimit int64 = 64 << 20
+
+// Checkpoint copies the write-ahead log into the database and truncates it
+// when it grew past WALLimit: SQLite's automatic checkpoints cannot restart
+// a log that readers (clients waiting on workflows) keep using, and it would
+// grow without bound during a long run. It waits for readers (busy timeout).
+func (s *Store) Checkpoint(ctx context.Context) error {
+	fi, err := os.Stat(filepath.Join(s.Dir, "somaflow.db-wal"))
+	if err != nil || fi.Size() < WALLimit {
+		return nil
+	}
+	return s.DB.WithContext(ctx).Exec("PRAGMA wal_checkpoint(TRUNCATE)").Error
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
 	sqlDB, err := s.DB.DB()

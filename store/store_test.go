@@ -369,3 +369,27 @@ func TestMigrationFromSchema1(t *testing.T) {
 		t.Fatal("the old definition column is still there")
 	}
 }
+
+func TestCheckpointTruncatesTheWAL(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	old := WALLimit
+	WALLimit = 1 << 10
+	defer func() { WALLimit = old }()
+	if _, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(2000), Expiration: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	wal := filepath.Join(s.Dir, "somaflow.db-wal")
+	if fi, err := os.Stat(wal); err != nil || fi.Size() < WALLimit {
+		t.Fatalf("WAL not written: %v", err)
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(wal); err == nil && fi.Size() != 0 {
+		t.Fatalf("WAL still %d bytes after the checkpoint", fi.Size())
+	}
+	if ws, _ := s.ListWorkflows(ctx); len(ws) != 1 {
+		t.Fatal("the workflow is gone after the checkpoint")
+	}
+}
