@@ -662,7 +662,9 @@ func (s *server) locate(c *sconn, key string) Record {
 	var older []*sconn
 	if j == nil {
 		for o := range s.conns {
-			if o != c && o.seq < c.seq && o.tag == c.tag {
+			// An older connection whose hello is not read yet may be the
+			// dead engine's too: it counts until read to its end.
+			if o != c && o.seq < c.seq && (o.tag == c.tag || o.tag == "") {
 				older = append(older, o)
 			}
 		}
