@@ -139,6 +139,15 @@ func parseID(s string) (int64, error) {
 	return id, nil
 }
 
+// workflowArg checks that a command got exactly n arguments (usage says
+// what they are) and parses the first as a workflow id.
+func workflowArg(cmd *ucli.Command, n int, usage string) (int64, error) {
+	if cmd.Args().Len() != n {
+		return 0, usagef("%s", usage)
+	}
+	return parseID(cmd.Args().First())
+}
+
 // openClient opens the state dir without an engine (commands that read or
 // write intents).
 func openClient(ctx context.Context, cmd *ucli.Command) (*client.Client, error) {

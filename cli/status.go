@@ -21,10 +21,7 @@ func statusCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "watch", Usage: "print again at each change until the workflow is done"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() != 1 {
-				return usagef("status needs exactly one workflow ID")
-			}
-			id, err := parseID(cmd.Args().First())
+			id, err := workflowArg(cmd, 1, "status needs exactly one workflow ID")
 			if err != nil {
 				return err
 			}

@@ -422,10 +422,7 @@ func failedCommand(s *IO) *ucli.Command {
 			&ucli.StringSliceFlag{Name: "status", Usage: "exactly the jobs with this exit status (repeatable)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() != 1 {
-				return usagef("failed needs exactly one workflow ID")
-			}
-			id, err := parseID(cmd.Args().First())
+			id, err := workflowArg(cmd, 1, "failed needs exactly one workflow ID")
 			if err != nil {
 				return err
 			}
@@ -481,10 +478,7 @@ func logsCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "stderr", Usage: "stderr only"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() != 2 {
-				return usagef("logs needs a workflow ID and a JOB (id or name)")
-			}
-			id, err := parseID(cmd.Args().Get(0))
+			id, err := workflowArg(cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
 			if err != nil {
 				return err
 			}
@@ -568,16 +562,13 @@ func exportCommand(s *IO) *ucli.Command {
 			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to this file instead of stdout"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() != 1 {
-				return usagef("export needs exactly one workflow ID")
+			id, err := workflowArg(cmd, 1, "export needs exactly one workflow ID")
+			if err != nil {
+				return err
 			}
 			to := model.Format(cmd.String("to"))
 			if to != model.FormatSoma && to != model.FormatNative {
 				return usagef("--to must be soma or native, got %q", to)
-			}
-			id, err := parseID(cmd.Args().First())
-			if err != nil {
-				return err
 			}
 			c, err := openClient(ctx, cmd)
 			if err != nil {
@@ -608,10 +599,7 @@ func expireCommand(s *IO) *ucli.Command {
 		ArgsUsage: "ID DATE",
 		Flags:     []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the new expiration as JSON"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() != 2 {
-				return usagef("expire needs a workflow ID and a DATE")
-			}
-			id, err := parseID(cmd.Args().Get(0))
+			id, err := workflowArg(cmd, 2, "expire needs a workflow ID and a DATE")
 			if err != nil {
 				return err
 			}
