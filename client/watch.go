@@ -41,7 +41,7 @@ func (c *Client) changes() (next func() <-chan struct{}, stop func()) {
 
 // MinWatchInterval is the shortest time between two looks of a client that
 // watches another process's engine through the database.
-const MinWatchInterval = 50 * time.Millisecond
+const MinWatchInterval = 10 * time.Millisecond
 
 type dbWatch struct {
 	mu   sync.Mutex
