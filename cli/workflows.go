@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -426,11 +427,9 @@ func failedCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			valid := map[string]bool{model.ExitUndetermined: true, model.ExitAborted: true, model.ExitAbortedBefore: true,
-				model.ExitFinishedRegular: true, model.ExitFinishedSignal: true, model.ExitFinishedUnclear: true, model.ExitKilledByUser: true}
 			for _, st := range cmd.StringSlice("status") {
-				if !valid[st] {
-					return usagef("--status %q is not an exit status (one of exit_status_undetermined, aborted, aborted_before_running, finished_regularly, finished_signal, finished_unclear_condition, killed_by_user)", st)
+				if !slices.Contains(model.ExitStatuses, st) {
+					return usagef("--status %q is not an exit status (one of %s)", st, strings.Join(model.ExitStatuses, ", "))
 				}
 			}
 			c, err := openClient(ctx, cmd)

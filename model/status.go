@@ -31,6 +31,10 @@ const (
 	ExitKilledByUser    = "killed_by_user"
 )
 
+// ExitStatuses lists every exit status, in soma-workflow's order.
+var ExitStatuses = []string{ExitUndetermined, ExitAborted, ExitAbortedBefore, ExitFinishedRegular,
+	ExitFinishedSignal, ExitFinishedUnclear, ExitKilledByUser}
+
 // Workflow statuses, exactly soma-workflow's strings — the misspelling of
 // WorkflowNotStarted is soma-workflow's own and is kept on purpose.
 const (
