@@ -556,7 +556,7 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 			if isNull(f.val) {
 				continue
 			}
-			args := jd.argList(f.val, f.key)
+			args := jd.argList(f.val, f.key, false)
 			if f.key == "referenced_input_files" {
 				j.ReferencedInputFiles = args
 			} else {
@@ -624,7 +624,7 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 			j.UUID = s
 		case "command":
 			hasCommand = true
-			j.Command = jd.argList(f.val, f.key)
+			j.Command = jd.argList(f.val, f.key, true)
 			if j.Command == nil {
 				j.Command = []Arg{}
 			}
@@ -719,7 +719,9 @@ func (jd *jobDecoder) extra(j *Job, f kv) {
 	j.Extra[f.key] = raw
 }
 
-func (jd *jobDecoder) argList(v []byte, field string) []Arg {
+// argList decodes a JSON array of arguments; listOK says whether an element
+// may itself be a list (a command argument may; a referenced file may not).
+func (jd *jobDecoder) argList(v []byte, field string, listOK bool) []Arg {
 	items, err := splitArray(v)
 	if err != nil {
 		jd.bad(field, err)
@@ -727,7 +729,7 @@ func (jd *jobDecoder) argList(v []byte, field string) []Arg {
 	}
 	args := make([]Arg, 0, len(items))
 	for i, it := range items {
-		a, err := jd.d.arg(it, true)
+		a, err := jd.d.arg(it, listOK)
 		if err != nil {
 			jd.bad(field+"["+strconv.Itoa(i)+"]", err)
 			continue
