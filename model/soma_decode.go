@@ -111,6 +111,7 @@ func decodeSomaTop(top []kv) (*Workflow, error) {
 	d.groups(get)
 	d.deps(get["dependencies"])
 	d.links(get["param_links"])
+	d.extraPaths()
 	if v, ok := get["env"]; ok && !isNull(v) {
 		m, err := parseStringMap(v)
 		if err != nil {
@@ -277,6 +278,42 @@ func (d *somaDecoder) optionParents() {
 			d.ps.add("", "serialized_option_paths", "parent_path: %v", err)
 		}
 		o.ParentPath = r
+	}
+}
+
+// extraPaths rewrites the file ids of path references kept in unknown keys
+// (Extra maps) to model ids, as for every other raw value, so that they
+// still name the same entries once the encoder renumbers the tables.
+func (d *somaDecoder) extraPaths() {
+	fix := func(where string, m map[string]json.RawMessage) {
+		for _, k := range sortedKeys(m) {
+			r, err := d.rawPaths(m[k])
+			if err != nil {
+				d.ps.add(where, k, "%v", err)
+				continue
+			}
+			m[k] = r
+		}
+	}
+	w := d.w
+	fix("", w.Extra)
+	for i := range w.Jobs {
+		fix(w.JobLabel(i), w.Jobs[i].Extra)
+	}
+	for i := range w.Groups {
+		fix(fmt.Sprintf("group %d", i), w.Groups[i].Extra)
+	}
+	for i := range w.Transfers {
+		fix(fmt.Sprintf("file transfer %d", i), w.Transfers[i].Extra)
+	}
+	for i := range w.SharedPaths {
+		fix(fmt.Sprintf("shared path %d", i), w.SharedPaths[i].Extra)
+	}
+	for i := range w.TempPaths {
+		fix(fmt.Sprintf("temporary path %d", i), w.TempPaths[i].Extra)
+	}
+	for i := range w.OptionPaths {
+		fix(fmt.Sprintf("option path %d", i), w.OptionPaths[i].Extra)
 	}
 }
 

@@ -483,7 +483,7 @@ func itoa(n int) string { return fmt.Sprint(n) }
 func (e *somaEncoder) writeExtra(m map[string]json.RawMessage) {
 	for _, k := range sortedKeys(m) {
 		e.out.key(k)
-		e.out.vRaw(m[k])
+		e.out.vRaw(e.rawOut(m[k]))
 	}
 }
 

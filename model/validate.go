@@ -282,6 +282,9 @@ func (w *Workflow) validateJob(ps *problems, i int, j *Job, nPaths int) {
 	for _, k := range sortedKeys(j.ParamDict) {
 		w.checkRawPaths(ps, label, "param_dict."+k, j.ParamDict[k], nPaths)
 	}
+	for _, k := range sortedKeys(j.Extra) {
+		w.checkRawPaths(ps, label, k, j.Extra[k], nPaths)
+	}
 }
 
 // groupCycles reports groups that contain themselves.
