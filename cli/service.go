@@ -115,7 +115,9 @@ func engineCommand(s *IO) *ucli.Command {
 					lock.Heartbeat()
 				}
 			}()
-			signal.Ignore(syscall.SIGHUP)
+			// Caught, not ignored, so that jobs and the supervisor started
+			// from here do not inherit an ignored SIGHUP.
+			signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sigs)

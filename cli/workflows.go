@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -519,7 +521,7 @@ func logsCommand(s *IO) *ucli.Command {
 				for _, st := range streams {
 					out[st.name+"_path"] = st.path
 					if st.path != nil && !cmd.Bool("paths") {
-						if data, err := os.ReadFile(*st.path); err == nil {
+						if data, err := readLog(*st.path); err == nil {
 							out[st.name] = string(data)
 						} else {
 							out[st.name] = nil
@@ -539,7 +541,7 @@ func logsCommand(s *IO) *ucli.Command {
 				if st.path == nil {
 					continue
 				}
-				data, err := os.ReadFile(*st.path)
+				data, err := readLog(*st.path)
 				if err != nil {
 					fmt.Fprintf(s.ErrOut, "somaflow: %s: %v\n", st.name, err)
 					continue
@@ -549,6 +551,16 @@ func logsCommand(s *IO) *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// readLog reads a job's log file. The engine creates its own log files
+// when a job first writes to them, so a missing file is an empty log.
+func readLog(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
 }
 
 func exportCommand(s *IO) *ucli.Command {

@@ -41,6 +41,11 @@ type JobSpec struct {
 	// Stdout and Stderr are files (never empty); with Join, stderr goes to Stdout.
 	Stdout, Stderr string
 	Join           bool
+	// LazyStdout and LazyStderr mark Stdout and Stderr as the engine's own
+	// log files (not files the user named): a local runner may create each
+	// one only when the job first writes to it, so a job that writes
+	// nothing leaves no file. Batch backends ignore them.
+	LazyStdout, LazyStderr bool
 	// Queue is the workflow's queue (partition), "" for the default.
 	Queue string
 	// NativeSpec holds DRMS options passed through as they are.
@@ -198,6 +203,9 @@ type Capabilities struct {
 	// Dependencies: the engine may submit a job before its dependencies
 	// ended, with SubmitAfter (DependencySubmitter, option on).
 	Dependencies bool
+	// LazyOutput: files marked LazyStdout/LazyStderr are created only when
+	// the job first writes to them (false: they are always created).
+	LazyOutput bool
 }
 
 // Backend is the contract every DRMS implements.

@@ -86,10 +86,10 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
 	spec.Stdin, spec.Stdout, spec.Stderr = abs(spec.Stdin), abs(spec.Stdout), abs(spec.Stderr)
 	logBase := filepath.Join(e.logDir(w.row.ID), fmt.Sprintf("%d.%d", j.row.ID, j.row.Attempt))
 	if spec.Stdout == "" {
-		spec.Stdout = logBase + ".out"
+		spec.Stdout, spec.LazyStdout = logBase+".out", true
 	}
 	if spec.Stderr == "" && !spec.Join {
-		spec.Stderr = logBase + ".err"
+		spec.Stderr, spec.LazyStderr = logBase+".err", true
 	}
 
 	env := append([]string(nil), w.baseEnv...)

@@ -11,7 +11,9 @@ package backendtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +124,67 @@ func Run(t *testing.T, h Harness) {
 		spec.Join = true
 		s.mustSucceed(t, spec)
 		wantFile(t, spec.Stdout, "out\nerr\n")
+	})
+	t.Run("lazy_output", func(t *testing.T) {
+		t.Parallel()
+		// More than a pipe holds: the copy must keep up while the job runs
+		// and be complete when its end is reported.
+		spec := s.spec(t, []string{"sh", "-c", "yes line | head -n 200000; echo err >&2"})
+		spec.LazyStdout, spec.LazyStderr = true, true
+		s.mustSucceed(t, spec)
+		wantFile(t, spec.Stdout, strings.Repeat("line\n", 200000))
+		wantFile(t, spec.Stderr, "err\n")
+	})
+	t.Run("signals_default", func(t *testing.T) {
+		t.Parallel()
+		// A job starts with SIGPIPE and SIGHUP as the test process has them
+		// (normally default), whatever its engine or supervisor ignores.
+		spec := s.spec(t, []string{"sh", "-c", "grep '^SigIgn:' /proc/self/status"})
+		s.mustSucceed(t, spec)
+		mask := func(status string) uint64 {
+			for _, l := range strings.Split(status, "\n") {
+				if v, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+					var m uint64
+					fmt.Sscanf(strings.TrimSpace(v), "%x", &m)
+					return m
+				}
+			}
+			t.Fatalf("no SigIgn line in %q", status)
+			return 0
+		}
+		own, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			t.Skip("no /proc/self/status:", err)
+		}
+		got, _ := os.ReadFile(spec.Stdout)
+		const hupPipe = 1<<(1-1) | 1<<(13-1) // SIGHUP=1, SIGPIPE=13
+		if j, o := mask(string(got))&hupPipe, mask(string(own))&hupPipe; j&^o != 0 {
+			t.Fatalf("the job ignores SIGHUP/SIGPIPE (SigIgn bits %#x) although the test process does not (%#x)", j, o)
+		}
+	})
+	t.Run("lazy_join", func(t *testing.T) {
+		t.Parallel()
+		spec := s.spec(t, []string{"sh", "-c", "echo out; echo err >&2"})
+		spec.Join, spec.LazyStdout = true, true
+		s.mustSucceed(t, spec)
+		wantFile(t, spec.Stdout, "out\nerr\n")
+	})
+	t.Run("lazy_silent", func(t *testing.T) {
+		t.Parallel()
+		spec := s.spec(t, []string{"true"})
+		spec.Stdout = filepath.Join(spec.Dir, "logs", "job.out") // directory made on demand
+		spec.Stderr = filepath.Join(spec.Dir, "logs", "job.err")
+		spec.LazyStdout, spec.LazyStderr = true, true
+		s.mustSucceed(t, spec)
+		for _, p := range []string{spec.Stdout, spec.Stderr} {
+			_, err := os.Stat(p)
+			switch {
+			case s.caps.LazyOutput && !errors.Is(err, fs.ErrNotExist):
+				t.Errorf("%s: a job that wrote nothing left a log file (stat: %v)", p, err)
+			case !s.caps.LazyOutput:
+				wantFile(t, p, "")
+			}
+		}
 	})
 	t.Run("stdin", func(t *testing.T) {
 		t.Parallel()

@@ -36,6 +36,7 @@ type proc struct {
 	started time.Time
 	killed  bool
 	outcome *drms.Outcome // set once ended, until delivered
+	out     *Output       // lazily created log files, finished at exit
 }
 
 // handleState is the persisted part of a local handle.
@@ -57,7 +58,7 @@ func (b *Backend) Capabilities() drms.Capabilities {
 	if mj <= 0 {
 		mj = CPUCount()
 	}
-	return drms.Capabilities{Name: "local", MaxJobsDefault: mj}
+	return drms.Capabilities{Name: "local", MaxJobsDefault: mj, LazyOutput: true}
 }
 
 // Events implements drms.Notifier: one event per ended job.
@@ -67,12 +68,12 @@ func (b *Backend) Events() <-chan drms.Event { return b.events }
 // file gives a *drms.StartError and starts nothing.
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
 	started := time.Now()
-	pid, err := Start(spec, b.cfg.StateDir)
+	pid, out, err := Start(spec, b.cfg.StateDir)
 	if err != nil {
 		return drms.Handle{}, err
 	}
 	id := strconv.Itoa(pid)
-	pr := &proc{pid: pid, started: started}
+	pr := &proc{pid: pid, started: started, out: out}
 	b.mu.Lock()
 	b.procs[id] = pr
 	b.mu.Unlock()
@@ -87,6 +88,10 @@ func (b *Backend) wait(id string, pr *proc) {
 	var ru syscall.Rusage
 	_, err := Wait4(pr.pid, &ws, &ru)
 	ended := time.Now()
+	// Kill the rest of the group: a job's leftovers do not outlive it.
+	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
+	// Its logs are complete before its end is told.
+	pr.out.Finish()
 	var o *drms.Outcome
 	if err != nil {
 		o = drms.Undetermined("wait failed: " + err.Error())
@@ -97,8 +102,6 @@ func (b *Backend) wait(id string, pr *proc) {
 	b.mu.Lock()
 	pr.outcome = o
 	b.mu.Unlock()
-	// Kill the rest of the group: a job's leftovers do not outlive it.
-	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
 	b.events <- drms.Event{ID: id, State: drms.State{Phase: drms.Ended, Started: pr.started, Outcome: o}}
 	b.mu.Lock()
 	delete(b.procs, id)

@@ -26,23 +26,25 @@ import (
 // group (pgid = pid): the command looked up on the job's own PATH, its
 // working directory, environment and stdin/stdout/stderr files (join, and
 // output directories created as needed; files under stateDir are 0600 in
-// 0700 directories). A missing command, working directory or stdin file gives
-// a *drms.StartError and starts nothing. The caller must reap the child
-// (Wait4, or wait4(-1) in a reaper).
-func Start(spec drms.JobSpec, stateDir string) (pid int, err error) {
+// 0700 directories). Streams marked lazy in spec go through pipes to files
+// created on the first byte: the returned Output (nil if none) copies them,
+// and the caller calls its Finish once the job is reaped. A missing command,
+// working directory or stdin file gives a *drms.StartError and starts
+// nothing. The caller must reap the child (Wait4, or wait4(-1) in a reaper).
+func Start(spec drms.JobSpec, stateDir string) (pid int, out *Output, err error) {
 	if len(spec.Argv) == 0 {
-		return 0, &drms.StartError{Reason: "empty command"}
+		return 0, nil, &drms.StartError{Reason: "empty command"}
 	}
 	if err := checkDir(spec.Dir); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	path, err := LookPath(spec.Argv[0], EnvValue(spec.Env, "PATH"), spec.Dir)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	files, err := openFiles(spec, stateDir)
+	files, out, err := openFiles(spec, stateDir)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	fds := make([]uintptr, len(files))
 	for i, f := range files {
@@ -56,12 +58,14 @@ func Start(spec drms.JobSpec, stateDir string) (pid int, err error) {
 		f.Close()
 	}
 	if err != nil {
+		out.abandon()
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOEXEC) || errors.Is(err, fs.ErrPermission) {
-			return 0, &drms.StartError{Reason: fmt.Sprintf("command %q cannot be executed: %v", spec.Argv[0], err)}
+			return 0, nil, &drms.StartError{Reason: fmt.Sprintf("command %q cannot be executed: %v", spec.Argv[0], err)}
 		}
-		return 0, fmt.Errorf("local: start %q: %w", spec.Argv[0], err)
+		return 0, nil, fmt.Errorf("local: start %q: %w", spec.Argv[0], err)
 	}
-	return pid, nil
+	out.start()
+	return pid, out, nil
 }
 
 // Wait4 waits for the child pid (-1: any child), retrying on EINTR.
@@ -120,13 +124,36 @@ func Orphaned(pid int, tick uint64, started time.Time, goneReason, killedReason 
 	return o
 }
 
-func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, error) {
+// openFiles opens the job's stdin, stdout and stderr (the same file twice
+// when joined). A lazy stream gets the write end of a pipe instead of its
+// file; the read ends are in the returned Output.
+func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, *Output, error) {
 	var files []*os.File
-	fail := func(err error) ([]*os.File, error) {
+	var out *Output
+	fail := func(err error) ([]*os.File, *Output, error) {
 		for _, f := range files {
 			f.Close()
 		}
-		return nil, err
+		out.abandon()
+		return nil, nil, err
+	}
+	open := func(name, path string, lazy bool) (*os.File, error) {
+		if lazy && path != "" {
+			s, w, err := newLazyStream(path, stateDir)
+			if err != nil {
+				return nil, err
+			}
+			if out == nil {
+				out = &Output{}
+			}
+			out.streams = append(out.streams, s)
+			return w, nil
+		}
+		f, err := CreateOutput(path, stateDir)
+		if err != nil {
+			return nil, &drms.StartError{Reason: fmt.Sprintf("%s file %q cannot be created: %v", name, path, UnwrapPath(err))}
+		}
+		return f, nil
 	}
 	in := spec.Stdin
 	if in == "" {
@@ -137,20 +164,20 @@ func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, error) {
 		return fail(&drms.StartError{Reason: fmt.Sprintf("stdin file %q cannot be opened: %v", spec.Stdin, UnwrapPath(err))})
 	}
 	files = append(files, f)
-	out, err := CreateOutput(spec.Stdout, stateDir)
+	stdout, err := open("stdout", spec.Stdout, spec.LazyStdout)
 	if err != nil {
-		return fail(&drms.StartError{Reason: fmt.Sprintf("stdout file %q cannot be created: %v", spec.Stdout, UnwrapPath(err))})
+		return fail(err)
 	}
-	files = append(files, out)
+	files = append(files, stdout)
 	if spec.Join || spec.Stderr == "" || spec.Stderr == spec.Stdout {
-		files = append(files, out)
-		return files, nil
+		files = append(files, stdout)
+		return files, out, nil
 	}
-	errf, err := CreateOutput(spec.Stderr, stateDir)
+	stderr, err := open("stderr", spec.Stderr, spec.LazyStderr)
 	if err != nil {
-		return fail(&drms.StartError{Reason: fmt.Sprintf("stderr file %q cannot be created: %v", spec.Stderr, UnwrapPath(err))})
+		return fail(err)
 	}
-	return append(files, errf), nil
+	return append(files, stderr), out, nil
 }
 
 // CreateOutput opens an output file, making its directory as needed. Files

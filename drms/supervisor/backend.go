@@ -133,7 +133,7 @@ func (b *Backend) Capabilities() drms.Capabilities {
 	if mj <= 0 {
 		mj = local.CPUCount()
 	}
-	return drms.Capabilities{Name: "local", Supervisor: true, SurvivesEngine: true, MaxJobsDefault: mj}
+	return drms.Capabilities{Name: "local", Supervisor: true, SurvivesEngine: true, MaxJobsDefault: mj, LazyOutput: true}
 }
 
 // Events implements drms.Notifier: one event per ended job this backend
@@ -216,7 +216,8 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 	}
 	key := spec.Key()
 	req := Request{Op: "start", Key: key, Job: &JobReq{Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir,
-		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, Join: spec.Join}}
+		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, Join: spec.Join,
+		LazyStdout: spec.LazyStdout, LazyStderr: spec.LazyStderr}}
 	// Watch the key before asking, so that an exit event that overtakes
 	// this call's return is not ignored.
 	b.mu.Lock()

@@ -59,6 +59,9 @@ type JobReq struct {
 	Stdout  string `json:"stdout,omitempty"`
 	Stderr  string `json:"stderr,omitempty"`
 	Join    bool   `json:"join,omitempty"`
+	// LazyStdout/LazyStderr: see drms.JobSpec.
+	LazyStdout bool `json:"lazy_stdout,omitempty"`
+	LazyStderr bool `json:"lazy_stderr,omitempty"`
 }
 
 // Message is a reply (ID set) or an event (Ev set).

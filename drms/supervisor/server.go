@@ -157,13 +157,16 @@ type earlyExit struct {
 type sjob struct {
 	rec  Record
 	kill *time.Timer
+	out  *local.Output // lazily created log files, finished at exit
 }
 
 func (s *server) run(ctx context.Context, report func(string)) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("PR_SET_CHILD_SUBREAPER: %w", err)
 	}
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	// Caught, not ignored: an ignored signal stays ignored in the jobs
+	// (a pipeline's writer would then see EPIPE instead of dying quietly).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGPIPE)
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, syscall.SIGCHLD)
 	defer signal.Stop(sigchld)
@@ -353,6 +356,8 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	}
 	// A job's leftovers do not outlive it.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	// Its logs are complete before its end is told.
+	j.out.Finish()
 	w := int(ws)
 	j.rec.merge(Record{T: recExit, Ended: ended.UnixNano(), WS: &w,
 		UtimeUS: ru.Utime.Nano() / 1000, StimeUS: ru.Stime.Nano() / 1000, MaxRSS: ru.Maxrss})
@@ -564,8 +569,9 @@ func (c *sconn) start(req Request, env []string) {
 	s.mu.Unlock()
 
 	jb := req.Job
-	pid, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
-		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join}, s.stateDir)
+	pid, out, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
+		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join,
+		LazyStdout: jb.LazyStdout, LazyStderr: jb.LazyStderr}, s.stateDir)
 	var tick uint64
 	if err == nil {
 		tick = local.StartTick(pid)
@@ -595,6 +601,7 @@ func (c *sconn) start(req Request, env []string) {
 		}
 		return
 	}
+	j.out = out
 	j.rec.merge(Record{T: recStart, PID: pid, Tick: tick})
 	if err := s.jr.append(j.rec); err != nil {
 		s.log.Error("journal", "err", err)

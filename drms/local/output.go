@@ -1,0 +1,177 @@
+package local
+
+import (
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Output copies the streams of a job whose log files are created on demand
+// (drms.JobSpec.LazyStdout/LazyStderr): the job writes into a pipe, and the
+// file is created when the first byte arrives. A job that writes nothing
+// leaves no file, which spares two file creations per job — on some
+// filesystems the largest cost of a short job.
+//
+// The copy runs while the job runs (a full pipe never blocks it). Finish,
+// called once the job is reaped and its process group killed, copies what
+// is left in the pipes before the job's end is reported, so that the logs
+// are complete when its status says it ended.
+type Output struct {
+	streams []*lazyStream
+}
+
+type lazyStream struct {
+	r       *os.File
+	path    string
+	private string
+	f       *os.File
+	failed  bool // the file could not be created or written: output dropped
+	eof     bool
+	done    chan struct{}
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// newLazyStream returns a stream and the write end to give to the job.
+func newLazyStream(path, private string) (*lazyStream, *os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &lazyStream{r: r, path: path, private: private, done: make(chan struct{})}, w, nil
+}
+
+func (s *lazyStream) write(p []byte, mkdir bool) {
+	if s.failed {
+		return
+	}
+	if s.f == nil {
+		var err error
+		if mkdir {
+			s.f, err = CreateOutput(s.path, s.private)
+		} else {
+			s.f, err = os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		}
+		if err != nil {
+			s.failed = true
+			return
+		}
+	}
+	if _, err := s.f.Write(p); err != nil {
+		s.failed = true
+	}
+}
+
+// copy runs while the job runs, until EOF or until Finish interrupts it.
+func (s *lazyStream) copy() {
+	defer close(s.done)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	for {
+		n, err := s.r.Read(*bp)
+		if n > 0 {
+			s.write((*bp)[:n], true)
+		}
+		if err != nil {
+			s.eof = err == io.EOF
+			return
+		}
+	}
+}
+
+// drain reads what the pipe holds now without waiting; it tells whether
+// the pipe reached EOF (no writer left).
+func (s *lazyStream) drain() bool {
+	rc, err := s.r.SyscallConn()
+	if err != nil {
+		return true
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	eof := false
+	_ = rc.Read(func(fd uintptr) bool {
+		for {
+			n, err := syscall.Read(int(fd), *bp)
+			switch {
+			case n > 0:
+				s.write((*bp)[:n], true)
+				continue
+			case err == syscall.EINTR:
+				continue
+			case err == nil:
+				eof = true
+			}
+			return true // EOF, EAGAIN or an error: stop here
+		}
+	})
+	return eof
+}
+
+func (s *lazyStream) close() {
+	s.r.Close()
+	if s.f != nil {
+		s.f.Close()
+	}
+}
+
+// Finish completes the copy once the job has ended: it stops the running
+// copy, takes what is left in the pipe and closes the files. A stream still
+// held open by a process that left the job's group keeps being copied in
+// the background (appending to the file, never creating directories).
+func (o *Output) Finish() {
+	if o == nil {
+		return
+	}
+	for _, s := range o.streams {
+		_ = s.r.SetReadDeadline(time.Now())
+		<-s.done
+		if s.eof {
+			s.close()
+			continue
+		}
+		_ = s.r.SetReadDeadline(time.Time{})
+		if s.drain() {
+			s.close()
+			continue
+		}
+		go s.linger()
+	}
+}
+
+// start begins copying (once the job is started).
+func (o *Output) start() {
+	if o == nil {
+		return
+	}
+	for _, s := range o.streams {
+		go s.copy()
+	}
+}
+
+// abandon closes the pipes of a job that did not start.
+func (o *Output) abandon() {
+	if o == nil {
+		return
+	}
+	for _, s := range o.streams {
+		s.r.Close()
+	}
+}
+
+// linger copies a stream until its last writer goes.
+func (s *lazyStream) linger() {
+	defer s.close()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	for {
+		n, err := s.r.Read(*bp)
+		if n > 0 {
+			s.write((*bp)[:n], false)
+		}
+		if err != nil {
+			return // EOF, or the read end failed
+		}
+	}
+}
