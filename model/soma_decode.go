@@ -334,6 +334,15 @@ type pathEntry struct {
 	where string
 }
 
+// pattern reads a path's pattern; "" is the default "%s", as the encoder
+// writes it (soma-workflow cannot format a path with an empty pattern).
+func (pe *pathEntry) pattern(v []byte, key string) string {
+	if p := pe.str(v, key); p != "" {
+		return p
+	}
+	return "%s"
+}
+
 func (pe *pathEntry) bad(key string, err error) {
 	pe.d.ps.add("", pe.where+"."+key, "%v", err)
 }
@@ -400,7 +409,7 @@ func (pe *pathEntry) transfer(fields []kv) *FileTransfer {
 			t.Name = pe.str(f.val, f.key)
 			hasName = true
 		case "pattern":
-			t.Pattern = pe.str(f.val, f.key)
+			t.Pattern = pe.pattern(f.val, f.key)
 		default:
 			pe.extra(&t.Extra, f.key, f.val)
 		}
@@ -424,7 +433,7 @@ func (pe *pathEntry) shared(fields []kv) *SharedResourcePath {
 		case "disposal_timeout":
 			s.DisposalTimeout = pe.timeout(f.val, f.key)
 		case "pattern":
-			s.Pattern = pe.str(f.val, f.key)
+			s.Pattern = pe.pattern(f.val, f.key)
 		default:
 			pe.extra(&s.Extra, f.key, f.val)
 		}
@@ -449,7 +458,7 @@ func (pe *pathEntry) temp(fields []kv) *TemporaryPath {
 		case "suffix":
 			t.Suffix = pe.str(f.val, f.key)
 		case "pattern":
-			t.Pattern = pe.str(f.val, f.key)
+			t.Pattern = pe.pattern(f.val, f.key)
 		default:
 			pe.extra(&t.Extra, f.key, f.val)
 		}
@@ -476,7 +485,7 @@ func (pe *pathEntry) option(fields []kv) (*OptionPath, []byte) {
 		case "name":
 			o.Name = pe.str(f.val, f.key)
 		case "pattern":
-			o.Pattern = pe.str(f.val, f.key)
+			o.Pattern = pe.pattern(f.val, f.key)
 		default:
 			pe.extra(&o.Extra, f.key, f.val)
 		}
