@@ -67,16 +67,21 @@ func (s *lazyStream) write(p []byte, mkdir bool) {
 // copy runs while the job runs, until EOF or until Finish interrupts it.
 func (s *lazyStream) copy() {
 	defer close(s.done)
+	s.eof = s.pump(true)
+}
+
+// pump copies the pipe into the file until an error; it tells whether the
+// pipe reached EOF (no writer left).
+func (s *lazyStream) pump(mkdir bool) bool {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	for {
 		n, err := s.r.Read(*bp)
 		if n > 0 {
-			s.write((*bp)[:n], true)
+			s.write((*bp)[:n], mkdir)
 		}
 		if err != nil {
-			s.eof = err == io.EOF
-			return
+			return err == io.EOF
 		}
 	}
 }
@@ -163,15 +168,5 @@ func (o *Output) abandon() {
 // linger copies a stream until its last writer goes.
 func (s *lazyStream) linger() {
 	defer s.close()
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	for {
-		n, err := s.r.Read(*bp)
-		if n > 0 {
-			s.write((*bp)[:n], false)
-		}
-		if err != nil {
-			return // EOF, or the read end failed
-		}
-	}
+	s.pump(false)
 }
