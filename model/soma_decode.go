@@ -266,8 +266,8 @@ func (d *somaDecoder) pathTables(get map[string][]byte) {
 func (d *somaDecoder) optionParents() {
 	for i, o := range d.w.OptionPaths {
 		raw := d.optParents[i]
-		if raw == nil {
-			continue
+		if raw == nil || isNull(raw) {
+			continue // absent and null are both None in soma-workflow
 		}
 		if o.ParentType == "str" || jsonKind(raw) != 'a' {
 			o.ParentPath = raw
