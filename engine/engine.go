@@ -130,7 +130,8 @@ const (
 )
 
 type job struct {
-	row       store.Job
+	// row points into the workflow's slice of rows, read in one piece.
+	row       *store.Job
 	w         *wfRun
 	dirty     bool
 	outParams string
@@ -491,9 +492,13 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	// The decoded definition is all the engine needs: the stored text (tens
 	// of megabytes for 100,000 jobs) is not kept for the workflow's life.
 	row.Definition, row.Edges, row.Environ = nil, nil, nil
+	// One allocation for every job, pointing at the rows as read (no
+	// copy of them).
+	js := make([]job, len(rows))
 	w.jobs = make([]*job, len(rows))
 	for i := range rows {
-		w.jobs[i] = &job{row: rows[i], w: w}
+		js[i] = job{row: &rows[i], w: w}
+		w.jobs[i] = &js[i]
 	}
 	e.runs[row.ID] = w
 	if !row.Loaded {
@@ -1243,7 +1248,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	}
 	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed}
 	for _, j := range e.dirty {
-		b.Jobs = append(b.Jobs, &j.row)
+		b.Jobs = append(b.Jobs, j.row)
 	}
 	for w := range e.dirtyWf {
 		b.Workflows = append(b.Workflows, w.row)
