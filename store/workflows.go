@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -83,22 +84,59 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ}).Error; err != nil {
 			return err
 		}
-		jobs := make([]Job, len(def.Jobs))
-		for i, j := range def.Jobs {
-			jobs[i] = Job{
-				WorkflowID: row.ID, Index: i, Name: j.DisplayName(), Barrier: j.IsBarrier(),
-				Priority: j.Priority, Status: model.JobNotSubmitted,
-			}
-		}
-		if len(jobs) > 0 {
-			return tx.CreateInBatches(jobs, 1000).Error
-		}
-		return nil
+		return insertJobs(ctx, tx, row.ID, def.Jobs)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store workflow: %w", err)
 	}
 	return row.ID, nil
+}
+
+// jobInsertRows is how many jobs one INSERT statement stores.
+const jobInsertRows = 200
+
+// insertJobs stores the new jobs of a workflow, in definition order, with
+// a prepared statement of many rows: the rows are made from the
+// definition as they go, none is built in memory for all of them (a
+// million jobs took gigabytes through GORM's batches). The columns not
+// named stay NULL, as GORM's Create left them for a new job.
+func insertJobs(ctx context.Context, tx *gorm.DB, wfID int64, jobs []*model.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	const cols = `(workflow_id, "index", name, barrier, priority, status, attempt, drms_id, handle_version, kill_intent, stdout, stderr)`
+	const marks = `(?, ?, ?, ?, ?, ?, 0, '', 0, false, '', '')`
+	const perRow = 6
+	stmtFor := func(rows int) string {
+		return `INSERT INTO jobs ` + cols + ` VALUES ` + strings.TrimSuffix(strings.Repeat(marks+", ", rows), ", ")
+	}
+	sqlTx := tx.Statement.ConnPool // the transaction's
+	var full *sql.Stmt
+	if len(jobs) >= jobInsertRows {
+		var err error
+		if full, err = sqlTx.PrepareContext(ctx, stmtFor(jobInsertRows)); err != nil {
+			return err
+		}
+		defer full.Close()
+	}
+	args := make([]any, 0, jobInsertRows*perRow)
+	for lo := 0; lo < len(jobs); lo += jobInsertRows {
+		hi := min(lo+jobInsertRows, len(jobs))
+		args = args[:0]
+		for i, j := range jobs[lo:hi] {
+			args = append(args, wfID, lo+i, j.DisplayName(), j.IsBarrier(), j.Priority, model.JobNotSubmitted)
+		}
+		var err error
+		if hi-lo == jobInsertRows {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = sqlTx.ExecContext(ctx, stmtFor(hi-lo), args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // encodeDefinition is the stored form of a workflow definition: its JSON,
@@ -127,9 +165,70 @@ func decodeDefinition(data []byte, def *model.Workflow) error {
 	if len(data) > 0 && data[0] == definitionDeflate {
 		zr := flate.NewReader(bytes.NewReader(data[1:]))
 		defer zr.Close()
-		return json.NewDecoder(zr).Decode(def)
+		return decodeDefinitionStream(json.NewDecoder(zr), def)
 	}
 	return json.Unmarshal(data, def)
+}
+
+// decodeDefinitionStream decodes a definition as json.Decoder.Decode would,
+// but the jobs one at a time: decoding the whole object at once holds all
+// of its text in the decoder's buffer (tens of megabytes for 100,000 jobs,
+// grown by doubling), one job at a time holds one job's text. The other
+// fields, small, are decoded together as usual.
+func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t != json.Delim('{') {
+		return fmt.Errorf("definition is not a JSON object")
+	}
+	rest := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		if key != "Jobs" {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return err
+			}
+			rest[key] = raw
+			continue
+		}
+		if t, err = dec.Token(); err != nil {
+			return err
+		}
+		switch t {
+		case nil:
+			def.Jobs = nil
+		case json.Delim('['):
+			jobs := []*model.Job{}
+			for dec.More() {
+				var j *model.Job
+				if err := dec.Decode(&j); err != nil {
+					return err
+				}
+				jobs = append(jobs, j)
+			}
+			if _, err := dec.Token(); err != nil {
+				return err
+			}
+			def.Jobs = jobs
+		default:
+			return fmt.Errorf("definition: Jobs is not a list")
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	others, err := json.Marshal(rest)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(others, def)
 }
 
 // LoadDefinition decodes a stored workflow's definition with its edges.
@@ -256,29 +355,57 @@ func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
 // Jobs returns the jobs of a workflow in definition order, read without
 // GORM's reflection and, for big workflows, in two halves at once: a
 // 100,000-job workflow is one quick scan, for the engine's load as for the
-// status document.
+// status document. The halves are ranges of row ids, which the index on
+// workflow_id serves in order (it holds the row id); each row goes to the
+// place its index says, so SQLite never sorts (ordering by "index" made it
+// copy every row into a temporary B-tree).
 func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	sqlDB, err := s.DB.DB()
 	if err != nil {
 		return nil, err
 	}
 	var n int
-	if err := sqlDB.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE workflow_id = ?`, wfID).Scan(&n); err != nil {
+	var minID, maxID sql.NullInt64
+	if err := sqlDB.QueryRowContext(ctx, `SELECT count(*), min(id), max(id) FROM jobs WHERE workflow_id = ?`, wfID).Scan(&n, &minID, &maxID); err != nil {
 		return nil, fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
 	}
 	jobs := make([]Job, n)
-	parts := 1
+	if n == 0 {
+		return jobs, nil
+	}
+	parts := int64(1)
 	if n >= 20000 {
 		parts = 2
 	}
+	span := maxID.Int64 - minID.Int64 + 1
+	counts := make([]int, parts)
 	errs := make(chan error, parts)
-	for p := 0; p < parts; p++ {
-		lo, hi := n*p/parts, n*(p+1)/parts
-		go func() { errs <- scanJobs(ctx, sqlDB, wfID, jobs[lo:hi], lo) }()
+	for p := int64(0); p < parts; p++ {
+		lo, hi := minID.Int64+span*p/parts, minID.Int64+span*(p+1)/parts
+		go func() { errs <- scanJobs(ctx, sqlDB, wfID, jobs, lo, hi, &counts[p]) }()
 	}
-	for p := 0; p < parts; p++ {
+	for p := int64(0); p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
 			err = e
+		}
+	}
+	if err == nil {
+		read := 0
+		for _, c := range counts {
+			read += c
+		}
+		if read != n {
+			err = fmt.Errorf("%d jobs read, %d counted", read, n)
+		}
+	}
+	if err == nil {
+		// n rows placed in n slots: a slot left empty means two rows gave
+		// the same index.
+		for i := range jobs {
+			if jobs[i].ID == 0 {
+				err = fmt.Errorf("no job has index %d", i)
+				break
+			}
 		}
 	}
 	if err != nil {
@@ -287,23 +414,19 @@ func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	return jobs, nil
 }
 
-// scanJobs fills jobs with the jobs whose index is from lo on.
-func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo int) error {
+// scanJobs reads the jobs whose row id is in [lo, hi), each into
+// jobs[its index], and counts them.
+func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi int64, count *int) error {
 	rows, err := db.QueryContext(ctx, `SELECT id, "index", name, barrier, priority, status, exit_status, exit_value, signal, reason, attempt,
 		drms_id, handle_version, handle, kill_intent, submitted, started, ended, stdout, stderr, wall_s, cpu_s, max_rss_ki_b,
 		usage_raw, output_params
-		FROM jobs WHERE workflow_id = ? AND "index" >= ? AND "index" < ? ORDER BY "index"`, wfID, lo, lo+len(jobs))
+		FROM jobs WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	i := 0
 	for rows.Next() {
-		if i >= len(jobs) {
-			return errors.New("more jobs than counted")
-		}
-		j := &jobs[i]
-		i++
+		var j Job
 		j.WorkflowID = wfID
 		var es, sig, reason sql.NullString
 		var ev sql.NullInt64
@@ -314,6 +437,9 @@ func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo int) e
 			&j.DRMSID, &j.HandleVersion, &j.Handle, &j.KillIntent, &sub, &start, &end, &j.Stdout, &j.Stderr, &wall, &cpu, &rss,
 			&j.UsageRaw, &j.OutputParams); err != nil {
 			return err
+		}
+		if j.Index < 0 || j.Index >= len(jobs) {
+			return fmt.Errorf("job %d has index %d, out of the %d jobs", j.ID, j.Index, len(jobs))
 		}
 		j.ExitStatus, j.Signal, j.Reason = nullString(es), nullString(sig), nullString(reason)
 		if ev.Valid {
@@ -330,14 +456,10 @@ func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo int) e
 		if rss.Valid {
 			j.MaxRSSKiB = &rss.Int64
 		}
+		jobs[j.Index] = j
+		*count++
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if i != len(jobs) {
-		return fmt.Errorf("%d jobs read, %d counted", i, len(jobs))
-	}
-	return nil
+	return rows.Err()
 }
 
 func nullString(s sql.NullString) *string {
