@@ -166,3 +166,32 @@ func TestCreatedJobRowsAsGORM(t *testing.T) {
 		t.Fatalf("%d rows, GORM made %d", len(got), len(want))
 	}
 }
+
+// TestDefinitionWrittenAsEncoder checks that the definition written job by
+// job is byte for byte what json.Encoder writes.
+func TestDefinitionWrittenAsEncoder(t *testing.T) {
+	name := `a "Jobs":null, <b>`
+	defs := []*model.Workflow{{}, {Jobs: []*model.Job{}}, {Jobs: []*model.Job{nil}}, {Name: &name, Jobs: newWorkflow(3).Jobs}, newWorkflow(20)}
+	files, _ := filepath.Glob("../testdata/somawf/workflows/*")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, _, err := model.Decode(data); err == nil {
+			defs = append(defs, w)
+		}
+	}
+	for i, w := range defs {
+		var want, got bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeDefinition(&got, w); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("workflow %d:\n got %s\nwant %s", i, got.String(), want.String())
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"context"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -149,13 +151,52 @@ func encodeDefinition(def *model.Workflow) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.NewEncoder(zw).Encode(def); err != nil {
+	if err := writeDefinition(zw, def); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// writeDefinition writes what json.NewEncoder(w).Encode(def) writes, but
+// the jobs one at a time: the encoder builds the whole text in memory first
+// (a gigabyte for a million jobs, grown by doubling).
+func writeDefinition(w io.Writer, def *model.Workflow) error {
+	if def.Jobs == nil {
+		return json.NewEncoder(w).Encode(def)
+	}
+	rest := *def
+	rest.Jobs = nil
+	text, err := json.Marshal(&rest)
+	if err != nil {
+		return err
+	}
+	// Jobs follows Name, a string or null, in which no unescaped quote can
+	// stand: the first "Jobs":null is the field.
+	const field = `"Jobs":null`
+	at := bytes.Index(text, []byte(field))
+	if at < 0 {
+		return errors.New("encode definition: no Jobs field")
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(text[:at])
+	bw.WriteString(`"Jobs":[`)
+	for i, j := range def.Jobs {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		b, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		bw.Write(b)
+	}
+	bw.WriteByte(']')
+	bw.Write(text[at+len(field):])
+	bw.WriteByte('\n')
+	return bw.Flush()
 }
 
 // definitionDeflate marks a deflated definition; plain JSON starts with '{'.
