@@ -269,10 +269,12 @@ func (d *somaDecoder) optionParents() {
 		if raw == nil || isNull(raw) {
 			continue // absent and null are both None in soma-workflow
 		}
-		if o.ParentType == "str" || jsonKind(raw) != 'a' {
+		if jsonKind(raw) != 'a' {
 			o.ParentPath = raw
 			continue
 		}
+		// Path references in an array are model ids in the model, whatever
+		// the parent type says (the encoder renumbers them all alike).
 		r, err := d.rawPaths(raw)
 		if err != nil {
 			d.ps.add("", "serialized_option_paths", "parent_path: %v", err)

@@ -130,7 +130,7 @@ func (w *Workflow) Validate() error {
 		}
 	}
 	for i, o := range w.OptionPaths {
-		if o != nil && o.ParentType != "" && o.ParentType != "str" {
+		if o != nil {
 			w.checkRawPaths(&ps, "", fmt.Sprintf("option_paths[%d].parent_path", i), o.ParentPath, nPaths)
 		}
 	}
