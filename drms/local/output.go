@@ -130,7 +130,12 @@ func (o *Output) Finish() {
 		return
 	}
 	for _, s := range o.streams {
-		_ = s.r.SetReadDeadline(time.Now())
+		if err := s.r.SetReadDeadline(time.Now()); err != nil {
+			// Not pollable (never seen on Linux): the copy cannot be
+			// interrupted, so it goes on alone until EOF.
+			go func() { <-s.done; s.close() }()
+			continue
+		}
 		<-s.done
 		if s.eof {
 			s.close()
