@@ -57,7 +57,7 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := c.st.Jobs(ctx, id)
+	jobs, err := c.st.JobStates(ctx, id)
 	if err != nil {
 		return nil, err
 	}

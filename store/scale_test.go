@@ -195,3 +195,43 @@ func TestDefinitionWrittenAsEncoder(t *testing.T) {
 		}
 	}
 }
+
+// TestJobStatesAsJobs checks that JobStates reads what Jobs reads, less
+// the engine's columns, each job with its own values.
+func TestJobStatesAsJobs(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(30000), Expiration: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB.Exec(`UPDATE jobs SET status = 'done', exit_status = 'finished_regularly', exit_value = "index" % 3, signal = 's' || "index",
+		reason = 'r' || "index", attempt = 1, drms_id = 'd' || "index", submitted = '2026-01-02 03:04:05.5+00:00', started = '2026-01-02 03:04:06+00:00',
+		ended = '2026-01-02 03:04:07+00:00', stdout = 'o' || "index", stderr = 'e' || "index", wall_s = "index" * 0.5, cpu_s = "index" * 0.25,
+		max_rss_ki_b = "index" * 2, usage_raw = CAST('{"n":"' || "index" || '"}' AS BLOB), handle = x'0102', handle_version = 3, kill_intent = true,
+		output_params = x'7b7d', priority = "index" % 5
+		WHERE workflow_id = ? AND "index" % 7 != 0`, id).Error; err != nil {
+		t.Fatal(err)
+	}
+	full, err := s.Jobs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := s.JobStates(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != len(full) {
+		t.Fatalf("%d states, %d jobs", len(states), len(full))
+	}
+	for i := range full {
+		want := full[i]
+		if i%7 != 0 && (want.WallS == nil || *want.WallS != float64(i)*0.5 || *want.MaxRSSKiB != int64(i)*2 || *want.ExitValue != i%3 || *want.Reason != "r"+strconv.Itoa(i)) {
+			t.Fatalf("job %d: %+v", i, want)
+		}
+		want.Barrier, want.Priority, want.HandleVersion, want.Handle, want.KillIntent, want.OutputParams = false, 0, 0, nil, false, nil
+		if !reflect.DeepEqual(states[i], want) {
+			t.Fatalf("job %d:\n got %+v\nwant %+v", i, states[i], want)
+		}
+	}
+}

@@ -401,6 +401,17 @@ func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
 // place its index says, so SQLite never sorts (ordering by "index" made it
 // copy every row into a temporary B-tree).
 func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
+	return s.jobs(ctx, wfID, true)
+}
+
+// JobStates is Jobs without the columns only the engine uses (Barrier,
+// Priority, HandleVersion, Handle, KillIntent and OutputParams stay zero):
+// what a status document shows, read with fewer calls into SQLite.
+func (s *Store) JobStates(ctx context.Context, wfID int64) ([]Job, error) {
+	return s.jobs(ctx, wfID, false)
+}
+
+func (s *Store) jobs(ctx context.Context, wfID int64, full bool) ([]Job, error) {
 	sqlDB, err := s.DB.DB()
 	if err != nil {
 		return nil, err
@@ -423,7 +434,7 @@ func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	errs := make(chan error, parts)
 	for p := int64(0); p < parts; p++ {
 		lo, hi := minID.Int64+span*p/parts, minID.Int64+span*(p+1)/parts
-		go func() { errs <- scanJobs(ctx, sqlDB, wfID, jobs, lo, hi, &counts[p]) }()
+		go func() { errs <- scanJobs(ctx, sqlDB, wfID, jobs, lo, hi, &counts[p], full) }()
 	}
 	for p := int64(0); p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
@@ -456,27 +467,33 @@ func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 }
 
 // scanJobs reads the jobs whose row id is in [lo, hi), each into
-// jobs[its index], and counts them.
-func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi int64, count *int) error {
-	rows, err := db.QueryContext(ctx, `SELECT id, "index", name, barrier, priority, status, exit_status, exit_value, signal, reason, attempt,
-		drms_id, handle_version, handle, kill_intent, submitted, started, ended, stdout, stderr, wall_s, cpu_s, max_rss_ki_b,
-		usage_raw, output_params
-		FROM jobs WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
+// jobs[its index], and counts them; without full, only the columns of
+// JobStates.
+func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi int64, count *int, full bool) error {
+	cols := `id, "index", name, status, exit_status, exit_value, signal, reason, attempt, drms_id, submitted, started, ended,
+		stdout, stderr, wall_s, cpu_s, max_rss_ki_b, usage_raw`
+	if full {
+		cols += `, barrier, priority, handle_version, handle, kill_intent, output_params`
+	}
+	rows, err := db.QueryContext(ctx, `SELECT `+cols+` FROM jobs WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	var es, sig, reason sql.NullString
+	var ev sql.NullInt64
+	var sub, start, end sql.NullTime
+	var wall, cpu sql.NullFloat64
+	var rss sql.NullInt64
+	var j Job
+	dest := []any{&j.ID, &j.Index, &j.Name, &j.Status, &es, &ev, &sig, &reason, &j.Attempt, &j.DRMSID, &sub, &start, &end,
+		&j.Stdout, &j.Stderr, &wall, &cpu, &rss, &j.UsageRaw}
+	if full {
+		dest = append(dest, &j.Barrier, &j.Priority, &j.HandleVersion, &j.Handle, &j.KillIntent, &j.OutputParams)
+	}
 	for rows.Next() {
-		var j Job
-		j.WorkflowID = wfID
-		var es, sig, reason sql.NullString
-		var ev sql.NullInt64
-		var sub, start, end sql.NullTime
-		var wall, cpu sql.NullFloat64
-		var rss sql.NullInt64
-		if err := rows.Scan(&j.ID, &j.Index, &j.Name, &j.Barrier, &j.Priority, &j.Status, &es, &ev, &sig, &reason, &j.Attempt,
-			&j.DRMSID, &j.HandleVersion, &j.Handle, &j.KillIntent, &sub, &start, &end, &j.Stdout, &j.Stderr, &wall, &cpu, &rss,
-			&j.UsageRaw, &j.OutputParams); err != nil {
+		j = Job{WorkflowID: wfID}
+		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
 		if j.Index < 0 || j.Index >= len(jobs) {
@@ -488,14 +505,18 @@ func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi in
 			j.ExitValue = &v
 		}
 		j.Submitted, j.Started, j.Ended = nullTime(sub), nullTime(start), nullTime(end)
+		// (the scanned values are reused: pointers to copies)
 		if wall.Valid {
-			j.WallS = &wall.Float64
+			v := wall.Float64
+			j.WallS = &v
 		}
 		if cpu.Valid {
-			j.CPUS = &cpu.Float64
+			v := cpu.Float64
+			j.CPUS = &v
 		}
 		if rss.Valid {
-			j.MaxRSSKiB = &rss.Int64
+			v := rss.Int64
+			j.MaxRSSKiB = &v
 		}
 		jobs[j.Index] = j
 		*count++
