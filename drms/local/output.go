@@ -34,12 +34,21 @@ type lazyStream struct {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// newLazyStream returns a stream and the write end to give to the job.
+// newLazyStream returns a stream and the write end to give to the job. The
+// write end stays blocking and outside the runtime's poller (only the child
+// uses it); the read end is non-blocking and polled.
 func newLazyStream(path, private string) (*lazyStream, *os.File, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, nil, err
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
 	}
+	if err := syscall.SetNonblock(p[0], true); err != nil {
+		syscall.Close(p[0])
+		syscall.Close(p[1])
+		return nil, nil, os.NewSyscallError("fcntl", err)
+	}
+	r := os.NewFile(uintptr(p[0]), "|0")
+	w := os.NewFile(uintptr(p[1]), "|1")
 	return &lazyStream{r: r, path: path, private: private, done: make(chan struct{})}, w, nil
 }
 

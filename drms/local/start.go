@@ -54,9 +54,7 @@ func Start(spec drms.JobSpec, stateDir string) (pid int, out *Output, err error)
 		Dir: spec.Dir, Env: spec.Env, Files: fds,
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
-	for _, f := range files {
-		f.Close()
-	}
+	closeFiles(files)
 	if err != nil {
 		out.abandon()
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOEXEC) || errors.Is(err, fs.ErrPermission) {
@@ -131,9 +129,7 @@ func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, *Output, error) 
 	var files []*os.File
 	var out *Output
 	fail := func(err error) ([]*os.File, *Output, error) {
-		for _, f := range files {
-			f.Close()
-		}
+		closeFiles(files)
 		out.abandon()
 		return nil, nil, err
 	}
@@ -155,15 +151,17 @@ func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, *Output, error) 
 		}
 		return f, nil
 	}
-	in := spec.Stdin
-	if in == "" {
-		in = os.DevNull
-	}
-	f, err := os.Open(in)
-	if err != nil {
+	if spec.Stdin == "" {
+		f, err := devNull()
+		if err != nil {
+			return fail(err)
+		}
+		files = append(files, f)
+	} else if f, err := os.Open(spec.Stdin); err != nil {
 		return fail(&drms.StartError{Reason: fmt.Sprintf("stdin file %q cannot be opened: %v", spec.Stdin, UnwrapPath(err))})
+	} else {
+		files = append(files, f)
 	}
-	files = append(files, f)
 	stdout, err := open("stdout", spec.Stdout, spec.LazyStdout)
 	if err != nil {
 		return fail(err)
@@ -178,6 +176,21 @@ func openFiles(spec drms.JobSpec, stateDir string) ([]*os.File, *Output, error) 
 		return fail(err)
 	}
 	return append(files, stderr), out, nil
+}
+
+// devNull is /dev/null opened once for reading: the stdin of every job
+// that has none.
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
+// closeFiles closes the parent's copies of a job's files (not the shared
+// /dev/null).
+func closeFiles(files []*os.File) {
+	dn, _ := devNull()
+	for _, f := range files {
+		if f != dn {
+			f.Close()
+		}
+	}
 }
 
 // CreateOutput opens an output file, making its directory as needed. Files
