@@ -57,17 +57,14 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := c.st.JobStates(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	d := &WorkflowDoc{
 		ID: strconv.FormatInt(row.ID, 10), Name: row.Name, Status: row.Status, Backend: row.Backend,
 		Queue: nonEmpty(row.Queue), Submitted: timeText(&row.Submitted), Expiration: timeText(&row.Expiration),
-		Jobs: make([]JobDoc, len(jobs)),
 	}
-	for i := range jobs {
-		d.Jobs[i] = jobDoc(&jobs[i])
+	// Each job goes straight into the document (no slice of rows first).
+	err = c.st.EachJobState(ctx, id, func(n int) { d.Jobs = make([]JobDoc, n) }, func(j *store.Job) { d.Jobs[j.Index] = jobDoc(j) })
+	if err != nil {
+		return nil, err
 	}
 	return d, nil
 }

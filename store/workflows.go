@@ -401,40 +401,58 @@ func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
 // place its index says, so SQLite never sorts (ordering by "index" made it
 // copy every row into a temporary B-tree).
 func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
-	return s.jobs(ctx, wfID, true)
+	var jobs []Job
+	if err := s.eachJob(ctx, wfID, true, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
+		return nil, err
+	}
+	return jobs, nil
 }
 
 // JobStates is Jobs without the columns only the engine uses (Barrier,
 // Priority, HandleVersion, Handle, KillIntent and OutputParams stay zero):
 // what a status document shows, read with fewer calls into SQLite.
 func (s *Store) JobStates(ctx context.Context, wfID int64) ([]Job, error) {
-	return s.jobs(ctx, wfID, false)
+	var jobs []Job
+	if err := s.EachJobState(ctx, wfID, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
+		return nil, err
+	}
+	return jobs, nil
 }
 
-func (s *Store) jobs(ctx context.Context, wfID int64, full bool) ([]Job, error) {
+// EachJobState reads what JobStates reads without making a slice of it:
+// alloc is told the number of jobs first, then put is given each job, in
+// no particular order, from up to two goroutines at once (never two calls
+// for the same Index); the job is reused once put returns, the values its
+// pointers and slices hold are not.
+func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int), put func(j *Job)) error {
+	return s.eachJob(ctx, wfID, false, alloc, put)
+}
+
+func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
 	sqlDB, err := s.DB.DB()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var n int
 	var minID, maxID sql.NullInt64
 	if err := sqlDB.QueryRowContext(ctx, `SELECT count(*), min(id), max(id) FROM jobs WHERE workflow_id = ?`, wfID).Scan(&n, &minID, &maxID); err != nil {
-		return nil, fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
+		return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
 	}
-	jobs := make([]Job, n)
+	alloc(n)
 	if n == 0 {
-		return jobs, nil
+		return nil
 	}
 	parts := int64(1)
 	if n >= 20000 {
 		parts = 2
 	}
 	span := maxID.Int64 - minID.Int64 + 1
+	filled := make([]bool, n)
 	counts := make([]int, parts)
 	errs := make(chan error, parts)
 	for p := int64(0); p < parts; p++ {
 		lo, hi := minID.Int64+span*p/parts, minID.Int64+span*(p+1)/parts
-		go func() { errs <- scanJobs(ctx, sqlDB, wfID, jobs, lo, hi, &counts[p], full) }()
+		go func() { errs <- scanJobs(ctx, sqlDB, wfID, filled, lo, hi, &counts[p], full, put) }()
 	}
 	for p := int64(0); p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
@@ -453,23 +471,23 @@ func (s *Store) jobs(ctx context.Context, wfID int64, full bool) ([]Job, error) 
 	if err == nil {
 		// n rows placed in n slots: a slot left empty means two rows gave
 		// the same index.
-		for i := range jobs {
-			if jobs[i].ID == 0 {
+		for i, ok := range filled {
+			if !ok {
 				err = fmt.Errorf("no job has index %d", i)
 				break
 			}
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
+		return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
 	}
-	return jobs, nil
+	return nil
 }
 
-// scanJobs reads the jobs whose row id is in [lo, hi), each into
-// jobs[its index], and counts them; without full, only the columns of
+// scanJobs gives put the jobs whose row id is in [lo, hi), marks their
+// indexes filled and counts them; without full, only the columns of
 // JobStates.
-func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi int64, count *int, full bool) error {
+func scanJobs(ctx context.Context, db *sql.DB, wfID int64, filled []bool, lo, hi int64, count *int, full bool, put func(*Job)) error {
 	cols := `id, "index", name, status, exit_status, exit_value, signal, reason, attempt, drms_id, submitted, started, ended,
 		stdout, stderr, wall_s, cpu_s, max_rss_ki_b, usage_raw`
 	if full {
@@ -496,8 +514,8 @@ func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi in
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		if j.Index < 0 || j.Index >= len(jobs) {
-			return fmt.Errorf("job %d has index %d, out of the %d jobs", j.ID, j.Index, len(jobs))
+		if j.Index < 0 || j.Index >= len(filled) {
+			return fmt.Errorf("job %d has index %d, out of the %d jobs", j.ID, j.Index, len(filled))
 		}
 		j.ExitStatus, j.Signal, j.Reason = nullString(es), nullString(sig), nullString(reason)
 		if ev.Valid {
@@ -518,7 +536,8 @@ func scanJobs(ctx context.Context, db *sql.DB, wfID int64, jobs []Job, lo, hi in
 			v := rss.Int64
 			j.MaxRSSKiB = &v
 		}
-		jobs[j.Index] = j
+		filled[j.Index] = true
+		put(&j)
 		*count++
 	}
 	return rows.Err()
