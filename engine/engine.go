@@ -637,7 +637,7 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 	var after []drms.Handle
 	for _, p := range w.preds[v] {
 		switch {
-		case w.g.hidden(int(p)) || w.def.Jobs[p].IsBarrier():
+		case w.g.hidden(int(p)) || w.isBarrier(int(p)):
 			return nil, false
 		case w.state[p] == nSucceeded:
 		case w.state[p] == nActive && w.jobs[p].row.DRMSID != "" && !w.jobs[p].row.KillIntent:
@@ -662,6 +662,7 @@ func (e *Engine) rebuild(w *wfRun) {
 		case model.JobEnded(j.row.Status):
 			if succeeded(j) {
 				w.state[i] = nSucceeded
+				w.forget(i)
 			} else {
 				w.state[i] = nFailed
 			}
@@ -711,6 +712,23 @@ func (e *Engine) rebuild(w *wfRun) {
 	e.maybeFinish(w)
 }
 
+// forget drops the definition of a job that succeeded: nothing runs it
+// again (a restart re-runs only what did not succeed), and a million
+// definitions are most of an engine's memory. Its row keeps what the
+// engine still reads of it (barrier, outputs).
+func (w *wfRun) forget(v int) {
+	w.def.Jobs[v] = nil
+}
+
+// isBarrier tells whether job v is a barrier, also once forgotten (its row
+// records it from the same definition).
+func (w *wfRun) isBarrier(v int) bool {
+	if mj := w.def.Jobs[v]; mj != nil {
+		return mj.IsBarrier()
+	}
+	return w.jobs[v].row.Barrier
+}
+
 func succeeded(j *job) bool {
 	return model.Succeeded(j.row.Status, deref(j.row.ExitStatus), j.row.ExitValue)
 }
@@ -739,6 +757,7 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 		}
 		w.state[v] = nSucceeded
 		if !w.g.hidden(v) {
+			w.forget(v)
 			j := w.jobs[v]
 			now := time.Now().UTC()
 			j.row.Submitted, j.row.Started = &now, &now
@@ -1143,6 +1162,7 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 	w.running--
 	if succeeded(j) {
 		w.state[v] = nSucceeded
+		w.forget(v)
 		for _, s := range w.g.succ[v] {
 			w.remaining[s]--
 			if w.remaining[s] == 0 && !w.stopping {
