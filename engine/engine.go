@@ -490,8 +490,11 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	env := environ(row)
 	w.baseEnv = dedupEnv(appendEnv(env, def.Env))
 	// The decoded definition is all the engine needs: the stored text (tens
-	// of megabytes for 100,000 jobs) is not kept for the workflow's life.
+	// of megabytes for 100,000 jobs) is not kept for the workflow's life,
+	// nor the dependencies and groups, which the graph holds, nor the
+	// parameter links, which linksTo holds.
 	row.Definition, row.Edges, row.Environ = nil, nil, nil
+	def.Dependencies, def.Groups, def.Root, def.ParamLinks = nil, nil, nil, nil
 	// One allocation for every job, pointing at the rows as read (no
 	// copy of them).
 	js := make([]job, len(rows))
