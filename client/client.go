@@ -430,7 +430,7 @@ func (c *Client) DeleteWorkflow(ctx context.Context, id int64, force bool) error
 	if force {
 		return nil
 	}
-	return c.waitUntil(ctx, -1, func() (bool, error) {
+	return c.waitUntil(ctx, -1, true, func() (bool, error) {
 		_, err := c.st.GetWorkflow(ctx, id, false)
 		if errors.Is(err, store.ErrNotFound) {
 			return true, nil
@@ -488,7 +488,7 @@ func (c *Client) ChangeWorkflowExpirationDate(ctx context.Context, id int64, t t
 // WaitWorkflow waits until the workflow is done. timeout < 0 waits forever;
 // ErrTimeout when it runs out; ctx cancels.
 func (c *Client) WaitWorkflow(ctx context.Context, id int64, timeout time.Duration) error {
-	return c.waitUntil(ctx, timeout, func() (bool, error) {
+	return c.waitUntil(ctx, timeout, true, func() (bool, error) {
 		st, err := c.WorkflowStatus(ctx, id)
 		if err != nil || st != model.WorkflowDone {
 			return false, err
@@ -501,7 +501,7 @@ func (c *Client) WaitWorkflow(ctx context.Context, id int64, timeout time.Durati
 
 // WaitJob waits until every job of jobIDs ended (done or failed).
 func (c *Client) WaitJob(ctx context.Context, jobIDs []int64, timeout time.Duration) error {
-	return c.waitUntil(ctx, timeout, func() (bool, error) {
+	return c.waitUntil(ctx, timeout, false, func() (bool, error) {
 		for _, id := range jobIDs {
 			st, err := c.JobStatus(ctx, id)
 			if err != nil {
@@ -515,16 +515,17 @@ func (c *Client) WaitJob(ctx context.Context, jobIDs []int64, timeout time.Durat
 	})
 }
 
-// waitUntil re-checks cond after each engine commit (in-process) or each
+// waitUntil re-checks cond after each engine commit (in-process; with
+// workflows, only after commits that change a workflow itself) or each
 // change of the database (another process's engine), never on a fixed sleep.
-func (c *Client) waitUntil(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+func (c *Client) waitUntil(ctx context.Context, timeout time.Duration, workflows bool, cond func() (bool, error)) error {
 	var deadline <-chan time.Time
 	if timeout >= 0 {
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		deadline = t.C
 	}
-	watch, stop := c.changes()
+	watch, stop := c.changes(workflows)
 	defer stop()
 	for {
 		next := watch()

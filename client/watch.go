@@ -9,15 +9,18 @@ import (
 
 // Watch returns a function giving a channel closed at the next change of
 // the state dir (see changes), and a function to stop watching.
-func (c *Client) Watch() (next func() <-chan struct{}, stop func()) { return c.changes() }
+func (c *Client) Watch() (next func() <-chan struct{}, stop func()) { return c.changes(false) }
 
 // changes returns a function giving a channel that is closed at the next
 // change of the state, and a stop function. In-process, that is the
 // engine's next commit; otherwise the next write to the database files in
 // the state dir (inotify), with a slow safety tick in case the state dir is
 // on a filesystem that does not report remote writes.
-func (c *Client) changes() (next func() <-chan struct{}, stop func()) {
+func (c *Client) changes(workflows bool) (next func() <-chan struct{}, stop func()) {
 	if c.eng != nil {
+		if workflows {
+			return c.eng.WorkflowsChanged, func() {}
+		}
 		return c.eng.Changed, func() {}
 	}
 	w := &dbWatch{ch: make(chan struct{}), quit: make(chan struct{})}

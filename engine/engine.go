@@ -69,8 +69,9 @@ type Engine struct {
 
 	wake chan struct{}
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced after each commit
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced after each commit
+	wfChanged chan struct{} // the same, after commits that touch a workflow
 
 	runs     map[int64]*wfRun
 	backends map[string]*backendRun
@@ -154,7 +155,7 @@ func New(st *store.Store, be drms.Backend, opts Options) *Engine {
 	}
 	e := &Engine{
 		st: st, opts: opts, tag: TagFor(st.Dir), log: opts.Logger,
-		wake: make(chan struct{}, 1), changed: make(chan struct{}),
+		wake: make(chan struct{}, 1), changed: make(chan struct{}), wfChanged: make(chan struct{}),
 		runs: map[int64]*wfRun{}, backends: map[string]*backendRun{}, dirtyWf: map[*wfRun]bool{},
 		extra: make(chan taggedEvent, 1024),
 	}
@@ -231,6 +232,28 @@ func (e *Engine) Changed() <-chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.changed
+}
+
+// WorkflowsChanged returns a channel closed at the engine's next commit
+// that changes a workflow itself: its status or end, its removal, or an
+// intent carried out. Waiting for a workflow's end wakes on these only, not
+// on every job's.
+func (e *Engine) WorkflowsChanged() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wfChanged
+}
+
+// notify wakes the waiters of Changed (and of WorkflowsChanged when wf).
+func (e *Engine) notify(wf bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	if wf {
+		close(e.wfChanged)
+		e.wfChanged = make(chan struct{})
+	}
 }
 
 // Run runs the engine until ctx is cancelled. It recovers the work of an
@@ -556,6 +579,7 @@ func lostIntent() *drms.Outcome {
 func (e *Engine) refuse(ctx context.Context, row *store.Workflow, reason string) error {
 	e.log.Error("workflow cannot run", "workflow", row.ID, "reason", reason)
 	now := time.Now().UTC()
+	defer e.notify(true)
 	return e.st.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Model(&store.Job{}).Where("workflow_id = ? AND status NOT IN ?", row.ID, []string{model.JobDone, model.JobFailed}).
 			Updates(map[string]any{"status": model.JobFailed, "exit_status": model.ExitAborted, "reason": reason, "ended": now}).Error; err != nil {
@@ -1282,6 +1306,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, j := range e.dirty {
 		j.dirty = false
 	}
+	wfTouched := len(e.dirtyWf) > 0 || len(e.removed) > 0 || len(e.intents) > 0
 	for id := range removed {
 		for _, d := range []string{e.logDir(id), e.paramDir(id), e.tmpDir(id)} {
 			os.RemoveAll(d)
@@ -1304,10 +1329,7 @@ func (e *Engine) commit(ctx context.Context) error {
 		}
 		delete(e.acks, b)
 	}
-	e.mu.Lock()
-	close(e.changed)
-	e.changed = make(chan struct{})
-	e.mu.Unlock()
+	e.notify(wfTouched)
 	return nil
 }
 
