@@ -511,7 +511,7 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
 	}
 	env := environ(row)
-	w.baseEnv = dedupEnv(appendEnv(env, def.Env))
+	w.baseEnv = drms.MergeEnv(appendEnv(env, def.Env))
 	// The decoded definition is all the engine needs: the stored text (tens
 	// of megabytes for 100,000 jobs) is not kept for the workflow's life,
 	// nor the dependencies and groups, which the graph holds, nor the

@@ -161,22 +161,6 @@ func appendEnv(env []string, m map[string]string) []string {
 	return env
 }
 
-// dedupEnv keeps the last value of each variable, in first-seen order.
-func dedupEnv(env []string) []string {
-	idx := make(map[string]int, len(env))
-	out := env[:0:0]
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := idx[k]; ok {
-			out[i] = kv
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
-}
-
 // jobParams returns the parameters of a job: its param_dict, updated by
 // parameter links from the outputs of jobs that ended.
 func (e *Engine) jobParams(w *wfRun, idx int) (map[string]any, error) {

@@ -245,7 +245,7 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 		if err != nil {
 			return notStarted(fmt.Sprintf("environment file %q cannot be read: %v", o.EnvFile, local.UnwrapPath(err)))
 		}
-		env = MergeEnv(env, extra)
+		env = drms.MergeEnv(env, extra)
 	}
 	dir := o.Dir
 	if dir == "" {
@@ -385,24 +385,6 @@ func WriteEnvFile(path string, env []string) error {
 		sb.WriteByte(0)
 	}
 	return WriteFileAtomic(path, []byte(sb.String()))
-}
-
-// MergeEnv returns base with every entry of over set on top (over wins).
-func MergeEnv(base, over []string) []string {
-	idx := map[string]int{}
-	out := make([]string, 0, len(base)+len(over))
-	for _, list := range [][]string{base, over} {
-		for _, kv := range list {
-			k, _, _ := strings.Cut(kv, "=")
-			if i, ok := idx[k]; ok {
-				out[i] = kv
-				continue
-			}
-			idx[k] = len(out)
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func writeJSON(path string, v any) error {

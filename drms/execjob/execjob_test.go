@@ -231,10 +231,3 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("missing status: %v", err)
 	}
 }
-
-func TestMergeEnv(t *testing.T) {
-	got := MergeEnv([]string{"A=1", "B=2"}, []string{"B=3", "C=4"})
-	if strings.Join(got, ",") != "A=1,B=3,C=4" {
-		t.Errorf("MergeEnv: %v", got)
-	}
-}
