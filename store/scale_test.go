@@ -22,19 +22,7 @@ import (
 // whole text gives, for every workflow file of the model's tests and for
 // the edge cases of the jobs list (none, empty, a null job).
 func TestDefinitionStreamDecodesAsUnmarshal(t *testing.T) {
-	var defs []*model.Workflow
-	files, _ := filepath.Glob("../testdata/somawf/workflows/*")
-	more, _ := filepath.Glob("../examples/*")
-	files = append(files, more...)
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, _, err := model.Decode(data); err == nil {
-			defs = append(defs, w)
-		}
-	}
+	defs := decodedFiles(t, "../testdata/somawf/workflows/*", "../examples/*")
 	if len(defs) < 10 {
 		t.Fatalf("only %d workflow files decoded", len(defs))
 	}
@@ -172,16 +160,7 @@ func TestCreatedJobRowsAsGORM(t *testing.T) {
 func TestDefinitionWrittenAsEncoder(t *testing.T) {
 	name := `a "Jobs":null, <b>`
 	defs := []*model.Workflow{{}, {Jobs: []*model.Job{}}, {Jobs: []*model.Job{nil}}, {Name: &name, Jobs: newWorkflow(3).Jobs}, newWorkflow(20)}
-	files, _ := filepath.Glob("../testdata/somawf/workflows/*")
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if w, _, err := model.Decode(data); err == nil {
-			defs = append(defs, w)
-		}
-	}
+	defs = append(defs, decodedFiles(t, "../testdata/somawf/workflows/*")...)
 	for i, w := range defs {
 		var want, got bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(w); err != nil {
@@ -234,4 +213,24 @@ func TestJobStatesAsJobs(t *testing.T) {
 			t.Fatalf("job %d:\n got %+v\nwant %+v", i, states[i], want)
 		}
 	}
+}
+
+// decodedFiles decodes every workflow file matching the patterns (files
+// that do not decode are skipped).
+func decodedFiles(t *testing.T, patterns ...string) []*model.Workflow {
+	t.Helper()
+	var defs []*model.Workflow
+	for _, pat := range patterns {
+		files, _ := filepath.Glob(pat)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w, _, err := model.Decode(data); err == nil {
+				defs = append(defs, w)
+			}
+		}
+	}
+	return defs
 }
