@@ -1,7 +1,6 @@
 package local
 
 import (
-	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -76,48 +75,41 @@ func (s *lazyStream) write(p []byte, mkdir bool) {
 // copy runs while the job runs, until EOF or until Finish interrupts it.
 func (s *lazyStream) copy() {
 	defer close(s.done)
-	s.eof = s.pump(true)
-}
-
-// pump copies the pipe into the file until an error; it tells whether the
-// pipe reached EOF (no writer left).
-func (s *lazyStream) pump(mkdir bool) bool {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	for {
-		n, err := s.r.Read(*bp)
-		if n > 0 {
-			s.write((*bp)[:n], mkdir)
-		}
-		if err != nil {
-			return err == io.EOF
-		}
-	}
+	s.eof = s.pump(true, true)
 }
 
 // drain reads what the pipe holds now without waiting; it tells whether
 // the pipe reached EOF (no writer left).
-func (s *lazyStream) drain() bool {
+func (s *lazyStream) drain() bool { return s.pump(true, false) }
+
+// pump copies the pipe into the file; with wait it waits for more until
+// EOF, an error or the read deadline, else it stops when the pipe is empty.
+// It tells whether the pipe reached EOF (no writer left). A copy buffer is
+// taken only while there is something to read, so that thousands of quiet
+// running jobs hold none.
+func (s *lazyStream) pump(mkdir, wait bool) bool {
 	rc, err := s.r.SyscallConn()
 	if err != nil {
 		return true
 	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
 	eof := false
 	_ = rc.Read(func(fd uintptr) bool {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
 		for {
 			n, err := syscall.Read(int(fd), *bp)
 			switch {
 			case n > 0:
-				s.write((*bp)[:n], true)
+				s.write((*bp)[:n], mkdir)
 				continue
 			case err == syscall.EINTR:
 				continue
+			case err == syscall.EAGAIN:
+				return !wait // empty: wait for more, or stop here
 			case err == nil:
 				eof = true
 			}
-			return true // EOF, EAGAIN or an error: stop here
+			return true // EOF or a read error
 		}
 	})
 	return eof
@@ -182,5 +174,5 @@ func (o *Output) abandon() {
 // linger copies a stream until its last writer goes.
 func (s *lazyStream) linger() {
 	defer s.close()
-	s.pump(false)
+	s.pump(false, true)
 }
