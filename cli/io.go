@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +38,28 @@ func (s *IO) Color() bool {
 
 // Progress reports whether a live progress line may be drawn on ErrOut.
 func (s *IO) Progress() bool { return s.errTTY && s.outTTY }
+
+// table is an aligned table on Out, written in large chunks when flushed
+// (a tabwriter alone writes every cell on its own: 800,000 writes for the
+// jobs of a 100,000-job workflow).
+type table struct {
+	*tabwriter.Writer
+	buf *bufio.Writer
+}
+
+// newTable starts an aligned table on Out; its Flush writes it.
+func (s *IO) newTable() *table {
+	buf := bufio.NewWriterSize(s.Out, 1<<16)
+	return &table{Writer: tabwriter.NewWriter(buf, 2, 4, 2, ' ', 0), buf: buf}
+}
+
+// Flush aligns and writes the table.
+func (t *table) Flush() error {
+	if err := t.Writer.Flush(); err != nil {
+		return err
+	}
+	return t.buf.Flush()
+}
 
 // JSON prints v on Out: indented for a person on a terminal, compact (one
 // line, as fast as it gets) for programs.

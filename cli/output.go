@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/somaflow/somaflow/client"
@@ -68,7 +67,7 @@ func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
 	if len(bad) == 0 {
 		return
 	}
-	tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+	tw := s.newTable()
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tOUTCOME\tREASON\tLAST LINE OF STDERR")
 	for _, j := range bad {
 		mark := s.paint("31", j.Status)
@@ -109,7 +108,7 @@ func printJobs(s *IO, doc *client.WorkflowDoc) {
 	c := countJobs(doc)
 	fmt.Fprintf(s.Out, "workflow %s %s: %s (backend %s) — %d jobs: %d succeeded, %d failed, %d aborted, %d running, %d waiting\n",
 		doc.ID, name, doc.Status, doc.Backend, c.total, c.succeeded, c.failed, c.aborted, c.running, c.waiting)
-	tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+	tw := s.newTable()
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tATTEMPT\tDRMS ID\tDURATION")
 	for _, j := range doc.Jobs {
 		status := j.Status

@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	ucli "github.com/urfave/cli/v3"
@@ -253,7 +252,7 @@ func listCommand(s *IO) *ucli.Command {
 			if cmd.Bool("json") {
 				return s.JSON(rows)
 			}
-			tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+			tw := s.newTable()
 			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKEND\tSUBMITTED\tEXPIRES")
 			for _, r := range rows {
 				name := ""
@@ -457,7 +456,7 @@ func failedCommand(s *IO) *ucli.Command {
 			if cmd.Bool("json") {
 				return s.JSON(docs)
 			}
-			tw := tabwriter.NewWriter(s.Out, 2, 4, 2, ' ', 0)
+			tw := s.newTable()
 			fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tREASON")
 			for _, j := range docs {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, j.Status, deref(j.ExitStatus), outcomeText(j), deref(j.Reason))
