@@ -186,6 +186,29 @@ func Run(t *testing.T, h Harness) {
 			}
 		}
 	})
+	t.Run("lazy_lost", func(t *testing.T) {
+		if !s.caps.LazyOutput {
+			t.Skip("log files are not lazy on this backend")
+		}
+		t.Parallel()
+		// The log's directory cannot be made (a file is in the way): the
+		// job still runs to its end, and its outcome says the output was lost.
+		spec := s.spec(t, []string{"sh", "-c", "echo out; echo err >&2"})
+		blocker := filepath.Join(spec.Dir, "blocker")
+		if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		spec.Stdout = filepath.Join(blocker, "job.out")
+		spec.LazyStdout, spec.LazyStderr = true, true
+		o := s.run(t, spec)
+		if !model.Succeeded(o.Status, o.ExitStatus, o.ExitValue) {
+			t.Fatalf("job did not succeed: %s", show(o))
+		}
+		if !strings.Contains(o.Reason, "output lost") || !strings.Contains(o.Reason, "job.out") {
+			t.Fatalf("reason %q does not say the stdout log was lost", o.Reason)
+		}
+		wantFile(t, spec.Stderr, "err\n")
+	})
 	t.Run("stdin", func(t *testing.T) {
 		t.Parallel()
 		spec := s.spec(t, []string{"cat"})

@@ -91,13 +91,14 @@ func (b *Backend) wait(id string, pr *proc) {
 	// Kill the rest of the group: a job's leftovers do not outlive it.
 	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
 	// Its logs are complete before its end is told.
-	pr.out.Finish()
+	lost := LostOutputReason(pr.out.Finish())
 	var o *drms.Outcome
 	if err != nil {
 		o = drms.Undetermined("wait failed: " + err.Error())
 		o.Started, o.Ended = pr.started, ended
 	} else {
 		o = WaitOutcome(ws, &ru, pr.started, ended)
+		o.Reason = lost
 	}
 	b.mu.Lock()
 	pr.outcome = o

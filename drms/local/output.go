@@ -1,7 +1,10 @@
 package local
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,7 +29,7 @@ type lazyStream struct {
 	path    string
 	private string
 	f       *os.File
-	failed  bool // the file could not be created or written: output dropped
+	err     error // the file could not be created or written: output dropped
 	eof     bool
 	done    chan struct{}
 }
@@ -52,7 +55,7 @@ func newLazyStream(path, private string) (*lazyStream, *os.File, error) {
 }
 
 func (s *lazyStream) write(p []byte, mkdir bool) {
-	if s.failed {
+	if s.err != nil {
 		return
 	}
 	if s.f == nil {
@@ -63,12 +66,12 @@ func (s *lazyStream) write(p []byte, mkdir bool) {
 			s.f, err = os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		}
 		if err != nil {
-			s.failed = true
+			s.err = fmt.Errorf("log file %q cannot be created: %v", s.path, UnwrapPath(err))
 			return
 		}
 	}
 	if _, err := s.f.Write(p); err != nil {
-		s.failed = true
+		s.err = fmt.Errorf("log file %q cannot be written: %v", s.path, UnwrapPath(err))
 	}
 }
 
@@ -125,11 +128,13 @@ func (s *lazyStream) close() {
 // Finish completes the copy once the job has ended: it stops the running
 // copy, takes what is left in the pipe and closes the files. A stream still
 // held open by a process that left the job's group keeps being copied in
-// the background (appending to the file, never creating directories).
-func (o *Output) Finish() {
+// the background (appending to the file, never creating directories). The
+// error says which log could not be kept (the job's output to it is lost).
+func (o *Output) Finish() error {
 	if o == nil {
-		return
+		return nil
 	}
+	var errs []error
 	for _, s := range o.streams {
 		if err := s.r.SetReadDeadline(time.Now()); err != nil {
 			// Not pollable (never seen on Linux): the copy cannot be
@@ -138,17 +143,29 @@ func (o *Output) Finish() {
 			continue
 		}
 		<-s.done
-		if s.eof {
-			s.close()
-			continue
+		if !s.eof {
+			_ = s.r.SetReadDeadline(time.Time{})
+			s.eof = s.drain()
 		}
-		_ = s.r.SetReadDeadline(time.Time{})
-		if s.drain() {
+		if s.err != nil {
+			errs = append(errs, s.err)
+		}
+		if s.eof {
 			s.close()
 			continue
 		}
 		go s.linger()
 	}
+	return errors.Join(errs...)
+}
+
+// LostOutputReason is the outcome reason of a job whose log could not be
+// kept (err from Finish), "" if none.
+func LostOutputReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	return "output lost: " + strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // start begins copying (once the job is started).

@@ -112,7 +112,9 @@ func (r *Record) Outcome() *drms.Outcome {
 			Stime:  syscall.NsecToTimeval(r.StimeUS * 1000),
 			Maxrss: r.MaxRSS,
 		}
-		return local.WaitOutcome(syscall.WaitStatus(*r.WS), ru, started, ended)
+		o := local.WaitOutcome(syscall.WaitStatus(*r.WS), ru, started, ended)
+		o.Reason = r.Reason // a log that could not be kept
+		return o
 	case recLost:
 		o := drms.Undetermined(r.Reason)
 		o.Started, o.Ended = started, ended

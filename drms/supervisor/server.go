@@ -357,10 +357,10 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	// A job's leftovers do not outlive it.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	// Its logs are complete before its end is told.
-	j.out.Finish()
+	lost := local.LostOutputReason(j.out.Finish())
 	w := int(ws)
 	j.rec.merge(Record{T: recExit, Ended: ended.UnixNano(), WS: &w,
-		UtimeUS: ru.Utime.Nano() / 1000, StimeUS: ru.Stime.Nano() / 1000, MaxRSS: ru.Maxrss})
+		UtimeUS: ru.Utime.Nano() / 1000, StimeUS: ru.Stime.Nano() / 1000, MaxRSS: ru.Maxrss, Reason: lost})
 	if err := s.jr.append(j.rec); err != nil {
 		s.log.Error("journal", "err", err)
 	}
