@@ -93,6 +93,20 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+// A log that cannot be kept does not fail the job but is said: in the
+// summary and in the job's reason; the exit code stays 0.
+func TestRunReportsLostOutput(t *testing.T) {
+	state := t.TempDir()
+	if err := os.WriteFile(filepath.Join(state, "logs"), nil, 0o600); err != nil { // in the logs dir's way
+		t.Fatal(err)
+	}
+	wf := write(t, "talk.yaml", "jobs:\n  talk: {shell: 'echo hello'}\n  quiet: {command: [\"true\"]}\n")
+	r := run(t, nil, "run", "--state-dir", state, wf)
+	if r.code != 0 || !strings.Contains(r.stdout, "2 succeeded") || !strings.Contains(r.stdout, "output lost") || strings.Contains(r.stdout, "quiet") {
+		t.Fatalf("run: want exit 0, both succeeded, the talking job's output said lost and the quiet one not listed: %+v", r)
+	}
+}
+
 func TestRunJSON(t *testing.T) {
 	r := run(t, nil, "run", "--json", "--max-jobs", "1", write(t, "fail.yaml", failWF))
 	if r.code != 1 {

@@ -58,9 +58,11 @@ func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
 	}
 	fmt.Fprintf(s.Out, "workflow %s%s: %s in %s — %d jobs: %d succeeded, %d failed, %d aborted\n",
 		doc.ID, name, doc.Status, took.Round(time.Millisecond), c.total, c.succeeded, c.failed, c.aborted)
+	// Jobs that did not succeed, and those that did but say something (a
+	// log that could not be kept).
 	var bad []client.JobDoc
 	for _, j := range doc.Jobs {
-		if model.JobEnded(j.Status) && !model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
+		if model.JobEnded(j.Status) && (!model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) || deref(j.Reason) != "") {
 			bad = append(bad, j)
 		}
 	}
@@ -71,6 +73,9 @@ func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tOUTCOME\tREASON\tLAST LINE OF STDERR")
 	for _, j := range bad {
 		mark := s.paint("31", j.Status)
+		if model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
+			mark = s.paint("33", j.Status)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, mark, outcomeText(j), deref(j.Reason), lastLine(j.Stderr))
 	}
 	tw.Flush()
