@@ -35,6 +35,16 @@ type pendingJob struct {
 	after []string
 }
 
+// newDepHarness is a harness whose engine runs on a depBackend.
+func newDepHarness(t *testing.T) (*harness, *depBackend) {
+	h := newHarness(t)
+	h.stopEngine()
+	db := newDepBackend(h.st.Dir)
+	h.be = db
+	h.start()
+	return h, db
+}
+
 func newDepBackend(stateDir string) *depBackend {
 	b := &depBackend{
 		Backend: local.New(drms.Config{StateDir: stateDir}), events: make(chan drms.Event, 10000),
@@ -132,11 +142,7 @@ func (b *depBackend) Kill(ctx context.Context, h drms.Handle) error {
 }
 
 func TestDependenciesHandedToTheDRMS(t *testing.T) {
-	h := newHarness(t)
-	h.stopEngine()
-	db := newDepBackend(h.st.Dir)
-	h.be = db
-	h.start()
+	h, db := newDepHarness(t)
 	mark := func(n string) string { return "echo ran > " + filepath.Join(h.dir, n) }
 	id := h.submit(build([]jobDef{
 		{name: "a", shell: "sleep 0.3; " + mark("a")},
@@ -169,11 +175,7 @@ func TestDependenciesHandedToTheDRMS(t *testing.T) {
 // at the DRMS kills the running job (killed_by_user) and cancels the waiting
 // ones (aborted_before_running).
 func TestStopWithDependenciesAtTheDRMS(t *testing.T) {
-	h := newHarness(t)
-	h.stopEngine()
-	db := newDepBackend(h.st.Dir)
-	h.be = db
-	h.start()
+	h, _ := newDepHarness(t)
 	id := h.submit(build([]jobDef{
 		{name: "long", shell: "exec sleep 60"},
 		{name: "next", shell: "true", after: []string{"long"}},

@@ -926,15 +926,7 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 			e.finish(j, drms.NotStarted(spe.reason))
 		case errors.Is(err, drms.ErrSubmitUncertain):
 			e.log.Warn("submission uncertain", "job", j.row.ID, "err", err)
-			h, found, never := e.locate(ctx, w, j)
-			switch {
-			case found:
-				e.setHandle(j, h)
-			case never:
-				e.requeue(j)
-			default:
-				e.finish(j, lostIntent())
-			}
+			e.settleUncertain(ctx, j)
 		default:
 			// The DRMS refused or is unreachable: the job goes back to the
 			// ready queue and is tried again at the next cycle.
@@ -1003,15 +995,7 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 			}
 		case errors.Is(err, drms.ErrSubmitUncertain):
 			for _, j := range batch {
-				h, found, never := e.locate(ctx, j.w, j)
-				switch {
-				case found:
-					e.setHandle(j, h)
-				case never:
-					e.requeue(j)
-				default:
-					e.finish(j, lostIntent())
-				}
+				e.settleUncertain(ctx, j)
 			}
 		default:
 			e.log.Warn("array submission failed; will retry", "backend", b.name, "jobs", len(batch), "err", err)
@@ -1022,6 +1006,21 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 		}
 	}
 	return rest
+}
+
+// settleUncertain settles a job whose submission may or may not have
+// reached the DRMS: found there (its handle is kept), proved never
+// submitted (ready again), or neither (lost, never re-run blindly).
+func (e *Engine) settleUncertain(ctx context.Context, j *job) {
+	h, found, never := e.locate(ctx, j.w, j)
+	switch {
+	case found:
+		e.setHandle(j, h)
+	case never:
+		e.requeue(j)
+	default:
+		e.finish(j, lostIntent())
+	}
 }
 
 // requeue puts an attempt that never reached the DRMS back in the ready queue.
