@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,9 +176,9 @@ func TestDefinitionWrittenAsEncoder(t *testing.T) {
 	}
 }
 
-// TestJobStatesAsJobs checks that JobStates reads what Jobs reads, less
+// TestEachJobStateAsJobs checks that EachJobState reads what Jobs reads, less
 // the engine's columns, each job with its own values.
-func TestJobStatesAsJobs(t *testing.T) {
+func TestEachJobStateAsJobs(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	id, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(30000), Expiration: time.Now().Add(time.Hour)})
@@ -196,7 +197,13 @@ func TestJobStatesAsJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	states, err := s.JobStates(ctx, id)
+	var states []Job
+	var mu sync.Mutex // put may run in two goroutines (distinct indexes)
+	err = s.EachJobState(ctx, id, func(n int) { states = make([]Job, n) }, func(j *Job) {
+		mu.Lock()
+		defer mu.Unlock()
+		states[j.Index] = *j
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -383,16 +383,6 @@ func (s *Store) SetExpiration(ctx context.Context, wfID int64, t time.Time) erro
 	return nil
 }
 
-// DeleteWorkflowRows removes a workflow, its jobs and its intents.
-func DeleteWorkflowRows(tx *gorm.DB, wfID int64) error {
-	for _, m := range []any{&Job{}, &Intent{}, &Definition{}} {
-		if err := tx.Where("workflow_id = ?", wfID).Delete(m).Error; err != nil {
-			return err
-		}
-	}
-	return tx.Where("id = ?", wfID).Delete(&Workflow{}).Error
-}
-
 // Jobs returns the jobs of a workflow in definition order, read without
 // GORM's reflection and, for big workflows, in two halves at once: a
 // 100,000-job workflow is one quick scan, for the engine's load as for the
@@ -408,19 +398,10 @@ func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	return jobs, nil
 }
 
-// JobStates is Jobs without the columns only the engine uses (Barrier,
-// Priority, HandleVersion, Handle, KillIntent and OutputParams stay zero):
-// what a status document shows, read with fewer calls into SQLite.
-func (s *Store) JobStates(ctx context.Context, wfID int64) ([]Job, error) {
-	var jobs []Job
-	if err := s.EachJobState(ctx, wfID, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
-		return nil, err
-	}
-	return jobs, nil
-}
-
-// EachJobState reads what JobStates reads without making a slice of it:
-// alloc is told the number of jobs first, then put is given each job, in
+// EachJobState reads the jobs of a workflow as Jobs does, without the
+// columns only the engine uses (Barrier, Priority, HandleVersion, Handle,
+// KillIntent and OutputParams stay zero) and without making a slice of
+// them — what a status document shows: alloc is told the number of jobs first, then put is given each job, in
 // no particular order, from up to two goroutines at once (never two calls
 // for the same Index); the job is reused once put returns, the values its
 // pointers and slices hold are not.
@@ -486,7 +467,7 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 
 // scanJobs gives put the jobs whose row id is in [lo, hi), marks their
 // indexes filled and counts them; without full, only the columns of
-// JobStates.
+// EachJobState.
 func scanJobs(ctx context.Context, db *sql.DB, wfID int64, filled []bool, lo, hi int64, count *int, full bool, put func(*Job)) error {
 	cols := `id, "index", name, status, exit_status, exit_value, signal, reason, attempt, drms_id, submitted, started, ended,
 		stdout, stderr, wall_s, cpu_s, max_rss_ki_b, usage_raw`
