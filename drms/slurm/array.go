@@ -345,27 +345,11 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 				return nil, fmt.Errorf("slurm: sbatch array %s: %v: %w", name, err, drms.ErrSubmitUncertain)
 			}
 		}
-		if id, found, lerr := b.findArray(ctx, name); lerr == nil && found {
+		if id, found, lerr := b.findByName(ctx, name, true); lerr == nil && found {
 			return handles(id), nil
 		}
 	}
 	return nil, fmt.Errorf("slurm: sbatch array %s: %v; not found by name afterwards: %w", name, err, drms.ErrSubmitUncertain)
-}
-
-// findArray looks an array up by its name in squeue (one call).
-func (b *Backend) findArray(ctx context.Context, name string) (string, bool, error) {
-	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
-	if err != nil {
-		return "", false, b.cmdError("squeue", stderr, err)
-	}
-	jobs, _ := parseSqueue(out)
-	best := ""
-	for _, j := range jobs {
-		if j.Name == name && j.Array != "" && (best == "" || idLess(best, j.Array)) {
-			best = j.Array
-		}
-	}
-	return best, best != "", nil
 }
 
 // readTaskScript reads the array and task id from an array task's batch
@@ -415,7 +399,7 @@ func (b *Backend) locateTask(ctx context.Context, spec drms.JobSpec, arr, task s
 	if !cached || time.Since(c.when) > arrayLookupTTL {
 		b.loadConfig(ctx)
 		now := time.Now()
-		id, ok, err := b.findArray(ctx, arr)
+		id, ok, err := b.findByName(ctx, arr, true)
 		if err != nil {
 			return drms.Handle{}, false, false, err
 		}

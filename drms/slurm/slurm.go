@@ -300,7 +300,7 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 				return drms.Handle{}, fmt.Errorf("slurm: sbatch %s: %v: %w", spec.Name(), err, drms.ErrSubmitUncertain)
 			}
 		}
-		if id, found, lerr := b.findByName(ctx, spec.Name()); lerr == nil && found {
+		if id, found, lerr := b.findByName(ctx, spec.Name(), false); lerr == nil && found {
 			b.submitted(id)
 			return b.handle(id, spec), nil
 		}
@@ -326,8 +326,9 @@ func sbatchEnv() []string {
 	return env
 }
 
-// findByName looks a job up by its name in squeue (one call).
-func (b *Backend) findByName(ctx context.Context, name string) (string, bool, error) {
+// findByName looks a job up by its name in squeue (one call): a plain job,
+// or with array an array (its array id); the newest wins.
+func (b *Backend) findByName(ctx context.Context, name string, array bool) (string, bool, error) {
 	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
 	if err != nil {
 		return "", false, b.cmdError("squeue", stderr, err)
@@ -335,7 +336,13 @@ func (b *Backend) findByName(ctx context.Context, name string) (string, bool, er
 	jobs, _ := parseSqueue(out)
 	best := ""
 	for id, j := range jobs {
-		if j.Name == name && j.Array == "" && (best == "" || idLess(best, id)) {
+		if j.Name != name || (j.Array != "") != array {
+			continue
+		}
+		if array {
+			id = j.Array
+		}
+		if best == "" || idLess(best, id) {
 			best = id
 		}
 	}
@@ -751,7 +758,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 	// Look before reading the clock: a job listed now was submitted before.
 	b.loadConfig(ctx)
 	now := time.Now()
-	id, found, err := b.findByName(ctx, spec.Name())
+	id, found, err := b.findByName(ctx, spec.Name(), false)
 	if err != nil {
 		return drms.Handle{}, false, false, err
 	}
