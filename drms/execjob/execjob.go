@@ -250,14 +250,8 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 	dir := o.Dir
 	if dir == "" {
 		dir, _ = os.Getwd()
-	} else {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return notStarted(fmt.Sprintf("working directory %q does not exist", dir))
-		}
-		if !fi.IsDir() {
-			return notStarted(fmt.Sprintf("working directory %q is not a directory", dir))
-		}
+	} else if err := local.CheckDir(dir); err != nil {
+		return notStarted(err.(*drms.StartError).Reason)
 	}
 	path, err := local.LookPath(o.Argv[0], local.EnvValue(env, "PATH"), dir)
 	if err != nil {

@@ -35,7 +35,7 @@ func Start(spec drms.JobSpec, stateDir string) (pid int, out *Output, err error)
 	if len(spec.Argv) == 0 {
 		return 0, nil, &drms.StartError{Reason: "empty command"}
 	}
-	if err := checkDir(spec.Dir); err != nil {
+	if err := CheckDir(spec.Dir); err != nil {
 		return 0, nil, err
 	}
 	path, err := LookPath(spec.Argv[0], EnvValue(spec.Env, "PATH"), spec.Dir)
@@ -223,7 +223,9 @@ func UnwrapPath(err error) error {
 	return err
 }
 
-func checkDir(dir string) error {
+// CheckDir checks that a job's working directory exists and is a
+// directory; if not, a *drms.StartError says which.
+func CheckDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return &drms.StartError{Reason: fmt.Sprintf("working directory %q does not exist", dir)}
