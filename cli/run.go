@@ -22,8 +22,9 @@ func runCommand(s *IO) *ucli.Command {
 		Name:      "run",
 		Usage:     "run a workflow to the end in this process and report its outcome",
 		ArgsUsage: "FILE",
-		Description: "Runs the workflow with an engine inside this process, with a private state dir in $TMPDIR\n" +
-			"(removed at exit unless --state-dir or --keep-state is given). Jobs are children of this\n" +
+		Description: "Runs the workflow with an engine inside this process. Its state goes to the state dir named by\n" +
+			"--state-dir, SOMAFLOW_STATE_DIR or the config's state_dir; with none named, to a private dir\n" +
+			"in $TMPDIR, removed at exit unless --keep-state is given. Jobs are children of this\n" +
 			"process; SIGINT/SIGTERM stop the workflow (running jobs end killed_by_user) before exiting.\n" +
 			"Exit 0 when every job succeeded, 1 when one did not, 2 for a bad file.\n\n" + exitHelp,
 		Flags: []ucli.Flag{
@@ -48,9 +49,11 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	if err != nil {
 		return err
 	}
+	// --state-dir, SOMAFLOW_STATE_DIR and the config's state_dir all reach
+	// the flag: a state dir named anywhere is used; only with none is the
+	// state private.
 	stateDir := cmd.String("state-dir")
-	explicit := stateDir != "" && stateDir != os.Getenv("SOMAFLOW_STATE_DIR") && stateDir != s.cfg.StateDir
-	private := !explicit
+	private := stateDir == ""
 	if private {
 		if stateDir, err = os.MkdirTemp("", "somaflow-run-"); err != nil {
 			return fmt.Errorf("private state dir: %w", err)
