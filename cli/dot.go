@@ -113,7 +113,7 @@ func writeDot(out io.Writer, w *model.Workflow, status []string) {
 		}
 		return fmt.Sprintf("j%d", j), fmt.Sprintf(" [%s=cluster_%d]", side, e.Index)
 	}
-	for _, d := range w.Dependencies {
+	for _, d := range w.AllDependencies() {
 		from, fa := node(d.From, false)
 		to, ta := node(d.To, true)
 		if from == "" || to == "" {

@@ -34,7 +34,7 @@ func validateCommand(s *IO) *ucli.Command {
 				if err != nil {
 					res["error"] = err.Error()
 				} else {
-					res["jobs"], res["dependencies"], res["groups"] = len(w.Jobs), len(w.Dependencies), len(w.Groups)
+					res["jobs"], res["dependencies"], res["groups"] = len(w.Jobs), len(w.AllDependencies()), len(w.Groups)
 				}
 				if jerr := s.JSON(res); jerr != nil {
 					return jerr
@@ -47,7 +47,7 @@ func validateCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.Out, "%s: valid %s workflow: %d jobs, %d dependencies, %d groups\n", path, format, len(w.Jobs), len(w.Dependencies), len(w.Groups))
+			fmt.Fprintf(s.Out, "%s: valid %s workflow: %d jobs, %d dependencies, %d groups\n", path, format, len(w.Jobs), len(w.AllDependencies()), len(w.Groups))
 			return nil
 		},
 	}

@@ -46,7 +46,7 @@ func buildGraph(def *model.Workflow) *graph {
 		}
 		return in
 	}
-	for _, d := range def.Dependencies {
+	for _, d := range def.AllDependencies() {
 		from, to := d.From.Index, d.To.Index
 		if d.From.Kind == model.GroupElement {
 			from = wire(d.From.Index) + 1

@@ -71,6 +71,35 @@ type Dependency struct {
 	From, To Element
 }
 
+// AllDependencies returns the workflow's dependencies followed by those its
+// parameter links imply: a link makes its destination depend on its source
+// (soma-workflow's Workflow.add_dependencies_from_links), in both formats.
+// An implied dependency already written as a job-to-job dependency, or
+// implied by an earlier link, is not repeated; links with an index out of
+// range imply nothing (Validate reports them). The engine's graph,
+// validation counts, dot and the soma export all read this, so they agree.
+func (w *Workflow) AllDependencies() []Dependency {
+	if len(w.ParamLinks) == 0 {
+		return w.Dependencies
+	}
+	have := make(map[[2]int]bool, len(w.Dependencies)+len(w.ParamLinks))
+	for _, d := range w.Dependencies {
+		if d.From.Kind == JobElement && d.To.Kind == JobElement {
+			have[[2]int{d.From.Index, d.To.Index}] = true
+		}
+	}
+	deps := w.Dependencies[:len(w.Dependencies):len(w.Dependencies)]
+	for _, l := range w.ParamLinks {
+		k := [2]int{l.Src, l.Dest}
+		if have[k] || l.Src < 0 || l.Src >= len(w.Jobs) || l.Dest < 0 || l.Dest >= len(w.Jobs) {
+			continue
+		}
+		have[k] = true
+		deps = append(deps, Dependency{From: Element{JobElement, l.Src}, To: Element{JobElement, l.Dest}})
+	}
+	return deps
+}
+
 // Group is display structure that can also be the end of a dependency.
 type Group struct {
 	Name     string

@@ -287,3 +287,38 @@ func TestValidateLargeChain(t *testing.T) {
 		t.Fatalf("got %.200q", lines)
 	}
 }
+
+func TestAllDependencies(t *testing.T) {
+	job := func(i int) Element { return Element{JobElement, i} }
+	jobs := []*Job{{}, {}, {}}
+	cases := []struct {
+		name  string
+		deps  []Dependency
+		links []ParamLink
+		want  []Dependency
+	}{
+		{"no links", []Dependency{{job(0), job(1)}}, nil, []Dependency{{job(0), job(1)}}},
+		{"link alone", nil, []ParamLink{{Src: 0, Dest: 2}}, []Dependency{{job(0), job(2)}}},
+		{"link already written", []Dependency{{job(0), job(2)}}, []ParamLink{{Src: 0, Dest: 2, DestParam: "a"}}, []Dependency{{job(0), job(2)}}},
+		{"two links, one source", nil, []ParamLink{{Src: 1, Dest: 2, DestParam: "a"}, {Src: 1, Dest: 2, DestParam: "b"}}, []Dependency{{job(1), job(2)}}},
+		{"group dependency kept, link added", []Dependency{{Element{GroupElement, 0}, job(2)}}, []ParamLink{{Src: 0, Dest: 2}},
+			[]Dependency{{Element{GroupElement, 0}, job(2)}, {job(0), job(2)}}},
+		{"link out of range", nil, []ParamLink{{Src: 7, Dest: 2}}, nil},
+	}
+	for _, c := range cases {
+		w := &Workflow{Jobs: jobs, Dependencies: c.deps, ParamLinks: c.links}
+		got := w.AllDependencies()
+		if len(got) != len(c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+			}
+		}
+		if len(c.deps) > 0 && len(w.Dependencies) != len(c.deps) {
+			t.Errorf("%s: Dependencies modified", c.name)
+		}
+	}
+}
