@@ -3,9 +3,12 @@ package cli_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // run honours a state dir named anywhere (flag, SOMAFLOW_STATE_DIR, the
@@ -94,5 +97,118 @@ func TestLinkImpliesDependency(t *testing.T) {
 	back := write(t, "link.json", r.stdout)
 	if r = run(t, nil, "validate", back); r.code != 0 || !strings.Contains(r.stdout, "2 jobs, 1 dependencies") {
 		t.Fatalf("validate of the soma export: want 1 dependency, got %+v", r)
+	}
+}
+
+// An engine SIGKILLed while a has_outputs job runs: after it restarts, the
+// job's outputs are read and its dependant receives the value.
+func TestEngineRestartKeepsOutputParams(t *testing.T) {
+	work := t.TempDir()
+	state := filepath.Join(work, "state")
+	gate := filepath.Join(work, "go")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
+	t.Cleanup(func() { stopSupervisor(state) })
+	wf := write(t, "link.yaml", `name: restart
+jobs:
+  produce:
+    shell: 'while [ ! -e `+gate+` ]; do sleep 0.02; done; echo "{\"n\": 42}" > "$SOMAWF_OUTPUT_PARAMS"'
+    has_outputs: true
+  consume:
+    command: [echo, 'n=%(n)s']
+    params: {n: 0}
+    links: {n: produce.n}
+`)
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	eng := startEngine(t, env)
+	waitFor(t, "produce running", func() bool {
+		r := run(t, env, "status", "--json", "1")
+		return strings.Contains(r.stdout, `"name":"produce","status":"running"`)
+	})
+	eng.Process.Kill()
+	eng.Wait()
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng = startEngine(t, env)
+	defer func() { eng.Process.Kill(); eng.Wait() }()
+	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
+		t.Fatalf("consume did not receive produce's value after the engine restart: %+v", r)
+	}
+}
+
+// startEngine runs `somaflow engine` in the foreground as a child of the test.
+func startEngine(t *testing.T, env []string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, "engine", "--idle", "30s")
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// stopSupervisor ends the state dir's supervisor, if one runs.
+func stopSupervisor(state string) {
+	data, _ := os.ReadFile(filepath.Join(state, "supervisor.json"))
+	var b struct{ PID int }
+	if json.Unmarshal(data, &b) == nil && b.PID > 0 {
+		syscall.Kill(b.PID, syscall.SIGTERM)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An engine that stops between a has_outputs job's submission and the
+// commit of its handle: the restarted engine looks the attempt up (it ran
+// and ended meanwhile) and must not remove the outputs it wrote.
+func TestEngineRecoveryKeepsEndedAttemptOutputs(t *testing.T) {
+	work := t.TempDir()
+	state := filepath.Join(work, "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
+	t.Cleanup(func() { stopSupervisor(state) })
+	wf := write(t, "link.yaml", `name: recover
+jobs:
+  produce:
+    shell: 'echo "{\"n\": 42}" > "$SOMAWF_OUTPUT_PARAMS"'
+    has_outputs: true
+  consume:
+    command: [echo, 'n=%(n)s']
+    params: {n: 0}
+    links: {n: produce.n}
+`)
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	eng := startEngine(t, append(env, "SOMAFLOW_FAILPOINT=after-submit"))
+	eng.Wait()
+	if code := eng.ProcessState.ExitCode(); code != 99 {
+		t.Fatalf("engine with failpoint after-submit: exit %d, want 99", code)
+	}
+	waitFor(t, "produce's outputs", func() bool {
+		_, err := os.Stat(filepath.Join(state, "params", "1", "1.1.out.json"))
+		return err == nil
+	})
+	eng = startEngine(t, env)
+	defer func() { eng.Process.Kill(); eng.Wait() }()
+	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
+		t.Fatalf("consume did not receive the outputs of the attempt found at recovery: %+v", r)
 	}
 }

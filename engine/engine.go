@@ -132,10 +132,9 @@ const (
 
 type job struct {
 	// row points into the workflow's slice of rows, read in one piece.
-	row       *store.Job
-	w         *wfRun
-	dirty     bool
-	outParams string
+	row   *store.Job
+	w     *wfRun
+	dirty bool
 	// after holds the handles of the dependencies still running at the
 	// DRMS when the job is submitted early (DependencySubmitter).
 	after []drms.Handle
@@ -597,7 +596,7 @@ func (e *Engine) locate(ctx context.Context, w *wfRun, j *job) (h drms.Handle, f
 	if !ok {
 		return h, false, false
 	}
-	spec, err := e.buildSpec(w, j)
+	spec, _, err := e.buildSpec(w, j)
 	if err != nil {
 		return h, false, false
 	}
@@ -899,7 +898,10 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 			e.requeue(j) // not tried: the DRMS just refused another job
 			continue
 		}
-		spec, err := e.buildSpec(w, j)
+		spec, files, err := e.buildSpec(w, j)
+		if err == nil {
+			err = files.prepare()
+		}
 		var h drms.Handle
 		if err == nil {
 			j.row.Stdout, j.row.Stderr = spec.Stdout, spec.Stderr
@@ -958,7 +960,10 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 		var specs []drms.JobSpec
 		var batch []*job
 		for _, j := range js {
-			spec, err := e.buildSpec(j.w, j)
+			spec, files, err := e.buildSpec(j.w, j)
+			if err == nil {
+				err = files.prepare()
+			}
 			var spe *specError
 			if errors.As(err, &spe) {
 				e.finish(j, drms.NotStarted(spe.reason))
@@ -1204,15 +1209,8 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 
 // end records an outcome on an active job's row.
 func (e *Engine) end(j *job, o *drms.Outcome) {
-	if j.outParams != "" && o.Status == model.JobDone {
-		if data, err := os.ReadFile(j.outParams); err == nil {
-			var m map[string]json.RawMessage
-			if json.Unmarshal(data, &m) == nil {
-				j.row.OutputParams = data
-			} else {
-				e.log.Warn("output parameters are not a JSON object", "job", j.row.ID, "file", j.outParams)
-			}
-		}
+	if o.Status == model.JobDone {
+		e.readOutputs(j)
 	}
 	if !o.Started.IsZero() {
 		t := o.Started.UTC()
@@ -1231,6 +1229,36 @@ func (e *Engine) end(j *job, o *drms.Outcome) {
 		t := o.Ended.UTC()
 		j.row.Ended = &t
 	}
+}
+
+// readOutputs records the output parameters of a job with outputs whose
+// attempt ended. The file is found from the definition and the attempt, so
+// an engine that loaded the workflow while the job ran reads them too.
+func (e *Engine) readOutputs(j *job) {
+	w := j.w
+	mj := w.def.Jobs[j.row.Index]
+	if mj == nil || !mj.HasOutputs {
+		return
+	}
+	dir, err := w.jobDir(mj)
+	var path string
+	if err == nil {
+		path, err = e.outParamsFile(w, j, mj, dir)
+	}
+	if err != nil {
+		e.log.Warn("output parameters file", "job", j.row.ID, "err", err)
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil {
+		e.log.Warn("output parameters are not a JSON object", "job", j.row.ID, "file", path)
+		return
+	}
+	j.row.OutputParams = data
 }
 
 // endRow writes an outcome's status fields on a job's row.

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,10 +22,45 @@ type specError struct{ reason string }
 
 func (e *specError) Error() string { return e.reason }
 
+// paramFiles are the parameter files of one attempt: written (input) and
+// cleared (output) by prepare when the attempt is submitted, never when a
+// spec is only built (recovery looks an attempt up with its spec, and must
+// not touch the files of an attempt that may have ended already).
+type paramFiles struct {
+	in     string // input parameters file, "" when the job uses none
+	inData []byte
+	out    string // output parameters file, "" when the job has no outputs
+}
+
+// prepare writes the input parameters and removes a stale output file, so
+// that an earlier attempt's outputs are never read as this one's.
+func (f paramFiles) prepare() error {
+	if f.out != "" {
+		if err := os.MkdirAll(filepath.Dir(f.out), 0o700); err != nil {
+			return fmt.Errorf("output params dir: %w", err)
+		}
+		if err := os.Remove(f.out); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("output params: %w", err)
+		}
+	}
+	if f.in != "" {
+		if err := os.MkdirAll(filepath.Dir(f.in), 0o700); err != nil {
+			return fmt.Errorf("input params dir: %w", err)
+		}
+		if err := os.WriteFile(f.in, f.inData, 0o600); err != nil {
+			return fmt.Errorf("input params: %w", err)
+		}
+	}
+	return nil
+}
+
 // buildSpec resolves everything a backend needs for one attempt of a job:
 // argv with special paths and parameters, environment precedence
-// (submitter < workflow < job < SOMAWF_*), files, queue.
-func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
+// (submitter < workflow < job < SOMAWF_*), files, queue. It has no side
+// effect: the parameter files it names are prepared by the caller that
+// submits (paramFiles.prepare).
+func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, paramFiles, error) {
+	var files paramFiles
 	mj := w.def.Jobs[j.row.Index]
 	spec := drms.JobSpec{
 		EngineTag: e.tag, WorkflowID: w.row.ID, JobID: j.row.ID, JobName: j.row.Name,
@@ -36,7 +73,7 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
 	}
 	params, err := e.jobParams(w, j.row.Index)
 	if err != nil {
-		return spec, err
+		return spec, files, err
 	}
 	if mj.Shell != "" {
 		spec.Argv = []string{"/bin/sh", "-c", mj.Shell}
@@ -45,45 +82,23 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
 		for i, a := range mj.Command {
 			s, err := w.renderArg(a, params)
 			if err != nil {
-				return spec, &specError{fmt.Sprintf("command[%d]: %v", i, err)}
+				return spec, files, &specError{fmt.Sprintf("command[%d]: %v", i, err)}
 			}
 			spec.Argv[i] = s
 		}
 	}
-	file := func(field string, a *model.Arg) (string, error) {
-		if a == nil {
-			return "", nil
-		}
-		s, err := w.renderArg(*a, nil)
-		if err != nil {
-			return "", &specError{fmt.Sprintf("%s: %v", field, err)}
-		}
-		return s, nil
+	if spec.Dir, err = w.jobDir(mj); err != nil {
+		return spec, files, err
 	}
-	if spec.Dir, err = file("working_directory", mj.WorkingDirectory); err != nil {
-		return spec, err
+	if spec.Stdin, err = w.jobFile(spec.Dir, "stdin", mj.Stdin); err != nil {
+		return spec, files, err
 	}
-	if spec.Dir == "" {
-		spec.Dir = w.row.Cwd
-	} else if !filepath.IsAbs(spec.Dir) {
-		spec.Dir = filepath.Join(w.row.Cwd, spec.Dir)
+	if spec.Stdout, err = w.jobFile(spec.Dir, "stdout_file", mj.StdoutFile); err != nil {
+		return spec, files, err
 	}
-	abs := func(p string) string {
-		if p != "" && !filepath.IsAbs(p) {
-			return filepath.Join(spec.Dir, p)
-		}
-		return p
+	if spec.Stderr, err = w.jobFile(spec.Dir, "stderr_file", mj.StderrFile); err != nil {
+		return spec, files, err
 	}
-	if spec.Stdin, err = file("stdin", mj.Stdin); err != nil {
-		return spec, err
-	}
-	if spec.Stdout, err = file("stdout_file", mj.StdoutFile); err != nil {
-		return spec, err
-	}
-	if spec.Stderr, err = file("stderr_file", mj.StderrFile); err != nil {
-		return spec, err
-	}
-	spec.Stdin, spec.Stdout, spec.Stderr = abs(spec.Stdin), abs(spec.Stdout), abs(spec.Stderr)
 	logBase := filepath.Join(e.logDir(w.row.ID), fmt.Sprintf("%d.%d", j.row.ID, j.row.Attempt))
 	if spec.Stdout == "" {
 		spec.Stdout, spec.LazyStdout = logBase+".out", true
@@ -95,51 +110,77 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, error) {
 	env := append([]string(nil), w.baseEnv...)
 	env = appendEnv(env, mj.Env)
 	if mj.HasOutputs {
-		out, err := file("output_params_file", mj.OutputParamsFile)
-		if err != nil {
-			return spec, err
+		if files.out, err = e.outParamsFile(w, j, mj, spec.Dir); err != nil {
+			return spec, files, err
 		}
-		if out == "" {
-			out = filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.out.json", j.row.ID, j.row.Attempt))
-		}
-		out = abs(out)
-		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-			return spec, fmt.Errorf("output params dir: %w", err)
-		}
-		os.Remove(out) // a stale file from an earlier attempt must not be read as this one's
-		j.outParams = out
-		env = append(env, "SOMAWF_OUTPUT_PARAMS="+out)
+		env = append(env, "SOMAWF_OUTPUT_PARAMS="+files.out)
 	}
 	if mj.UseInputParamsFile {
-		in, err := file("input_params_file", mj.InputParamsFile)
+		in, err := w.jobFile(spec.Dir, "input_params_file", mj.InputParamsFile)
 		if err != nil {
-			return spec, err
+			return spec, files, err
 		}
 		if in == "" {
-			in = filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.in.json", j.row.ID, j.row.Attempt))
+			in = absIn(spec.Dir, filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.in.json", j.row.ID, j.row.Attempt)))
 		}
-		in = abs(in)
 		// Written as Python's json.dump does: "parameters" first, then
 		// "configuration_dict", with ", " and ": " separators.
 		text := `{"parameters": ` + pyJSON(params)
 		if hasConfig(mj.Configuration) {
 			var conf any
 			if err := json.Unmarshal(mj.Configuration, &conf); err != nil {
-				return spec, &specError{fmt.Sprintf("configuration: %v", err)}
+				return spec, files, &specError{fmt.Sprintf("configuration: %v", err)}
 			}
 			text += `, "configuration_dict": ` + pyJSON(conf)
 		}
-		data := []byte(text + "}")
-		if err := os.MkdirAll(filepath.Dir(in), 0o700); err != nil {
-			return spec, fmt.Errorf("input params dir: %w", err)
-		}
-		if err := os.WriteFile(in, data, 0o600); err != nil {
-			return spec, fmt.Errorf("input params: %w", err)
-		}
+		files.in, files.inData = in, []byte(text+"}")
 		env = append(env, "SOMAWF_INPUT_PARAMS="+in)
 	}
 	spec.Env = env
-	return spec, nil
+	return spec, files, nil
+}
+
+// jobDir is the working directory of a job: its own (relative to the
+// submitter's), else the submitter's.
+func (w *wfRun) jobDir(mj *model.Job) (string, error) {
+	dir, err := w.jobFile(w.row.Cwd, "working_directory", mj.WorkingDirectory)
+	if dir == "" && err == nil {
+		dir = w.row.Cwd
+	}
+	return dir, err
+}
+
+// jobFile renders one of a job's file fields, made absolute against dir;
+// "" when the field is not set.
+func (w *wfRun) jobFile(dir, field string, a *model.Arg) (string, error) {
+	if a == nil {
+		return "", nil
+	}
+	s, err := w.renderArg(*a, nil)
+	if err != nil {
+		return "", &specError{fmt.Sprintf("%s: %v", field, err)}
+	}
+	return absIn(dir, s), nil
+}
+
+// absIn makes a relative path p absolute against dir ("" stays "").
+func absIn(dir, p string) string {
+	if p != "" && !filepath.IsAbs(p) {
+		return filepath.Join(dir, p)
+	}
+	return p
+}
+
+// outParamsFile is where the current attempt of a job with outputs writes
+// them: derived from the definition, the job and its attempt alone, so that
+// an engine that reloads a running workflow reads the same file the
+// attempt was given.
+func (e *Engine) outParamsFile(w *wfRun, j *job, mj *model.Job, dir string) (string, error) {
+	out, err := w.jobFile(dir, "output_params_file", mj.OutputParamsFile)
+	if out == "" && err == nil {
+		out = absIn(dir, filepath.Join(e.paramDir(w.row.ID), fmt.Sprintf("%d.%d.out.json", j.row.ID, j.row.Attempt)))
+	}
+	return out, err
 }
 
 func hasConfig(c json.RawMessage) bool {
