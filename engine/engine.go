@@ -632,7 +632,7 @@ func (e *Engine) queueEarly(w *wfRun) {
 			continue
 		}
 		if _, ok := e.earlyAfter(w, int(v)); ok {
-			w.state[v] = nReady
+			w.set(int(v), nReady)
 			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: v, early: true})
 		}
 	}
@@ -679,25 +679,22 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 // converges: ready jobs queued, barriers passed, failures propagated.
 func (e *Engine) rebuild(w *wfRun) {
 	n := w.g.nodes()
-	w.state = make([]uint8, n)
+	w.state = make([]uint8, n) // every node waiting: every job unended
 	w.remaining = make([]int32, n)
 	w.ready = w.ready[:0]
-	w.running, w.unended = 0, 0
+	w.running, w.unended = 0, len(w.jobs)
 	for i, j := range w.jobs {
 		switch {
 		case model.JobEnded(j.row.Status):
 			if succeeded(j) {
-				w.state[i] = nSucceeded
+				w.set(i, nSucceeded)
 				w.forget(i)
 			} else {
-				w.state[i] = nFailed
+				w.set(i, nFailed)
 			}
 		case j.row.Status == model.JobNotSubmitted:
-			w.unended++
 		default:
-			w.state[i] = nActive
-			w.running++
-			w.unended++
+			w.set(i, nActive)
 		}
 	}
 	// Hidden nodes succeed when all their predecessors did: compute in
@@ -714,7 +711,7 @@ func (e *Engine) rebuild(w *wfRun) {
 		v := int(queue[0])
 		queue = queue[1:]
 		if w.g.hidden(v) && w.state[v] == nWaiting && w.remaining[v] == 0 {
-			w.state[v] = nSucceeded
+			w.set(v, nSucceeded)
 		}
 		switch w.state[v] {
 		case nSucceeded:
@@ -777,18 +774,18 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 			continue
 		}
 		if !w.g.hidden(v) && !w.def.Jobs[v].IsBarrier() {
-			w.state[v] = nReady
+			w.set(v, nReady)
 			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
 			continue
 		}
-		w.state[v] = nSucceeded
-		if !w.g.hidden(v) {
-			w.forget(v)
+		if w.g.hidden(v) {
+			w.set(v, nSucceeded)
+		} else {
 			j := w.jobs[v]
 			now := time.Now().UTC()
 			j.row.Submitted, j.row.Started = &now, &now
-			e.endRow(j, drms.Exited(0))
-			w.unended--
+			e.endJob(j, drms.Exited(0))
+			w.forget(v)
 		}
 		for _, s := range w.g.succ[v] {
 			w.remaining[s]--
@@ -823,10 +820,10 @@ func (e *Engine) abortFrom(w *wfRun, v int) {
 		default:
 			continue
 		}
-		w.state[s] = nFailed
-		if !w.g.hidden(s) {
-			e.endRow(w.jobs[s], &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
-			w.unended--
+		if w.g.hidden(s) {
+			w.set(s, nFailed)
+		} else {
+			e.endJob(w.jobs[s], abortedBefore())
 		}
 		work = append(work, w.g.succ[s]...)
 	}
@@ -856,13 +853,12 @@ func (e *Engine) schedule() []*job {
 			if it.early && w.remaining[v] > 0 {
 				after, ok := e.earlyAfter(w, v)
 				if !ok {
-					w.state[v] = nWaiting // no longer eligible: waits as usual
+					w.set(v, nWaiting) // no longer eligible: waits as usual
 					continue
 				}
 				j.after = after
 			}
-			w.state[v] = nActive
-			w.running++
+			w.set(v, nActive)
 			j.row.Attempt++
 			j.row.Status = model.JobSubmissionPending
 			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil
@@ -1034,8 +1030,7 @@ func (e *Engine) requeue(j *job) {
 	j.row.Attempt--
 	j.row.Status = model.JobNotSubmitted
 	j.row.Submitted = nil
-	w.state[j.row.Index] = nReady
-	w.running--
+	w.set(j.row.Index, nReady)
 	heap.Push(&w.ready, readyItem{prio: w.def.Jobs[j.row.Index].Priority, idx: int32(j.row.Index)})
 	e.markDirty(j)
 }
@@ -1061,18 +1056,13 @@ func (e *Engine) stop(w *wfRun) {
 	for i, j := range w.jobs {
 		switch w.state[i] {
 		case nWaiting, nReady:
-			w.state[i] = nFailed
-			e.endRow(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
-			w.unended--
+			e.endJob(j, abortedBefore())
 		case nActive:
 			if !j.row.KillIntent {
 				j.row.KillIntent = true
 				if j.row.Status == model.JobSubmissionPending && j.row.DRMSID == "" {
 					// Not submitted yet (its submission is skipped).
-					w.state[i] = nFailed
-					e.endRow(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
-					w.running--
-					w.unended--
+					e.endJob(j, abortedBefore())
 					continue
 				}
 				j.row.Status = model.JobKillPending
@@ -1190,9 +1180,7 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 		e.acks[w.b] = append(e.acks[w.b], handleOf(j))
 	}
 	e.end(j, o)
-	w.running--
-	if succeeded(j) {
-		w.state[v] = nSucceeded
+	if w.state[v] == nSucceeded {
 		w.forget(v)
 		for _, s := range w.g.succ[v] {
 			w.remaining[s]--
@@ -1201,7 +1189,6 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 			}
 		}
 	} else {
-		w.state[v] = nFailed
 		e.abortFrom(w, v)
 	}
 	e.maybeFinish(w)
@@ -1221,10 +1208,7 @@ func (e *Engine) end(j *job, o *drms.Outcome) {
 	if len(u.Raw) > 0 {
 		j.row.UsageRaw, _ = json.Marshal(u.Raw)
 	}
-	if w := j.w; w.unended > 0 && !model.JobEnded(j.row.Status) {
-		w.unended--
-	}
-	e.endRow(j, o)
+	e.endJob(j, o)
 	if !o.Ended.IsZero() {
 		t := o.Ended.UTC()
 		j.row.Ended = &t
@@ -1259,6 +1243,52 @@ func (e *Engine) readOutputs(j *job) {
 		return
 	}
 	j.row.OutputParams = data
+}
+
+// endJob ends a job that was waiting, ready or active: its row takes the
+// outcome and its node, by set, the state that outcome means. With set, it
+// is where a job's row status, its node's state and the workflow's
+// counters change together.
+func (e *Engine) endJob(j *job, o *drms.Outcome) {
+	e.endRow(j, o)
+	if succeeded(j) {
+		j.w.set(j.row.Index, nSucceeded)
+	} else {
+		j.w.set(j.row.Index, nFailed)
+	}
+}
+
+// set moves node v to state s, keeping the workflow's counters true to
+// the node states: running counts the jobs submitted and not ended
+// (nActive), unended the jobs not ended (waiting, ready or active). Hidden
+// group nodes count in neither. Every change of a node's state goes
+// through here.
+func (w *wfRun) set(v int, s uint8) {
+	old := w.state[v]
+	w.state[v] = s
+	if w.g.hidden(v) {
+		return
+	}
+	w.running += isActive(s) - isActive(old)
+	w.unended += isUnended(s) - isUnended(old)
+}
+
+func isActive(s uint8) int {
+	if s == nActive {
+		return 1
+	}
+	return 0
+}
+
+func isUnended(s uint8) int {
+	if s < nSucceeded {
+		return 1
+	}
+	return 0
+}
+
+func abortedBefore() *drms.Outcome {
+	return &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore}
 }
 
 // endRow writes an outcome's status fields on a job's row.
