@@ -1,7 +1,10 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/somaflow/somaflow/client"
 )
 
 // run honours a state dir named anywhere (flag, SOMAFLOW_STATE_DIR, the
@@ -210,5 +215,50 @@ jobs:
 	}
 	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
 		t.Fatalf("consume did not receive the outputs of the attempt found at recovery: %+v", r)
+	}
+}
+
+// One engine per state dir, whoever starts it: a Go program that embeds
+// the engine (client.Open) holds the state dir's lock, so `somaflow submit`
+// starts no second engine and every job runs once; a second embedded
+// engine on the same state dir is refused with ErrEngineRunning.
+func TestEmbeddedEngineIsTheStateDirsOnlyEngine(t *testing.T) {
+	state := t.TempDir()
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	t.Cleanup(func() { run(t, env, "engine", "stop"); stopSupervisor(state) })
+	ctx := context.Background()
+	c, err := client.Open(ctx, client.Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := client.Open(ctx, client.Options{StateDir: state}); !errors.Is(err, client.ErrEngineRunning) {
+		t.Fatalf("a second embedded engine on the state dir: want ErrEngineRunning, got %v", err)
+	}
+	if r := run(t, env, "engine", "--idle", "1s"); r.code != 5 || !strings.Contains(r.stderr, "engine already runs") {
+		t.Fatalf("somaflow engine beside an embedded one: want exit 5 naming the running engine, got %+v", r)
+	}
+	runs := filepath.Join(t.TempDir(), "runs")
+	var wf strings.Builder
+	wf.WriteString("jobs:\n")
+	for i := range 20 {
+		fmt.Fprintf(&wf, "  j%d: {shell: 'echo j%d >> %s'}\n", i, i, runs)
+	}
+	if r := run(t, env, "submit", write(t, "wf.yaml", wf.String())); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	if err := c.WaitWorkflow(ctx, 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Give a second engine, if one was started, the time to run them again.
+	if r := run(t, env, "wait", "1", "--timeout", "30s"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	data, _ := os.ReadFile(runs)
+	if n := strings.Count(string(data), "\n"); n != 20 {
+		t.Fatalf("20 jobs ran %d times in all:\n%s", n, data)
+	}
+	if r := run(t, env, "engine", "status", "--json"); !strings.Contains(r.stdout, fmt.Sprintf(`"pid":%d`, os.Getpid())) {
+		t.Fatalf("engine status: want the embedding process (pid %d) as the engine, got %+v", os.Getpid(), r)
 	}
 }

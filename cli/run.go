@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,11 +65,6 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 			fmt.Fprintf(s.ErrOut, "somaflow: state kept in %s\n", stateDir)
 		}
 	}
-	lock, err := store.LockEngine(stateDir)
-	if err != nil {
-		return fmt.Errorf("%w: %v (use `somaflow submit`, or another --state-dir)", client.ErrUnavailable, err)
-	}
-	defer lock.Unlock()
 	spool := cmd.String("spool-dir")
 	if spool == "" && private {
 		// $TMPDIR is not visible from compute nodes: batch jobs spool under
@@ -81,6 +77,9 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	c, err := client.Open(ctx, client.Options{
 		StateDir: stateDir, Backend: cmd.String("backend"), SpoolDir: spool, ExecPath: exe, Settings: s.cfg.Settings,
 	})
+	if errors.Is(err, client.ErrEngineRunning) {
+		return fmt.Errorf("%w (use `somaflow submit`, or another --state-dir)", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -96,25 +96,6 @@ func engineCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if other, info := store.OtherHostEngine(dir); other {
-				if cmd.Bool("background") {
-					return nil
-				}
-				return fmt.Errorf("%w: %v on another host (%s)", client.ErrUnavailable, store.ErrEngineRunning, info)
-			}
-			lock, err := store.LockEngine(dir)
-			if errors.Is(err, store.ErrEngineRunning) && cmd.Bool("background") {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
-			}
-			defer lock.Unlock()
-			go func() {
-				for range time.Tick(store.HeartbeatPeriod) {
-					lock.Heartbeat()
-				}
-			}()
 			// Caught, not ignored, so that jobs and the supervisor started
 			// from here do not inherit an ignored SIGHUP.
 			signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
@@ -127,6 +108,9 @@ func engineCommand(s *IO) *ucli.Command {
 				ExecPath: exe, Idle: cmd.Duration("idle"), Logger: engineLogger(s), Settings: s.cfg.Settings,
 				Supervised: true,
 			})
+			if errors.Is(err, client.ErrEngineRunning) && cmd.Bool("background") {
+				return nil // started by submit while another engine started: that one runs
+			}
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -34,6 +35,10 @@ var (
 	ErrInvalid = errors.New("invalid input")
 	// ErrUnavailable: the database or the backend cannot be used.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrEngineRunning: Open was asked for an engine in this process while
+	// another engine (of this or another process, on this or another host)
+	// holds the state dir. Open with NoEngine to use that engine instead.
+	ErrEngineRunning = store.ErrEngineRunning
 )
 
 // DefaultExpiration is how long a workflow is kept after submission unless
@@ -69,6 +74,7 @@ type Options struct {
 // Client is an open connection to a state dir, with its engine.
 type Client struct {
 	st      *store.Store
+	lock    *store.EngineLock
 	eng     *engine.Engine
 	be      drms.Backend
 	backend string
@@ -78,7 +84,10 @@ type Client struct {
 }
 
 // Open opens the state dir and, unless opts.NoEngine, starts an engine in
-// this process. Close stops it.
+// this process. Close stops it. One engine runs per state dir: the engine
+// takes the state dir's lock (recording host and pid, with a heartbeat for
+// other hosts), and Open fails with ErrEngineRunning (and ErrUnavailable)
+// when another engine holds it.
 func Open(ctx context.Context, opts Options) (*Client, error) {
 	dir := opts.StateDir
 	if dir == "" {
@@ -91,11 +100,24 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Backend == "" {
 		opts.Backend = "local"
 	}
+	// The engine's lock is taken before the database is opened: a second
+	// engine is refused without touching the state.
+	var lock *store.EngineLock
+	if !opts.NoEngine {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%w: state dir %q: %v", ErrInvalid, dir, err)
+		}
+		if lock, err = lockEngine(abs); err != nil {
+			return nil, err
+		}
+	}
 	st, err := store.Open(ctx, dir)
 	if err != nil {
+		lock.Unlock()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	c := &Client{st: st, backend: opts.Backend}
+	c := &Client{st: st, lock: lock, backend: opts.Backend}
 	if opts.NoEngine {
 		return c, nil
 	}
@@ -109,6 +131,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	}
 	be, err := open(opts.Backend, cfg)
 	if err != nil {
+		c.lock.Unlock()
 		st.Close()
 		return nil, err
 	}
@@ -128,7 +151,33 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		c.engErr = c.eng.Run(ectx)
 		close(c.done)
 	}()
+	go func() {
+		tick := time.NewTicker(store.HeartbeatPeriod)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				c.lock.Heartbeat()
+			case <-c.done:
+				return
+			}
+		}
+	}()
 	return c, nil
+}
+
+// lockEngine takes the state dir's engine lock for an engine of this
+// process. An engine on another host is seen by its heartbeat, since flock
+// may not reach across hosts on a network filesystem.
+func lockEngine(dir string) (*store.EngineLock, error) {
+	if other, info := store.OtherHostEngine(dir); other {
+		return nil, fmt.Errorf("%w: %w (on another host: %s)", ErrUnavailable, ErrEngineRunning, info)
+	}
+	lock, err := store.LockEngine(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return lock, nil
 }
 
 // EngineDone is closed when the in-process engine stopped by itself (idle)
@@ -149,6 +198,7 @@ func (c *Client) Close() error {
 		c.cancel = nil
 		c.eng.Close()
 		c.be.Close()
+		c.lock.Unlock()
 	}
 	if cerr := c.st.Close(); err == nil {
 		err = cerr
