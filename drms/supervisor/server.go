@@ -446,8 +446,14 @@ func (c *sconn) flush() {
 		err := c.w.Flush()
 		c.mu.Lock()
 		if err != nil {
+			// Only the write side is shut: the peer sees the end of the
+			// connection, and what it sent before it died or gave up is
+			// still read and carried out to its end. Closing the whole
+			// connection here would drop a dead engine's last requests
+			// unread at random, and "locate" could not say whether they
+			// were ever carried out.
 			c.dead = true
-			c.c.Close()
+			c.c.CloseWrite()
 		}
 	}
 	c.writing = false
