@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -261,4 +263,107 @@ func TestEmbeddedEngineIsTheStateDirsOnlyEngine(t *testing.T) {
 	if r := run(t, env, "engine", "status", "--json"); !strings.Contains(r.stdout, fmt.Sprintf(`"pid":%d`, os.Getpid())) {
 		t.Fatalf("engine status: want the embedding process (pid %d) as the engine, got %+v", os.Getpid(), r)
 	}
+}
+
+// fakeSlurmDown puts Slurm commands that cannot reach their controller
+// first on PATH (real Slurm's words): an error path, so a fake.
+func fakeSlurmDown(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"sbatch", "squeue", "sacct", "scontrol", "scancel"} {
+		body := "#!/bin/sh\necho \"$(basename $0): error: Batch job submission failed: Unable to contact slurm controller (connect failure)\" >&2\nexit 1\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "PATH=" + dir + ":" + os.Getenv("PATH")
+}
+
+// A DRMS that cannot be reached is said at once: on run's stderr, in the
+// waiting job's reason, in a line of status and in the status document;
+// and run leaves no spool files behind.
+func TestUnreachableBackendIsShown(t *testing.T) {
+	home := t.TempDir()
+	env := []string{fakeSlurmDown(t), "HOME=" + home, "XDG_STATE_HOME=", "SOMAFLOW_BACKEND=slurm", "SOMAFLOW_CONFIG="}
+	wf := write(t, "wf.yaml", "jobs:\n  a: {command: [\"true\"]}\n")
+
+	cmd := exec.Command(binary, "run", wf)
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "run to say the backend is unreachable", func() bool {
+		return strings.Contains(stderr.String(), "backend slurm unreachable since") &&
+			strings.Contains(stderr.String(), "Unable to contact slurm controller")
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if left := filesUnder(t, home); len(left) != 0 {
+		t.Fatalf("run left files behind under the default state dir: %v", left)
+	}
+
+	state := t.TempDir()
+	env = append(env, "SOMAFLOW_STATE_DIR="+state)
+	t.Cleanup(func() { run(t, env, "engine", "stop") })
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	var r result
+	waitFor(t, "status to show the unreachable backend", func() bool {
+		r = run(t, env, "status", "1")
+		return strings.Contains(r.stdout, "backend slurm unreachable since")
+	})
+	if !strings.Contains(r.stdout, "Unable to contact slurm controller") {
+		t.Fatalf("status: the DRMS's words are missing: %s", r.stdout)
+	}
+	r = run(t, env, "status", "--json", "1")
+	var doc struct {
+		Backend *struct{ Since, Message string } `json:"backend_unreachable"`
+		Jobs    []struct {
+			Status string
+			Reason *string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Backend == nil || !strings.Contains(doc.Backend.Message, "Unable to contact slurm controller") {
+		t.Fatalf("status --json: backend_unreachable %+v", doc.Backend)
+	}
+	if j := doc.Jobs[0]; j.Status != "not_submitted" || j.Reason == nil || !strings.Contains(*j.Reason, "Unable to contact slurm controller") {
+		t.Fatalf("status --json: the waiting job's reason does not say why: %+v", j)
+	}
+}
+
+// filesUnder lists the regular files under dir.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	return files
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -113,6 +113,9 @@ func printJobs(s *IO, doc *client.WorkflowDoc) {
 	c := countJobs(doc)
 	fmt.Fprintf(s.Out, "workflow %s %s: %s (backend %s) — %d jobs: %d succeeded, %d failed, %d aborted, %d running, %d waiting\n",
 		doc.ID, name, doc.Status, doc.Backend, c.total, c.succeeded, c.failed, c.aborted, c.running, c.waiting)
+	if p := doc.BackendUnreachable; p != nil {
+		fmt.Fprintln(s.Out, s.paint("33", unreachableText(doc.Backend, p)))
+	}
 	tw := s.newTable()
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tATTEMPT\tDRMS ID\tDURATION")
 	for _, j := range doc.Jobs {
@@ -144,6 +147,47 @@ func duration(j client.JobDoc) string {
 		}
 	}
 	return end.Sub(start).Round(time.Second).String()
+}
+
+// unreachableText is the line that says a backend cannot be reached.
+func unreachableText(backend string, p *client.BackendProblemDoc) string {
+	since := p.Since
+	if t, err := time.Parse(time.RFC3339, p.Since); err == nil {
+		since = t.Local().Format("15:04:05")
+	}
+	return fmt.Sprintf("backend %s unreachable since %s: %s (jobs wait; the engine retries)", backend, since, p.Message)
+}
+
+// watchBackend prints on stderr when the workflow's backend cannot be
+// reached, and again when it answers, until stop is called.
+func watchBackend(ctx context.Context, s *IO, c *client.Client, backend string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	next, stopWatch := c.Watch()
+	go func() {
+		defer close(done)
+		defer stopWatch()
+		var shown *client.BackendProblemDoc
+		for {
+			changed := next()
+			p, err := c.BackendUnreachable(ctx, backend)
+			switch {
+			case err != nil:
+			case p != nil && (shown == nil || shown.Message != p.Message):
+				fmt.Fprintf(s.ErrOut, "somaflow: %s\n", unreachableText(backend, p))
+				shown = p
+			case p == nil && shown != nil:
+				fmt.Fprintf(s.ErrOut, "somaflow: backend %s answers again\n", backend)
+				shown = nil
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // startProgress draws a progress bar on a terminal until stop is called.

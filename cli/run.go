@@ -14,6 +14,8 @@ import (
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/model"
 	"github.com/somaflow/somaflow/store"
 )
@@ -108,10 +110,19 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 		}
 	}()
 	stopProgress := startProgress(waitCtx, s, c, id)
+	stopBackend := watchBackend(waitCtx, s, c, c.Backend())
 	err = c.WaitWorkflow(waitCtx, id, -1)
+	stopBackend()
 	stopProgress()
 	if err != nil {
 		return err
+	}
+	if private {
+		// Nothing of the workflow runs any more: its batch spool (scripts,
+		// environment files, status files) goes with the private state.
+		if root, err := batch.SpoolRoot(drms.Config{SpoolDir: spool, StateDir: stateDir, EngineTag: drms.EngineTag(stateDir)}); err == nil {
+			defer os.RemoveAll(root)
+		}
 	}
 	doc, err := c.WorkflowElementsStatus(ctx, id)
 	if err != nil {

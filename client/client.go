@@ -180,6 +180,9 @@ func lockEngine(dir string) (*store.EngineLock, error) {
 	return lock, nil
 }
 
+// Backend is the name of the backend new workflows of this client run on.
+func (c *Client) Backend() string { return c.backend }
+
 // EngineDone is closed when the in-process engine stopped by itself (idle)
 // or failed (EngineErr tells); nil without an engine.
 func (c *Client) EngineDone() <-chan struct{} { return c.done }

@@ -13,14 +13,24 @@ import (
 // run, status and wait, and what WorkflowElementsStatus returns. Its fields
 // are documented in the README; a golden-file test keeps it stable.
 type WorkflowDoc struct {
-	ID         string   `json:"id"`
-	Name       *string  `json:"name"`
-	Status     string   `json:"status"`
-	Backend    string   `json:"backend"`
-	Queue      *string  `json:"queue"`
-	Submitted  *string  `json:"submitted"`
-	Expiration *string  `json:"expiration"`
-	Jobs       []JobDoc `json:"jobs"`
+	ID         string  `json:"id"`
+	Name       *string `json:"name"`
+	Status     string  `json:"status"`
+	Backend    string  `json:"backend"`
+	Queue      *string `json:"queue"`
+	Submitted  *string `json:"submitted"`
+	Expiration *string `json:"expiration"`
+	// BackendUnreachable is set while the engine cannot reach the
+	// workflow's backend (jobs then wait, their reason says so).
+	BackendUnreachable *BackendProblemDoc `json:"backend_unreachable"`
+	Jobs               []JobDoc           `json:"jobs"`
+}
+
+// BackendProblemDoc says since when a backend cannot be reached, in the
+// DRMS's own words.
+type BackendProblemDoc struct {
+	Since   string `json:"since"`
+	Message string `json:"message"`
 }
 
 // JobDoc is one job of the status document (also JobTerminationStatus).
@@ -61,12 +71,29 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 		ID: strconv.FormatInt(row.ID, 10), Name: row.Name, Status: row.Status, Backend: row.Backend,
 		Queue: nonEmpty(row.Queue), Submitted: timeText(&row.Submitted), Expiration: timeText(&row.Expiration),
 	}
+	if d.BackendUnreachable, err = c.BackendUnreachable(ctx, row.Backend); err != nil {
+		return nil, err
+	}
 	// Each job goes straight into the document (no slice of rows first).
 	err = c.st.EachJobState(ctx, id, func(n int) { d.Jobs = make([]JobDoc, n) }, func(j *store.Job) { d.Jobs[j.Index] = jobDoc(j) })
 	if err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// BackendUnreachable tells whether the engine cannot reach a backend now:
+// since when and why, or nil.
+func (c *Client) BackendUnreachable(ctx context.Context, backend string) (*BackendProblemDoc, error) {
+	ps, err := c.st.BackendProblems(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := ps[backend]
+	if !ok {
+		return nil, nil
+	}
+	return &BackendProblemDoc{Since: p.Since.UTC().Format(time.RFC3339), Message: p.Message}, nil
 }
 
 func jobDoc(j *store.Job) JobDoc {

@@ -11,6 +11,8 @@ package drms
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -310,3 +312,11 @@ type Config struct {
 type StartError struct{ Reason string }
 
 func (e *StartError) Error() string { return "cannot start: " + e.Reason }
+
+// EngineTag is the engine tag of a state dir: 8 hex digits of its path's
+// hash, put in DRMS job names (and spool subdirs) so that engines never
+// touch each other's jobs.
+func EngineTag(stateDir string) string {
+	sum := sha256.Sum256([]byte(stateDir))
+	return hex.EncodeToString(sum[:])[:8]
+}

@@ -12,8 +12,6 @@ package engine
 import (
 	"container/heap"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +55,13 @@ type backendRun struct {
 	caps    drms.Capabilities
 	handles map[string]*job
 	events  <-chan drms.Event
+
+	// retryAt holds this backend's submissions back after it refused or
+	// could not be reached; down says since when and why (nil: it
+	// answers). downDirty: down changed since the last commit.
+	retryAt   time.Time
+	down      *store.BackendProblem
+	downDirty bool
 }
 
 // Engine runs workflows stored in a store on one backend.
@@ -82,7 +87,6 @@ type Engine struct {
 	intents  []int64 // processed intents to delete in the next commit
 	toKill   []*job
 	lastScan time.Time
-	retryAt  time.Time // submissions wait until then after a DRMS error
 	acks     map[*backendRun][]drms.Handle
 	fpHits   int
 	deferred bool // changes wait for the next commit (see settle)
@@ -210,10 +214,7 @@ func (e *Engine) Close() {
 
 // TagFor is the engine tag of a state dir: 8 hex digits of its path's hash,
 // put in DRMS job names so that engines never touch each other's jobs.
-func TagFor(stateDir string) string {
-	sum := sha256.Sum256([]byte(stateDir))
-	return hex.EncodeToString(sum[:])[:8]
-}
+func TagFor(stateDir string) string { return drms.EngineTag(stateDir) }
 
 // Tag is the engine tag put in DRMS job names.
 func (e *Engine) Tag() string { return e.tag }
@@ -264,6 +265,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx)
 	events := e.def.events
 	idleSince := time.Now()
+	// What an earlier engine saw of the backends is not this one's view.
+	if err := e.st.ClearBackendProblems(ctx); err != nil {
+		return err
+	}
+	defer e.st.ClearBackendProblems(ctx)
 	e.listenWake(e.st.Dir)
 	if err := e.scan(ctx, true); err != nil {
 		return err
@@ -834,11 +840,9 @@ func (e *Engine) abortFrom(w *wfRun, v int) {
 // them; the caller commits before submitting.
 func (e *Engine) schedule() []*job {
 	var subs []*job
-	if time.Now().Before(e.retryAt) {
-		return nil
-	}
+	now := time.Now()
 	for _, w := range e.runs {
-		if w.stopping {
+		if w.stopping || now.Before(w.b.retryAt) {
 			continue
 		}
 		e.queueEarly(w)
@@ -879,7 +883,6 @@ func (e *Engine) schedule() []*job {
 
 func (e *Engine) submit(ctx context.Context, subs []*job) {
 	subs = e.submitArrays(ctx, subs)
-	drmsDown := false
 	for _, j := range subs {
 		w := j.w
 		if w.stopping || j.row.Status != model.JobSubmissionPending {
@@ -890,8 +893,8 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 			e.finish(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
 			continue
 		}
-		if drmsDown {
-			e.requeue(j) // not tried: the DRMS just refused another job
+		if w.b.down != nil && time.Now().Before(w.b.retryAt) {
+			e.waitBackend(j) // not tried: the DRMS just failed another job's submission
 			continue
 		}
 		spec, files, err := e.buildSpec(w, j)
@@ -911,6 +914,7 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 		var spe *specError
 		switch {
 		case err == nil:
+			e.backendUp(w.b)
 			e.setHandle(j, h)
 			if w.b.caps.Queues || len(j.after) > 0 {
 				j.row.Status = model.JobQueuedActive
@@ -926,12 +930,12 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 			e.log.Warn("submission uncertain", "job", j.row.ID, "err", err)
 			e.settleUncertain(ctx, j)
 		default:
-			// The DRMS refused or is unreachable: the job goes back to the
-			// ready queue and is tried again at the next cycle.
+			// The DRMS cannot be reached (or failed otherwise): the job
+			// goes back to the ready queue, says why in its reason, and is
+			// tried again once the backend's back-off has passed.
 			e.log.Warn("submission failed; will retry", "job", j.row.ID, "err", err)
-			e.requeue(j)
-			e.retryAt = time.Now().Add(e.opts.PollInterval)
-			drmsDown = true
+			e.backendDown(w.b, err)
+			e.waitBackend(j)
 		}
 	}
 }
@@ -981,6 +985,7 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 		var se *drms.StartError
 		switch {
 		case err == nil && len(hs) == len(batch):
+			e.backendUp(b)
 			for i, j := range batch {
 				e.setHandle(j, hs[i])
 				j.row.Status = model.JobQueuedActive
@@ -1000,10 +1005,10 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 			}
 		default:
 			e.log.Warn("array submission failed; will retry", "backend", b.name, "jobs", len(batch), "err", err)
+			e.backendDown(b, err)
 			for _, j := range batch {
-				e.requeue(j)
+				e.waitBackend(j)
 			}
-			e.retryAt = time.Now().Add(e.opts.PollInterval)
 		}
 	}
 	return rest
@@ -1021,6 +1026,56 @@ func (e *Engine) settleUncertain(ctx context.Context, j *job) {
 		e.requeue(j)
 	default:
 		e.finish(j, lostIntent())
+	}
+}
+
+// backendDown records that a backend could not be reached (or failed a
+// call): since when and its own words, for the jobs' reasons, `status` and
+// `run`; its submissions wait for the back-off.
+func (e *Engine) backendDown(b *backendRun, err error) {
+	b.retryAt = time.Now().Add(e.opts.PollInterval)
+	msg := err.Error()
+	if b.down != nil && b.down.Message == msg {
+		return
+	}
+	since := time.Now().UTC()
+	if b.down != nil {
+		since = b.down.Since
+	}
+	b.down = &store.BackendProblem{Since: since, Message: msg}
+	b.downDirty = true
+}
+
+// backendChanges are the backend problems to record in the next commit.
+func (e *Engine) backendChanges() map[string]*store.BackendProblem {
+	var m map[string]*store.BackendProblem
+	for _, b := range e.backends {
+		if b.downDirty {
+			if m == nil {
+				m = map[string]*store.BackendProblem{}
+			}
+			m[b.name] = b.down
+		}
+	}
+	return m
+}
+
+// backendUp records that a backend answered again.
+func (e *Engine) backendUp(b *backendRun) {
+	if b.down != nil {
+		e.log.Info("backend answers again", "backend", b.name, "down_since", b.down.Since)
+		b.down, b.downDirty = nil, true
+	}
+	b.retryAt = time.Time{}
+}
+
+// waitBackend requeues an attempt that did not reach its backend, the
+// backend's problem in its reason.
+func (e *Engine) waitBackend(j *job) {
+	e.requeue(j)
+	if d := j.w.b.down; d != nil {
+		r := fmt.Sprintf("not submitted yet: backend %s unreachable since %s: %s", j.w.b.name, d.Since.Format(time.RFC3339), d.Message)
+		j.row.Reason = &r
 	}
 }
 
@@ -1111,8 +1166,10 @@ func (e *Engine) poll(ctx context.Context) {
 		st, err := b.be.Status(ctx, hs)
 		if err != nil {
 			e.log.Warn("backend status", "backend", b.name, "err", err)
+			e.backendDown(b, err)
 			continue
 		}
+		e.backendUp(b)
 		for id, s := range st {
 			if j := b.handles[id]; j != nil {
 				e.observe(j, s)
@@ -1342,7 +1399,8 @@ func (e *Engine) maybeFinish(w *wfRun) {
 // commit writes every change since the last commit in one transaction.
 func (e *Engine) commit(ctx context.Context) error {
 	e.deferred = false
-	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 {
+	backends := e.backendChanges()
+	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 && len(backends) == 0 {
 		return nil
 	}
 	e.failpoint("before-commit")
@@ -1350,7 +1408,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, id := range e.removed {
 		removed[id] = true
 	}
-	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed}
+	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed, Backends: backends}
 	for _, j := range e.dirty {
 		b.Jobs = append(b.Jobs, j.row)
 	}
@@ -1363,7 +1421,10 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, j := range e.dirty {
 		j.dirty = false
 	}
-	wfTouched := len(e.dirtyWf) > 0 || len(e.removed) > 0 || len(e.intents) > 0
+	for _, br := range e.backends {
+		br.downDirty = false
+	}
+	wfTouched := len(e.dirtyWf) > 0 || len(e.removed) > 0 || len(e.intents) > 0 || len(backends) > 0
 	for id := range removed {
 		for _, d := range []string{e.logDir(id), e.paramDir(id), e.tmpDir(id)} {
 			os.RemoveAll(d)

@@ -19,11 +19,13 @@ type Batch struct {
 	DoneIntents []int64
 	// Workflows to remove with their jobs and intents.
 	Removed []int64
+	// Backends whose problem changed: a nil problem clears it.
+	Backends map[string]*BackendProblem
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0
+	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0 && len(b.Backends) == 0
 }
 
 // jobColumns are the job columns an engine cycle may change, with their
@@ -134,6 +136,11 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return fmt.Errorf("delete workflow %d: %w", id, err)
 			}
+		}
+	}
+	for name, p := range b.Backends {
+		if err := saveBackendProblem(ctx, tx, name, p); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {

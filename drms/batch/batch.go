@@ -3,13 +3,14 @@
 // exec-job's status file into a drms.Outcome, the outcome precedence of
 // design.md, and quoting for generated shell scripts.
 //
-// Spool layout, dirs 0700 and files 0600:
+// Spool layout, dirs 0700 and files 0600, under <root> = <spool dir>/u<uid>-<TAG>
+// (one per user and state dir, see NewSpool):
 //
-//	<spool>/<workflow id>/<job name>.sh        the batch script
-//	<spool>/<workflow id>/<job name>.env       the job's environment (NUL-separated K=V)
-//	<spool>/<workflow id>/<job name>.status    exec-job's outcome
-//	<spool>/<workflow id>/<job name>.status.started
-//	<spool>/<workflow id>/<job name>.drms.out  the DRMS's own output for the job
+//	<root>/<workflow id>/<job name>.sh        the batch script
+//	<root>/<workflow id>/<job name>.env       the job's environment (NUL-separated K=V)
+//	<root>/<workflow id>/<job name>.status    exec-job's outcome
+//	<root>/<workflow id>/<job name>.status.started
+//	<root>/<workflow id>/<job name>.drms.out  the DRMS's own output for the job
 //
 // where <job name> is drms.JobSpec.Name() (sf-TAG-W-J-A).
 package batch
@@ -30,6 +31,7 @@ import (
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/execjob"
 	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // Spool is a batch backend's spool directory (visible from compute nodes).
@@ -38,24 +40,44 @@ type Spool struct {
 	Root string
 }
 
-// NewSpool returns the spool of cfg: cfg.SpoolDir, else StateDir/spool. It
-// creates the directory (0700).
+// NewSpool returns the spool of cfg: a subdir of cfg.SpoolDir (else of
+// StateDir/spool) of its own for this user and state dir,
+// u<uid>-<engine tag>, so that users sharing a spool dir, and state dirs of
+// one user, never share a subdir (workflow ids restart at 1 in each state
+// dir). The subdir is created 0700 and must be the user's own and closed to
+// others; the spool dir itself may be shared (created 0700 when missing).
 func NewSpool(cfg drms.Config) (Spool, error) {
-	root := cfg.SpoolDir
-	if root == "" {
-		if cfg.StateDir == "" {
-			return Spool{}, errors.New("batch: neither a spool dir nor a state dir is configured")
-		}
-		root = filepath.Join(cfg.StateDir, "spool")
-	}
-	abs, err := filepath.Abs(root)
+	root, err := SpoolRoot(cfg)
 	if err != nil {
-		return Spool{}, fmt.Errorf("batch: spool dir %q: %w", root, err)
+		return Spool{}, err
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(root), 0o700); err != nil {
 		return Spool{}, fmt.Errorf("batch: create spool dir: %w", err)
 	}
-	return Spool{Root: abs}, nil
+	if err := privdir.Ensure(root); err != nil {
+		return Spool{}, fmt.Errorf("batch: spool: %w", err)
+	}
+	return Spool{Root: root}, nil
+}
+
+// SpoolRoot is the spool subdir NewSpool uses for cfg (nothing is created).
+func SpoolRoot(cfg drms.Config) (string, error) {
+	base := cfg.SpoolDir
+	if base == "" {
+		if cfg.StateDir == "" {
+			return "", errors.New("batch: neither a spool dir nor a state dir is configured")
+		}
+		base = filepath.Join(cfg.StateDir, "spool")
+	}
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return "", fmt.Errorf("batch: spool dir %q: %w", base, err)
+	}
+	tag := cfg.EngineTag
+	if tag == "" {
+		tag = drms.EngineTag(cfg.StateDir)
+	}
+	return filepath.Join(abs, fmt.Sprintf("u%d-%s", os.Geteuid(), tag)), nil
 }
 
 // Paths are the spool files of one job attempt.

@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,7 +53,8 @@ func TestSpool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != filepath.Join(state, "spool", "7", "sf-t1-7-3-2.status") || p.Started != p.Status+".started" {
+	root := filepath.Join(state, "spool", fmt.Sprintf("u%d-%s", os.Geteuid(), drms.EngineTag(state)))
+	if s.Root != root || p.Status != filepath.Join(root, "7", "sf-t1-7-3-2.status") || p.Started != p.Status+".started" {
 		t.Errorf("paths %+v", p)
 	}
 	for _, d := range []string{s.Root, p.Dir} {
@@ -80,6 +82,46 @@ func TestSpool(t *testing.T) {
 	}
 	if _, err := NewSpool(drms.Config{}); err == nil {
 		t.Error("NewSpool without dirs: no error")
+	}
+}
+
+// A spool dir shared by users and state dirs: each user and state dir has
+// its own subdir, and a subdir someone else prepared (another owner, a
+// symlink, open to others) is refused, naming why.
+func TestSpoolSubdirsAreOwnAndChecked(t *testing.T) {
+	shared := t.TempDir()
+	os.Chmod(shared, 0o777|os.ModeSticky)
+	a, err := NewSpool(drms.Config{SpoolDir: shared, StateDir: "/home/a/state", EngineTag: drms.EngineTag("/home/a/state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSpool(drms.Config{SpoolDir: shared, StateDir: "/home/a/other", EngineTag: drms.EngineTag("/home/a/other")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Root == b.Root || filepath.Dir(a.Root) != shared {
+		t.Fatalf("two state dirs share spool subdir %s / %s", a.Root, b.Root)
+	}
+	if fi, err := os.Stat(shared); err != nil || fi.Mode().Perm() != 0o777 || fi.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("the shared spool dir's mode was changed: %v", fi.Mode())
+	}
+	cfg := func(tag string) drms.Config { return drms.Config{SpoolDir: shared, StateDir: "/x", EngineTag: tag} }
+	planted, _ := SpoolRoot(cfg("planted"))
+	if err := os.Mkdir(planted, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		os.Chown(planted, 65534, 65534)
+		if _, err := NewSpool(cfg("planted")); err == nil || !strings.Contains(err.Error(), "not owned by you") {
+			t.Errorf("a spool subdir owned by another user: %v", err)
+		}
+	}
+	link, _ := SpoolRoot(cfg("link"))
+	if err := os.Symlink(t.TempDir(), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSpool(cfg("link")); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a spool subdir that is a symlink: %v", err)
 	}
 }
 

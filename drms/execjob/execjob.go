@@ -32,6 +32,7 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // Status states written in the status file.
@@ -348,9 +349,24 @@ func raise(sig syscall.Signal) {
 	time.Sleep(500 * time.Millisecond)
 }
 
-// ReadEnvFile reads an environment file: "K=V" entries separated by NUL bytes.
+// ReadEnvFile reads an environment file: "K=V" entries separated by NUL
+// bytes. The file and its directory must be the user's own and closed to
+// others (privdir), and the file is not followed through a symlink: in a
+// spool dir shared with other users, nobody else may have planted or
+// swapped it.
 func ReadEnvFile(path string) ([]string, error) {
-	b, err := os.ReadFile(path)
+	if err := privdir.CheckWriters(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := privdir.CheckFile(f); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}

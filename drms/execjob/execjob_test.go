@@ -231,3 +231,35 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("missing status: %v", err)
 	}
 }
+
+// A job's environment file that someone else could have written or
+// swapped is refused: the job does not start, and the reason says why.
+func TestEnvFileMustBeTheUsers(t *testing.T) {
+	cases := map[string]func(t *testing.T, path string){
+		"writable by group or others": func(t *testing.T, path string) { os.Chmod(path, 0o666) },
+		"symbolic link": func(t *testing.T, path string) {
+			other := path + ".real"
+			os.Rename(path, other)
+			os.Symlink(other, path)
+		},
+		"writable by group or others (owner": func(t *testing.T, path string) { os.Chmod(filepath.Dir(path), 0o777) },
+	}
+	if os.Geteuid() == 0 {
+		cases["not owned by you"] = func(t *testing.T, path string) { os.Chown(path, 65534, 65534) }
+	}
+	for want, spoil := range cases {
+		o := opts(t, "true")
+		o.EnvFile = filepath.Join(o.Dir, "env")
+		if err := WriteEnvFile(o.EnvFile, []string{"A=1"}); err != nil {
+			t.Fatal(err)
+		}
+		spoil(t, o.EnvFile)
+		r := runWrapper(t, o)
+		if r.status.State != StateNotStarted || !strings.Contains(r.status.Reason, "environment file") {
+			t.Errorf("%s: the job started or the reason does not name the file: %+v", want, r.status)
+		}
+		if want != "symbolic link" && !strings.Contains(r.status.Reason, want) {
+			t.Errorf("%s: reason %q", want, r.status.Reason)
+		}
+	}
+}
