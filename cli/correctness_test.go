@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -366,4 +367,86 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// stop, restart and delete as soma-workflow's WorkflowController: stop
+// returns once running jobs are killed; restart only of a done workflow,
+// with a queue, and says when there is nothing to restart; delete waits,
+// --no-wait does not, --force removes without an engine and names what
+// may survive.
+func TestStopRestartDeleteSemantics(t *testing.T) {
+	env, _ := service(t)
+	wf := write(t, "wf.yaml", "jobs:\n  long: {command: [sleep, \"300\"]}\n  after: {command: [\"true\"], after: [long]}\n")
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	waitFor(t, "long to run", func() bool {
+		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"name":"long","status":"running"`)
+	})
+	if r := run(t, env, "restart", "1"); r.code != 2 || !strings.Contains(r.stderr, "only a workflow that is done") {
+		t.Fatalf("restart of a running workflow: want exit 2 saying why, got %+v", r)
+	}
+	if r := run(t, env, "stop", "1"); r.code != 0 || !strings.Contains(r.stdout, "stopped") {
+		t.Fatalf("stop: %+v", r)
+	}
+	// stop returned: the job is already killed, the workflow done.
+	r := run(t, env, "status", "--json", "1")
+	if !strings.Contains(r.stdout, `"exit_status":"killed_by_user"`) || !strings.Contains(r.stdout, `"status":"workflow_done"`) {
+		t.Fatalf("status right after stop: %s", r.stdout)
+	}
+	if r := run(t, env, "restart", "--queue", "q2", "1"); r.code != 0 || !strings.Contains(r.stdout, "restart: workflow 1") {
+		t.Fatalf("restart --queue: %+v", r)
+	}
+	waitFor(t, "the restart to run long again", func() bool {
+		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"queue":"q2"`)
+	})
+	if r := run(t, env, "stop", "--no-wait", "1"); r.code != 0 || !strings.Contains(r.stdout, "requested") {
+		t.Fatalf("stop --no-wait: %+v", r)
+	}
+	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 1 {
+		t.Fatalf("wait after stop: %+v", r)
+	}
+	ok := write(t, "ok.yaml", okWF)
+	if r := run(t, env, "submit", ok); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	if r := run(t, env, "wait", "2"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	if r := run(t, env, "restart", "2"); r.code != 0 || !strings.Contains(r.stdout, "nothing to restart") {
+		t.Fatalf("restart of a workflow whose jobs all succeeded: %+v", r)
+	}
+	if r := run(t, env, "delete", "2"); r.code != 0 || !strings.Contains(r.stdout, "deleted workflow 2") {
+		t.Fatalf("delete: %+v", r)
+	}
+	if r := run(t, env, "status", "2"); r.code != 3 {
+		t.Fatalf("status after delete (it waits): %+v", r)
+	}
+	// Without an engine, --force removes the workflow from the database
+	// and names the job that may survive.
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	waitFor(t, "long to run", func() bool {
+		return strings.Contains(run(t, env, "status", "--json", "3").stdout, `"name":"long","status":"running"`)
+	})
+	var doc struct {
+		Jobs []struct {
+			DRMSID string `json:"drms_id"`
+		}
+	}
+	json.Unmarshal([]byte(run(t, env, "status", "--json", "3").stdout), &doc)
+	if pid, err := strconv.Atoi(doc.Jobs[0].DRMSID); err == nil {
+		defer syscall.Kill(pid, syscall.SIGKILL) // it survives the forced delete, by design
+	}
+	noEngine := append(env, "SOMAFLOW_ENGINE_AUTOSTART=0")
+	if r := run(t, env, "engine", "stop"); r.code != 0 {
+		t.Fatalf("engine stop: %+v", r)
+	}
+	if r := run(t, noEngine, "delete", "--force", "3"); r.code != 0 || !strings.Contains(r.stdout, "may still run: long") {
+		t.Fatalf("delete --force without an engine: %+v", r)
+	}
+	if r := run(t, noEngine, "status", "3"); r.code != 3 {
+		t.Fatalf("status after delete --force: %+v", r)
+	}
 }

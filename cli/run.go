@@ -102,7 +102,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 		select {
 		case sig := <-sigs:
 			fmt.Fprintf(s.ErrOut, "somaflow: %v: stopping workflow %d\n", sig, id)
-			if err := c.StopWorkflow(context.WithoutCancel(ctx), id); err != nil {
+			if err := c.RequestStop(context.WithoutCancel(ctx), id); err != nil {
 				fmt.Fprintf(s.ErrOut, "somaflow: stop: %v\n", err)
 				cancel()
 			}

@@ -462,27 +462,131 @@ func (c *Client) JobTerminationStatus(ctx context.Context, jobID int64) (*JobDoc
 	return &d, nil
 }
 
-// StopWorkflow stops a workflow: running jobs are killed (killed_by_user),
-// unstarted ones end aborted_before_running.
-func (c *Client) StopWorkflow(ctx context.Context, id int64) error {
-	return c.intent(ctx, id, store.IntentStop, false)
+// StopWorkflow stops a workflow, as soma-workflow's stop_workflow: running
+// jobs are killed (killed_by_user), queued and unstarted ones removed
+// (aborted_before_running). It returns once that is done, true when none of
+// the workflow's jobs may still run; false when some may: no engine runs to
+// carry the stop out (it will when one starts), or ctx ended first (its
+// error is returned too). RequestStop returns at once instead.
+func (c *Client) StopWorkflow(ctx context.Context, id int64) (bool, error) {
+	if err := c.RequestStop(ctx, id); err != nil {
+		return false, err
+	}
+	return c.waitCarriedOut(ctx, id)
 }
 
-// RestartWorkflow re-queues every job that did not succeed (attempt + 1).
-func (c *Client) RestartWorkflow(ctx context.Context, id int64) error {
-	return c.intent(ctx, id, store.IntentRestart, false)
+// RequestStop records a stop for the engine to carry out and returns.
+func (c *Client) RequestStop(ctx context.Context, id int64) error {
+	return c.intent(ctx, id, store.IntentStop, false, "")
 }
 
-// DeleteWorkflow kills the workflow's jobs and removes it. Without force it
-// returns once the engine removed it; with force it returns at once (the
-// workflow is removed without waiting for its jobs' kills to be confirmed).
-func (c *Client) DeleteWorkflow(ctx context.Context, id int64, force bool) error {
-	if err := c.intent(ctx, id, store.IntentDelete, force); err != nil {
-		return err
+// waitCarriedOut waits until the workflow's intents are carried out and it
+// is done: true then; false when no engine runs to do it.
+func (c *Client) waitCarriedOut(ctx context.Context, id int64) (bool, error) {
+	gone := false
+	err := c.waitUntil(ctx, -1, true, func() (bool, error) {
+		st, err := c.WorkflowStatus(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if n, err := c.st.PendingIntents(ctx, id); err != nil || (n == 0 && st == model.WorkflowDone) {
+			return true, err
+		}
+		gone = !c.EngineAlive()
+		return gone, nil
+	})
+	return err == nil && !gone, err
+}
+
+// EngineAlive tells whether an engine runs for the state dir: this
+// client's own, or another process's (its lock, or a recent heartbeat from
+// another host).
+func (c *Client) EngineAlive() bool {
+	if c.done != nil {
+		select {
+		case <-c.done:
+			return false
+		default:
+			return true
+		}
 	}
-	if force {
-		return nil
+	if running, _ := store.EngineRunning(c.st.Dir); running {
+		return true
 	}
+	other, _ := store.OtherHostEngine(c.st.Dir)
+	return other
+}
+
+// RestartWorkflow re-queues every job that did not succeed (attempt + 1),
+// as soma-workflow's restart_workflow: only a workflow that is done
+// (workflow_done) can be restarted (ErrInvalid otherwise); queue, when not
+// empty, is the queue its jobs go to from now on. It returns whether any
+// job is restarted (false: every job succeeded, nothing is done).
+func (c *Client) RestartWorkflow(ctx context.Context, id int64, queue string) (bool, error) {
+	st, err := c.WorkflowStatus(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if n, err := c.st.PendingIntents(ctx, id); err != nil {
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	} else if st != model.WorkflowDone || n > 0 {
+		if st == model.WorkflowDone {
+			st = "still carrying out an earlier request"
+		}
+		return false, fmt.Errorf("%w: workflow %d is %s: only a workflow that is done (%s) can be restarted; stop it first", ErrInvalid, id, st, model.WorkflowDone)
+	}
+	n, err := c.st.CountUnsucceeded(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	return true, c.intent(ctx, id, store.IntentRestart, false, queue)
+}
+
+// DeleteWorkflow kills the workflow's jobs and removes it, as
+// soma-workflow's delete_workflow. Without force it returns once the delete
+// is recorded (true); the engine removes the workflow when its jobs are
+// killed. With force it blocks until the workflow is removed: the engine
+// removes it once it sent the kills, without waiting for them to be
+// confirmed; when no engine runs it is removed from the database here, and
+// false is returned if some of its jobs may still run.
+func (c *Client) DeleteWorkflow(ctx context.Context, id int64, force bool) (bool, error) {
+	if err := c.intent(ctx, id, store.IntentDelete, force, ""); err != nil {
+		return false, err
+	}
+	if !force {
+		return true, nil
+	}
+	engine := true
+	err := c.waitUntil(ctx, -1, true, func() (bool, error) {
+		_, err := c.st.GetWorkflow(ctx, id, false)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil
+		}
+		engine = c.EngineAlive()
+		return !engine, err
+	})
+	if err != nil {
+		return false, err
+	}
+	if engine {
+		return true, nil // removed by the engine, which sent the kills
+	}
+	active, err := c.activeJobs(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if err := c.st.RemoveWorkflow(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return active == 0, nil
+}
+
+// WaitDeleted waits until the engine removed a workflow whose delete was
+// requested (DeleteWorkflow without force).
+func (c *Client) WaitDeleted(ctx context.Context, id int64) error {
 	return c.waitUntil(ctx, -1, true, func() (bool, error) {
 		_, err := c.st.GetWorkflow(ctx, id, false)
 		if errors.Is(err, store.ErrNotFound) {
@@ -492,30 +596,45 @@ func (c *Client) DeleteWorkflow(ctx context.Context, id int64, force bool) error
 	})
 }
 
-// DeleteAllWorkflows deletes every workflow of the state dir (Helper).
-func (c *Client) DeleteAllWorkflows(ctx context.Context, force bool) error {
-	ws, err := c.Workflows(ctx)
+// activeJobs counts the jobs of a workflow submitted and not ended: those
+// that may run at the DRMS.
+func (c *Client) activeJobs(ctx context.Context, id int64) (int, error) {
+	jobs, err := c.st.Jobs(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	for _, w := range ws {
-		if err := c.intent(ctx, w.ID, store.IntentDelete, force); err != nil && !errors.Is(err, ErrUnknownObject) {
-			return err
+	n := 0
+	for _, j := range jobs {
+		if !model.JobEnded(j.Status) && j.Status != model.JobNotSubmitted {
+			n++
 		}
 	}
-	if force {
-		return nil
-	}
-	for _, w := range ws {
-		if err := c.DeleteWorkflow(ctx, w.ID, false); err != nil && !errors.Is(err, ErrUnknownObject) {
-			return err
-		}
-	}
-	return nil
+	return n, nil
 }
 
-func (c *Client) intent(ctx context.Context, id int64, kind string, force bool) error {
-	if err := c.st.AddIntent(ctx, id, kind, force); err != nil {
+// DeleteAllWorkflows deletes every workflow of the state dir, as the
+// Helper's delete_all_workflows: true when each delete returned true.
+func (c *Client) DeleteAllWorkflows(ctx context.Context, force bool) (bool, error) {
+	ws, err := c.Workflows(ctx)
+	if err != nil {
+		return false, err
+	}
+	all := true
+	for _, w := range ws {
+		ok, err := c.DeleteWorkflow(ctx, w.ID, force)
+		if err != nil && !errors.Is(err, ErrUnknownObject) {
+			return false, err
+		}
+		all = all && (ok || err != nil)
+	}
+	return all, nil
+}
+
+func (c *Client) intent(ctx context.Context, id int64, kind string, force bool, queue string) error {
+	if err := c.st.AddIntentQueue(ctx, id, kind, force, queue); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -599,18 +718,21 @@ func (c *Client) waitUntil(ctx context.Context, timeout time.Duration, workflows
 // ListFailedOptions select what ListFailedJobs reports (soma-workflow's
 // Helper.list_failed_jobs arguments).
 type ListFailedOptions struct {
-	// IncludeAborted also lists jobs that never ran (aborted,
+	// IncludeAborted also lists failed jobs that never ran (aborted,
 	// aborted_before_running).
 	IncludeAborted bool
 	// IncludeUserKilled also lists jobs killed by the user.
 	IncludeUserKilled bool
-	// ExitStatuses, when set, lists exactly the jobs with these exit statuses.
+	// ExitStatuses, when set, lists the failed jobs with exactly these exit
+	// statuses (the two flags are then ignored).
 	ExitStatuses []string
 }
 
 // ListFailedJobs returns the ids of the jobs of a workflow that did not
-// succeed: exited non-zero, killed by a signal, unclear or undetermined;
-// plus aborted and user-killed ones when asked.
+// succeed, as soma-workflow's Helper.list_failed_jobs: every job that is
+// done with an exit value other than 0 (or none: killed by a signal), and
+// the failed jobs whose exit status opts includes (by default all but
+// killed_by_user, aborted and aborted_before_running).
 func (c *Client) ListFailedJobs(ctx context.Context, id int64, opts ListFailedOptions) ([]int64, error) {
 	if _, err := c.st.GetWorkflow(ctx, id, false); err != nil {
 		return nil, err
@@ -619,28 +741,28 @@ func (c *Client) ListFailedJobs(ctx context.Context, id int64, opts ListFailedOp
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	want := map[string]bool{}
-	for _, s := range opts.ExitStatuses {
-		want[s] = true
+	// soma-workflow's Helper.list_failed_jobs: a job that is done with an
+	// exit value other than 0 (a signal has none), whatever its exit
+	// status; or a failed job whose exit status is included: every one but
+	// killed_by_user, aborted and aborted_before_running unless asked, or
+	// exactly ExitStatuses when given.
+	include := map[string]bool{}
+	if len(opts.ExitStatuses) > 0 {
+		for _, s := range opts.ExitStatuses {
+			include[s] = true
+		}
+	} else {
+		for _, s := range model.ExitStatuses {
+			include[s] = true
+		}
+		include[model.ExitKilledByUser] = opts.IncludeUserKilled
+		include[model.ExitAborted] = opts.IncludeAborted
+		include[model.ExitAbortedBefore] = opts.IncludeAborted
 	}
 	var out []int64
 	for _, j := range jobs {
-		if !model.JobEnded(j.Status) || model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
-			continue
-		}
-		es := deref(j.ExitStatus)
-		var keep bool
-		switch {
-		case len(want) > 0:
-			keep = want[es]
-		case es == model.ExitAborted || es == model.ExitAbortedBefore:
-			keep = opts.IncludeAborted
-		case es == model.ExitKilledByUser:
-			keep = opts.IncludeUserKilled
-		default:
-			keep = true
-		}
-		if keep {
+		done := j.Status == model.JobDone && (j.ExitValue == nil || *j.ExitValue != 0)
+		if done || (j.Status == model.JobFailed && include[deref(j.ExitStatus)]) {
 			out = append(out, j.ID)
 		}
 	}

@@ -119,7 +119,11 @@ func TestSubmitWaitStatuses(t *testing.T) {
 	}{
 		{client.ListFailedOptions{}, []string{"bad", "sig"}},
 		{client.ListFailedOptions{IncludeAborted: true}, []string{"bad", "dep", "gone", "sig"}},
-		{client.ListFailedOptions{ExitStatuses: []string{model.ExitAborted}}, []string{"gone"}},
+		// soma-workflow's Helper.list_failed_jobs keeps a done job with an
+		// exit value other than 0 (or none: sig) whatever include_statuses
+		// says: `status == DONE and exit_info[1] != 0`.
+		{client.ListFailedOptions{ExitStatuses: []string{model.ExitAborted}}, []string{"bad", "gone", "sig"}},
+		{client.ListFailedOptions{ExitStatuses: []string{model.ExitAbortedBefore}}, []string{"bad", "dep", "sig"}},
 	}
 	names := map[int64]string{}
 	for n, i := range ids {
@@ -178,9 +182,9 @@ func TestUnknownIDs(t *testing.T) {
 	_, checks["JobStatus"] = c.JobStatus(ctx, 999)
 	_, checks["JobTerminationStatus"] = c.JobTerminationStatus(ctx, 999)
 	_, checks["ListFailedJobs"] = c.ListFailedJobs(ctx, 999, client.ListFailedOptions{})
-	checks["StopWorkflow"] = c.StopWorkflow(ctx, 999)
-	checks["RestartWorkflow"] = c.RestartWorkflow(ctx, 999)
-	checks["DeleteWorkflow"] = c.DeleteWorkflow(ctx, 999, false)
+	_, checks["StopWorkflow"] = c.StopWorkflow(ctx, 999)
+	_, checks["RestartWorkflow"] = c.RestartWorkflow(ctx, 999, "")
+	_, checks["DeleteWorkflow"] = c.DeleteWorkflow(ctx, 999, false)
 	checks["ChangeWorkflowExpirationDate"] = c.ChangeWorkflowExpirationDate(ctx, 999, time.Now().Add(time.Hour))
 	checks["WaitWorkflow"] = c.WaitWorkflow(ctx, 999, time.Second)
 	checks["WaitJob"] = c.WaitJob(ctx, []int64{999}, time.Second)
@@ -210,16 +214,20 @@ func TestWaitTimeoutAndCancel(t *testing.T) {
 	if err := c.WaitWorkflow(cctx, id, -1); !errors.Is(err, context.Canceled) {
 		t.Fatalf("WaitWorkflow cancelled: %v", err)
 	}
-	// Stop: the running job is killed by the user; wait then returns.
-	if err := c.StopWorkflow(ctx, id); err != nil {
-		t.Fatal(err)
+	// A workflow in progress cannot be restarted (soma-workflow's rule).
+	if _, err := c.RestartWorkflow(ctx, id, ""); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("RestartWorkflow of a running workflow: %v, want ErrInvalid", err)
 	}
-	if err := c.WaitJob(ctx, []int64{ids["long"]}, time.Minute); err != nil {
-		t.Fatal(err)
+	// Stop returns once the running job is killed by the user.
+	if ok, err := c.StopWorkflow(ctx, id); err != nil || !ok {
+		t.Fatalf("StopWorkflow: %v %v, want true", ok, err)
 	}
 	ts, _ := c.JobTerminationStatus(ctx, ids["long"])
-	if *ts.ExitStatus != model.ExitKilledByUser {
-		t.Fatalf("stopped job: %s", *ts.ExitStatus)
+	if ts.ExitStatus == nil || *ts.ExitStatus != model.ExitKilledByUser {
+		t.Fatalf("stopped job when StopWorkflow returned: %s %v", ts.Status, ts.ExitStatus)
+	}
+	if st, _ := c.WorkflowStatus(ctx, id); st != model.WorkflowDone {
+		t.Fatalf("workflow %s when StopWorkflow returned", st)
 	}
 	failed, _ := c.ListFailedJobs(ctx, id, client.ListFailedOptions{})
 	withKilled, _ := c.ListFailedJobs(ctx, id, client.ListFailedOptions{IncludeUserKilled: true})
@@ -248,8 +256,8 @@ func TestRestartDeleteExpiration(t *testing.T) {
 		t.Fatalf("before restart: %d failed, want 2", len(f))
 	}
 	os.WriteFile(flag, nil, 0o644)
-	if err := c.RestartWorkflow(ctx, id); err != nil {
-		t.Fatal(err)
+	if ok, err := c.RestartWorkflow(ctx, id, "other"); err != nil || !ok {
+		t.Fatalf("RestartWorkflow: %v %v, want true", ok, err)
 	}
 	// Wait until the restart was applied and every job succeeded.
 	deadline := time.Now().Add(time.Minute)
@@ -273,6 +281,12 @@ func TestRestartDeleteExpiration(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	doc, _ := c.WorkflowElementsStatus(ctx, id)
+	if doc.Queue == nil || *doc.Queue != "other" {
+		t.Errorf("queue after a restart with queue other: %v", doc.Queue)
+	}
+	if ok, err := c.RestartWorkflow(ctx, id, ""); err != nil || ok {
+		t.Fatalf("RestartWorkflow with every job succeeded: %v %v, want false (nothing to restart)", ok, err)
+	}
 	for _, j := range doc.Jobs {
 		want := map[string]int{"first": 1, "flaky": 2, "last": 1}[j.Name]
 		if j.Attempt != want {
@@ -291,8 +305,8 @@ func TestRestartDeleteExpiration(t *testing.T) {
 	if !ws[0].Expiration.Equal(exp) {
 		t.Fatalf("expiration %v, want %v", ws[0].Expiration, exp)
 	}
-	if err := c.DeleteWorkflow(ctx, id, false); err != nil {
-		t.Fatal(err)
+	if ok, err := c.DeleteWorkflow(ctx, id, true); err != nil || !ok {
+		t.Fatalf("DeleteWorkflow(force): %v %v, want true", ok, err)
 	}
 	if _, err := c.WorkflowStatus(ctx, id); !errors.Is(err, client.ErrUnknownObject) {
 		t.Fatalf("after delete: %v", err)
@@ -307,8 +321,8 @@ func TestDeleteAllAndInvalid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.DeleteAllWorkflows(ctx, false); err != nil {
-		t.Fatal(err)
+	if ok, err := c.DeleteAllWorkflows(ctx, true); err != nil || !ok {
+		t.Fatalf("DeleteAllWorkflows(force): %v %v", ok, err)
 	}
 	if ws, _ := c.Workflows(ctx); len(ws) != 0 {
 		t.Fatalf("%d workflows left", len(ws))

@@ -252,12 +252,12 @@ func TestSomaWorkflowStopRestart(t *testing.T) {
 			}
 		}
 	}
-	if err := c.StopWorkflow(ctx, id); err != nil {
-		t.Fatal(err)
+	if ok, err := c.StopWorkflow(ctx, id); err != nil || !ok {
+		t.Fatalf("StopWorkflow: %v %v", ok, err)
 	}
 	compare("after stop", ref.AfterStop)
-	if err := c.RestartWorkflow(ctx, id); err != nil {
-		t.Fatal(err)
+	if ok, err := c.RestartWorkflow(ctx, id, ""); err != nil || !ok {
+		t.Fatalf("RestartWorkflow: %v %v", ok, err)
 	}
 	compare("after restart", ref.AfterRestart)
 }

@@ -436,6 +436,10 @@ func (e *Engine) scan(ctx context.Context, startup bool) error {
 			case store.IntentStop:
 				e.stop(w)
 			case store.IntentRestart:
+				if in.Queue != "" && in.Queue != w.row.Queue {
+					w.row.Queue = in.Queue
+					e.dirtyWf[w] = true
+				}
 				e.restart(w)
 			case store.IntentDelete:
 				w.deleting, w.force = true, w.force || in.Force

@@ -13,7 +13,7 @@ import (
 type Batch struct {
 	// Jobs are saved whole (every mutable column).
 	Jobs []*Job
-	// Workflows get their status, loaded and ended columns saved.
+	// Workflows get their status, loaded, ended and queue columns saved.
 	Workflows []*Workflow
 	// Intents to delete (carried out).
 	DoneIntents []int64
@@ -22,6 +22,11 @@ type Batch struct {
 	// Backends whose problem changed: a nil problem clears it.
 	Backends map[string]*BackendProblem
 }
+
+// removeQueries remove a workflow (its id the only argument), the
+// workflow's row last.
+var removeQueries = []string{`DELETE FROM jobs WHERE workflow_id = ?`, `DELETE FROM intents WHERE workflow_id = ?`,
+	`DELETE FROM definitions WHERE workflow_id = ?`, `DELETE FROM workflows WHERE id = ?`}
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
@@ -121,7 +126,7 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 		if removed[w.ID] {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE workflows SET status = ?, loaded = ?, ended = ? WHERE id = ?`, w.Status, w.Loaded, w.Ended, w.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE workflows SET status = ?, loaded = ?, ended = ?, queue = ? WHERE id = ?`, w.Status, w.Loaded, w.Ended, w.Queue, w.ID); err != nil {
 			return fmt.Errorf("save workflow %d: %w", w.ID, err)
 		}
 	}
@@ -131,8 +136,7 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 		}
 	}
 	for id := range removed {
-		for _, q := range []string{`DELETE FROM jobs WHERE workflow_id = ?`, `DELETE FROM intents WHERE workflow_id = ?`,
-			`DELETE FROM definitions WHERE workflow_id = ?`, `DELETE FROM workflows WHERE id = ?`} {
+		for _, q := range removeQueries {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return fmt.Errorf("delete workflow %d: %w", id, err)
 			}

@@ -28,7 +28,7 @@ import (
 
 // SchemaVersion is the version of the schema this code writes; Open migrates
 // older databases and refuses newer ones.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // ErrNotFound is returned for unknown workflow or job ids.
 var ErrNotFound = errors.New("unknown object")
@@ -106,7 +106,9 @@ type Intent struct {
 	WorkflowID int64 `gorm:"index"`
 	Kind       string
 	Force      bool
-	Created    time.Time
+	// Queue is the queue a restart submits to ("": the workflow's own).
+	Queue   string
+	Created time.Time
 }
 
 // Intent kinds.

@@ -354,6 +354,11 @@ func (s *Store) GetJob(ctx context.Context, id int64) (*Job, error) {
 
 // AddIntent records a command for the engine about an existing workflow.
 func (s *Store) AddIntent(ctx context.Context, wfID int64, kind string, force bool) error {
+	return s.AddIntentQueue(ctx, wfID, kind, force, "")
+}
+
+// AddIntentQueue is AddIntent with the queue a restart submits to.
+func (s *Store) AddIntentQueue(ctx context.Context, wfID int64, kind string, force bool, queue string) error {
 	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&Workflow{}).Where("id = ?", wfID).Count(&n).Error; err != nil {
@@ -367,7 +372,7 @@ func (s *Store) AddIntent(ctx context.Context, wfID int64, kind string, force bo
 				return err
 			}
 		}
-		return tx.Create(&Intent{WorkflowID: wfID, Kind: kind, Force: force, Created: time.Now().UTC()}).Error
+		return tx.Create(&Intent{WorkflowID: wfID, Kind: kind, Force: force, Queue: queue, Created: time.Now().UTC()}).Error
 	})
 }
 
@@ -536,4 +541,36 @@ func nullTime(t sql.NullTime) *time.Time {
 		return nil
 	}
 	return &t.Time
+}
+
+// RemoveWorkflow removes a workflow with its jobs, intents and definition
+// at once, without an engine: what a forced delete does when the engine
+// cannot carry the delete out. ErrNotFound when it is not there.
+func (s *Store) RemoveWorkflow(ctx context.Context, wfID int64) error {
+	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Exec(`DELETE FROM workflows WHERE id = ?`, wfID)
+		if res.Error != nil {
+			return fmt.Errorf("remove workflow %d: %w", wfID, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("workflow %d: %w", wfID, ErrNotFound)
+		}
+		for _, q := range removeQueries[:3] {
+			if err := tx.Exec(q, wfID).Error; err != nil {
+				return fmt.Errorf("remove workflow %d: %w", wfID, err)
+			}
+		}
+		return nil
+	})
+}
+
+// CountUnsucceeded counts the jobs of a workflow that did not succeed
+// (anything but done, finished_regularly, exit value 0): what a restart
+// runs again.
+func (s *Store) CountUnsucceeded(ctx context.Context, wfID int64) (int64, error) {
+	var n int64
+	err := s.DB.WithContext(ctx).Model(&Job{}).
+		Where("workflow_id = ? AND NOT (status = ? AND exit_status = ? AND exit_value = 0)", wfID, model.JobDone, model.ExitFinishedRegular).
+		Count(&n).Error
+	return n, err
 }
