@@ -267,12 +267,20 @@ func (b *Backend) state(ctx context.Context, h drms.Handle) (drms.State, error) 
 		switch ps {
 		case godrmaa.PsQueuedActive:
 			return drms.State{Phase: drms.Queued}, nil
-		case godrmaa.PsSystemOnHold, godrmaa.PsUserOnHold, godrmaa.PsUserSystemOnHold:
-			return drms.State{Phase: drms.Held}, nil
+		case godrmaa.PsUserOnHold:
+			return drms.State{Phase: drms.Held, By: drms.ByUser}, nil
+		case godrmaa.PsSystemOnHold:
+			return drms.State{Phase: drms.Held, By: drms.BySystem}, nil
+		case godrmaa.PsUserSystemOnHold:
+			return drms.State{Phase: drms.Held, By: drms.ByUserAndSystem}, nil
 		case godrmaa.PsRunning:
 			return drms.State{Phase: drms.Running, Started: b.started(j)}, nil
-		case godrmaa.PsSystemSuspended, godrmaa.PsUserSuspended, godrmaa.PsUserSystemSuspended:
-			return drms.State{Phase: drms.Suspended, Started: b.started(j)}, nil
+		case godrmaa.PsUserSuspended:
+			return drms.State{Phase: drms.Suspended, By: drms.ByUser, Started: b.started(j)}, nil
+		case godrmaa.PsSystemSuspended:
+			return drms.State{Phase: drms.Suspended, By: drms.BySystem, Started: b.started(j)}, nil
+		case godrmaa.PsUserSystemSuspended:
+			return drms.State{Phase: drms.Suspended, By: drms.ByUserAndSystem, Started: b.started(j)}, nil
 		case godrmaa.PsDone, godrmaa.PsFailed:
 			if b.ss.waitable(j) {
 				// Ended, not reaped yet: the waiter delivers the outcome.

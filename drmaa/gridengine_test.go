@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,7 +174,20 @@ func TestHoldRelease(t *testing.T) {
 	s := spec(t, "sh", "-c", "exit 6")
 	s.NativeSpec = []string{"-h"}
 	h := submit(t, b, s)
-	waitPhase(t, b, h, drms.Held)
+	if st := waitPhase(t, b, h, drms.Held); st.By != drms.ByUser {
+		t.Fatalf("qsub -h: held by %v, want the user (user_on_hold)", st.By)
+	}
+	// An operator's hold on top (root is one in CI): user and system.
+	if out, err := exec.Command("qhold", "-h", "s", h.ID).CombinedOutput(); err != nil {
+		t.Fatalf("qhold -h s: %v %s", err, out)
+	}
+	waitFor(t, "a user and system hold", func() bool {
+		st, err := b.Status(context.Background(), []drms.Handle{h})
+		return err == nil && st[h.ID].Phase == drms.Held && st[h.ID].By == drms.ByUserAndSystem
+	})
+	if out, err := exec.Command("qrls", "-h", "s", h.ID).CombinedOutput(); err != nil {
+		t.Fatalf("qrls -h s: %v %s", err, out)
+	}
 	if err := b.Release(context.Background(), h); err != nil {
 		t.Fatalf("Release: %v", err)
 	}

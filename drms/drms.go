@@ -101,9 +101,26 @@ func (p Phase) String() string {
 	return [...]string{"unknown", "queued", "held", "running", "suspended", "ended"}[p]
 }
 
+// By says who holds or suspends a job (Phase Held or Suspended), where the
+// DRMS tells: soma-workflow reports user_on_hold, system_on_hold and
+// user_system_on_hold (and the same for suspended) apart.
+type By int
+
+const (
+	// ByUser: the job's owner (the default when the DRMS does not say).
+	ByUser By = iota
+	// BySystem: the DRMS or an administrator.
+	BySystem
+	// ByUserAndSystem: both.
+	ByUserAndSystem
+)
+
 // State is what a backend knows of one attempt.
 type State struct {
 	Phase Phase
+	// By says who holds or suspends the job when Phase is Held or
+	// Suspended.
+	By By
 	// Started is when the job started running (zero if unknown or never).
 	Started time.Time
 	// Outcome is set when Phase is Ended.

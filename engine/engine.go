@@ -1193,29 +1193,57 @@ func (e *Engine) applyEvents(evs []taggedEvent) {
 	}
 }
 
-// observe records what the backend saw of a job.
+// observe records what the backend saw of a job: queued, held or
+// suspended (soma-workflow's statuses, by whom where the DRMS tells),
+// running, or ended.
 func (e *Engine) observe(j *job, s drms.State) {
 	switch s.Phase {
 	case drms.Ended:
 		e.finish(j, s.Outcome)
+		return
 	case drms.Running, drms.Suspended:
-		if j.row.Status == model.JobQueuedActive || j.row.Status == model.JobSubmissionPending {
-			j.row.Status = model.JobRunning
+		if j.row.Started == nil {
 			if !s.Started.IsZero() {
 				t := s.Started.UTC()
 				j.row.Started = &t
-			} else if j.row.Started == nil {
+			} else {
 				now := time.Now().UTC()
 				j.row.Started = &now
 			}
 			e.markDirty(j)
 		}
-	case drms.Queued, drms.Held:
-		if j.row.Status == model.JobSubmissionPending {
-			j.row.Status = model.JobQueuedActive
-			e.markDirty(j)
-		}
 	}
+	if j.row.Status == model.JobKillPending || model.JobEnded(j.row.Status) {
+		return // our kill decides from here
+	}
+	if st := statusOf(s); st != "" && st != j.row.Status {
+		j.row.Status = st
+		e.markDirty(j)
+	}
+}
+
+// statusOf is the soma-workflow status of a job in a non-final phase.
+func statusOf(s drms.State) string {
+	byWho := func(user, system, both string) string {
+		switch s.By {
+		case drms.BySystem:
+			return system
+		case drms.ByUserAndSystem:
+			return both
+		}
+		return user
+	}
+	switch s.Phase {
+	case drms.Queued:
+		return model.JobQueuedActive
+	case drms.Held:
+		return byWho(model.JobUserOnHold, model.JobSystemOnHold, model.JobUserSystemOnHold)
+	case drms.Running:
+		return model.JobRunning
+	case drms.Suspended:
+		return byWho(model.JobUserSuspended, model.JobSystemSuspended, model.JobUserSystemSuspended)
+	}
+	return ""
 }
 
 // finish ends an active job with the backend's outcome, after our own kill

@@ -379,6 +379,16 @@ func parseMem(s string) (int64, bool) {
 	return int64(v * mult), true
 }
 
+// heldBy says who holds or suspends a Slurm job: JobHeldUser is the
+// user's hold, JobHeldAdmin (and holds from requeue or a deleted
+// reservation) the system's; only an operator can suspend a job.
+func heldBy(state, reason string) drms.By {
+	if state == "PENDING" && reason == "JobHeldUser" {
+		return drms.ByUser
+	}
+	return drms.BySystem
+}
+
 // phaseOf maps a squeue/scontrol/sacct state that is not final to a Phase;
 // final reports whether the state is one a job ends in.
 func phaseOf(state, reason string) (p drms.Phase, final bool) {

@@ -59,6 +59,20 @@ garbage line
 	if p, final := phaseOf("PENDING", "JobHeldUser"); p != drms.Held || final {
 		t.Errorf("held: %v %v", p, final)
 	}
+	// Who holds (squeue's reason, from Slurm's job_state_reason names).
+	for _, c := range []struct {
+		state, reason string
+		want          drms.By
+	}{
+		{"PENDING", "JobHeldUser", drms.ByUser},
+		{"PENDING", "JobHeldAdmin", drms.BySystem},
+		{"REQUEUE_HOLD", "JobHeldAdmin", drms.BySystem},
+		{"SUSPENDED", "None", drms.BySystem},
+	} {
+		if got := heldBy(c.state, c.reason); got != c.want {
+			t.Errorf("heldBy(%s, %s) = %v, want %v", c.state, c.reason, got, c.want)
+		}
+	}
 	if p, final := phaseOf("PENDING", "Priority"); p != drms.Queued || final {
 		t.Errorf("pending: %v %v", p, final)
 	}

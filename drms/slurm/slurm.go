@@ -421,7 +421,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		}
 		if inQueue {
 			if p, final := phaseOf(qj.State, qj.Reason); !final {
-				s := drms.State{Phase: p}
+				s := drms.State{Phase: p, By: heldBy(qj.State, qj.Reason)}
 				if p == drms.Running || p == drms.Suspended {
 					s.Started = qj.Start
 				}
@@ -517,7 +517,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 				if p == drms.Unknown {
 					p = drms.Running
 				}
-				out[n.h.ID] = drms.State{Phase: p, Started: r.Start}
+				out[n.h.ID] = drms.State{Phase: p, By: heldBy(r.State, r.Reason), Started: r.Start}
 				continue
 			}
 		}
