@@ -450,3 +450,66 @@ func TestStopRestartDeleteSemantics(t *testing.T) {
 		t.Fatalf("status after delete --force: %+v", r)
 	}
 }
+
+// soma-workflow's engine-side jobs run in the engine: the map-reduce
+// reference workflow (made by soma-workflow's own gen.py, see
+// testdata/somawf) run as the README shows, its final job's output as
+// soma-workflow's.
+func TestRunMapReduceSomaJSON(t *testing.T) {
+	base := "/tmp/somaflow-ref/map_reduce"
+	os.RemoveAll(base)
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, nil, "run", "../testdata/somawf/workflows/map_reduce.json")
+	if r.code != 0 || !strings.Contains(r.stdout, "6 succeeded") {
+		t.Fatalf("run map_reduce.json: %+v", r)
+	}
+	if data, _ := os.ReadFile(filepath.Join(base, "final.txt")); string(data) != "['a-done', 'b-done']\n" {
+		t.Fatalf("final.txt: %q, soma-workflow wrote %q", data, "['a-done', 'b-done']\n")
+	}
+	// The native example of docs/native-format.md.
+	state := t.TempDir()
+	loo := write(t, "loo.yaml", `jobs:
+  produce: {shell: 'echo "{\"outputs\": [10, 20, 30]}" > "$SOMAWF_OUTPUT_PARAMS"', has_outputs: true}
+  loo:
+    params: {index: 1}
+    links: {inputs: produce.outputs}
+    soma: {class: soma_workflow.custom_jobs.LeaveOneOutJob}
+  test: {command: [echo, '%(x)s'], params: {x: 0}, links: {x: loo.test}}
+`)
+	if r := run(t, nil, "--state-dir", state, "run", loo); r.code != 0 {
+		t.Fatalf("run the documented LeaveOneOutJob example: %+v", r)
+	}
+	if r := run(t, nil, "--state-dir", state, "logs", "--stdout", "1", "test"); r.stdout != "20\n" {
+		t.Fatalf("test's output %q, want 20", r.stdout)
+	}
+}
+
+// env_builder_code runs with a python3 found on PATH; without one the
+// workflow is refused at once, saying so; code that fails refuses the
+// workflow with Python's words.
+func TestEnvBuilderCode(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "env.txt")
+	wf := func(code string) string {
+		return write(t, "env.yaml", "jobs:\n  a: {shell: 'echo \"$BUILT $WF\" > "+out+"'}\nenv: {WF: wf, BUILT: overridden-by-nothing}\nsoma:\n  env_builder_code: "+strconv.Quote(code)+"\n")
+	}
+	ok := write(t, "env.yaml", "jobs:\n  a: {shell: 'echo \"$BUILT $WF\" > "+out+"'}\nenv: {WF: wf}\nsoma:\n  env_builder_code: \"import json\\nprint(json.dumps({'BUILT': 'built', 'WF': 'builder'}))\"\n")
+	if r := run(t, nil, "run", ok); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	if data, _ := os.ReadFile(out); string(data) != "built wf\n" {
+		t.Fatalf("job saw %q, want the builder's BUILT under the workflow's WF", data)
+	}
+	bin := t.TempDir()
+	sh, _ := exec.LookPath("sh")
+	os.Symlink(sh, filepath.Join(bin, "sh"))
+	r := run(t, []string{"PATH=" + bin}, "run", ok)
+	if r.code != 2 || !strings.Contains(r.stderr, "needs a python3 on PATH") {
+		t.Fatalf("run without python3 on PATH: want exit 2 naming python3, got %+v", r)
+	}
+	r = run(t, nil, "run", "--json", wf("raise SystemExit('no cluster config')"))
+	if r.code != 1 || !strings.Contains(r.stdout, "env_builder_code") || !strings.Contains(r.stdout, "no cluster config") {
+		t.Fatalf("failing env_builder_code: want the job failed with Python's words, got %+v", r)
+	}
+}

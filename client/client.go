@@ -292,6 +292,11 @@ func Check(w *model.Workflow) error {
 // resource paths need a namespace translation, which no resource has yet.
 func runnable(w *model.Workflow) error {
 	var problems []string
+	if w.EnvBuilderCode != "" {
+		if _, err := engine.FindPython(os.Environ()); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	for i, j := range w.Jobs {
 		refs := append(append([]model.Arg(nil), j.Command...), j.ReferencedInputFiles...)
 		refs = append(refs, j.ReferencedOutputFiles...)
@@ -485,11 +490,12 @@ func (c *Client) RequestStop(ctx context.Context, id int64) error {
 func (c *Client) waitCarriedOut(ctx context.Context, id int64) (bool, error) {
 	gone := false
 	err := c.waitUntil(ctx, -1, true, func() (bool, error) {
-		st, err := c.WorkflowStatus(ctx, id)
+		n, err := c.st.PendingIntents(ctx, id) // first: see WaitWorkflow
 		if err != nil {
 			return false, err
 		}
-		if n, err := c.st.PendingIntents(ctx, id); err != nil || (n == 0 && st == model.WorkflowDone) {
+		st, err := c.WorkflowStatus(ctx, id)
+		if err != nil || (n == 0 && st == model.WorkflowDone) {
 			return true, err
 		}
 		gone = !c.EngineAlive()
@@ -661,13 +667,15 @@ func (c *Client) ChangeWorkflowExpirationDate(ctx context.Context, id int64, t t
 // ErrTimeout when it runs out; ctx cancels.
 func (c *Client) WaitWorkflow(ctx context.Context, id int64, timeout time.Duration) error {
 	return c.waitUntil(ctx, timeout, true, func() (bool, error) {
-		st, err := c.WorkflowStatus(ctx, id)
-		if err != nil || st != model.WorkflowDone {
+		// A restart the engine has not carried out yet makes it not done.
+		// Intents are read first: the engine deletes one in the same
+		// transaction that changes the status, so a status read after
+		// seeing none pending is the status after them.
+		if n, err := c.st.PendingIntents(ctx, id); err != nil || n > 0 {
 			return false, err
 		}
-		// A restart the engine has not carried out yet makes it not done.
-		n, err := c.st.PendingIntents(ctx, id)
-		return n == 0, err
+		st, err := c.WorkflowStatus(ctx, id)
+		return err == nil && st == model.WorkflowDone, err
 	})
 }
 

@@ -107,9 +107,7 @@ func TestSomaWorkflowReferenceOutcomes(t *testing.T) {
 			prepareRef(t, name)
 			id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{})
 			switch {
-			case name == "cycle" || name == "shared_paths" || name == "env":
-				// env uses env_builder_code (Python run at submission):
-				// refused by design, naming the field.
+			case name == "cycle" || name == "shared_paths":
 				if !errors.Is(err, client.ErrInvalid) {
 					t.Fatalf("%s must be refused at submission, got %v", name, err)
 				}

@@ -520,6 +520,13 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
 	}
 	env := environ(row)
+	if def.EnvBuilderCode != "" {
+		built, err := buildEnv(ctx, def.EnvBuilderCode, env, row.Cwd)
+		if err != nil {
+			return e.refuse(ctx, row, "env_builder_code: "+err.Error())
+		}
+		env = appendEnv(env, built) // below the workflow's env and the jobs'
+	}
 	w.baseEnv = drms.MergeEnv(appendEnv(env, def.Env))
 	// The decoded definition is all the engine needs: the stored text (tens
 	// of megabytes for 100,000 jobs) is not kept for the workflow's life,
@@ -656,7 +663,7 @@ func (e *Engine) queueEarly(w *wfRun) {
 // job that succeeded or is submitted with a handle, at least one of them
 // still running.
 func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
-	if !w.b.caps.Dependencies || w.g.hidden(v) || w.def.Jobs[v].IsBarrier() || len(w.linksTo[v]) > 0 {
+	if !w.b.caps.Dependencies || w.g.hidden(v) || w.def.Jobs[v].NoProcess() || len(w.linksTo[v]) > 0 {
 		return nil, false
 	}
 	if _, ok := w.b.be.(drms.DependencySubmitter); !ok {
@@ -753,11 +760,12 @@ func (w *wfRun) forget(v int) {
 	w.def.Jobs[v] = nil
 }
 
-// isBarrier tells whether job v is a barrier, also once forgotten (its row
-// records it from the same definition).
+// isBarrier tells whether job v runs no process (a barrier or an
+// engine-side job), also once forgotten (its row records it from the same
+// definition).
 func (w *wfRun) isBarrier(v int) bool {
 	if mj := w.def.Jobs[v]; mj != nil {
-		return mj.IsBarrier()
+		return mj.NoProcess()
 	}
 	return w.jobs[v].row.Barrier
 }
@@ -783,7 +791,7 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 		if w.state[v] != nWaiting {
 			continue
 		}
-		if !w.g.hidden(v) && !w.def.Jobs[v].IsBarrier() {
+		if !w.g.hidden(v) && !w.def.Jobs[v].NoProcess() {
 			w.set(v, nReady)
 			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
 			continue
@@ -791,10 +799,14 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 		if w.g.hidden(v) {
 			w.set(v, nSucceeded)
 		} else {
+			// A barrier, or a job the engine runs itself: no process.
 			j := w.jobs[v]
 			now := time.Now().UTC()
 			j.row.Submitted, j.row.Started = &now, &now
-			e.endJob(j, drms.Exited(0))
+			if !e.runInEngine(w, j) {
+				e.abortFrom(w, v)
+				continue
+			}
 			w.forget(v)
 		}
 		for _, s := range w.g.succ[v] {

@@ -207,11 +207,15 @@ func appendEnv(env []string, m map[string]string) []string {
 func (e *Engine) jobParams(w *wfRun, idx int) (map[string]any, error) {
 	mj := w.def.Jobs[idx]
 	links := w.linksTo[idx]
-	if len(mj.ParamDict) == 0 && len(links) == 0 && !hasConfig(mj.Configuration) {
+	dict := mj.ParamDict
+	if mj.RunsInEngine() {
+		dict = engineParamDict(mj)
+	}
+	if len(dict) == 0 && len(links) == 0 && !hasConfig(mj.Configuration) {
 		return nil, nil
 	}
-	params := make(map[string]any, len(mj.ParamDict))
-	for k, v := range mj.ParamDict {
+	params := make(map[string]any, len(dict))
+	for k, v := range dict {
 		var x any
 		if err := json.Unmarshal(v, &x); err != nil {
 			return nil, &specError{fmt.Sprintf("param_dict[%q]: %v", k, err)}

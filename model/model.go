@@ -26,8 +26,9 @@ type Workflow struct {
 	ParamLinks []ParamLink
 	// Env applies to every job (job env wins).
 	Env map[string]string
-	// EnvBuilderCode is Python run at submission by soma-workflow; somaflow
-	// refuses to run a workflow that has it, but keeps it for round trips.
+	// EnvBuilderCode is Python source run (with python3) when the workflow
+	// starts: it prints a JSON object of environment variables for every
+	// job, below the workflow's env and each job's.
 	EnvBuilderCode string
 	// NativeSpecification is the workflow-wide DRMS option string or list.
 	NativeSpecification NativeSpec
@@ -114,6 +115,19 @@ const (
 	ClassBarrier = "soma_workflow.client_types.BarrierJob"
 )
 
+// EngineClasses are soma-workflow's soma_workflow.custom_jobs classes: jobs
+// that run no process but turn their parameters into output parameters
+// inside the engine (EngineExecutionJob). somaflow's engine runs them
+// natively.
+var EngineClasses = map[string]bool{
+	"soma_workflow.custom_jobs.MapJob":                 true,
+	"soma_workflow.custom_jobs.ReduceJob":              true,
+	"soma_workflow.custom_jobs.LeaveOneOutJob":         true,
+	"soma_workflow.custom_jobs.CrossValidationFoldJob": true,
+	"soma_workflow.custom_jobs.ListCatJob":             true,
+	"soma_workflow.custom_jobs.StrCatJob":              true,
+}
+
 // DefaultDisposalTimeout is soma-workflow's default, in hours.
 const DefaultDisposalTimeout = 168
 
@@ -168,6 +182,14 @@ type Job struct {
 
 // IsBarrier reports whether the job is a barrier (no process).
 func (j *Job) IsBarrier() bool { return j.Class == ClassBarrier }
+
+// RunsInEngine reports whether the job is one of soma-workflow's
+// engine-side jobs (EngineClasses): no process, outputs from its parameters.
+func (j *Job) RunsInEngine() bool { return EngineClasses[j.Class] }
+
+// NoProcess reports whether the engine runs the job without a process: a
+// barrier or an engine-side job.
+func (j *Job) NoProcess() bool { return j.IsBarrier() || j.RunsInEngine() }
 
 // DisplayName is the job's name, or argv[0] when it has none.
 func (j *Job) DisplayName() string {

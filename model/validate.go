@@ -39,14 +39,11 @@ func (w *Workflow) JobLabel(i int) string {
 // references to unknown jobs, groups or special paths; dependency cycles
 // (named in order) and groups that contain themselves; jobs with no
 // command (or both a command and a shell line); what Go cannot run —
-// custom Python job classes, env_builder_code, link functions other than
+// custom Python job classes (but soma_workflow.custom_jobs), link functions other than
 // the built-in ones. It is O(jobs + dependencies) and does not recurse, so
 // it handles very large workflows.
 func (w *Workflow) Validate() error {
 	var ps problems
-	if w.EnvBuilderCode != "" {
-		ps.add("", "env_builder_code", "Python code run at submission to build the environment is not supported by somaflow (set env instead)")
-	}
 	checkEnv(&ps, "", "env", w.Env)
 	nJobs, nGroups, nPaths := len(w.Jobs), len(w.Groups), w.pathCount()
 	elemOK := func(el Element) bool {
@@ -151,6 +148,14 @@ func hasStructuralProblem(ps problems) bool {
 	return false
 }
 
+func engineClassList() string {
+	var names []string
+	for _, c := range sortedKeys(EngineClasses) {
+		names = append(names, strings.TrimPrefix(c, "soma_workflow.custom_jobs."))
+	}
+	return strings.Join(names, ", ")
+}
+
 func linkFunctionList() string {
 	return strings.Join(sortedKeys(LinkFunctions), ", ")
 }
@@ -228,10 +233,11 @@ func (w *Workflow) checkArg(ps *problems, job, field string, a Arg, nPaths int) 
 
 func (w *Workflow) validateJob(ps *problems, i int, j *Job, nPaths int) {
 	label := w.JobLabel(i)
-	switch j.Class {
-	case "", ClassJob, ClassBarrier:
+	switch {
+	case j.Class == "" || j.Class == ClassJob || j.NoProcess():
 	default:
-		ps.add(label, "class", "custom Python job class %q cannot run in somaflow (only %s and %s)", j.Class, ClassJob, ClassBarrier)
+		ps.add(label, "class", "custom Python job class %q cannot run in somaflow (only %s, %s and soma_workflow.custom_jobs' %s)",
+			j.Class, ClassJob, ClassBarrier, engineClassList())
 		return
 	}
 	for k, a := range j.ReferencedInputFiles {
@@ -240,9 +246,9 @@ func (w *Workflow) validateJob(ps *problems, i int, j *Job, nPaths int) {
 	for k, a := range j.ReferencedOutputFiles {
 		w.checkArg(ps, label, "referenced_output_files["+strconv.Itoa(k)+"]", a, nPaths)
 	}
-	if j.IsBarrier() {
+	if j.NoProcess() {
 		if len(j.Command) > 0 || j.Shell != "" {
-			ps.add(label, "command", "a barrier job runs no command")
+			ps.add(label, "command", "a %s runs no command", map[bool]string{true: "barrier job", false: "job of class " + j.Class}[j.IsBarrier()])
 		}
 		return
 	}

@@ -148,6 +148,8 @@ groups:
 		{name: "python the engine cannot run", doc: `
 jobs:
   m: {soma: {class: soma_workflow.custom_jobs.MapJob}}
+  mc: {command: ["true"], soma: {class: soma_workflow.custom_jobs.ReduceJob}}
+  own: {command: ["true"], soma: {class: mymodule.MyJob}}
   p: {command: ["true"], has_outputs: true}
   q:
     command: ["true"]
@@ -157,8 +159,8 @@ jobs:
 soma:
   env_builder_code: "print('{}')"
 `, valid: []string{
-			`env_builder_code: Python code run at submission to build the environment is not supported by somaflow (set env instead)`,
-			`job "m": class: custom Python job class "soma_workflow.custom_jobs.MapJob" cannot run in somaflow (only soma_workflow.client_types.Job and soma_workflow.client_types.BarrierJob)`,
+			`job "mc": command: a job of class soma_workflow.custom_jobs.ReduceJob runs no command`,
+			`job "own": class: custom Python job class "mymodule.MyJob" cannot run in somaflow (only soma_workflow.client_types.Job, soma_workflow.client_types.BarrierJob and soma_workflow.custom_jobs' ` + engineClassList() + `)`,
 			`job "q": param_links.x: link function "mymodule.myfunc" is Python code: somaflow runs only the built-in functions (` + linkFunctionList() + `)`,
 			`job "q": param_links.z: unknown link function "no_such" (built-in: ` + linkFunctionList() + `)`,
 		}},
@@ -225,8 +227,9 @@ func TestValidateSoma(t *testing.T) {
 		{name: "not soma", doc: `{"jobs": {}}`, want: []string{`serialized_jobs: missing: not a soma-workflow workflow`}},
 		{name: "cycle", doc: `{"serialized_jobs": {"0": ` + job("a") + `, "1": ` + job("b") + `}, "dependencies": [[0, 1], [1, 0]]}`,
 			valid: []string{`job "a": dependencies: dependency cycle: "a" -> "b" -> "a"`}},
-		{name: "custom class", doc: `{"serialized_jobs": {"0": {"class": "soma_workflow.custom_jobs.MapJob", "name": "m", "input_names": ["x"]}}}`,
-			valid: []string{`job "m": class: custom Python job class "soma_workflow.custom_jobs.MapJob" cannot run in somaflow (only soma_workflow.client_types.Job and soma_workflow.client_types.BarrierJob)`}},
+		{name: "custom class", doc: `{"serialized_jobs": {"0": {"class": "mymodule.MyJob", "name": "m", "command": []}}}`,
+			valid: []string{`job "m": class: custom Python job class "mymodule.MyJob" cannot run in somaflow (only soma_workflow.client_types.Job, soma_workflow.client_types.BarrierJob and soma_workflow.custom_jobs' ` + engineClassList() + `)`}},
+		{name: "engine-side class", doc: `{"serialized_jobs": {"0": {"class": "soma_workflow.custom_jobs.MapJob", "name": "m", "command": [], "has_outputs": true, "param_dict": {"inputs": [1, 2]}}}}`},
 		{name: "dropped groups are reported", doc: `{"serialized_jobs": {"0": ` + job("a") + `}, "root_group": [0, 1, 9], "serialized_groups": {"1": {"name": "ok", "elements": [0]}, "2": {"name": "bad", "elements": [0, 8]}, "3": {"name": "lost", "elements": [0]}}}`,
 			warn: []string{
 				`serialized_groups: group "bad" (id 2) names an unknown element or contains itself: dropped, as soma-workflow does`,

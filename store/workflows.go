@@ -126,7 +126,7 @@ func insertJobs(ctx context.Context, tx *gorm.DB, wfID int64, jobs []*model.Job)
 		hi := min(lo+jobInsertRows, len(jobs))
 		args = args[:0]
 		for i, j := range jobs[lo:hi] {
-			args = append(args, wfID, lo+i, j.DisplayName(), j.IsBarrier(), j.Priority, model.JobNotSubmitted)
+			args = append(args, wfID, lo+i, j.DisplayName(), j.NoProcess(), j.Priority, model.JobNotSubmitted)
 		}
 		var err error
 		if hi-lo == jobInsertRows {

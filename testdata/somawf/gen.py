@@ -438,6 +438,93 @@ def stop_restart():
                     name='stop_restart')
 
 
+# ---------------------------------------------------------------- engine-side jobs
+# soma_workflow.custom_jobs classes run in soma-workflow's engine, no process.
+def _final(base, name, param, fname):
+    """a job that writes one parameter (Python repr of a list) to a file"""
+    return Job(['sh', '-c', 'printf "%s\\n" "$1" > ' + base + '/' + fname,
+                'argv0', '%(' + param + ')s'],
+               name=name, param_dict={param: ''})
+
+
+@wf('MapJob -> two shell jobs -> ReduceJob -> final, all by param_links')
+def map_reduce():
+    from soma_workflow.custom_jobs import MapJob, ReduceJob
+    base = d('map_reduce')
+    prod = sh('echo \'{"outputs": ["a", "b"]}\' > "$SOMAWF_OUTPUT_PARAMS"',
+              name='produce', has_outputs=True)
+    work = [Job(['sh', '-c',
+                 'printf "%%s-done\\n" "$1" > %s/w%d.txt; '
+                 'printf \'{"output": "%%s-done"}\' "$1" > "$SOMAWF_OUTPUT_PARAMS"'
+                 % (base, i), 'argv0', '%(input)s'],
+                name='work_%d' % i, param_dict={'input': ''}, has_outputs=True)
+            for i in range(2)]
+    mapj = MapJob(name='map')
+    red = ReduceJob(name='reduce')
+    final = _final(base, 'final', 'inputs', 'final.txt')
+    links = {mapj: {'inputs': [(prod, 'outputs')]},
+             work[0]: {'input': [(mapj, 'output_0')]},
+             work[1]: {'input': [(mapj, 'output_1')]},
+             red: {'input_0': [(work[0], 'output')],
+                   'input_1': [(work[1], 'output')],
+                   'lengths': [(mapj, 'lengths')]},
+             final: {'inputs': [(red, 'outputs')]}}
+    return Workflow([prod, mapj] + work + [red, final], name='map_reduce',
+                    param_links=links)
+
+
+@wf('LeaveOneOutJob (index 2) between a producer and train/test jobs')
+def leave_one_out():
+    from soma_workflow.custom_jobs import LeaveOneOutJob
+    base = d('leave_one_out')
+    prod = sh('echo \'{"outputs": [10, 20, 30, 40]}\' > "$SOMAWF_OUTPUT_PARAMS"',
+              name='produce', has_outputs=True)
+    loo = LeaveOneOutJob(param_dict={'index': 2})
+    train = _final(base, 'train', 'inputs', 'train.txt')
+    test = _final(base, 'test', 'input', 'test.txt')
+    links = {loo: {'inputs': [(prod, 'outputs')]},
+             train: {'inputs': [(loo, 'train')]},
+             test: {'input': [(loo, 'test')]}}
+    return Workflow([prod, loo, train, test], name='leave_one_out',
+                    param_links=links)
+
+
+@wf('CrossValidationFoldJob (fold 1 of 3, 7 items) and its train/test jobs')
+def cross_validation():
+    from soma_workflow.custom_jobs import CrossValidationFoldJob
+    base = d('cross_validation')
+    prod = sh('echo \'{"outputs": [0, 1, 2, 3, 4, 5, 6]}\' > "$SOMAWF_OUTPUT_PARAMS"',
+              name='produce', has_outputs=True)
+    cv = CrossValidationFoldJob(param_dict={'nfolds': 3, 'fold': 1})
+    train = _final(base, 'train', 'inputs', 'train.txt')
+    test = _final(base, 'test', 'inputs', 'test.txt')
+    links = {cv: {'inputs': [(prod, 'outputs')]},
+             train: {'inputs': [(cv, 'train')]},
+             test: {'inputs': [(cv, 'test')]}}
+    return Workflow([prod, cv, train, test], name='cross_validation',
+                    param_links=links)
+
+
+@wf('ListCatJob and StrCatJob fed by a producer, their results written')
+def list_str_cat():
+    from soma_workflow.custom_jobs import ListCatJob, StrCatJob
+    base = d('list_str_cat')
+    prod = sh('echo \'{"lists": [[1, 2], [], [3]], "strs": ["x", "y"]}\' '
+              '> "$SOMAWF_OUTPUT_PARAMS"', name='produce', has_outputs=True)
+    lcat = ListCatJob(name='list_cat')
+    scat = StrCatJob(name='str_cat',
+                     param_dict={'input_names': ['a', 'b'],
+                                 'output_name': 'out', 'a': 'pre-'})
+    lout = _final(base, 'list_out', 'inputs', 'list.txt')
+    sout = _final(base, 'str_out', 'inputs', 'str.txt')
+    links = {lcat: {'inputs': [(prod, 'lists')]},
+             scat: {'b': [(prod, 'strs')]},
+             lout: {'inputs': [(lcat, 'outputs')]},
+             sout: {'inputs': [(scat, 'out')]}}
+    return Workflow([prod, lcat, scat, lout, sout], name='list_str_cat',
+                    param_links=links)
+
+
 def build(name):
     return WORKFLOWS[name][1]()
 
