@@ -47,13 +47,14 @@ var nativeJobFields = map[string]bool{
 	"params": true, "links": true,
 }
 
-// maxAliasNodes bounds YAML alias expansion (a "billion laughs" file).
+// maxAliasNodes bounds YAML alias expansion (a "billion laughs" file):
+// the values aliases add to a document, counted once for the whole
+// document, whatever field they are in.
 const maxAliasNodes = 1 << 20
 
 type nativeDecoder struct {
-	w       *Workflow
-	ps      problems
-	aliases int
+	w  *Workflow
+	ps problems
 	// names
 	jobIdx   map[string]int
 	groupIdx map[string]int
@@ -78,7 +79,7 @@ func DecodeNative(data []byte) (*Workflow, error) {
 	} else if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("native workflow: %w", err)
 	}
-	if _, err := nodeDepth(&doc, 0, map[*yaml.Node]int{}); err != nil {
+	if err := checkShape(&doc); err != nil {
 		return nil, fmt.Errorf("native workflow: %w", err)
 	}
 	d := &nativeDecoder{w: &Workflow{}, jobIdx: map[string]int{}, groupIdx: map[string]int{}}
@@ -103,38 +104,67 @@ func DecodeNative(data []byte) (*Workflow, error) {
 	return d.w, nil
 }
 
-// nodeDepth returns how deep a YAML tree nests (aliases followed, each node
-// measured once); it fails past maxNesting.
-func nodeDepth(n *yaml.Node, level int, memo map[*yaml.Node]int) (int, error) {
+// checkShape bounds a YAML tree before anything walks it: nesting (at most
+// maxNesting levels, aliases followed) and alias expansion (the values
+// aliases add, at most maxAliasNodes in the whole document). Each node is
+// measured once, so this costs O(nodes) however much the aliases expand.
+func checkShape(doc *yaml.Node) error {
+	s := shaper{memo: map[*yaml.Node]shape{}}
+	if _, err := s.measure(doc, 0); err != nil {
+		return err
+	}
+	if s.added > maxAliasNodes {
+		return fmt.Errorf("aliases expand to more than %d values (line %d): refusing the document", maxAliasNodes, s.line)
+	}
+	return nil
+}
+
+// shape is a node's depth and expanded size (values, aliases followed),
+// the size capped past maxAliasNodes.
+type shape struct{ depth, size int }
+
+type shaper struct {
+	memo  map[*yaml.Node]shape
+	added int // values that aliases add
+	line  int // where added first went past the bound
+}
+
+func (s *shaper) measure(n *yaml.Node, level int) (shape, error) {
 	if n == nil {
-		return 0, nil
+		return shape{}, nil
 	}
 	if level > maxNesting {
-		return 0, fmt.Errorf("nested more than %d levels deep (line %d)", maxNesting, n.Line)
+		return shape{}, fmt.Errorf("nested more than %d levels deep (line %d)", maxNesting, n.Line)
 	}
-	if d, ok := memo[n]; ok {
-		if level+d > maxNesting+1 {
-			return 0, fmt.Errorf("nested more than %d levels deep (line %d)", maxNesting, n.Line)
+	if m, ok := s.memo[n]; ok {
+		if level+m.depth > maxNesting+1 {
+			return shape{}, fmt.Errorf("nested more than %d levels deep (line %d)", maxNesting, n.Line)
 		}
-		return d, nil
+		return m, nil
 	}
-	best := 0
+	m := shape{size: 1}
 	if n.Alias != nil {
-		d, err := nodeDepth(n.Alias, level, memo)
+		a, err := s.measure(n.Alias, level)
 		if err != nil {
-			return 0, err
+			return shape{}, err
 		}
-		best = d - 1
+		m = shape{depth: a.depth - 1, size: a.size}
+		s.added = min(s.added+a.size, maxAliasNodes+1)
+		if s.added > maxAliasNodes && s.line == 0 {
+			s.line = n.Line
+		}
 	}
 	for _, c := range n.Content {
-		d, err := nodeDepth(c, level+1, memo)
+		cm, err := s.measure(c, level+1)
 		if err != nil {
-			return 0, err
+			return shape{}, err
 		}
-		best = max(best, d)
+		m.depth = max(m.depth, cm.depth)
+		m.size = min(m.size+cm.size, maxAliasNodes+1)
 	}
-	memo[n] = best + 1
-	return best + 1, nil
+	m.depth++
+	s.memo[n] = m
+	return m, nil
 }
 
 func lineOf(n *yaml.Node) int {
@@ -334,19 +364,12 @@ func (d *nativeDecoder) raw(n *yaml.Node, job, field string) json.RawMessage {
 }
 
 func (d *nativeDecoder) appendJSON(b []byte, n *yaml.Node, depth int) ([]byte, error) {
-	if n != nil && n.Kind == yaml.AliasNode {
-		d.aliases++
-	}
 	n = d.deref(n)
 	if n == nil {
 		return nil, fmt.Errorf("bad alias")
 	}
 	if depth > 1000 {
 		return nil, fmt.Errorf("nested too deeply (line %d)", n.Line)
-	}
-	d.aliases++
-	if d.aliases > maxAliasNodes {
-		return nil, fmt.Errorf("too many values (alias expansion?) (line %d)", n.Line)
 	}
 	var err error
 	switch n.Kind {
