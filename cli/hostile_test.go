@@ -6,6 +6,8 @@ package cli_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -36,5 +38,79 @@ func TestHostileAliasBomb(t *testing.T) {
 	ok := write(t, "ok.yaml", "jobs:\n  a: {command: &c [echo, hi]}\n  b: {command: *c, after: [a]}\n")
 	if r := run(t, nil, "validate", ok); r.code != 0 {
 		t.Fatalf("validate a file with a small alias: %+v", r)
+	}
+}
+
+// A state dir, database or log that someone else owns, or that is a
+// symlink planted there, is refused, naming the owner; nothing is written
+// through the link. As root too (CI is root): root must not run what
+// another user wrote into a state dir.
+func TestHostileForeignStateDir(t *testing.T) {
+	wf := write(t, "ok.yaml", okWF)
+	if os.Geteuid() == 0 {
+		foreign := t.TempDir()
+		if err := os.Chown(foreign, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, nil, "--state-dir", foreign, "list")
+		if r.code == 0 || !strings.Contains(r.stderr, "not owned by you") || !strings.Contains(r.stderr, "uid 65534") {
+			t.Fatalf("a state dir owned by uid 65534: want a refusal naming the owner, got %+v", r)
+		}
+		if _, err := os.Stat(filepath.Join(foreign, "somaflow.db")); err == nil {
+			t.Fatal("a database was created in a foreign state dir")
+		}
+		// A database file another user planted in the user's own state dir.
+		own := t.TempDir()
+		if r := run(t, nil, "--state-dir", own, "run", wf); r.code != 0 {
+			t.Fatalf("run: %+v", r)
+		}
+		os.Chown(filepath.Join(own, "somaflow.db"), 65534, 65534)
+		if r := run(t, nil, "--state-dir", own, "list"); r.code == 0 || !strings.Contains(r.stderr, "not owned by you") {
+			t.Fatalf("a database owned by uid 65534: want a refusal, got %+v", r)
+		}
+	}
+	state := t.TempDir()
+	if r := run(t, nil, "--state-dir", state, "run", wf); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	target := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(target, []byte("precious\n"), 0o600)
+	if err := os.Symlink(target, filepath.Join(state, "engine.log")); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	t.Cleanup(func() { run(t, env, "engine", "stop") })
+	r := run(t, env, "submit", wf)
+	if r.code == 0 || !strings.Contains(r.stderr, "symbolic link") {
+		t.Fatalf("submit with engine.log planted as a symlink: want a refusal, got %+v", r)
+	}
+	if data, _ := os.ReadFile(target); string(data) != "precious\n" {
+		t.Fatalf("the symlink's target was written: %q", data)
+	}
+}
+
+// A database truncated to 0 bytes (or removed) in a state dir that was
+// used is an error that says so, not a new empty database.
+func TestHostileTruncatedDatabase(t *testing.T) {
+	for _, how := range []string{"truncated", "removed"} {
+		state := t.TempDir()
+		if r := run(t, nil, "--state-dir", state, "run", write(t, "ok.yaml", okWF)); r.code != 0 {
+			t.Fatalf("run: %+v", r)
+		}
+		db := filepath.Join(state, "somaflow.db")
+		os.Remove(db + "-wal")
+		os.Remove(db + "-shm")
+		if how == "truncated" {
+			os.Truncate(db, 0)
+		} else {
+			os.Remove(db)
+		}
+		r := run(t, nil, "--state-dir", state, "list")
+		if r.code != 5 || !strings.Contains(r.stderr, "database missing or empty") {
+			t.Fatalf("list with the database %s: want exit 5 saying so, got %+v", how, r)
+		}
+		if fi, err := os.Stat(db); how == "removed" && err == nil {
+			t.Fatalf("a new database was created (%d bytes)", fi.Size())
+		}
 	}
 }

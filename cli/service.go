@@ -17,6 +17,7 @@ import (
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/privdir"
 	"github.com/somaflow/somaflow/store"
 )
 
@@ -59,7 +60,7 @@ func ensureEngine(dir string) error {
 	if err != nil {
 		return fmt.Errorf("%w: cannot find the somaflow binary to start the engine: %v", client.ErrUnavailable, err)
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "engine.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := privdir.OpenFile(filepath.Join(dir, "engine.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("%w: engine log: %v", client.ErrUnavailable, err)
 	}

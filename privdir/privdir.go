@@ -111,3 +111,22 @@ func ownerName(uid uint32) string {
 	}
 	return "uid " + id
 }
+
+// OpenFile opens a file inside a private directory without following a
+// symlink at its name (O_NOFOLLOW: a link planted there is an error, not a
+// way to make somaflow write elsewhere), and checks that the file opened is
+// a regular file owned by the user that others cannot write.
+func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW, perm)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, &PermError{Path: path, Mode: fs.ModeSymlink, Owner: "?", Why: "is a symbolic link"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckFile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // ErrEngineRunning is returned by LockEngine when another engine holds the
@@ -25,7 +27,7 @@ func LockEngine(dir string) (*EngineLock, error) {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	path := filepath.Join(dir, "engine.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := privdir.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("engine lock: %w", err)
 	}

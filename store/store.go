@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // SchemaVersion is the version of the schema this code writes; Open migrates
@@ -158,14 +161,11 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state dir %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
-	}
-	// The state dir holds environments and outputs: private, whoever made it.
-	if fi, err := os.Stat(abs); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		if err := os.Chmod(abs, 0o700); err != nil {
-			return nil, fmt.Errorf("make state dir private: %w", err)
-		}
+	// The state dir holds environments, outputs and the database that says
+	// what to run: private, and the user's own (a root engine must not run
+	// what another user wrote there).
+	if err := privdir.Ensure(abs); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	s := &Store{Dir: abs, NetworkFS: isNetworkFS(abs)}
 	journal := "WAL"
@@ -174,10 +174,13 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		slog.Warn("state dir is on a network filesystem: using SQLite's rollback journal instead of WAL", "dir", abs)
 	}
 	path := filepath.Join(abs, "somaflow.db")
-	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+	if err := checkDatabase(abs, path); err != nil {
+		return nil, err
+	}
+	if f, err := privdir.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
 		f.Close()
 	} else {
-		return nil, fmt.Errorf("create database: %w", err)
+		return nil, fmt.Errorf("database: %w", err)
 	}
 	// The journal mode is not in the DSN: it is persistent in the file, and
 	// setting it on every connection makes concurrent opens fail with
@@ -301,6 +304,44 @@ func (s *Store) Close() error {
 		return err
 	}
 	return sqlDB.Close()
+}
+
+// ErrLostDatabase is returned by Open when the state dir holds state
+// (logs, a journal, a spool...) but its database is missing or empty: it
+// was removed or truncated, and starting over would silently forget every
+// workflow.
+var ErrLostDatabase = errors.New("database missing or empty")
+
+// stateMarks are what a state dir that was used holds besides its database
+// (the engine lock is taken before the database is opened, so it does not
+// count).
+var stateMarks = []string{"somaflow.db-wal", "engine.log", "supervisor.journal", "supervisor.log", "logs", "spool", "params"}
+
+// checkDatabase refuses a missing or empty database in a state dir that was
+// used, and a database that is not a regular file of the user's.
+func checkDatabase(dir, path string) error {
+	fi, err := os.Lstat(path)
+	if err == nil && fi.Size() > 0 {
+		return nil // its owner and type are checked when it is opened
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database: %w", err)
+	}
+	var found []string
+	for _, m := range stateMarks {
+		if _, err := os.Lstat(filepath.Join(dir, m)); err == nil {
+			found = append(found, m)
+		}
+	}
+	if len(found) == 0 {
+		return nil // a new state dir
+	}
+	what := "missing"
+	if err == nil {
+		what = "empty (0 bytes)"
+	}
+	return fmt.Errorf("%w: %s is %s while the state dir holds %s: it was removed or truncated; "+
+		"restore it from a backup, or move the state dir away to start afresh", ErrLostDatabase, path, what, strings.Join(found, ", "))
 }
 
 // Network filesystem magic numbers (statfs f_type).

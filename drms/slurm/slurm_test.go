@@ -259,7 +259,7 @@ func TestOutcomes(t *testing.T) {
 		t.Parallel()
 		s := spec(t, tag, "sleep", "2")
 		h := submit(t, b, s)
-		b2 := newBackend(t, filepath.Dir(b.spool.Root), tag, nil)
+		b2 := newBackend(t, b.cfg.StateDir, tag, nil)
 		got, found, never, err := b2.Locate(context.Background(), s)
 		if err != nil || !found || never || got.ID != h.ID {
 			t.Fatalf("Locate submitted: %+v %v %v %v", got, found, never, err)
@@ -300,7 +300,7 @@ func TestOutcomes(t *testing.T) {
 		}
 		waitPurged(t, h.ID)
 		waitPurged(t, h5.ID)
-		b2 := newBackend(t, filepath.Dir(b.spool.Root), tag, nil)
+		b2 := newBackend(t, b.cfg.StateDir, tag, nil)
 		st, err := b2.Recover(context.Background(), h)
 		if err != nil || st.Phase != drms.Ended || st.Outcome.ExitValue == nil || *st.Outcome.ExitValue != 3 {
 			t.Fatalf("purged job: %+v %v", st, err)

@@ -35,6 +35,7 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // HandleVersion is the version of the handles this backend writes.
@@ -680,7 +681,7 @@ func flockCtx(ctx context.Context, f *os.File) error {
 // spawn starts `ExecPath supervisor --state-dir DIR --idle D --ready-fd 3`
 // in its own session and waits for its answer on the ready pipe.
 func (b *Backend) spawn(ctx context.Context) (string, error) {
-	logf, err := os.OpenFile(filepath.Join(b.dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := privdir.OpenFile(filepath.Join(b.dir, logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("supervisor log: %w", err)
 	}
