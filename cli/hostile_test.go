@@ -114,3 +114,23 @@ func TestHostileTruncatedDatabase(t *testing.T) {
 		}
 	}
 }
+
+// Control characters in workflow and job names and in a job's last stderr
+// line reach the terminal escaped: no escape sequence, no carriage return,
+// no newline that forges a table row; --json keeps the exact text.
+func TestHostileControlCharacters(t *testing.T) {
+	state := t.TempDir()
+	wf := write(t, "esc.json", `{"name": "wf\u001b[2J", "jobs": {"evil\u001b]0;title\u0007\nFORGED ROW": {"shell": "printf 'boom\\033[31m\\r' >&2; exit 3"}}}`)
+	r := run(t, nil, "--state-dir", state, "run", wf)
+	for _, out := range []result{r, run(t, nil, "--state-dir", state, "status", "1"), run(t, nil, "--state-dir", state, "list"), run(t, nil, "--state-dir", state, "failed", "1")} {
+		if strings.ContainsAny(out.stdout, "\x1b\r\a") || strings.Contains(out.stdout, "\nFORGED ROW") {
+			t.Fatalf("raw control characters reached the output:\n%q", out.stdout)
+		}
+	}
+	if !strings.Contains(r.stdout, `evil\x1b]0;title\a\nFORGED ROW`) || !strings.Contains(r.stdout, `boom\x1b[31m`) {
+		t.Fatalf("run's summary should show the escaped name and stderr line:\n%s", r.stdout)
+	}
+	if j := run(t, nil, "--state-dir", state, "status", "--json", "1"); !strings.Contains(j.stdout, `"name":"evil\u001b]0;title\u0007\nFORGED ROW"`) {
+		t.Fatalf("--json must keep the exact name: %s", j.stdout)
+	}
+}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/model"
@@ -76,9 +79,40 @@ func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
 		if model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
 			mark = s.paint("33", j.Status)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, mark, outcomeText(j), deref(j.Reason), lastLine(j.Stderr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, printable(j.Name), mark, outcomeText(j), printable(deref(j.Reason)), printable(lastLine(j.Stderr)))
 	}
 	tw.Flush()
+}
+
+// printable escapes what a terminal would act on in text from a workflow
+// or a job (control characters: escape sequences, carriage returns,
+// newlines that break table rows; invalid UTF-8) as Go quotes them
+// (\x1b, \n), so that a name or a job's stderr line cannot move the
+// cursor, change colours or forge rows. Plain text is returned as it is.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // lastLine is the last non-empty line of a file (at most 80 characters).
@@ -126,7 +160,7 @@ func printJobs(s *IO, doc *client.WorkflowDoc) {
 		case model.JobEnded(j.Status):
 			status = s.paint("31", status)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Name, status, deref(j.ExitStatus),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, printable(j.Name), status, deref(j.ExitStatus),
 			outcomeText(j), j.Attempt, deref(j.DRMSID), duration(j))
 	}
 	tw.Flush()

@@ -257,7 +257,7 @@ func listCommand(s *IO) *ucli.Command {
 			for _, r := range rows {
 				name := ""
 				if r.Name != nil {
-					name = *r.Name
+					name = printable(*r.Name)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, name, r.Status, r.Backend, deref(r.Submitted), deref(r.Expiration))
 			}
@@ -358,7 +358,7 @@ func mayStillRun(ctx context.Context, c *client.Client, id int64) string {
 	var names []string
 	for _, j := range doc.Jobs {
 		if !model.JobEnded(j.Status) && j.Status != model.JobNotSubmitted {
-			names = append(names, fmt.Sprintf("%s (%s, DRMS id %s)", j.Name, j.Status, deref(j.DRMSID)))
+			names = append(names, fmt.Sprintf("%s (%s, DRMS id %s)", printable(j.Name), j.Status, deref(j.DRMSID)))
 		}
 	}
 	return strings.Join(names, ", ")
@@ -493,7 +493,7 @@ func failedCommand(s *IO) *ucli.Command {
 			tw := s.newTable()
 			fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tREASON")
 			for _, j := range docs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Name, j.Status, deref(j.ExitStatus), outcomeText(j), deref(j.Reason))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, printable(j.Name), j.Status, deref(j.ExitStatus), outcomeText(j), printable(deref(j.Reason)))
 			}
 			return tw.Flush()
 		},
