@@ -7,8 +7,10 @@ package cli_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -132,5 +134,40 @@ func TestHostileControlCharacters(t *testing.T) {
 	}
 	if j := run(t, nil, "--state-dir", state, "status", "--json", "1"); !strings.Contains(j.stdout, `"name":"evil\u001b]0;title\u0007\nFORGED ROW"`) {
 		t.Fatalf("--json must keep the exact name: %s", j.stdout)
+	}
+}
+
+// `logs` streams: a 200 MB log is shown (and tailed) in bounded memory, and
+// a job whose stdout_file is /dev/zero gives an error, not an endless read.
+func TestHostileHugeLogs(t *testing.T) {
+	state := t.TempDir()
+	big := filepath.Join(t.TempDir(), "big.out")
+	wf := write(t, "big.yaml", "jobs:\n  big: {shell: 'yes 0123456789012345678901234567890123456789012345678 | head -n 4000000; echo last-line', stdout_file: "+big+"}\n  zero: {command: [\"true\"], stdout_file: /dev/zero}\n")
+	if r := run(t, nil, "--state-dir", state, "run", wf); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	logs := func(args ...string) (string, int64) {
+		cmd := exec.Command(binary, append([]string{"--state-dir", state, "logs"}, args...)...)
+		var out strings.Builder
+		cmd.Stdout = &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("logs %v: %v", args, err)
+		}
+		return out.String(), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+	}
+	out, rss := logs("--stdout", "--tail", "2", "1", "big")
+	if out != "0123456789012345678901234567890123456789012345678\nlast-line\n" {
+		t.Fatalf("--tail 2: %q", out)
+	}
+	full, rss2 := logs("--stdout", "1", "big")
+	if len(full) != 200000010 {
+		t.Fatalf("the whole log: %d bytes, want 200000010", len(full))
+	}
+	if rss > 64<<10 || rss2 > 64<<10 {
+		t.Fatalf("logs of a 200 MB file peaked at %d / %d KiB of memory: not streamed", rss, rss2)
+	}
+	r := run(t, nil, "--state-dir", state, "logs", "--stdout", "1", "zero")
+	if !strings.Contains(r.stderr, "not a regular file") {
+		t.Fatalf("logs of stdout_file /dev/zero: %+v", r)
 	}
 }
