@@ -171,3 +171,49 @@ func TestHostileHugeLogs(t *testing.T) {
 		t.Fatalf("logs of stdout_file /dev/zero: %+v", r)
 	}
 }
+
+// A command no system can execute is refused at validation when it can be
+// known (a NUL byte, an argument over the system's limit); one that only
+// turns out too long at run time (a parameter) fails its job at once with
+// the system's words, it is not retried forever; unrelated jobs run.
+func TestHostileUnrunnableCommands(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	for name, doc := range map[string]string{
+		"nul":  `{"jobs": {"a": {"command": ["echo", "a\u0000b"]}}}`,
+		"long": `{"jobs": {"a": {"command": ["echo", "` + long + `"]}}}`,
+	} {
+		r := run(t, nil, "validate", write(t, name+".json", doc))
+		if r.code != 2 || !strings.Contains(r.stderr, `job "a": command[1]`) {
+			t.Fatalf("%s argument: want exit 2 naming job and field, got %+v", name, r)
+		}
+	}
+	wf := write(t, "param.yaml", `jobs:
+  produce: {shell: 'printf "{\"x\": \"%0204800d\"}" 0 > "$SOMAWF_OUTPUT_PARAMS"', has_outputs: true}
+  consume: {command: [echo, '%(x)s'], params: {x: ""}, links: {x: produce.x}}
+  other: {command: ["true"]}
+`)
+	for _, mode := range []string{"run", "submit"} {
+		state := t.TempDir()
+		env := []string{"SOMAFLOW_STATE_DIR=" + state}
+		if mode == "run" {
+			if r := run(t, env, "run", wf); r.code != 1 {
+				t.Fatalf("run: want exit 1 (consume cannot start), got %+v", r)
+			}
+		} else {
+			t.Cleanup(func() { run(t, env, "engine", "stop") })
+			if r := run(t, env, "submit", wf); r.code != 0 {
+				t.Fatalf("submit: %+v", r)
+			}
+			if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 1 {
+				t.Fatalf("wait: want exit 1, got %+v", r)
+			}
+		}
+		r := run(t, env, "status", "--json", "1")
+		if !strings.Contains(r.stdout, `"name":"consume","status":"failed","exit_status":"aborted"`) || !strings.Contains(r.stdout, "argument list too long") {
+			t.Fatalf("%s: consume should fail with the system's words: %s", mode, r.stdout)
+		}
+		if !strings.Contains(r.stdout, `"name":"other","status":"done","exit_status":"finished_regularly","exit_value":0`) {
+			t.Fatalf("%s: the unrelated job did not run: %s", mode, r.stdout)
+		}
+	}
+}

@@ -186,6 +186,8 @@ func checkEnv(ps *problems, job, field string, env map[string]string) {
 		}
 		if strings.ContainsRune(env[k], 0) {
 			ps.add(job, field, "environment variable %q holds a NUL byte", k)
+		} else if len(k)+1+len(env[k]) > MaxArgLen {
+			ps.add(job, field, "environment variable %q is %d bytes long: the system passes at most %d bytes in one entry", k, len(k)+1+len(env[k]), MaxArgLen)
 		}
 	}
 }
@@ -202,9 +204,27 @@ func (w *Workflow) checkRawPaths(ps *problems, job, field string, raw []byte, nP
 	})
 }
 
+// MaxArgLen is the longest single argument Linux passes to a program
+// (MAX_ARG_STRLEN, 32 pages, less its NUL): a longer one fails execve with
+// E2BIG on every attempt.
+const MaxArgLen = 32*4096 - 1
+
+// checkText refuses what no program can receive: a NUL byte (execve
+// cannot pass it) and an argument longer than MaxArgLen.
+func checkText(ps *problems, job, field, s string) {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		ps.add(job, field, "contains a NUL byte: no program can receive it")
+	case len(s) > MaxArgLen:
+		ps.add(job, field, "is %d bytes long: the system passes at most %d bytes in one argument", len(s), MaxArgLen)
+	}
+}
+
 func (w *Workflow) checkArg(ps *problems, job, field string, a Arg, nPaths int) {
 	switch a.Kind {
-	case ArgString, ArgNumber:
+	case ArgString:
+		checkText(ps, job, field, a.Value)
+	case ArgNumber:
 	case ArgPath, ArgPathIn:
 		ok := a.Path.Index >= 0
 		switch a.Path.Kind {
@@ -263,6 +283,7 @@ func (w *Workflow) validateJob(ps *problems, i int, j *Job, nPaths int) {
 	for k, a := range j.Command {
 		w.checkArg(ps, label, "command["+strconv.Itoa(k)+"]", a, nPaths)
 	}
+	checkText(ps, label, "shell", j.Shell)
 	for _, f := range []struct {
 		name string
 		a    *Arg

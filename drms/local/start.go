@@ -57,13 +57,28 @@ func Start(spec drms.JobSpec, stateDir string) (pid int, out *Output, err error)
 	closeFiles(files)
 	if err != nil {
 		out.abandon()
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOEXEC) || errors.Is(err, fs.ErrPermission) {
+		if permanentStartError(err) {
 			return 0, nil, &drms.StartError{Reason: fmt.Sprintf("command %q cannot be executed: %v", spec.Argv[0], err)}
 		}
 		return 0, nil, fmt.Errorf("local: start %q: %w", spec.Argv[0], err)
 	}
 	out.start()
 	return pid, out, nil
+}
+
+// permanentStartError tells a start that fails the same way at every
+// attempt (the job ends aborted with the system's words) from one worth
+// retrying (out of processes or memory for now): a missing or
+// non-executable program, an argument list too long (E2BIG), a NUL byte in
+// an argument or the environment (EINVAL), a name too long or looping.
+func permanentStartError(err error) bool {
+	for _, e := range []error{fs.ErrNotExist, fs.ErrPermission, syscall.ENOEXEC, syscall.E2BIG, syscall.EINVAL,
+		syscall.ENAMETOOLONG, syscall.ELOOP, syscall.EISDIR, syscall.ENOTDIR, syscall.EACCES} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Wait4 waits for the child pid (-1: any child), retrying on EINTR.
