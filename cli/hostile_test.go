@@ -5,6 +5,7 @@ package cli_test
 // would; the next adversarial pass extends this file.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -216,4 +217,57 @@ func TestHostileUnrunnableCommands(t *testing.T) {
 			t.Fatalf("%s: the unrelated job did not run: %s", mode, r.stdout)
 		}
 	}
+}
+
+// A state dir removed under a running engine: the engine notices (the
+// directory's identity, each cycle) and exits, instead of running on
+// invisibly while the next command starts a second engine on the path.
+func TestHostileStateDirRemoved(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	if r := run(t, env, "submit", write(t, "slow.yaml", "jobs: {s: {command: [sleep, \"300\"]}}\n")); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	var st struct {
+		Running bool
+		PID     int
+	}
+	waitFor(t, "the engine to run", func() bool {
+		json.Unmarshal([]byte(run(t, env, "engine", "status", "--json").stdout), &st)
+		return st.Running && st.PID > 0
+	})
+	// The engine's loop runs once it started the job.
+	waitFor(t, "the job to run", func() bool {
+		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`)
+	})
+	var doc struct{ Jobs []struct{ DRMSID string `json:"drms_id"` } }
+	json.Unmarshal([]byte(run(t, env, "status", "--json", "1").stdout), &doc)
+	sup := supervisorPID(state)
+	t.Cleanup(func() {
+		var job int
+		fmt.Sscan(doc.Jobs[0].DRMSID, &job)
+		for _, pid := range []int{job, sup} {
+			if pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the engine to exit", func() bool { return !alive(st.PID) })
+}
+
+// alive tells whether a process runs (a zombie does not).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(stat), ") Z")
+}
+
+// supervisorPID is the pid the supervisor's bootstrap file records (0: none).
+func supervisorPID(state string) int {
+	data, _ := os.ReadFile(filepath.Join(state, "supervisor.json"))
+	var b struct{ PID int }
+	json.Unmarshal(data, &b)
+	return b.PID
 }

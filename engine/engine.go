@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"gorm.io/gorm"
@@ -270,6 +271,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	defer e.st.ClearBackendProblems(ctx)
+	// The state dir held open: its inode cannot be reused for another
+	// directory while the engine runs, and once removed it has no links.
+	dirF, err := os.Open(e.st.Dir)
+	if err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	defer dirF.Close()
 	e.listenWake(e.st.Dir)
 	if err := e.scan(ctx, true); err != nil {
 		return err
@@ -300,6 +308,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.wake:
 			scanNow = true
 		case <-tick.C:
+			if err := sameDir(dirF, e.st.Dir); err != nil {
+				// Removed (or replaced) under us: another engine may start on
+				// the new one; this one must not go on writing to a database
+				// nobody sees. Jobs are left alone: nothing here can account
+				// for them any more.
+				e.log.Error("state dir removed or replaced: engine exits", "dir", e.st.Dir, "err", err)
+				return fmt.Errorf("%w: %s", ErrStateDirGone, e.st.Dir)
+			}
 			scanNow = true
 			e.poll(ctx)
 			if err := e.st.Checkpoint(ctx); err != nil {
@@ -323,6 +339,28 @@ func (e *Engine) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// ErrStateDirGone ends Run when the state dir was removed or replaced.
+var ErrStateDirGone = errors.New("state dir removed or replaced under the engine")
+
+// sameDir tells whether the directory open as f is still the one at path:
+// not removed (it would have no links) nor replaced (another inode there).
+func sameDir(f *os.File, path string) error {
+	var held, now syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &held); err != nil {
+		return err
+	}
+	if held.Nlink == 0 {
+		return errors.New("removed")
+	}
+	if err := syscall.Stat(path, &now); err != nil {
+		return err
+	}
+	if now.Dev != held.Dev || now.Ino != held.Ino {
+		return errors.New("replaced by another directory")
+	}
+	return nil
 }
 
 // drain adds every event already waiting to evs.
