@@ -240,7 +240,11 @@ func TestHostileStateDirRemoved(t *testing.T) {
 	waitFor(t, "the job to run", func() bool {
 		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`)
 	})
-	var doc struct{ Jobs []struct{ DRMSID string `json:"drms_id"` } }
+	var doc struct {
+		Jobs []struct {
+			DRMSID string `json:"drms_id"`
+		}
+	}
 	json.Unmarshal([]byte(run(t, env, "status", "--json", "1").stdout), &doc)
 	sup := supervisorPID(state)
 	t.Cleanup(func() {
