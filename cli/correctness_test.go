@@ -272,7 +272,7 @@ func fakeSlurmDown(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, name := range []string{"sbatch", "squeue", "sacct", "scontrol", "scancel"} {
-		body := "#!/bin/sh\necho \"$(basename $0): error: Batch job submission failed: Unable to contact slurm controller (connect failure)\" >&2\nexit 1\n"
+		body := "#!/bin/sh\nsleep 0.2\necho \"$(basename $0): error: Batch job submission failed: Unable to contact slurm controller (connect failure)\" >&2\nexit 1\n"
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -290,8 +290,9 @@ func TestUnreachableBackendIsShown(t *testing.T) {
 
 	cmd := exec.Command(binary, "run", wf)
 	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -299,8 +300,14 @@ func TestUnreachableBackendIsShown(t *testing.T) {
 		return strings.Contains(stderr.String(), "backend slurm unreachable since") &&
 			strings.Contains(stderr.String(), "Unable to contact slurm controller")
 	})
-	cmd.Process.Signal(syscall.SIGTERM)
+	// As a Ctrl-C or timeout(1) does: the whole process group, while an
+	// sbatch may be running (it used to die with it, and the job was
+	// reported "sbatch refused the job: " with nothing after).
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	cmd.Wait()
+	if out := stdout.String(); !strings.Contains(out, "aborted_before_running") || strings.Contains(out, "refused") {
+		t.Fatalf("run stopped while the DRMS was down: want the job aborted_before_running, got\n%s", out)
+	}
 	if left := filesUnder(t, home); len(left) != 0 {
 		t.Fatalf("run left files behind under the default state dir: %v", left)
 	}

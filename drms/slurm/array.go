@@ -326,14 +326,14 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 			return handles(id), nil
 		}
 		err = fmt.Errorf("sbatch printed %q, not a job id", strings.TrimSpace(out))
-	} else if !errors.Is(err, errTimeout) {
+	} else if !errors.Is(err, errTimeout) && !signaled(err) {
 		cleanup()
 		if isUnavailable(stderr) {
 			return nil, fmt.Errorf("slurm: sbatch: %s: %w", oneLine(stderr), drms.ErrUnavailable)
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return nil, &drms.StartError{Reason: "sbatch refused the job array: " + oneLine(stderr)}
+			return nil, &drms.StartError{Reason: refusal("sbatch refused the job array", ee, stderr)}
 		}
 		return nil, fmt.Errorf("slurm: sbatch: %w", err)
 	}

@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
@@ -281,17 +282,18 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 			return b.handle(id, spec), nil
 		}
 		err = fmt.Errorf("sbatch printed %q, not a job id", strings.TrimSpace(out))
-	} else if !errors.Is(err, errTimeout) {
+	} else if !errors.Is(err, errTimeout) && !signaled(err) {
 		if isUnavailable(stderr) {
 			return drms.Handle{}, fmt.Errorf("slurm: sbatch: %s: %w", oneLine(stderr), drms.ErrUnavailable)
 		}
 		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return drms.Handle{}, &drms.StartError{Reason: "sbatch refused the job: " + oneLine(stderr)}
+		if errors.As(err, &ee) && ee.Exited() {
+			return drms.Handle{}, &drms.StartError{Reason: refusal("sbatch refused the job", ee, stderr)}
 		}
 		return drms.Handle{}, fmt.Errorf("slurm: sbatch: %w", err)
 	}
-	// Timed out or garbage: the job may have reached slurmctld. Look it up.
+	// Timed out, killed or garbage: the job may have reached slurmctld.
+	// Look it up.
 	for i := 0; i < 2; i++ {
 		if i > 0 {
 			select {
@@ -833,6 +835,10 @@ func (b *Backend) run(ctx context.Context, timeout time.Duration, env []string, 
 	cmd := exec.CommandContext(cctx, name, args...)
 	cmd.Env = env
 	cmd.WaitDelay = 5 * time.Second
+	// Its own process group: a Ctrl-C or SIGTERM meant for somaflow (which
+	// then stops the workflow cleanly) must not kill an sbatch half-way,
+	// leaving it unknown whether the job was submitted.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -872,6 +878,22 @@ func isUnavailable(stderr string) bool {
 		}
 	}
 	return false
+}
+
+// signaled tells whether a command was killed by a signal: like a
+// timeout, nothing says whether it did its work.
+func signaled(err error) bool {
+	var ee *exec.ExitError
+	return errors.As(err, &ee) && !ee.Exited()
+}
+
+// refusal is the reason of a job a DRMS command refused: its own words,
+// or its exit status when it said nothing.
+func refusal(what string, ee *exec.ExitError, stderr string) string {
+	if msg := oneLine(stderr); msg != "" {
+		return what + ": " + msg
+	}
+	return fmt.Sprintf("%s (exit status %d, no message)", what, ee.ExitCode())
 }
 
 func oneLine(s string) string {

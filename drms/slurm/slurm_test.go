@@ -401,6 +401,24 @@ func TestErrorPaths(t *testing.T) {
 			t.Errorf("Submit: %v, want StartError", err)
 		}
 	})
+	t.Run("sbatch_silent_refusal", func(t *testing.T) {
+		fakeSlurm(t, map[string]string{"sbatch": "exit 1"})
+		b := newB(t)
+		_, err := b.Submit(context.Background(), spec(t, tag, "true"))
+		var se *drms.StartError
+		if !errors.As(err, &se) || se.Reason != "sbatch refused the job (exit status 1, no message)" {
+			t.Errorf("Submit: %v, want a StartError that says sbatch said nothing", err)
+		}
+	})
+	t.Run("sbatch_killed", func(t *testing.T) {
+		// An sbatch killed by a signal (a Ctrl-C once reached it) may have
+		// submitted: the job is looked up, never called refused.
+		fakeSlurm(t, map[string]string{"sbatch": "kill -TERM $$", "squeue": "exit 0"})
+		b := newB(t)
+		if _, err := b.Submit(context.Background(), spec(t, tag, "true")); !errors.Is(err, drms.ErrSubmitUncertain) {
+			t.Errorf("Submit: %v, want ErrSubmitUncertain", err)
+		}
+	})
 	t.Run("squeue_timeout_and_garbage", func(t *testing.T) {
 		fakeSlurm(t, map[string]string{"squeue": "exec sleep 30"})
 		b := newB(t)
