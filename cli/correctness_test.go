@@ -268,16 +268,18 @@ func TestEmbeddedEngineIsTheStateDirsOnlyEngine(t *testing.T) {
 
 // fakeSlurmDown puts Slurm commands that cannot reach their controller
 // first on PATH (real Slurm's words): an error path, so a fake.
-func fakeSlurmDown(t *testing.T) string {
+func fakeSlurmDown(t *testing.T) (pathEnv, dir string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir = t.TempDir()
 	for _, name := range []string{"sbatch", "squeue", "sacct", "scontrol", "scancel"} {
-		body := "#!/bin/sh\nsleep 0.2\necho \"$(basename $0): error: Batch job submission failed: Unable to contact slurm controller (connect failure)\" >&2\nexit 1\n"
+		// From its second call on, sbatch takes a while (marked in flight).
+		body := "#!/bin/sh\nif [ $(basename $0) = sbatch ] && [ -e " + dir + "/once ]; then touch " + dir + "/inflight; sleep 3; fi\ntouch " + dir + "/once\n" +
+			"echo \"$(basename $0): error: Batch job submission failed: Unable to contact slurm controller (connect failure)\" >&2\nexit 1\n"
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return "PATH=" + dir + ":" + os.Getenv("PATH")
+	return "PATH=" + dir + ":" + os.Getenv("PATH"), dir
 }
 
 // A DRMS that cannot be reached is said at once: on run's stderr, in the
@@ -285,7 +287,8 @@ func fakeSlurmDown(t *testing.T) string {
 // and run leaves no spool files behind.
 func TestUnreachableBackendIsShown(t *testing.T) {
 	home := t.TempDir()
-	env := []string{fakeSlurmDown(t), "HOME=" + home, "XDG_STATE_HOME=", "SOMAFLOW_BACKEND=slurm", "SOMAFLOW_CONFIG="}
+	pathEnv, fakes := fakeSlurmDown(t)
+	env := []string{pathEnv, "HOME=" + home, "XDG_STATE_HOME=", "SOMAFLOW_BACKEND=slurm", "SOMAFLOW_CONFIG="}
 	wf := write(t, "wf.yaml", "jobs:\n  a: {command: [\"true\"]}\n")
 
 	cmd := exec.Command(binary, "run", wf)
@@ -299,6 +302,10 @@ func TestUnreachableBackendIsShown(t *testing.T) {
 	waitFor(t, "run to say the backend is unreachable", func() bool {
 		return strings.Contains(stderr.String(), "backend slurm unreachable since") &&
 			strings.Contains(stderr.String(), "Unable to contact slurm controller")
+	})
+	waitFor(t, "an sbatch in flight", func() bool {
+		_, err := os.Stat(filepath.Join(fakes, "inflight"))
+		return err == nil
 	})
 	// As a Ctrl-C or timeout(1) does: the whole process group, while an
 	// sbatch may be running (it used to die with it, and the job was
