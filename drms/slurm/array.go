@@ -290,7 +290,13 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 			return nil, fmt.Errorf("slurm: %w", err)
 		}
 	}
+	dirs, err := Directives(first.NativeSpec)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
 	sc := "#!/bin/sh\n# somaflow job array " + name + ": task N runs the batch script " + tasks + "/N links to\n" +
+		strings.Join(append(dirs, ""), "\n") +
 		"case \"$SLURM_ARRAY_TASK_ID\" in\n" +
 		"''|*[!0-9]*) echo \"somaflow: bad SLURM_ARRAY_TASK_ID\" >&2; exit 127 ;;\n" +
 		"esac\n" +

@@ -1,6 +1,7 @@
 package slurm
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -264,6 +265,22 @@ func TestParseHelpers(t *testing.T) {
 	for _, bad := range []string{`'x`, `"x`, `x\`} {
 		if _, err := SplitWords(bad); err == nil {
 			t.Errorf("SplitWords(%q): no error", bad)
+		}
+	}
+}
+
+// A native specification becomes #SBATCH lines: options with their values,
+// quoted when needed; what could break out of a line is refused.
+func TestDirectives(t *testing.T) {
+	got, err := Directives([]string{"-p short --time=10", "--comment='two words'", "--comment=$(touch /x)"})
+	want := []string{"#SBATCH -p short", "#SBATCH --time=10", `#SBATCH "--comment=two words"`, `#SBATCH "--comment=$(touch" "/x)"`}
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("Directives: %q %v, want %q", got, err, want)
+	}
+	for _, bad := range []string{"--comment=\"a\nb\"", `--comment='x"y'`} {
+		var se *drms.StartError
+		if _, err := Directives([]string{bad}); !errors.As(err, &se) {
+			t.Errorf("Directives(%q): %v, want a StartError", bad, err)
 		}
 	}
 }

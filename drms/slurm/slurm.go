@@ -231,14 +231,45 @@ func (b *Backend) sbatchArgs(spec drms.JobSpec, name, script, dir, output string
 		}
 	}
 	a = append(a, b.extraOpts...)
-	for _, ns := range spec.NativeSpec {
-		w, err := SplitWords(ns)
+	return append(a, script), nil
+}
+
+// Directives turns a native specification into #SBATCH lines for the
+// batch script. The native specification adds options; it never reaches
+// sbatch's command line, where a word that is not an option would be taken
+// for the script to run (`--comment=$(touch /x)` split into words made
+// "/x)" the script). In a directive sbatch refuses such a word ("Invalid
+// directive"), so nothing but our script can run. An option starts a
+// directive and the words after it (its value: `-p short`) stay on its
+// line; a word with a newline, a carriage return, a NUL or a double quote
+// is refused, and a word with blanks or shell characters double-quoted.
+func Directives(native []string) ([]string, error) {
+	var lines []string
+	for _, ns := range native {
+		words, err := SplitWords(ns)
 		if err != nil {
 			return nil, &drms.StartError{Reason: fmt.Sprintf("native specification %q: %v", ns, err)}
 		}
-		a = append(a, w...)
+		for _, w := range words {
+			if strings.ContainsAny(w, "\n\r\x00\"") {
+				return nil, &drms.StartError{Reason: fmt.Sprintf("native specification word %q: a newline, carriage return, NUL or double quote cannot be passed to sbatch", w)}
+			}
+			option := strings.HasPrefix(w, "-")
+			if strings.IndexFunc(w, func(r rune) bool { return !isPlainWordRune(r) }) >= 0 {
+				w = `"` + w + `"`
+			}
+			if option || len(lines) == 0 {
+				lines = append(lines, "#SBATCH "+w)
+			} else {
+				lines[len(lines)-1] += " " + w
+			}
+		}
 	}
-	return append(a, script), nil
+	return lines, nil
+}
+
+func isPlainWordRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=:,./@%+", r)
 }
 
 // Submit implements drms.Backend: it writes the batch script and the job's
@@ -263,10 +294,14 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 	if err != nil {
 		return drms.Handle{}, fmt.Errorf("slurm: %w", err)
 	}
-	header := []string{
-		"# somaflow job " + spec.Name() + ": " + strings.ReplaceAll(spec.JobName, "\n", " "),
-		"# Submitted with sbatch; the options are on the sbatch command line.",
+	dirs, err := Directives(spec.NativeSpec)
+	if err != nil {
+		return drms.Handle{}, err
 	}
+	header := append([]string{
+		"# somaflow job " + spec.Name() + ": " + strings.ReplaceAll(spec.JobName, "\n", " "),
+		"# Submitted with sbatch: options on its command line, the native specification below.",
+	}, dirs...)
 	if err := batch.WriteScript(p.Script, batch.Script(header, b.spool.ExecArgv(b.cfg.ExecPath, spec))); err != nil {
 		return drms.Handle{}, fmt.Errorf("slurm: %w", err)
 	}

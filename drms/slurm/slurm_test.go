@@ -560,3 +560,38 @@ func TestControllerOutage(t *testing.T) {
 		}
 	}
 }
+
+// A native specification adds options; it cannot make sbatch run another
+// script (a word that is not an option became sbatch's script argument
+// when the native specification was on the command line).
+func TestNativeSpecCannotReplaceScript(t *testing.T) {
+	requireSlurm(t)
+	tag := testTag("nsp")
+	b := newBackend(t, t.TempDir(), tag, nil)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	marker := filepath.Join(dir, "evil-ran")
+	evil := filepath.Join(dir, "evil.sh")
+	if err := os.WriteFile(evil, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, tag, "true")
+	s.NativeSpec = []string{"--exclusive " + evil}
+	_, err := b.Submit(context.Background(), s)
+	var se *drms.StartError
+	if !errors.As(err, &se) || !strings.Contains(se.Reason, "Invalid directive") {
+		t.Fatalf("Submit with a bare word in the native specification: %v, want sbatch's refusal", err)
+	}
+	// A native specification with option values still works.
+	s = spec(t, tag, "true")
+	s.NativeSpec = []string{"-t 5 --comment='two words'"}
+	h := submit(t, b, s)
+	out, _ := exec.Command("scontrol", "show", "job", h.ID).CombinedOutput()
+	if !strings.Contains(string(out), "TimeLimit=00:05:00") || !strings.Contains(string(out), "Comment=two words") {
+		t.Fatalf("scontrol show job %s:\n%s", h.ID, out)
+	}
+	waitEnd(t, b, h, 2*time.Minute)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the native specification's word ran as the batch script")
+	}
+}
