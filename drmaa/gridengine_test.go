@@ -448,3 +448,33 @@ func TestKillFromAnotherSession(t *testing.T) {
 	wantOutcome(t, o, model.JobDone, model.ExitFinishedSignal, nil, "SIGKILL", "cancelled outside somaflow")
 	wantOutcome(t, drms.Resolve(true, o), model.JobFailed, model.ExitKilledByUser, nil, "", "")
 }
+
+// A native specification adds options; a word in it that is not an option
+// must not become what runs instead of the job's command.
+func TestNativeSpecCannotReplaceCommand(t *testing.T) {
+	needGE(t)
+	b := newBackend(t, "", nil)
+	defer b.Close()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	marker := filepath.Join(dir, "evil-ran")
+	evil := filepath.Join(dir, "evil.sh")
+	if err := os.WriteFile(evil, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, "sh", "-c", "exit 5")
+	s.NativeSpec = []string{evil}
+	h, err := b.Submit(context.Background(), s)
+	if err == nil {
+		o := waitEnd(t, b, h)
+		if _, serr := os.Stat(marker); serr == nil {
+			t.Fatalf("the native specification's word ran instead of the command (outcome %+v)", *o)
+		}
+		wantOutcome(t, o, model.JobDone, model.ExitFinishedRegular, intp(5), "", "")
+		return
+	}
+	var se *drms.StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("Submit: %v, want a StartError naming the word", err)
+	}
+}

@@ -4,6 +4,7 @@ package drmaa
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +154,12 @@ func (ss *session) run(t jobTemplate) (string, error) {
 			return "", fmt.Errorf("%w: %w", err, drms.ErrSubmitUncertain)
 		case isDRMAA(err, godrmaa.TryLater), isDRMAA(err, godrmaa.NoActiveSession):
 			return "", fmt.Errorf("%w: %w", err, drms.ErrUnavailable)
+		case isDRMAA(err, godrmaa.DeniedByDrm), isDRMAA(err, godrmaa.InvalidArgument),
+			isDRMAA(err, godrmaa.InvalidAttributeFormat), isDRMAA(err, godrmaa.InvalidAttributeValue),
+			isDRMAA(err, godrmaa.ConflictingAttributeValues):
+			// Refused as it is (a bad native specification or queue): the
+			// same every time, so the job fails with the DRMS's words.
+			return "", &drms.StartError{Reason: "the DRMS refused the job: " + strings.TrimSpace(err.Error())}
 		}
 		return "", err
 	}
