@@ -275,3 +275,52 @@ func supervisorPID(state string) int {
 	json.Unmarshal(data, &b)
 	return b.PID
 }
+
+// A process that leaves its job's process group (setsid) does not outlive
+// the job: the supervisor and run are child subreapers and kill what an
+// ended job left behind; stop does the same.
+func TestHostileSetsidEscapes(t *testing.T) {
+	escapee := func(dir, name string, thenSleep bool) string {
+		tail := ""
+		if thenSleep {
+			tail = "; sleep 300"
+		}
+		return fmt.Sprintf("  %s: {shell: 'setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > %s/%s.pid%s'}\n", name, dir, name, tail)
+	}
+	pidOf := func(dir, name string) int {
+		var pid int
+		waitFor(t, name+"'s escapee", func() bool {
+			data, err := os.ReadFile(filepath.Join(dir, name+".pid"))
+			n, _ := fmt.Sscan(string(data), &pid)
+			return err == nil && n == 1 && pid > 0
+		})
+		return pid
+	}
+	dir := t.TempDir()
+
+	// run: gone when run returns.
+	if r := run(t, nil, "run", write(t, "run.yaml", "jobs:\n"+escapee(dir, "r", false))); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	if pid := pidOf(dir, "r"); alive(pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("run left the escaped process %d behind", pid)
+	}
+
+	// service: killed once its job ended; and at a stop.
+	env, _ := service(t)
+	if r := run(t, env, "submit", write(t, "svc.yaml", "jobs:\n"+escapee(dir, "s", false)+escapee(dir, "k", true))); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	s, k := pidOf(dir, "s"), pidOf(dir, "k")
+	defer syscall.Kill(s, syscall.SIGKILL)
+	defer syscall.Kill(k, syscall.SIGKILL)
+	waitFor(t, "the supervisor to kill the escapee of an ended job", func() bool { return !alive(s) })
+	if !alive(k) {
+		t.Fatal("the escapee of a job still running was killed")
+	}
+	if r := run(t, env, "stop", "1"); r.code != 0 {
+		t.Fatalf("stop: %+v", r)
+	}
+	waitFor(t, "the escapee of a stopped job to be killed", func() bool { return !alive(k) })
+}

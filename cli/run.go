@@ -12,10 +12,12 @@ import (
 	"time"
 
 	ucli "github.com/urfave/cli/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/batch"
+	"github.com/somaflow/somaflow/drms/local"
 	"github.com/somaflow/somaflow/model"
 	"github.com/somaflow/somaflow/store"
 )
@@ -51,6 +53,12 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	w, format, err := readWorkflow(s, cmd.Args().First())
 	if err != nil {
 		return err
+	}
+	// Jobs are this process's children; what escapes a job's process group
+	// (setsid) is reparented here too, and killed when run ends: run leaves
+	// nothing behind.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err == nil {
+		defer local.KillOrphans(func(int, string) bool { return false })
 	}
 	// --state-dir, SOMAFLOW_STATE_DIR and the config's state_dir all reach
 	// the flag: a state dir named anywhere is used; only with none is the

@@ -68,6 +68,7 @@ func (b *Backend) Events() <-chan drms.Event { return b.events }
 // file gives a *drms.StartError and starts nothing.
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
 	started := time.Now()
+	spec.Env = append(spec.Env[:len(spec.Env):len(spec.Env)], JobEnvVar+"="+spec.Name())
 	pid, out, err := Start(spec, b.cfg.StateDir)
 	if err != nil {
 		return drms.Handle{}, err

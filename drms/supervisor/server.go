@@ -100,7 +100,7 @@ func Main(ctx context.Context, args []string) int {
 	}
 	s := &server{stateDir: dir, idle: *idle, log: log,
 		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
-		forked: make(chan struct{}, 1), early: map[int]earlyExit{}}
+		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{}}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
 	}
@@ -134,6 +134,8 @@ type server struct {
 
 	// forked wakes a reaper that found no child to wait for.
 	forked chan struct{}
+	// sweepNow asks the sweeper to look for escaped processes now.
+	sweepNow chan struct{}
 
 	mu         sync.Mutex
 	jobs       map[string]*sjob // every remembered job, by key
@@ -203,6 +205,7 @@ func (s *server) run(ctx context.Context, report func(string)) error {
 	reapDone := make(chan struct{})
 	defer close(reapDone)
 	go s.reaper(sigchld, reapDone)
+	go s.sweeper(reapDone)
 
 	s.mu.Lock()
 	s.lastActive = time.Now()
@@ -330,6 +333,50 @@ func (s *server) reaper(sigchld <-chan os.Signal, done <-chan struct{}) {
 	}
 }
 
+// sweepEvery is how often the supervisor looks for processes that escaped
+// an ended job's process group (setsid) and were reparented to it.
+const sweepEvery = 2 * time.Second
+
+// sweeper kills, after each job's end and every sweepEvery, the children
+// of the supervisor that are no running job's: processes that left an
+// ended job's process group and were reparented to the supervisor (a child
+// subreaper). A child that says it belongs to a job still running
+// (local.JobEnvVar) is left alone; one that says nothing only once no job
+// runs. The reaper reaps them.
+func (s *server) sweeper(done <-chan struct{}) {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		case <-s.sweepNow:
+		}
+		s.sweep()
+	}
+}
+
+func (s *server) sweep() {
+	// Under s.mu: no job is being started (forked, not yet registered)
+	// while children are told apart.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starting > 0 {
+		return
+	}
+	running := make(map[string]bool, len(s.byPID))
+	for _, j := range s.byPID {
+		running[j.rec.Key] = true
+	}
+	n := local.KillOrphans(func(pid int, job string) bool {
+		return s.byPID[pid] != nil || running[job] || (job == "" && len(running) > 0)
+	})
+	if n > 0 {
+		s.log.Info("killed processes that escaped ended jobs", "processes", n)
+	}
+}
+
 func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ended time.Time) {
 	s.mu.Lock()
 	j := s.byPID[pid]
@@ -354,8 +401,13 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	if j.kill != nil {
 		j.kill.Stop()
 	}
-	// A job's leftovers do not outlive it.
+	// A job's leftovers do not outlive it: its process group now, and what
+	// escaped the group (setsid) once it is reparented to us (sweep).
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	select {
+	case s.sweepNow <- struct{}{}:
+	default:
+	}
 	// Its logs are complete before its end is told.
 	lost := local.LostOutputReason(j.out.Finish())
 	w := int(ws)
@@ -575,6 +627,7 @@ func (c *sconn) start(req Request, env []string) {
 	s.mu.Unlock()
 
 	jb := req.Job
+	env = append(env[:len(env):len(env)], local.JobEnvVar+"="+req.Key)
 	pid, out, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
 		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join,
 		LazyStdout: jb.LazyStdout, LazyStderr: jb.LazyStderr}, s.stateDir)
