@@ -58,7 +58,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	// (setsid) is reparented here too, and killed when run ends: run leaves
 	// nothing behind.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err == nil {
-		defer local.KillOrphans(func(int, string) bool { return false })
+		defer local.KillOrphans(func(int, func() string) bool { return false })
 	}
 	// --state-dir, SOMAFLOW_STATE_DIR and the config's state_dir all reach
 	// the flag: a state dir named anywhere is used; only with none is the

@@ -53,11 +53,11 @@ func JobOf(pid int) string {
 // KillOrphans kills (SIGKILL) the children of this process that keep does
 // not keep, with their process groups when they lead one, and returns how
 // many it killed; reaping them is the caller's. keep gets a child's pid and
-// its job (JobOf).
-func KillOrphans(keep func(pid int, job string) bool) int {
+// a function giving its job (JobOf, read only if asked).
+func KillOrphans(keep func(pid int, job func() string) bool) int {
 	n := 0
 	for _, pid := range Children() {
-		if keep(pid, JobOf(pid)) {
+		if keep(pid, func() string { return JobOf(pid) }) {
 			continue
 		}
 		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {

@@ -337,6 +337,9 @@ func (s *server) reaper(sigchld <-chan os.Signal, done <-chan struct{}) {
 // an ended job's process group (setsid) and were reparented to it.
 const sweepEvery = 2 * time.Second
 
+// sweepDelay gathers the job ends of a burst into one sweep.
+const sweepDelay = 200 * time.Millisecond
+
 // sweeper kills, after each job's end and every sweepEvery, the children
 // of the supervisor that are no running job's: processes that left an
 // ended job's process group and were reparented to the supervisor (a child
@@ -352,6 +355,12 @@ func (s *server) sweeper(done <-chan struct{}) {
 			return
 		case <-tick.C:
 		case <-s.sweepNow:
+			// Job ends come in bursts: one look for a burst.
+			select {
+			case <-done:
+				return
+			case <-time.After(sweepDelay):
+			}
 		}
 		s.sweep()
 	}
@@ -369,8 +378,12 @@ func (s *server) sweep() {
 	for _, j := range s.byPID {
 		running[j.rec.Key] = true
 	}
-	n := local.KillOrphans(func(pid int, job string) bool {
-		return s.byPID[pid] != nil || running[job] || (job == "" && len(running) > 0)
+	n := local.KillOrphans(func(pid int, job func() string) bool {
+		if s.byPID[pid] != nil {
+			return true // a running job itself
+		}
+		j := job()
+		return running[j] || (j == "" && len(running) > 0)
 	})
 	if n > 0 {
 		s.log.Info("killed processes that escaped ended jobs", "processes", n)
