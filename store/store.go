@@ -314,8 +314,8 @@ var ErrLostDatabase = errors.New("database missing or empty")
 
 // stateMarks are what a state dir that was used holds besides its database
 // (the engine lock is taken before the database is opened, so it does not
-// count).
-var stateMarks = []string{"somaflow.db-wal", "engine.log", "supervisor.journal", "supervisor.log", "logs", "spool", "params"}
+// count); a trailing slash marks a directory.
+var stateMarks = []string{"somaflow.db-wal", "engine.log", "supervisor.journal", "supervisor.log", "logs/", "spool/", "params/"}
 
 // checkDatabase refuses a missing or empty database in a state dir that was
 // used, and a database that is not a regular file of the user's.
@@ -329,7 +329,8 @@ func checkDatabase(dir, path string) error {
 	}
 	var found []string
 	for _, m := range stateMarks {
-		if _, err := os.Lstat(filepath.Join(dir, m)); err == nil {
+		name, wantDir := strings.CutSuffix(m, "/")
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err == nil && fi.IsDir() == wantDir {
 			found = append(found, m)
 		}
 	}
