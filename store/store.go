@@ -312,21 +312,18 @@ func (s *Store) Close() error {
 // workflow.
 var ErrLostDatabase = errors.New("database missing or empty")
 
-// stateMarks are what a state dir that was used holds besides its database
-// (the engine lock is taken before the database is opened, so it does not
-// count); a trailing slash marks a directory.
-var stateMarks = []string{"somaflow.db-wal", "engine.log", "supervisor.journal", "supervisor.log", "logs/", "spool/", "params/"}
+// stateMarks are what a state dir that was used holds besides its database:
+// each is made only after some process opened the database, and so gave it
+// content (setting the journal mode writes its first page); a trailing
+// slash marks a directory. The engine lock (taken before the database is
+// opened) and SQLite's own -wal and -shm files do not count.
+var stateMarks = []string{"engine.log", "supervisor.journal", "supervisor.log", "logs/", "spool/", "params/"}
 
 // checkDatabase refuses a missing or empty database in a state dir that was
-// used, and a database that is not a regular file of the user's.
+// used. The marks are looked at first: one seen means the database had
+// content before, so a database found empty after that was truncated, not
+// being created by a concurrent process.
 func checkDatabase(dir, path string) error {
-	fi, err := os.Lstat(path)
-	if err == nil && fi.Size() > 0 {
-		return nil // its owner and type are checked when it is opened
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("database: %w", err)
-	}
 	var found []string
 	for _, m := range stateMarks {
 		name, wantDir := strings.CutSuffix(m, "/")
@@ -336,6 +333,13 @@ func checkDatabase(dir, path string) error {
 	}
 	if len(found) == 0 {
 		return nil // a new state dir
+	}
+	fi, err := os.Lstat(path)
+	if err == nil && fi.Size() > 0 {
+		return nil // its owner and type are checked when it is opened
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database: %w", err)
 	}
 	what := "missing"
 	if err == nil {
