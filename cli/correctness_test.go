@@ -111,24 +111,8 @@ func TestLinkImpliesDependency(t *testing.T) {
 // An engine SIGKILLed while a has_outputs job runs: after it restarts, the
 // job's outputs are read and its dependant receives the value.
 func TestEngineRestartKeepsOutputParams(t *testing.T) {
-	work := t.TempDir()
-	state := filepath.Join(work, "state")
-	gate := filepath.Join(work, "go")
-	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
-	t.Cleanup(func() { stopSupervisor(state) })
-	wf := write(t, "link.yaml", `name: restart
-jobs:
-  produce:
-    shell: 'while [ ! -e `+gate+` ]; do sleep 0.02; done; echo "{\"n\": 42}" > "$SOMAWF_OUTPUT_PARAMS"'
-    has_outputs: true
-  consume:
-    command: [echo, 'n=%(n)s']
-    params: {n: 0}
-    links: {n: produce.n}
-`)
-	if r := run(t, env, "submit", wf); r.code != 0 {
-		t.Fatalf("submit: %+v", r)
-	}
+	gate := filepath.Join(t.TempDir(), "go")
+	env, _ := submitLinkWorkflow(t, "while [ ! -e "+gate+" ]; do sleep 0.02; done; ")
 	eng := startEngine(t, env)
 	waitFor(t, "produce running", func() bool {
 		r := run(t, env, "status", "--json", "1")
@@ -147,6 +131,29 @@ jobs:
 	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
 		t.Fatalf("consume did not receive produce's value after the engine restart: %+v", r)
 	}
+}
+
+// submitLinkWorkflow submits, to a state dir whose engine the test runs
+// itself, a has_outputs job "produce" (its shell line begins with before)
+// and a job "consume" linked to its output n.
+func submitLinkWorkflow(t *testing.T, before string) (env []string, state string) {
+	t.Helper()
+	state = filepath.Join(t.TempDir(), "state")
+	env = []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
+	t.Cleanup(func() { stopSupervisor(state) })
+	wf := write(t, "link.yaml", `jobs:
+  produce:
+    shell: '`+before+`echo "{\"n\": 42}" > "$SOMAWF_OUTPUT_PARAMS"'
+    has_outputs: true
+  consume:
+    command: [echo, 'n=%(n)s']
+    params: {n: 0}
+    links: {n: produce.n}
+`)
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	return env, state
 }
 
 // startEngine runs `somaflow engine` in the foreground as a child of the test.
@@ -185,23 +192,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // commit of its handle: the restarted engine looks the attempt up (it ran
 // and ended meanwhile) and must not remove the outputs it wrote.
 func TestEngineRecoveryKeepsEndedAttemptOutputs(t *testing.T) {
-	work := t.TempDir()
-	state := filepath.Join(work, "state")
-	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
-	t.Cleanup(func() { stopSupervisor(state) })
-	wf := write(t, "link.yaml", `name: recover
-jobs:
-  produce:
-    shell: 'echo "{\"n\": 42}" > "$SOMAWF_OUTPUT_PARAMS"'
-    has_outputs: true
-  consume:
-    command: [echo, 'n=%(n)s']
-    params: {n: 0}
-    links: {n: produce.n}
-`)
-	if r := run(t, env, "submit", wf); r.code != 0 {
-		t.Fatalf("submit: %+v", r)
-	}
+	env, state := submitLinkWorkflow(t, "")
 	eng := startEngine(t, append(env, "SOMAFLOW_FAILPOINT=after-submit"))
 	eng.Wait()
 	if code := eng.ProcessState.ExitCode(); code != 99 {

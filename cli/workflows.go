@@ -117,11 +117,7 @@ func waitCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			dir, err := stateDir(cmd)
-			if err != nil {
-				return err
-			}
-			c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+			c, dir, err := openServiceClient(ctx, cmd)
 			if err != nil {
 				return err
 			}
@@ -300,11 +296,7 @@ func intentCommand(s *IO, cmd0 *ucli.Command, do func(ctx context.Context, cmd *
 				return err
 			}
 		}
-		dir, err := stateDir(cmd)
-		if err != nil {
-			return err
-		}
-		c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+		c, dir, err := openServiceClient(ctx, cmd)
 		if err != nil {
 			return err
 		}
@@ -346,6 +338,18 @@ func intentCommand(s *IO, cmd0 *ucli.Command, do func(ctx context.Context, cmd *
 		return nil
 	}
 	return cmd0
+}
+
+// openServiceClient opens the state dir's database for a command whose
+// work an engine carries out (wait, stop, restart, delete), and returns the
+// state dir for ensureEngine.
+func openServiceClient(ctx context.Context, cmd *ucli.Command) (*client.Client, string, error) {
+	dir, err := stateDir(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+	return c, dir, err
 }
 
 // mayStillRun names the jobs of a workflow that are submitted and not
