@@ -123,14 +123,7 @@ func TestEngineRestartKeepsOutputParams(t *testing.T) {
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eng = startEngine(t, env)
-	defer func() { eng.Process.Kill(); eng.Wait() }()
-	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
-		t.Fatalf("wait: %+v", r)
-	}
-	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
-		t.Fatalf("consume did not receive produce's value after the engine restart: %+v", r)
-	}
+	restartEngineAndCheck(t, env, "produce's value after the engine restart")
 }
 
 // submitLinkWorkflow submits, to a state dir whose engine the test runs
@@ -169,10 +162,22 @@ func startEngine(t *testing.T, env []string) *exec.Cmd {
 
 // stopSupervisor ends the state dir's supervisor, if one runs.
 func stopSupervisor(state string) {
-	data, _ := os.ReadFile(filepath.Join(state, "supervisor.json"))
-	var b struct{ PID int }
-	if json.Unmarshal(data, &b) == nil && b.PID > 0 {
-		syscall.Kill(b.PID, syscall.SIGTERM)
+	if pid := supervisorPID(state); pid > 0 {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+}
+
+// restartEngineAndCheck starts an engine again, waits for workflow 1 and
+// checks that consume received produce's n (42).
+func restartEngineAndCheck(t *testing.T, env []string, what string) {
+	t.Helper()
+	eng := startEngine(t, env)
+	defer func() { eng.Process.Kill(); eng.Wait() }()
+	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
+		t.Fatalf("consume did not receive %s: %+v", what, r)
 	}
 }
 
@@ -202,14 +207,7 @@ func TestEngineRecoveryKeepsEndedAttemptOutputs(t *testing.T) {
 		_, err := os.Stat(filepath.Join(state, "params", "1", "1.1.out.json"))
 		return err == nil
 	})
-	eng = startEngine(t, env)
-	defer func() { eng.Process.Kill(); eng.Wait() }()
-	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
-		t.Fatalf("wait: %+v", r)
-	}
-	if r := run(t, env, "logs", "1", "consume"); !strings.Contains(r.stdout, "n=42") {
-		t.Fatalf("consume did not receive the outputs of the attempt found at recovery: %+v", r)
-	}
+	restartEngineAndCheck(t, env, "the outputs of the attempt found at recovery")
 }
 
 // One engine per state dir, whoever starts it: a Go program that embeds

@@ -140,13 +140,7 @@ func TestCrashSafety(t *testing.T) {
 
 	state := filepath.Join(work, "state")
 	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
-	t.Cleanup(func() {
-		data, _ := os.ReadFile(filepath.Join(state, "supervisor.json"))
-		var b struct{ PID int }
-		if json.Unmarshal(data, &b) == nil && b.PID > 0 {
-			syscall.Kill(b.PID, syscall.SIGTERM)
-		}
-	})
+	t.Cleanup(func() { stopSupervisor(state) })
 	if r := run(t, env, "submit", "--max-jobs", "8", wfCrash); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
@@ -287,10 +281,8 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 	pid := 0
 	fmt.Sscan(jobPID, &pid)
-	if pid > 0 {
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") Z") {
-			t.Fatalf("the job (pid %d) still runs", pid)
-		}
+	if pid > 0 && alive(pid) {
+		t.Fatalf("the job (pid %d) still runs", pid)
 	}
 	if m, _ := os.ReadFile(marker); strings.Count(string(m), "ran") != 1 {
 		t.Fatalf("the job ran %d times", strings.Count(string(m), "ran"))
