@@ -324,3 +324,110 @@ func TestHostileSetsidEscapes(t *testing.T) {
 	}
 	waitFor(t, "the escapee of a stopped job to be killed", func() bool { return !alive(k) })
 }
+
+// fullDisk mounts a small tmpfs (root only: skipped otherwise) and returns
+// its path and a function that fills it to the last byte, which returns a
+// function that frees the space again.
+func fullDisk(t *testing.T) (dir string, fill func() (free func())) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "fs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m,mode=0700"); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (%v): needs root", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir, func() func() {
+		filler := filepath.Join(dir, "filler")
+		f, err := os.Create(filler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				break
+			}
+		}
+		f.Close()
+		return func() { os.Remove(filler) }
+	}
+}
+
+// A full filesystem under the state dir does not end the engine: it keeps
+// what happens in memory, retries, and says why in status and wait; reads
+// work meanwhile; once there is space again the workflow ends as it would
+// have, every job run once.
+func TestHostileFullDisk(t *testing.T) {
+	fs, fill := fullDisk(t)
+	state := filepath.Join(fs, "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	gate := filepath.Join(t.TempDir(), "gate")
+	wf := write(t, "chain.yaml", fmt.Sprintf(`jobs:
+  a: {shell: 'while [ ! -e %s ]; do sleep 0.05; done'}
+  b: {command: [echo, b], after: [a]}
+  c: {command: [echo, c], after: [b]}
+`, gate))
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	var eng struct {
+		Running bool
+		PID     int
+	}
+	waitFor(t, "a to run", func() bool {
+		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`)
+	})
+	json.Unmarshal([]byte(run(t, env, "engine", "status", "--json").stdout), &eng)
+	free := fill()
+	freed := false
+	defer func() {
+		if !freed {
+			free()
+		}
+	}()
+	os.WriteFile(gate, nil, 0o600) // a ends: the engine cannot record it
+	waitFor(t, "the engine's problem in status", func() bool {
+		return strings.Contains(run(t, env, "status", "1").stdout, "the engine cannot record progress")
+	})
+	r := run(t, env, "status", "--json", "1")
+	var doc struct {
+		EngineProblem *struct{ Since, Message string } `json:"engine_problem"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 || doc.EngineProblem == nil ||
+		!strings.Contains(doc.EngineProblem.Message, "full") {
+		t.Fatalf("status --json on a full disk: want engine_problem naming the full filesystem, got %+v", r)
+	}
+	if r := run(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, "workflow_in_progress") {
+		t.Fatalf("list on a full disk: %+v", r)
+	}
+	if r := run(t, env, "wait", "1", "--timeout", "1s"); r.code != 4 || !strings.Contains(r.stderr, "cannot record progress") {
+		t.Fatalf("wait on a full disk: want exit 4 saying why, got %+v", r)
+	}
+	if r := run(t, env, "submit", wf); r.code != 5 || !strings.Contains(r.stderr, "full") {
+		t.Fatalf("submit on a full disk: want exit 5 naming the full disk, got %+v", r)
+	}
+	if !alive(eng.PID) {
+		t.Fatalf("the engine (pid %d) exited on a full disk", eng.PID)
+	}
+	free()
+	freed = true
+	r = run(t, env, "wait", "1", "--timeout", "60s", "--json")
+	if r.code != 0 {
+		t.Fatalf("wait once space is back: %+v", r)
+	}
+	for _, j := range []string{"a", "b", "c"} {
+		if !strings.Contains(r.stdout, fmt.Sprintf(`"name":"%s","status":"done","exit_status":"finished_regularly","exit_value":0,"signal":null,"reason":null,"attempt":1`, j)) {
+			t.Fatalf("job %s did not end once, done, exit 0: %s", j, r.stdout)
+		}
+	}
+	if r := run(t, env, "status", "--json", "1"); !strings.Contains(r.stdout, `"engine_problem":null`) {
+		t.Fatalf("the engine's problem is still shown once solved: %s", r.stdout)
+	}
+	if !alive(eng.PID) {
+		t.Fatalf("the engine (pid %d) did not survive the full disk", eng.PID)
+	}
+	run(t, env, "engine", "stop")
+	stopSupervisor(state)
+}

@@ -138,6 +138,29 @@ func lastLine(path *string) string {
 	return last
 }
 
+// elapsed is a workflow's time from its submission to its last job's end.
+func elapsed(doc *client.WorkflowDoc) time.Duration {
+	if doc.Submitted == nil {
+		return 0
+	}
+	start, err := time.Parse(time.RFC3339, *doc.Submitted)
+	if err != nil {
+		return 0
+	}
+	var end time.Time
+	for _, j := range doc.Jobs {
+		if j.Ended != nil {
+			if t, err := time.Parse(time.RFC3339, *j.Ended); err == nil && t.After(end) {
+				end = t
+			}
+		}
+	}
+	if end.Before(start) {
+		return 0
+	}
+	return end.Sub(start)
+}
+
 // printJobs prints every job of a workflow as an aligned table.
 func printJobs(s *IO, doc *client.WorkflowDoc) {
 	name := "null"
@@ -149,6 +172,9 @@ func printJobs(s *IO, doc *client.WorkflowDoc) {
 		doc.ID, name, doc.Status, doc.Backend, c.total, c.succeeded, c.failed, c.aborted, c.running, c.waiting)
 	if p := doc.BackendUnreachable; p != nil {
 		fmt.Fprintln(s.Out, s.paint("33", unreachableText(doc.Backend, p)))
+	}
+	if p := doc.EngineProblem; p != nil {
+		fmt.Fprintln(s.Out, s.paint("31", engineProblemText(p)))
 	}
 	tw := s.newTable()
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tATTEMPT\tDRMS ID\tDURATION")
@@ -184,24 +210,34 @@ func duration(j client.JobDoc) string {
 }
 
 // unreachableText is the line that says a backend cannot be reached.
-func unreachableText(backend string, p *client.BackendProblemDoc) string {
-	since := p.Since
-	if t, err := time.Parse(time.RFC3339, p.Since); err == nil {
-		since = t.Local().Format("15:04:05")
-	}
-	return fmt.Sprintf("backend %s unreachable since %s: %s (jobs wait; the engine retries)", backend, since, p.Message)
+func unreachableText(backend string, p *client.ProblemDoc) string {
+	return fmt.Sprintf("backend %s unreachable since %s: %s (jobs wait; the engine retries)", backend, sinceText(p), p.Message)
 }
 
-// watchBackend prints on stderr when the workflow's backend cannot be
-// reached, and again when it answers, until stop is called.
-func watchBackend(ctx context.Context, s *IO, c *client.Client, backend string) (stop func()) {
+// engineProblemText is the line that says the engine cannot record its
+// progress.
+func engineProblemText(p *client.ProblemDoc) string {
+	return fmt.Sprintf("the engine cannot record progress since %s: %s (nothing new starts; it retries)", sinceText(p), p.Message)
+}
+
+func sinceText(p *client.ProblemDoc) string {
+	if t, err := time.Parse(time.RFC3339, p.Since); err == nil {
+		return t.Local().Format("15:04:05")
+	}
+	return p.Since
+}
+
+// watchProblems prints on stderr when the workflow's backend cannot be
+// reached or the engine cannot record its progress, and again when that
+// ends, until stop is called.
+func watchProblems(ctx context.Context, s *IO, c *client.Client, backend string) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	next, stopWatch := c.Watch()
 	go func() {
 		defer close(done)
 		defer stopWatch()
-		var shown *client.BackendProblemDoc
+		var shown, shownEngine *client.ProblemDoc
 		for {
 			changed := next()
 			p, err := c.BackendUnreachable(ctx, backend)
@@ -213,6 +249,14 @@ func watchBackend(ctx context.Context, s *IO, c *client.Client, backend string) 
 			case p == nil && shown != nil:
 				fmt.Fprintf(s.ErrOut, "somaflow: backend %s answers again\n", backend)
 				shown = nil
+			}
+			switch p := c.EngineProblem(); {
+			case p != nil && (shownEngine == nil || shownEngine.Message != p.Message):
+				fmt.Fprintf(s.ErrOut, "somaflow: %s\n", engineProblemText(p))
+				shownEngine = p
+			case p == nil && shownEngine != nil:
+				fmt.Fprintln(s.ErrOut, "somaflow: the engine records its progress again")
+				shownEngine = nil
 			}
 			select {
 			case <-ctx.Done():

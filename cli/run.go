@@ -118,7 +118,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 		}
 	}()
 	stopProgress := startProgress(waitCtx, s, c, id)
-	stopBackend := watchBackend(waitCtx, s, c, c.Backend())
+	stopBackend := watchProblems(waitCtx, s, c, c.Backend())
 	err = c.WaitWorkflow(waitCtx, id, -1)
 	stopBackend()
 	stopProgress()

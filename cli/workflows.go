@@ -153,7 +153,14 @@ func waitCommand(s *IO) *ucli.Command {
 					left = max(0, time.Until(deadline))
 				}
 				stop := startProgress(ctx, s, c, id)
+				var stopWatch func()
+				if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
+					stopWatch = watchProblems(ctx, s, c, infos[0].Backend)
+				} else {
+					stopWatch = func() {}
+				}
 				err := c.WaitWorkflow(ctx, id, left)
+				stopWatch()
 				stop()
 				if err != nil {
 					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
@@ -178,7 +185,7 @@ func waitCommand(s *IO) *ucli.Command {
 				}
 			} else {
 				for _, d := range docs {
-					printSummary(s, d, 0)
+					printSummary(s, d, elapsed(d))
 				}
 			}
 			if code := worst(codes...); code != ExitOK {

@@ -144,6 +144,11 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		PollInterval: opts.PollInterval, Logger: logger, Failpoint: os.Getenv("SOMAFLOW_FAILPOINT"),
 		Idle:        opts.Idle,
 		OpenBackend: func(name string) (drms.Backend, error) { return open(name, cfg) },
+		OnProblem: func(p *store.EngineProblem) {
+			if err := lock.SetProblem(p); err != nil {
+				logger.Warn("record the engine's problem in its lock file", "err", err)
+			}
+		},
 	})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel, c.done = cancel, make(chan struct{})

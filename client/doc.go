@@ -22,13 +22,16 @@ type WorkflowDoc struct {
 	Expiration *string `json:"expiration"`
 	// BackendUnreachable is set while the engine cannot reach the
 	// workflow's backend (jobs then wait, their reason says so).
-	BackendUnreachable *BackendProblemDoc `json:"backend_unreachable"`
-	Jobs               []JobDoc           `json:"jobs"`
+	BackendUnreachable *ProblemDoc `json:"backend_unreachable"`
+	// EngineProblem is set while the running engine cannot record its
+	// progress (its database cannot be written: a full disk); it retries.
+	EngineProblem *ProblemDoc `json:"engine_problem"`
+	Jobs          []JobDoc    `json:"jobs"`
 }
 
-// BackendProblemDoc says since when a backend cannot be reached, in the
-// DRMS's own words.
-type BackendProblemDoc struct {
+// ProblemDoc says since when something keeps the engine from progressing:
+// a backend it cannot reach (in the DRMS's own words), or its own store.
+type ProblemDoc struct {
 	Since   string `json:"since"`
 	Message string `json:"message"`
 }
@@ -74,6 +77,7 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 	if d.BackendUnreachable, err = c.BackendUnreachable(ctx, row.Backend); err != nil {
 		return nil, err
 	}
+	d.EngineProblem = c.EngineProblem()
 	// Each job goes straight into the document (no slice of rows first).
 	err = c.st.EachJobState(ctx, id, func(n int) { d.Jobs = make([]JobDoc, n) }, func(j *store.Job) { d.Jobs[j.Index] = jobDoc(j) })
 	if err != nil {
@@ -84,7 +88,7 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 
 // BackendUnreachable tells whether the engine cannot reach a backend now:
 // since when and why, or nil.
-func (c *Client) BackendUnreachable(ctx context.Context, backend string) (*BackendProblemDoc, error) {
+func (c *Client) BackendUnreachable(ctx context.Context, backend string) (*ProblemDoc, error) {
 	ps, err := c.st.BackendProblems(ctx)
 	if err != nil {
 		return nil, err
@@ -93,7 +97,18 @@ func (c *Client) BackendUnreachable(ctx context.Context, backend string) (*Backe
 	if !ok {
 		return nil, nil
 	}
-	return &BackendProblemDoc{Since: p.Since.UTC().Format(time.RFC3339), Message: p.Message}, nil
+	return &ProblemDoc{Since: p.Since.UTC().Format(time.RFC3339), Message: p.Message}, nil
+}
+
+// EngineProblem tells why the running engine cannot record its progress
+// now (a full disk under the state dir), or nil: no problem, or no engine.
+// It reads the engine's lock file, which needs no new space.
+func (c *Client) EngineProblem() *ProblemDoc {
+	p := store.ReadEngineProblem(c.st.Dir)
+	if p == nil {
+		return nil
+	}
+	return &ProblemDoc{Since: p.Since.UTC().Format(time.RFC3339), Message: p.Message}
 }
 
 func jobDoc(j *store.Job) JobDoc {

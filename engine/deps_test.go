@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +29,9 @@ type depBackend struct {
 	pending    map[string]pendingJob
 	alias      map[string]string // local id -> our id
 	afterCalls int
+	// failAfter: so many SubmitAfter calls fail first, as when the DRMS
+	// cannot be reached.
+	failAfter int
 }
 
 type pendingJob struct {
@@ -78,6 +82,10 @@ func (b *depBackend) Events() <-chan drms.Event { return b.events }
 func (b *depBackend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []drms.Handle) (drms.Handle, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.failAfter > 0 {
+		b.failAfter--
+		return drms.Handle{}, errors.New("controller not responding")
+	}
 	b.seq++
 	id := fmt.Sprintf("dep-%d", b.seq)
 	p := pendingJob{spec: spec}
@@ -189,4 +197,21 @@ func TestStopWithDependenciesAtTheDRMS(t *testing.T) {
 	}
 	h.e.Wake()
 	expectOutcomes(t, h.waitDone(id), map[string]string{"long": killed, "next": abort, "last": abort})
+}
+
+// An early submission that did not reach the DRMS waits for its
+// dependencies again: it once went back to the ready queue and was then
+// submitted without them, running before its dependency ended.
+func TestFailedEarlySubmissionKeepsItsDependencies(t *testing.T) {
+	h, db := newDepHarness(t)
+	db.mu.Lock()
+	db.failAfter = 3
+	db.mu.Unlock()
+	mark := filepath.Join(h.dir, "a")
+	id := h.submit(build([]jobDef{
+		{name: "a", shell: "sleep 0.5; echo ran > " + mark},
+		{name: "b", shell: "test -e " + mark + " || exit 3", after: []string{"a"}},
+	}), 0)
+	jobs := h.waitDone(id)
+	expectOutcomes(t, jobs, map[string]string{"a": ok, "b": ok})
 }

@@ -47,6 +47,11 @@ type Options struct {
 	// Idle makes Run return after this long with no workflow to run
 	// (0: never).
 	Idle time.Duration
+	// OnProblem is told when the engine cannot record its progress (a
+	// commit or a scan fails: a full disk, a read-only filesystem), and
+	// again with nil once it can. The engine retries with back-off
+	// meanwhile; nothing is submitted until its intent is recorded.
+	OnProblem func(*store.EngineProblem)
 }
 
 // backendRun is one backend the engine drives, with its active handles.
@@ -91,6 +96,15 @@ type Engine struct {
 	acks     map[*backendRun][]drms.Handle
 	fpHits   int
 	deferred bool // changes wait for the next commit (see settle)
+
+	// problem is set while the store cannot be written (or read); nothing
+	// new is submitted before retryAt, when the commit is tried again.
+	problem    *store.EngineProblem
+	retryAt    time.Time
+	retryDelay time.Duration
+	// clearBackends: earlier engines' backend problems are still to be
+	// cleared (with the next commit).
+	clearBackends bool
 }
 
 type taggedEvent struct {
@@ -266,11 +280,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx)
 	events := e.def.events
 	idleSince := time.Now()
-	// What an earlier engine saw of the backends is not this one's view.
-	if err := e.st.ClearBackendProblems(ctx); err != nil {
-		return err
-	}
-	defer e.st.ClearBackendProblems(ctx)
+	// What an earlier engine saw of the backends is not this one's view:
+	// cleared with the first commit.
+	e.clearBackends = true
+	defer func() {
+		if err := e.st.ClearBackendProblems(ctx); err != nil {
+			e.log.Warn("clear backend problems", "err", err)
+		}
+	}()
 	// The state dir held open: its inode cannot be reused for another
 	// directory while the engine runs, and once removed it has no links.
 	dirF, err := os.Open(e.st.Dir)
@@ -282,9 +299,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.scan(ctx, true); err != nil {
 		return err
 	}
-	if err := e.settle(ctx); err != nil {
-		return err
-	}
+	e.settle(ctx)
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
 	flush := time.NewTimer(FlushDelay)
@@ -293,7 +308,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		var evs []taggedEvent
 		scanNow := false
 		var flushC <-chan time.Time
-		if e.deferred {
+		switch {
+		case e.problem != nil:
+			flush.Reset(time.Until(e.retryAt))
+			flushC = flush.C
+		case e.deferred:
 			flush.Reset(FlushDelay)
 			flushC = flush.C
 		}
@@ -330,14 +349,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		evs = e.drain(evs)
 		e.applyEvents(evs)
-		if scanNow {
+		if scanNow && e.problem == nil {
 			if err := e.scan(ctx, false); err != nil {
-				return err
+				e.trouble(fmt.Errorf("scan: %w", err))
 			}
 		}
-		if err := e.settle(ctx); err != nil {
-			return err
-		}
+		e.settle(ctx)
 	}
 }
 
@@ -378,10 +395,14 @@ func (e *Engine) drain(evs []taggedEvent) []taggedEvent {
 }
 
 // settle schedules, commits and submits until nothing more can happen
-// without an outside event.
-func (e *Engine) settle(ctx context.Context) error {
+// without an outside event. While the store cannot be written, it waits
+// for the retry time and submits nothing.
+func (e *Engine) settle(ctx context.Context) {
 	submitted := false
 	for {
+		if e.problem != nil && time.Now().Before(e.retryAt) {
+			return
+		}
 		subs := e.schedule()
 		if len(subs) == 0 && len(e.toKill) == 0 {
 			if submitted {
@@ -391,13 +412,18 @@ func (e *Engine) settle(ctx context.Context) error {
 				// intents are durable, so a crash before that costs a
 				// lookup (Locator), never a job.
 				e.deferred = true
-				return nil
+				return
 			}
-			return e.commit(ctx)
+			e.tryCommit(ctx)
+			return
 		}
 		submitted = true
-		if err := e.commit(ctx); err != nil {
-			return err
+		if !e.tryCommit(ctx) {
+			// Their intents are not recorded: they are not submitted.
+			for _, j := range subs {
+				e.requeue(j)
+			}
+			return
 		}
 		e.failpoint("after-intent-commit")
 		e.kill(ctx)
@@ -407,6 +433,65 @@ func (e *Engine) settle(ctx context.Context) error {
 		// handles just received are committed with their outcomes.
 		e.applyEvents(e.drain(nil))
 	}
+}
+
+// tryCommit commits; when that fails, the engine records its problem and
+// retries later, with back-off (the changes stay in memory, nothing is
+// lost). It reports whether the commit went through.
+func (e *Engine) tryCommit(ctx context.Context) bool {
+	err := e.commit(ctx)
+	if err != nil {
+		e.trouble(err)
+		return false
+	}
+	if e.problem != nil {
+		e.log.Info("the store can be written again", "problem_since", e.problem.Since)
+		e.problem, e.retryDelay = nil, 0
+		if e.opts.OnProblem != nil {
+			e.opts.OnProblem(nil)
+		}
+	}
+	return true
+}
+
+// trouble records that the store could not be written or read, and when
+// to try again: 100 ms, doubling up to RetryMax.
+func (e *Engine) trouble(err error) {
+	e.retryDelay = min(max(2*e.retryDelay, 100*time.Millisecond), RetryMax)
+	e.retryAt = time.Now().Add(e.retryDelay)
+	msg := err.Error()
+	if free, ok := freeSpace(e.st.Dir); ok && free < lowSpace {
+		msg = fmt.Sprintf("the filesystem of %s is full (%d KiB free): %s", e.st.Dir, free/1024, msg)
+	}
+	if e.problem != nil && e.problem.Message == msg {
+		return
+	}
+	e.log.Error("cannot record progress; retrying", "err", msg, "retry_in", e.retryDelay)
+	since := time.Now()
+	if e.problem != nil {
+		since = e.problem.Since
+	}
+	e.problem = &store.EngineProblem{Since: since, Message: msg}
+	if e.opts.OnProblem != nil {
+		e.opts.OnProblem(e.problem)
+	}
+	e.notify(false)
+}
+
+// RetryMax bounds the delay between two tries to write the store.
+const RetryMax = 5 * time.Second
+
+// lowSpace is the free space under which a filesystem is called full.
+const lowSpace = 1 << 20
+
+// freeSpace returns the bytes an unprivileged user may still write on the
+// filesystem of dir.
+func freeSpace(dir string) (uint64, bool) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0, false
+	}
+	return fs.Bavail * uint64(fs.Bsize), true
 }
 
 // FlushDelay bounds how long handles of submitted jobs wait for the next
@@ -1133,14 +1218,23 @@ func (e *Engine) waitBackend(j *job) {
 	}
 }
 
-// requeue puts an attempt that never reached the DRMS back in the ready queue.
+// requeue puts an attempt that never reached the DRMS back in the ready
+// queue; one submitted early (its dependencies still running) waits for
+// them again, and may be submitted early again.
 func (e *Engine) requeue(j *job) {
 	w := j.w
+	v := j.row.Index
 	j.row.Attempt--
 	j.row.Status = model.JobNotSubmitted
 	j.row.Submitted = nil
-	w.set(j.row.Index, nReady)
-	heap.Push(&w.ready, readyItem{prio: w.def.Jobs[j.row.Index].Priority, idx: int32(j.row.Index)})
+	j.after = nil
+	if w.remaining[v] > 0 {
+		w.set(v, nWaiting)
+		w.early = append(w.early, int32(v))
+	} else {
+		w.set(v, nReady)
+		heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
+	}
 	e.markDirty(j)
 }
 
@@ -1482,7 +1576,7 @@ func (e *Engine) maybeFinish(w *wfRun) {
 func (e *Engine) commit(ctx context.Context) error {
 	e.deferred = false
 	backends := e.backendChanges()
-	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 && len(backends) == 0 {
+	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 && len(backends) == 0 && !e.clearBackends {
 		return nil
 	}
 	e.failpoint("before-commit")
@@ -1490,7 +1584,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, id := range e.removed {
 		removed[id] = true
 	}
-	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed, Backends: backends}
+	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed, Backends: backends, ClearBackends: e.clearBackends}
 	for _, j := range e.dirty {
 		b.Jobs = append(b.Jobs, j.row)
 	}
@@ -1500,6 +1594,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	if err := e.st.Commit(ctx, b); err != nil {
 		return err
 	}
+	e.clearBackends = false
 	for _, j := range e.dirty {
 		j.dirty = false
 	}

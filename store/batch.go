@@ -21,6 +21,9 @@ type Batch struct {
 	Removed []int64
 	// Backends whose problem changed: a nil problem clears it.
 	Backends map[string]*BackendProblem
+	// ClearBackends clears every recorded backend problem first (an
+	// engine starting does not vouch for an earlier engine's view).
+	ClearBackends bool
 }
 
 // removeQueries remove a workflow (its id the only argument), the
@@ -30,7 +33,7 @@ var removeQueries = []string{`DELETE FROM jobs WHERE workflow_id = ?`, `DELETE F
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0 && len(b.Backends) == 0
+	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0 && len(b.Backends) == 0 && !b.ClearBackends
 }
 
 // jobColumns are the job columns an engine cycle may change, with their
@@ -140,6 +143,11 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return fmt.Errorf("delete workflow %d: %w", id, err)
 			}
+		}
+	}
+	if b.ClearBackends {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM meta WHERE key LIKE ?`, backendKey+"%"); err != nil {
+			return fmt.Errorf("clear backend problems: %w", err)
 		}
 	}
 	for name, p := range b.Backends {

@@ -18,7 +18,10 @@ import (
 var ErrEngineRunning = errors.New("an engine already runs on this state dir")
 
 // EngineLock is the flock that makes an engine the only one on a state dir.
-type EngineLock struct{ f *os.File }
+type EngineLock struct {
+	f      *os.File
+	holder string // "host=H pid=P"
+}
 
 // LockEngine takes the state dir's engine lock without waiting, and records
 // host and pid in the lock file. The error names the holder when it is taken.
@@ -35,14 +38,85 @@ func LockEngine(dir string) (*EngineLock, error) {
 		holder, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w (%s)", ErrEngineRunning, strings.TrimSpace(string(holder)))
+			return nil, fmt.Errorf("%w (%s)", ErrEngineRunning, holderLine(holder))
 		}
 		return nil, fmt.Errorf("engine lock: %w", err)
 	}
 	host, _ := os.Hostname()
+	l := &EngineLock{f: f, holder: fmt.Sprintf("host=%s pid=%d", host, os.Getpid())}
 	f.Truncate(0)
-	f.WriteAt([]byte(fmt.Sprintf("host=%s pid=%d\n", host, os.Getpid())), 0)
-	return &EngineLock{f: f}, nil
+	// The whole record is written now, so that its blocks exist: a problem
+	// is later written over them, even on a full filesystem.
+	l.write(nil)
+	return l, nil
+}
+
+// lockRecordSize is the size of the lock file's record: the holder's line,
+// the engine's problem if it has one, padding.
+const lockRecordSize = 1024
+
+// EngineProblem is what keeps a running engine from making progress (its
+// database cannot be written: a full disk, a read-only filesystem), since
+// when. The engine keeps it in its lock file, which needs no new space, so
+// that `status` and `wait` can say why nothing moves.
+type EngineProblem struct {
+	Since   time.Time
+	Message string
+}
+
+// SetProblem records the engine's problem in the lock file, or clears it
+// (nil). It writes in place, over blocks the file already has.
+func (l *EngineLock) SetProblem(p *EngineProblem) error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	return l.write(p)
+}
+
+func (l *EngineLock) write(p *EngineProblem) error {
+	rec := l.holder + "\n"
+	if p != nil {
+		msg := strings.Join(strings.Fields(p.Message), " ")
+		rec += "problem_since=" + p.Since.UTC().Format(time.RFC3339) + "\nproblem=" + msg
+		if len(rec) > lockRecordSize-1 {
+			rec = rec[:lockRecordSize-1]
+		}
+		rec += "\n"
+	}
+	buf := []byte(rec + strings.Repeat("\n", lockRecordSize-len(rec)))
+	_, err := l.f.WriteAt(buf, 0)
+	return err
+}
+
+// ReadEngineProblem returns the problem the engine holding the state dir's
+// lock recorded, or nil (none, or no engine runs).
+func ReadEngineProblem(dir string) *EngineProblem {
+	running, _ := EngineRunning(dir)
+	if !running {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "engine.lock"))
+	if err != nil {
+		return nil
+	}
+	var p EngineProblem
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "problem_since="); ok {
+			p.Since, _ = time.Parse(time.RFC3339, v)
+		} else if v, ok := strings.CutPrefix(line, "problem="); ok {
+			p.Message = v
+		}
+	}
+	if p.Message == "" {
+		return nil
+	}
+	return &p
+}
+
+// holderLine is the lock file's first line: the holder's host and pid.
+func holderLine(data []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	return strings.TrimSpace(line)
 }
 
 // Heartbeat touches the lock file, so that commands on other hosts (where
@@ -67,7 +141,7 @@ func OtherHostEngine(dir string) (bool, string) {
 		return false, ""
 	}
 	data, _ := os.ReadFile(path)
-	info := strings.TrimSpace(string(data))
+	info := holderLine(data)
 	me, _ := os.Hostname()
 	host := ""
 	for _, f := range strings.Fields(info) {
@@ -100,8 +174,8 @@ func EngineRunning(dir string) (bool, string) {
 	defer f.Close()
 	holder, _ := os.ReadFile(path)
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK), strings.TrimSpace(string(holder))
+		return errors.Is(err, unix.EWOULDBLOCK), holderLine(holder)
 	}
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	return false, strings.TrimSpace(string(holder))
+	return false, holderLine(holder)
 }

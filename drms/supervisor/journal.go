@@ -145,6 +145,7 @@ type journal struct {
 
 	mu     sync.Mutex
 	f      *os.File
+	size   int64 // the journal's length after the last whole record
 	buf    []byte
 	syncCh chan struct{}
 }
@@ -263,7 +264,12 @@ func writeJournal(path string, jobs map[string]*Record) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supervisor journal: %w", err)
 	}
-	j := &journal{path: path, f: af, syncCh: make(chan struct{}, 1)}
+	fi, err := af.Stat()
+	if err != nil {
+		af.Close()
+		return nil, fmt.Errorf("supervisor journal: %w", err)
+	}
+	j := &journal{path: path, f: af, size: fi.Size(), syncCh: make(chan struct{}, 1)}
 	go j.syncer()
 	return j, nil
 }
@@ -281,9 +287,17 @@ func (j *journal) append(r Record) error {
 		return err
 	}
 	j.buf = append(append(j.buf[:0], b...), '\n')
-	if _, err := j.f.Write(j.buf); err != nil {
+	if n, err := j.f.Write(j.buf); err != nil {
+		if n > 0 {
+			// A record cut short (a full disk): cut it off, or the records
+			// after it would follow a garbled line.
+			if terr := j.f.Truncate(j.size); terr != nil {
+				err = errors.Join(err, terr)
+			}
+		}
 		return fmt.Errorf("supervisor journal: append: %w", err)
 	}
+	j.size += int64(len(j.buf))
 	return nil
 }
 
