@@ -431,3 +431,45 @@ func TestHostileFullDisk(t *testing.T) {
 	run(t, env, "engine", "stop")
 	stopSupervisor(state)
 }
+
+// Where cgroups v2 are writable, every job runs in a cgroup of its own,
+// under run's engine and under the supervisor (whose end kills it whole;
+// drms/local's tests show the kill).
+func TestHostileJobsInCgroups(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	wf := write(t, "cg.yaml", "jobs: {cg: {command: [cat, /proc/self/cgroup]}}\n")
+	runEnv := []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "run")}
+	r := run(t, runEnv, "run", "--keep-state", wf)
+	if r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	defer func() { run(t, env, "engine", "stop"); stopSupervisor(state) }()
+	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	sup := run(t, env, "logs", "1", "cg")
+	inRun := run(t, runEnv, "logs", "1", "cg")
+	has := func(out, prefix string) bool {
+		for _, line := range strings.Split(out, "\n") {
+			if rest, ok := strings.CutPrefix(line, "0::"); ok && strings.Contains(rest, "/"+prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(sup.stdout, "somaflow-sup-") && !has(inRun.stdout, "somaflow-") {
+		for _, s := range strings.Split(os.Getenv("SOMAFLOW_REQUIRE"), ",") {
+			if s == "cgroups" {
+				t.Fatalf("SOMAFLOW_REQUIRE=cgroups but jobs run outside job cgroups: %q / %q", sup.stdout, inRun.stdout)
+			}
+		}
+		t.Skipf("no job cgroups here (cgroups v2 not writable): %q", sup.stdout)
+	}
+	if !has(sup.stdout, "somaflow-sup-") || !has(inRun.stdout, "somaflow-") {
+		t.Fatalf("a job outside its cgroup: under the supervisor %q, under run %q", sup.stdout, inRun.stdout)
+	}
+}

@@ -8,8 +8,10 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +28,8 @@ const KillGrace = 2 * time.Second
 type Backend struct {
 	cfg    drms.Config
 	events chan drms.Event
+	cg     *Cgroups // nil where cgroups v2 cannot be used
+	seq    atomic.Int64
 
 	mu    sync.Mutex
 	procs map[string]*proc // by handle ID (pid)
@@ -35,6 +39,7 @@ type proc struct {
 	pid     int
 	started time.Time
 	killed  bool
+	key     string        // its cgroup's name
 	outcome *drms.Outcome // set once ended, until delivered
 	out     *Output       // lazily created log files, finished at exit
 }
@@ -48,8 +53,17 @@ type handleState struct {
 
 // New returns a local backend.
 func New(cfg drms.Config) *Backend {
-	return &Backend{cfg: cfg, events: make(chan drms.Event, 4096), procs: map[string]*proc{}}
+	tag := cfg.EngineTag
+	if tag == "" {
+		tag = drms.EngineTag(cfg.StateDir)
+	}
+	return &Backend{cfg: cfg, events: make(chan drms.Event, 4096), procs: map[string]*proc{},
+		cg: OpenCgroups("somaflow-" + tag)}
 }
+
+// UsesCgroups tells whether each job gets a cgroup of its own, which its
+// end kills whole (see Cgroups).
+func (b *Backend) UsesCgroups() bool { return b.cg != nil }
 
 // Capabilities implements drms.Backend.
 func (b *Backend) Capabilities() drms.Capabilities {
@@ -69,12 +83,13 @@ func (b *Backend) Events() <-chan drms.Event { return b.events }
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
 	started := time.Now()
 	spec.Env = append(spec.Env[:len(spec.Env):len(spec.Env)], JobEnvVar+"="+spec.Name())
-	pid, out, err := Start(spec, b.cfg.StateDir)
+	key := fmt.Sprintf("%s.%d", spec.Name(), b.seq.Add(1)) // unique, whatever the spec holds
+	pid, out, err := StartIn(spec, b.cfg.StateDir, b.cg, key)
 	if err != nil {
 		return drms.Handle{}, err
 	}
 	id := strconv.Itoa(pid)
-	pr := &proc{pid: pid, started: started, out: out}
+	pr := &proc{pid: pid, started: started, out: out, key: key}
 	b.mu.Lock()
 	b.procs[id] = pr
 	b.mu.Unlock()
@@ -89,8 +104,10 @@ func (b *Backend) wait(id string, pr *proc) {
 	var ru syscall.Rusage
 	_, err := Wait4(pr.pid, &ws, &ru)
 	ended := time.Now()
-	// Kill the rest of the group: a job's leftovers do not outlive it.
+	// Kill the rest of the group, and of its cgroup: a job's leftovers do
+	// not outlive it.
 	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
+	b.cg.Kill(pr.key)
 	// Its logs are complete before its end is told.
 	lost := LostOutputReason(pr.out.Finish())
 	var o *drms.Outcome
@@ -170,6 +187,9 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 }
 
 // Close implements drms.Backend; running children are left alone.
-func (b *Backend) Close() error { return nil }
+func (b *Backend) Close() error {
+	b.cg.Close()
+	return nil
+}
 
 var _ drms.Notifier = (*Backend)(nil)

@@ -32,6 +32,12 @@ import (
 // working directory or stdin file gives a *drms.StartError and starts
 // nothing. The caller must reap the child (Wait4, or wait4(-1) in a reaper).
 func Start(spec drms.JobSpec, stateDir string) (pid int, out *Output, err error) {
+	return StartIn(spec, stateDir, nil, "")
+}
+
+// StartIn is Start with the job in its own cgroup of cg, named by key
+// (cg nil: none).
+func StartIn(spec drms.JobSpec, stateDir string, cg *Cgroups, key string) (pid int, out *Output, err error) {
 	if len(spec.Argv) == 0 {
 		return 0, nil, &drms.StartError{Reason: "empty command"}
 	}
@@ -50,11 +56,24 @@ func Start(spec drms.JobSpec, stateDir string) (pid int, out *Output, err error)
 	for i, f := range files {
 		fds[i] = f.Fd()
 	}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if cg != nil {
+		fd, err := cg.Enter(key)
+		if err != nil {
+			closeFiles(files)
+			out.abandon()
+			return 0, nil, fmt.Errorf("local: job cgroup: %w", err)
+		}
+		defer syscall.Close(fd)
+		sys.UseCgroupFD, sys.CgroupFD = true, fd
+	}
 	pid, err = syscall.ForkExec(path, spec.Argv, &syscall.ProcAttr{
-		Dir: spec.Dir, Env: spec.Env, Files: fds,
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+		Dir: spec.Dir, Env: spec.Env, Files: fds, Sys: sys,
 	})
 	closeFiles(files)
+	if err != nil {
+		cg.Kill(key) // nothing started: its cgroup is free again
+	}
 	if err != nil {
 		out.abandon()
 		if permanentStartError(err) {

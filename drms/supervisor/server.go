@@ -100,7 +100,8 @@ func Main(ctx context.Context, args []string) int {
 	}
 	s := &server{stateDir: dir, idle: *idle, log: log,
 		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
-		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{}}
+		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{},
+		cg: local.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
 	}
@@ -136,6 +137,8 @@ type server struct {
 	forked chan struct{}
 	// sweepNow asks the sweeper to look for escaped processes now.
 	sweepNow chan struct{}
+	// cg gives each job a cgroup of its own (nil where unavailable).
+	cg *local.Cgroups
 
 	mu         sync.Mutex
 	jobs       map[string]*sjob // every remembered job, by key
@@ -177,6 +180,7 @@ func (s *server) run(ctx context.Context, report func(string)) error {
 		return err
 	}
 	defer s.jr.close()
+	defer s.cg.Close()
 
 	sock, err := SocketPath(s.stateDir)
 	if err != nil {
@@ -388,6 +392,7 @@ func (s *server) sweep() {
 	if n > 0 {
 		s.log.Info("killed processes that escaped ended jobs", "processes", n)
 	}
+	s.cg.Clean()
 }
 
 func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ended time.Time) {
@@ -414,9 +419,11 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	if j.kill != nil {
 		j.kill.Stop()
 	}
-	// A job's leftovers do not outlive it: its process group now, and what
-	// escaped the group (setsid) once it is reparented to us (sweep).
+	// A job's leftovers do not outlive it: its process group and its
+	// cgroup now, and what escaped the group (setsid) once it is
+	// reparented to us (sweep) where there are no cgroups.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	s.cg.Kill(j.rec.Key)
 	select {
 	case s.sweepNow <- struct{}{}:
 	default:
@@ -641,9 +648,9 @@ func (c *sconn) start(req Request, env []string) {
 
 	jb := req.Job
 	env = append(env[:len(env):len(env)], local.JobEnvVar+"="+req.Key)
-	pid, out, err := local.Start(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
+	pid, out, err := local.StartIn(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
 		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join,
-		LazyStdout: jb.LazyStdout, LazyStderr: jb.LazyStderr}, s.stateDir)
+		LazyStdout: jb.LazyStdout, LazyStderr: jb.LazyStderr}, s.stateDir, s.cg, req.Key)
 	var tick uint64
 	if err == nil {
 		tick = local.StartTick(pid)
