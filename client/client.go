@@ -214,9 +214,6 @@ func (c *Client) Close() error {
 	return err
 }
 
-// Store gives access to the underlying store (for the CLI and tests).
-func (c *Client) Store() *store.Store { return c.st }
-
 // SubmitOptions are soma-workflow's submit_workflow arguments.
 type SubmitOptions struct {
 	// Name is the stored workflow name; empty keeps the file's name (unlike

@@ -24,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/model"
 	"github.com/somaflow/somaflow/store"
@@ -528,14 +526,9 @@ func (e *Engine) failpoint(name string) {
 func (e *Engine) scan(ctx context.Context, startup bool) error {
 	now := time.Now()
 	e.lastScan = now
-	var rows []store.Workflow
-	q := e.st.DB.WithContext(ctx).Where("loaded = ?", false)
-	if startup {
-		q = e.st.DB.WithContext(ctx).Where("loaded = ? OR status IN ?", false,
-			[]string{model.WorkflowNotStarted, model.WorkflowInProgress, model.WorkflowDeletePending})
-	}
-	if err := q.Order("id").Find(&rows).Error; err != nil {
-		return fmt.Errorf("scan workflows: %w", err)
+	rows, err := e.st.WorkflowsToLoad(ctx, startup)
+	if err != nil {
+		return err
 	}
 	for i := range rows {
 		if _, ok := e.runs[rows[i].ID]; ok {
@@ -545,9 +538,9 @@ func (e *Engine) scan(ctx context.Context, startup bool) error {
 			e.log.Error("cannot load workflow", "workflow", rows[i].ID, "err", err)
 		}
 	}
-	var intents []store.Intent
-	if err := e.st.DB.WithContext(ctx).Order("id").Find(&intents).Error; err != nil {
-		return fmt.Errorf("scan intents: %w", err)
+	intents, err := e.st.Intents(ctx)
+	if err != nil {
+		return err
 	}
 	for _, in := range intents {
 		w, err := e.ensureLoaded(ctx, in.WorkflowID)
@@ -573,14 +566,14 @@ func (e *Engine) scan(ctx context.Context, startup bool) error {
 	}
 	// Expired workflows are removed (also at start, so that an engine that
 	// was not running catches up).
-	var expired []store.Workflow
-	if err := e.st.DB.WithContext(ctx).Select("id").Where("expiration < ?", now.UTC()).Find(&expired).Error; err != nil {
-		return fmt.Errorf("scan expirations: %w", err)
+	expired, err := e.st.ExpiredWorkflows(ctx, now)
+	if err != nil {
+		return err
 	}
-	for _, x := range expired {
-		w, err := e.ensureLoaded(ctx, x.ID)
+	for _, id := range expired {
+		w, err := e.ensureLoaded(ctx, id)
 		if err != nil || w == nil {
-			e.removed = append(e.removed, x.ID)
+			e.removed = append(e.removed, id)
 			continue
 		}
 		w.deleting, w.force = true, true
@@ -717,16 +710,8 @@ func lostIntent() *drms.Outcome {
 // is unavailable in this build), naming why, and marks it done.
 func (e *Engine) refuse(ctx context.Context, row *store.Workflow, reason string) error {
 	e.log.Error("workflow cannot run", "workflow", row.ID, "reason", reason)
-	now := time.Now().UTC()
 	defer e.notify(true)
-	return e.st.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&store.Job{}).Where("workflow_id = ? AND status NOT IN ?", row.ID, []string{model.JobDone, model.JobFailed}).
-			Updates(map[string]any{"status": model.JobFailed, "exit_status": model.ExitAborted, "reason": reason, "ended": now}).Error; err != nil {
-			return err
-		}
-		return tx.Model(&store.Workflow{}).Where("id = ?", row.ID).
-			Updates(map[string]any{"status": model.WorkflowDone, "loaded": true, "ended": now}).Error
-	})
+	return e.st.RefuseWorkflow(ctx, row.ID, reason, time.Now())
 }
 
 // locate looks for an attempt whose submission intent was recorded but not

@@ -40,7 +40,7 @@ func saveBackendProblem(ctx context.Context, tx *sql.Tx, name string, p *Backend
 // BackendProblems returns the problems engines recorded, by backend name.
 func (s *Store) BackendProblems(ctx context.Context) (map[string]BackendProblem, error) {
 	var rows []Meta
-	if err := s.DB.WithContext(ctx).Where("key LIKE ?", backendKey+"%").Find(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("key LIKE ?", backendKey+"%").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read backend problems: %w", err)
 	}
 	m := make(map[string]BackendProblem, len(rows))
@@ -56,7 +56,7 @@ func (s *Store) BackendProblems(ctx context.Context) (map[string]BackendProblem,
 // ClearBackendProblems forgets every recorded backend problem: an engine
 // starting or stopping does not vouch for an earlier engine's view.
 func (s *Store) ClearBackendProblems(ctx context.Context) error {
-	if err := s.DB.WithContext(ctx).Where("key LIKE ?", backendKey+"%").Delete(&Meta{}).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("key LIKE ?", backendKey+"%").Delete(&Meta{}).Error; err != nil {
 		return fmt.Errorf("clear backend problems: %w", err)
 	}
 	return nil

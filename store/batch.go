@@ -3,9 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
-
-	"gorm.io/gorm"
 )
 
 // Batch is everything one engine cycle changed; Commit writes it in one
@@ -36,66 +33,21 @@ func (b *Batch) Empty() bool {
 	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0 && len(b.Backends) == 0 && !b.ClearBackends
 }
 
-// jobColumns are the job columns an engine cycle may change, with their
-// values; names are mapped to columns through the GORM schema.
-var jobColumns = []struct {
-	field string
-	value func(j *Job) any
-}{
-	{"Status", func(j *Job) any { return j.Status }},
-	{"ExitStatus", func(j *Job) any { return j.ExitStatus }},
-	{"ExitValue", func(j *Job) any { return j.ExitValue }},
-	{"Signal", func(j *Job) any { return j.Signal }},
-	{"Reason", func(j *Job) any { return j.Reason }},
-	{"Attempt", func(j *Job) any { return j.Attempt }},
-	{"DRMSID", func(j *Job) any { return j.DRMSID }},
-	{"HandleVersion", func(j *Job) any { return j.HandleVersion }},
-	{"Handle", func(j *Job) any { return j.Handle }},
-	{"KillIntent", func(j *Job) any { return j.KillIntent }},
-	{"Submitted", func(j *Job) any { return j.Submitted }},
-	{"Started", func(j *Job) any { return j.Started }},
-	{"Ended", func(j *Job) any { return j.Ended }},
-	{"Stdout", func(j *Job) any { return j.Stdout }},
-	{"Stderr", func(j *Job) any { return j.Stderr }},
-	{"WallS", func(j *Job) any { return j.WallS }},
-	{"CPUS", func(j *Job) any { return j.CPUS }},
-	{"MaxRSSKiB", func(j *Job) any { return j.MaxRSSKiB }},
-	{"UsageRaw", func(j *Job) any { return j.UsageRaw }},
-	{"OutputParams", func(j *Job) any { return j.OutputParams }},
-}
-
-// jobUpdateSQL builds the UPDATE the engine prepares once: one statement
-// per changed job instead of GORM's reflection on the hot path.
-func jobUpdateSQL(db *gorm.DB) (string, error) {
-	stmt := &gorm.Statement{DB: db}
-	if err := stmt.Parse(&Job{}); err != nil {
-		return "", err
-	}
-	sets := make([]string, len(jobColumns))
-	for i, c := range jobColumns {
-		f := stmt.Schema.LookUpField(c.field)
-		if f == nil {
-			return "", fmt.Errorf("job has no field %s", c.field)
-		}
-		sets[i] = fmt.Sprintf("%q = ?", f.DBName)
-	}
-	return fmt.Sprintf("UPDATE %q SET %s WHERE id = ?", stmt.Schema.Table, strings.Join(sets, ", ")), nil
-}
-
 // Commit writes a batch in ONE transaction.
 func (s *Store) Commit(ctx context.Context, b *Batch) error {
 	if b.Empty() {
 		return nil
 	}
-	sqlDB, err := s.DB.DB()
+	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err
 	}
+	q, err := jobStatements(s.db)
+	if err != nil {
+		return fmt.Errorf("job statements: %w", err)
+	}
 	s.stmtOnce.Do(func() {
-		var q string
-		if q, s.stmtErr = jobUpdateSQL(s.DB); s.stmtErr == nil {
-			s.jobStmt, s.stmtErr = sqlDB.PrepareContext(context.WithoutCancel(ctx), q)
-		}
+		s.jobStmt, s.stmtErr = sqlDB.PrepareContext(context.WithoutCancel(ctx), q.update)
 	})
 	if s.stmtErr != nil {
 		return fmt.Errorf("prepare job update: %w", s.stmtErr)
@@ -111,13 +63,13 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 	}
 	if len(b.Jobs) > 0 {
 		st := tx.StmtContext(ctx, s.jobStmt)
-		args := make([]any, len(jobColumns)+1)
+		args := make([]any, len(q.saved)+1)
 		for _, j := range b.Jobs {
 			if removed[j.WorkflowID] {
 				continue
 			}
-			for i, c := range jobColumns {
-				args[i] = c.value(j)
+			for i, c := range q.saved {
+				args[i] = c.save(j)
 			}
 			args[len(args)-1] = j.ID
 			if _, err := st.ExecContext(ctx, args...); err != nil {

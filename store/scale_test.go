@@ -78,7 +78,7 @@ func TestJobsInIndexOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Row ids no longer in index order: indexes of two jobs swapped.
-	if err := s.DB.Exec(`UPDATE jobs SET "index" = CASE "index" WHEN 5 THEN 19000 ELSE 5 END, name = CASE "index" WHEN 5 THEN 'j19000' ELSE 'j5' END
+	if err := s.db.Exec(`UPDATE jobs SET "index" = CASE "index" WHEN 5 THEN 19000 ELSE 5 END, name = CASE "index" WHEN 5 THEN 'j19000' ELSE 'j5' END
 		WHERE workflow_id = ? AND "index" IN (5, 19000)`, id).Error; err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestJobsInIndexOrder(t *testing.T) {
 		`UPDATE jobs SET "index" = 7 WHERE workflow_id = ? AND "index" = 8`,
 		`UPDATE jobs SET "index" = 20001 WHERE workflow_id = ? AND "index" = 7`,
 	} {
-		if err := s.DB.Exec(q, id).Error; err != nil {
+		if err := s.db.Exec(q, id).Error; err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Jobs(ctx, id); err == nil {
@@ -127,7 +127,7 @@ func TestCreatedJobRowsAsGORM(t *testing.T) {
 	}
 	for i, j := range w.Jobs {
 		row := Job{WorkflowID: id + 1000, Index: i, Name: j.DisplayName(), Barrier: j.IsBarrier(), Priority: j.Priority, Status: model.JobNotSubmitted}
-		if err := s.DB.Create(&row).Error; err != nil {
+		if err := s.db.Create(&row).Error; err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestCreatedJobRowsAsGORM(t *testing.T) {
 	}
 	read := func(wf int64) []string {
 		var out []string
-		if err := s.DB.Raw(`SELECT `+strings.Join(sel, ` || '|' || `)+` FROM jobs WHERE workflow_id = ? ORDER BY "index"`, wf).Scan(&out).Error; err != nil {
+		if err := s.db.Raw(`SELECT `+strings.Join(sel, ` || '|' || `)+` FROM jobs WHERE workflow_id = ? ORDER BY "index"`, wf).Scan(&out).Error; err != nil {
 			t.Fatal(err)
 		}
 		return out
@@ -185,7 +185,7 @@ func TestEachJobStateAsJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DB.Exec(`UPDATE jobs SET status = 'done', exit_status = 'finished_regularly', exit_value = "index" % 3, signal = 's' || "index",
+	if err := s.db.Exec(`UPDATE jobs SET status = 'done', exit_status = 'finished_regularly', exit_value = "index" % 3, signal = 's' || "index",
 		reason = 'r' || "index", attempt = 1, drms_id = 'd' || "index", submitted = '2026-01-02 03:04:05.5+00:00', started = '2026-01-02 03:04:06+00:00',
 		ended = '2026-01-02 03:04:07+00:00', stdout = 'o' || "index", stderr = 'e' || "index", wall_s = "index" * 0.5, cpu_s = "index" * 0.25,
 		max_rss_ki_b = "index" * 2, usage_raw = CAST('{"n":"' || "index" || '"}' AS BLOB), handle = x'0102', handle_version = 3, kill_intent = true,

@@ -129,7 +129,7 @@ type Meta struct {
 
 // Store is an open state database.
 type Store struct {
-	DB  *gorm.DB
+	db  *gorm.DB // only this package speaks SQL
 	Dir string
 	// NetworkFS is true when the state dir is on a network filesystem.
 	NetworkFS bool
@@ -196,7 +196,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s.DB = db.WithContext(ctx)
+	s.db = db.WithContext(ctx)
 	if err := s.setJournalMode(ctx, journal); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -215,12 +215,12 @@ func (s *Store) setJournalMode(ctx context.Context, want string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var mode string
-		err := s.DB.Raw("PRAGMA journal_mode").Scan(&mode).Error
+		err := s.db.Raw("PRAGMA journal_mode").Scan(&mode).Error
 		if err == nil && strings.EqualFold(mode, want) {
 			return nil
 		}
 		if err == nil {
-			err = s.DB.Raw("PRAGMA journal_mode = " + want).Scan(&mode).Error
+			err = s.db.Raw("PRAGMA journal_mode = " + want).Scan(&mode).Error
 			if err == nil && strings.EqualFold(mode, want) {
 				return nil
 			}
@@ -243,10 +243,10 @@ func (s *Store) migrate() error {
 	// Every CLI command opens the store: when the schema is already this
 	// version, nothing is inspected.
 	var v string
-	if err := s.DB.Model(&Meta{}).Select("value").Where("key = ?", "schema_version").Limit(1).Scan(&v).Error; err == nil && v == fmt.Sprint(SchemaVersion) {
+	if err := s.db.Model(&Meta{}).Select("value").Where("key = ?", "schema_version").Limit(1).Scan(&v).Error; err == nil && v == fmt.Sprint(SchemaVersion) {
 		return nil
 	}
-	return s.DB.Transaction(func(tx *gorm.DB) error {
+	return s.db.Transaction(func(tx *gorm.DB) error {
 		if err := tx.AutoMigrate(&Meta{}); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
@@ -294,12 +294,12 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 	if err != nil || fi.Size() < WALLimit {
 		return nil
 	}
-	return s.DB.WithContext(ctx).Exec("PRAGMA wal_checkpoint(TRUNCATE)").Error
+	return s.db.WithContext(ctx).Exec("PRAGMA wal_checkpoint(TRUNCATE)").Error
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	sqlDB, err := s.DB.DB()
+	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,7 @@ func TestCreateIsAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	// A job row that cannot be stored (a trigger refuses the 3rd job) must
 	// leave neither the workflow nor its first jobs behind.
-	if err := s.DB.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON jobs WHEN NEW."index" = 2 BEGIN SELECT RAISE(ABORT, 'refused'); END`).Error; err != nil {
+	if err := s.db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON jobs WHEN NEW."index" = 2 BEGIN SELECT RAISE(ABORT, 'refused'); END`).Error; err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(3), Expiration: time.Now().Add(time.Hour)}); err == nil {
@@ -125,7 +125,7 @@ func TestCreateIsAllOrNothing(t *testing.T) {
 	}
 	ws, _ := s.ListWorkflows(ctx)
 	var n int64
-	s.DB.Model(&Job{}).Count(&n)
+	s.db.Model(&Job{}).Count(&n)
 	if len(ws) != 0 || n != 0 {
 		t.Fatalf("a failed creation left %d workflows and %d jobs", len(ws), n)
 	}
@@ -138,11 +138,11 @@ func TestSchemaVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m Meta
-	s.DB.Where("key = ?", "schema_version").First(&m)
+	s.db.Where("key = ?", "schema_version").First(&m)
 	if m.Value != fmt.Sprint(SchemaVersion) {
 		t.Fatalf("schema version %q", m.Value)
 	}
-	s.DB.Save(&Meta{Key: "schema_version", Value: fmt.Sprint(SchemaVersion + 1)})
+	s.db.Save(&Meta{Key: "schema_version", Value: fmt.Sprint(SchemaVersion + 1)})
 	s.Close()
 	if _, err := Open(context.Background(), dir); err == nil {
 		t.Fatal("a newer schema was accepted")
@@ -230,7 +230,7 @@ func TestBatchCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var in Intent
-	s.DB.First(&in)
+	s.db.First(&in)
 	if err := s.Commit(ctx, &Batch{Jobs: []*Job{&jobs[0]}, Workflows: []*Workflow{w}, DoneIntents: []int64{in.ID}}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestBatchCommit(t *testing.T) {
 		t.Fatalf("removed workflow: %v", err)
 	}
 	var n int64
-	s.DB.Model(&Job{}).Count(&n)
+	s.db.Model(&Job{}).Count(&n)
 	if n != 0 {
 		t.Fatalf("%d jobs left after removal", n)
 	}
@@ -323,7 +323,7 @@ func TestMigrationFromSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Turn the fresh database back into a version-1 one holding a workflow.
-	db := s.DB
+	db := s.db
 	for _, q := range []string{`DROP TABLE workflows`, `DROP TABLE definitions`} {
 		if err := db.Exec(q).Error; err != nil {
 			t.Fatal(err)
@@ -350,7 +350,7 @@ func TestMigrationFromSchema1(t *testing.T) {
 	}
 	defer s.Close()
 	var m Meta
-	s.DB.Where("key = ?", "schema_version").First(&m)
+	s.db.Where("key = ?", "schema_version").First(&m)
 	if m.Value != fmt.Sprint(SchemaVersion) {
 		t.Fatalf("schema version after migration: %s", m.Value)
 	}
@@ -365,7 +365,7 @@ func TestMigrationFromSchema1(t *testing.T) {
 	if err := model.Equivalent(w, got); err != nil || string(row.Environ) != `["A=1"]` || *row.Name != "old" {
 		t.Fatalf("migrated workflow differs: %v (environ %s)", err, row.Environ)
 	}
-	if s.DB.Migrator().HasColumn("workflows", "definition") {
+	if s.db.Migrator().HasColumn("workflows", "definition") {
 		t.Fatal("the old definition column is still there")
 	}
 }

@@ -79,7 +79,7 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 		Definition: defJSON, Edges: EncodeEdges(deps), Format: nw.Format,
 		Cwd: nw.Cwd, Environ: env,
 	}
-	err = s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
@@ -106,7 +106,15 @@ func insertJobs(ctx context.Context, tx *gorm.DB, wfID int64, jobs []*model.Job)
 	if len(jobs) == 0 {
 		return nil
 	}
-	const cols = `(workflow_id, "index", name, barrier, priority, status, attempt, drms_id, handle_version, kill_intent, stdout, stderr)`
+	q, err := jobStatements(tx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, f := range []string{"WorkflowID", "Index", "Name", "Barrier", "Priority", "Status", "Attempt", "DRMSID", "HandleVersion", "KillIntent", "Stdout", "Stderr"} {
+		names = append(names, q.name(f))
+	}
+	cols := "(" + strings.Join(names, ", ") + ")"
 	const marks = `(?, ?, ?, ?, ?, ?, 0, '', 0, false, '', '')`
 	const perRow = 6
 	stmtFor := func(rows int) string {
@@ -115,7 +123,6 @@ func insertJobs(ctx context.Context, tx *gorm.DB, wfID int64, jobs []*model.Job)
 	sqlTx := tx.Statement.ConnPool // the transaction's
 	var full *sql.Stmt
 	if len(jobs) >= jobInsertRows {
-		var err error
 		if full, err = sqlTx.PrepareContext(ctx, stmtFor(jobInsertRows)); err != nil {
 			return err
 		}
@@ -128,7 +135,6 @@ func insertJobs(ctx context.Context, tx *gorm.DB, wfID int64, jobs []*model.Job)
 		for i, j := range jobs[lo:hi] {
 			args = append(args, wfID, lo+i, j.DisplayName(), j.NoProcess(), j.Priority, model.JobNotSubmitted)
 		}
-		var err error
 		if hi-lo == jobInsertRows {
 			_, err = full.ExecContext(ctx, args...)
 		} else {
@@ -306,14 +312,14 @@ func nullToNil(r json.RawMessage) json.RawMessage {
 // not carried out yet.
 func (s *Store) PendingIntents(ctx context.Context, wfID int64) (int64, error) {
 	var n int64
-	err := s.DB.WithContext(ctx).Model(&Intent{}).Where("workflow_id = ?", wfID).Count(&n).Error
+	err := s.db.WithContext(ctx).Model(&Intent{}).Where("workflow_id = ?", wfID).Count(&n).Error
 	return n, err
 }
 
 // GetWorkflow returns one workflow row (without its definition unless full).
 func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow, error) {
 	var w Workflow
-	err := s.DB.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&w).Error
+	err := s.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&w).Error
 	if err != nil {
 		return nil, fmt.Errorf("read workflow %d: %w", id, err)
 	}
@@ -322,7 +328,7 @@ func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow
 	}
 	if full {
 		var d Definition
-		if err := s.DB.WithContext(ctx).Where("workflow_id = ?", id).Limit(1).Find(&d).Error; err != nil {
+		if err := s.db.WithContext(ctx).Where("workflow_id = ?", id).Limit(1).Find(&d).Error; err != nil {
 			return nil, fmt.Errorf("read workflow %d: %w", id, err)
 		}
 		w.Definition, w.Edges, w.Environ = d.Body, d.Edges, d.Environ
@@ -333,7 +339,7 @@ func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow
 // ListWorkflows returns every workflow row, oldest first, without definitions.
 func (s *Store) ListWorkflows(ctx context.Context) ([]Workflow, error) {
 	var ws []Workflow
-	err := s.DB.WithContext(ctx).Order("id").Find(&ws).Error
+	err := s.db.WithContext(ctx).Order("id").Find(&ws).Error
 	if err != nil {
 		return nil, fmt.Errorf("list workflows: %w", err)
 	}
@@ -343,7 +349,7 @@ func (s *Store) ListWorkflows(ctx context.Context) ([]Workflow, error) {
 // GetJob returns one job.
 func (s *Store) GetJob(ctx context.Context, id int64) (*Job, error) {
 	var j Job
-	if err := s.DB.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&j).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Limit(1).Find(&j).Error; err != nil {
 		return nil, fmt.Errorf("read job %d: %w", id, err)
 	}
 	if j.ID == 0 {
@@ -359,7 +365,7 @@ func (s *Store) AddIntent(ctx context.Context, wfID int64, kind string, force bo
 
 // AddIntentQueue is AddIntent with the queue a restart submits to.
 func (s *Store) AddIntentQueue(ctx context.Context, wfID int64, kind string, force bool, queue string) error {
-	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&Workflow{}).Where("id = ?", wfID).Count(&n).Error; err != nil {
 			return err
@@ -378,7 +384,7 @@ func (s *Store) AddIntentQueue(ctx context.Context, wfID int64, kind string, for
 
 // SetExpiration changes a workflow's expiration date.
 func (s *Store) SetExpiration(ctx context.Context, wfID int64, t time.Time) error {
-	res := s.DB.WithContext(ctx).Model(&Workflow{}).Where("id = ?", wfID).Update("expiration", t.UTC())
+	res := s.db.WithContext(ctx).Model(&Workflow{}).Where("id = ?", wfID).Update("expiration", t.UTC())
 	if res.Error != nil {
 		return fmt.Errorf("set expiration of workflow %d: %w", wfID, res.Error)
 	}
@@ -415,7 +421,11 @@ func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int),
 }
 
 func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
-	sqlDB, err := s.DB.DB()
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	q, err := jobStatements(s.db)
 	if err != nil {
 		return err
 	}
@@ -438,7 +448,7 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 	errs := make(chan error, parts)
 	for p := int64(0); p < parts; p++ {
 		lo, hi := minID.Int64+span*p/parts, minID.Int64+span*(p+1)/parts
-		go func() { errs <- scanJobs(ctx, sqlDB, wfID, filled, lo, hi, &counts[p], full, put) }()
+		go func() { errs <- scanJobs(ctx, sqlDB, q, wfID, filled, lo, hi, &counts[p], full, put) }()
 	}
 	for p := int64(0); p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
@@ -473,54 +483,27 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 // scanJobs gives put the jobs whose row id is in [lo, hi), marks their
 // indexes filled and counts them; without full, only the columns of
 // EachJobState.
-func scanJobs(ctx context.Context, db *sql.DB, wfID int64, filled []bool, lo, hi int64, count *int, full bool, put func(*Job)) error {
-	cols := `id, "index", name, status, exit_status, exit_value, signal, reason, attempt, drms_id, submitted, started, ended,
-		stdout, stderr, wall_s, cpu_s, max_rss_ki_b, usage_raw`
+func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []bool, lo, hi int64, count *int, full bool, put func(*Job)) error {
+	sel := q.selectState
 	if full {
-		cols += `, barrier, priority, handle_version, handle, kill_intent, output_params`
+		sel = q.selectFull
 	}
-	rows, err := db.QueryContext(ctx, `SELECT `+cols+` FROM jobs WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
+	rows, err := db.QueryContext(ctx, sel+` WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	var es, sig, reason sql.NullString
-	var ev sql.NullInt64
-	var sub, start, end sql.NullTime
-	var wall, cpu sql.NullFloat64
-	var rss sql.NullInt64
 	var j Job
-	dest := []any{&j.ID, &j.Index, &j.Name, &j.Status, &es, &ev, &sig, &reason, &j.Attempt, &j.DRMSID, &sub, &start, &end,
-		&j.Stdout, &j.Stderr, &wall, &cpu, &rss, &j.UsageRaw}
-	if full {
-		dest = append(dest, &j.Barrier, &j.Priority, &j.HandleVersion, &j.Handle, &j.KillIntent, &j.OutputParams)
-	}
+	dest := jobDests(&j, full)
 	for rows.Next() {
+		// Pointers read before are kept by put's callee: each row gets
+		// its own (a NULL leaves nil).
 		j = Job{WorkflowID: wfID}
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
 		if j.Index < 0 || j.Index >= len(filled) {
 			return fmt.Errorf("job %d has index %d, out of the %d jobs", j.ID, j.Index, len(filled))
-		}
-		j.ExitStatus, j.Signal, j.Reason = nullString(es), nullString(sig), nullString(reason)
-		if ev.Valid {
-			v := int(ev.Int64)
-			j.ExitValue = &v
-		}
-		j.Submitted, j.Started, j.Ended = nullTime(sub), nullTime(start), nullTime(end)
-		// (the scanned values are reused: pointers to copies)
-		if wall.Valid {
-			v := wall.Float64
-			j.WallS = &v
-		}
-		if cpu.Valid {
-			v := cpu.Float64
-			j.CPUS = &v
-		}
-		if rss.Valid {
-			v := rss.Int64
-			j.MaxRSSKiB = &v
 		}
 		filled[j.Index] = true
 		put(&j)
@@ -529,25 +512,11 @@ func scanJobs(ctx context.Context, db *sql.DB, wfID int64, filled []bool, lo, hi
 	return rows.Err()
 }
 
-func nullString(s sql.NullString) *string {
-	if !s.Valid {
-		return nil
-	}
-	return &s.String
-}
-
-func nullTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	return &t.Time
-}
-
 // RemoveWorkflow removes a workflow with its jobs, intents and definition
 // at once, without an engine: what a forced delete does when the engine
 // cannot carry the delete out. ErrNotFound when it is not there.
 func (s *Store) RemoveWorkflow(ctx context.Context, wfID int64) error {
-	return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Exec(`DELETE FROM workflows WHERE id = ?`, wfID)
 		if res.Error != nil {
 			return fmt.Errorf("remove workflow %d: %w", wfID, res.Error)
@@ -569,8 +538,58 @@ func (s *Store) RemoveWorkflow(ctx context.Context, wfID int64) error {
 // runs again.
 func (s *Store) CountUnsucceeded(ctx context.Context, wfID int64) (int64, error) {
 	var n int64
-	err := s.DB.WithContext(ctx).Model(&Job{}).
+	err := s.db.WithContext(ctx).Model(&Job{}).
 		Where("workflow_id = ? AND NOT (status = ? AND exit_status = ? AND exit_value = 0)", wfID, model.JobDone, model.ExitFinishedRegular).
 		Count(&n).Error
 	return n, err
+}
+
+// WorkflowsToLoad returns the workflows no engine has taken in hand yet,
+// oldest first; at an engine's start also those an earlier engine left
+// unfinished.
+func (s *Store) WorkflowsToLoad(ctx context.Context, startup bool) ([]Workflow, error) {
+	var rows []Workflow
+	q := s.db.WithContext(ctx).Where("loaded = ?", false)
+	if startup {
+		q = s.db.WithContext(ctx).Where("loaded = ? OR status IN ?", false,
+			[]string{model.WorkflowNotStarted, model.WorkflowInProgress, model.WorkflowDeletePending})
+	}
+	if err := q.Order("id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("scan workflows: %w", err)
+	}
+	return rows, nil
+}
+
+// Intents returns every intent not carried out yet, oldest first.
+func (s *Store) Intents(ctx context.Context) ([]Intent, error) {
+	var intents []Intent
+	if err := s.db.WithContext(ctx).Order("id").Find(&intents).Error; err != nil {
+		return nil, fmt.Errorf("scan intents: %w", err)
+	}
+	return intents, nil
+}
+
+// ExpiredWorkflows returns the ids of the workflows whose expiration date
+// is before now.
+func (s *Store) ExpiredWorkflows(ctx context.Context, now time.Time) ([]int64, error) {
+	var ids []int64
+	if err := s.db.WithContext(ctx).Model(&Workflow{}).Where("expiration < ?", now.UTC()).Pluck("id", &ids).Error; err != nil {
+		return nil, fmt.Errorf("scan expirations: %w", err)
+	}
+	return ids, nil
+}
+
+// RefuseWorkflow ends every job of a workflow that cannot run at all
+// (failed, aborted, reason saying why) and marks the workflow done, in one
+// transaction.
+func (s *Store) RefuseWorkflow(ctx context.Context, id int64, reason string, now time.Time) error {
+	now = now.UTC()
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&Job{}).Where("workflow_id = ? AND status NOT IN ?", id, []string{model.JobDone, model.JobFailed}).
+			Updates(map[string]any{"status": model.JobFailed, "exit_status": model.ExitAborted, "reason": reason, "ended": now}).Error; err != nil {
+			return err
+		}
+		return tx.Model(&Workflow{}).Where("id = ?", id).
+			Updates(map[string]any{"status": model.WorkflowDone, "loaded": true, "ended": now}).Error
+	})
 }
