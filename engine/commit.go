@@ -1,0 +1,138 @@
+package engine
+
+// This file holds the commits: every change of a cycle in one transaction,
+// and what happens when the store cannot be written.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/store"
+)
+
+// tryCommit commits; when that fails, the engine records its problem and
+// retries later, with back-off (the changes stay in memory, nothing is
+// lost). It reports whether the commit went through.
+func (e *Engine) tryCommit(ctx context.Context) bool {
+	err := e.commit(ctx)
+	if err != nil {
+		e.trouble(err)
+		return false
+	}
+	if e.problem != nil {
+		e.log.Info("the store can be written again", "problem_since", e.problem.Since)
+		e.problem, e.retryDelay = nil, 0
+		if e.opts.OnProblem != nil {
+			e.opts.OnProblem(nil)
+		}
+	}
+	return true
+}
+
+// trouble records that the store could not be written or read, and when
+// to try again: 100 ms, doubling up to RetryMax.
+func (e *Engine) trouble(err error) {
+	e.retryDelay = min(max(2*e.retryDelay, 100*time.Millisecond), RetryMax)
+	e.retryAt = time.Now().Add(e.retryDelay)
+	msg := err.Error()
+	if free, ok := freeSpace(e.st.Dir); ok && free < lowSpace {
+		msg = fmt.Sprintf("the filesystem of %s is full (%d KiB free): %s", e.st.Dir, free/1024, msg)
+	}
+	if e.problem != nil && e.problem.Message == msg {
+		return
+	}
+	e.log.Error("cannot record progress; retrying", "err", msg, "retry_in", e.retryDelay)
+	since := time.Now()
+	if e.problem != nil {
+		since = e.problem.Since
+	}
+	e.problem = &store.EngineProblem{Since: since, Message: msg}
+	if e.opts.OnProblem != nil {
+		e.opts.OnProblem(e.problem)
+	}
+	e.notify(false)
+}
+
+// RetryMax bounds the delay between two tries to write the store.
+const RetryMax = 5 * time.Second
+
+// lowSpace is the free space under which a filesystem is called full.
+const lowSpace = 1 << 20
+
+// freeSpace returns the bytes an unprivileged user may still write on the
+// filesystem of dir.
+func freeSpace(dir string) (uint64, bool) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0, false
+	}
+	return fs.Bavail * uint64(fs.Bsize), true
+}
+
+func (e *Engine) markDirty(j *job) {
+	if !j.dirty {
+		j.dirty = true
+		e.dirty = append(e.dirty, j)
+	}
+}
+
+// commit writes every change since the last commit in one transaction.
+func (e *Engine) commit(ctx context.Context) error {
+	e.deferred = false
+	backends := e.backendChanges()
+	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 && len(backends) == 0 && !e.clearBackends {
+		return nil
+	}
+	e.failpoint("before-commit")
+	removed := map[int64]bool{}
+	for _, id := range e.removed {
+		removed[id] = true
+	}
+	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed, Backends: backends, ClearBackends: e.clearBackends}
+	for _, j := range e.dirty {
+		b.Jobs = append(b.Jobs, j.row)
+	}
+	for w := range e.dirtyWf {
+		b.Workflows = append(b.Workflows, w.row)
+	}
+	if err := e.st.Commit(ctx, b); err != nil {
+		return err
+	}
+	e.clearBackends = false
+	for _, j := range e.dirty {
+		j.dirty = false
+	}
+	for _, br := range e.backends {
+		br.downDirty = false
+	}
+	wfTouched := len(e.dirtyWf) > 0 || len(e.removed) > 0 || len(e.intents) > 0 || len(backends) > 0
+	for id := range removed {
+		for _, d := range []string{e.logDir(id), e.paramDir(id), e.tmpDir(id)} {
+			os.RemoveAll(d)
+		}
+	}
+	e.dirty = e.dirty[:0]
+	clear(e.dirtyWf)
+	e.removed = e.removed[:0]
+	e.intents = e.intents[:0]
+	// Finished workflows leave memory; a restart intent reloads them.
+	for id, w := range e.runs {
+		if w.row.Status == model.WorkflowDone && w.running == 0 {
+			delete(e.runs, id)
+		}
+	}
+	// Outcomes are recorded: backends that keep them may forget them now.
+	for b, hs := range e.acks {
+		if err := b.be.(drms.Acknowledger).Acknowledge(ctx, hs); err != nil {
+			e.log.Warn("acknowledge outcomes", "backend", b.name, "err", err)
+		}
+		delete(e.acks, b)
+	}
+	e.notify(wfTouched)
+	return nil
+}

@@ -1,0 +1,192 @@
+package engine
+
+// This file holds what backends report: events and statuses turned into
+// job states and outcomes.
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/model"
+)
+
+// poll asks each backend for the state of its active jobs: one Status
+// call per backend per cycle, however many jobs.
+func (e *Engine) poll(ctx context.Context) {
+	for _, b := range e.backends {
+		if len(b.handles) == 0 {
+			continue
+		}
+		hs := make([]drms.Handle, 0, len(b.handles))
+		for _, j := range b.handles {
+			hs = append(hs, handleOf(j))
+		}
+		st, err := b.be.Status(ctx, hs)
+		if err != nil {
+			e.log.Warn("backend status", "backend", b.name, "err", err)
+			e.backendDown(b, err)
+			continue
+		}
+		e.backendUp(b)
+		for id, s := range st {
+			if j := b.handles[id]; j != nil {
+				e.observe(j, s)
+			}
+		}
+	}
+}
+
+func (e *Engine) applyEvents(evs []taggedEvent) {
+	if len(evs) > 0 {
+		e.failpoint("after-job-exit")
+	}
+	for _, ev := range evs {
+		if j := ev.b.handles[ev.ev.ID]; j != nil {
+			e.observe(j, ev.ev.State)
+		}
+	}
+}
+
+// observe records what the backend saw of a job: queued, held or
+// suspended (soma-workflow's statuses, by whom where the DRMS tells),
+// running, or ended.
+func (e *Engine) observe(j *job, s drms.State) {
+	switch s.Phase {
+	case drms.Ended:
+		e.finish(j, s.Outcome)
+		return
+	case drms.Running, drms.Suspended:
+		if j.row.Started == nil {
+			if !s.Started.IsZero() {
+				t := s.Started.UTC()
+				j.row.Started = &t
+			} else {
+				now := time.Now().UTC()
+				j.row.Started = &now
+			}
+			e.markDirty(j)
+		}
+	}
+	if j.row.Status == model.JobKillPending || model.JobEnded(j.row.Status) {
+		return // our kill decides from here
+	}
+	if st := statusOf(s); st != "" && st != j.row.Status {
+		j.row.Status = st
+		e.markDirty(j)
+	}
+}
+
+// statusOf is the soma-workflow status of a job in a non-final phase.
+func statusOf(s drms.State) string {
+	byWho := func(user, system, both string) string {
+		switch s.By {
+		case drms.BySystem:
+			return system
+		case drms.ByUserAndSystem:
+			return both
+		}
+		return user
+	}
+	switch s.Phase {
+	case drms.Queued:
+		return model.JobQueuedActive
+	case drms.Held:
+		return byWho(model.JobUserOnHold, model.JobSystemOnHold, model.JobUserSystemOnHold)
+	case drms.Running:
+		return model.JobRunning
+	case drms.Suspended:
+		return byWho(model.JobUserSuspended, model.JobSystemSuspended, model.JobUserSystemSuspended)
+	}
+	return ""
+}
+
+// finish ends an active job with the backend's outcome, after our own kill
+// intent, and makes its dependants ready or aborts them.
+func (e *Engine) finish(j *job, o *drms.Outcome) {
+	w := j.w
+	v := j.row.Index
+	if w.state[v] != nActive {
+		return
+	}
+	if o == nil {
+		o = drms.Undetermined("the backend reported an end without an outcome")
+	}
+	if j.row.KillIntent && o.Started.IsZero() && j.row.Started != nil {
+		o.Started = *j.row.Started
+	}
+	o = drms.Resolve(j.row.KillIntent, o)
+	delete(w.b.handles, j.row.DRMSID)
+	if _, ok := w.b.be.(drms.Acknowledger); ok && j.row.DRMSID != "" {
+		if e.acks == nil {
+			e.acks = map[*backendRun][]drms.Handle{}
+		}
+		e.acks[w.b] = append(e.acks[w.b], handleOf(j))
+	}
+	e.end(j, o)
+	if w.state[v] == nSucceeded {
+		w.forget(v)
+		for _, s := range w.g.succ[v] {
+			w.remaining[s]--
+			if w.remaining[s] == 0 && !w.stopping {
+				e.makeReady(w, int(s))
+			}
+		}
+	} else {
+		e.abortFrom(w, v)
+	}
+	e.maybeFinish(w)
+}
+
+// end records an outcome on an active job's row.
+func (e *Engine) end(j *job, o *drms.Outcome) {
+	if o.Status == model.JobDone {
+		e.readOutputs(j)
+	}
+	if !o.Started.IsZero() {
+		t := o.Started.UTC()
+		j.row.Started = &t
+	}
+	u := o.Usage
+	j.row.WallS, j.row.CPUS, j.row.MaxRSSKiB = u.WallS, u.CPUS, u.MaxRSSKiB
+	if len(u.Raw) > 0 {
+		j.row.UsageRaw, _ = json.Marshal(u.Raw)
+	}
+	e.endJob(j, o)
+	if !o.Ended.IsZero() {
+		t := o.Ended.UTC()
+		j.row.Ended = &t
+	}
+}
+
+// readOutputs records the output parameters of a job with outputs whose
+// attempt ended. The file is found from the definition and the attempt, so
+// an engine that loaded the workflow while the job ran reads them too.
+func (e *Engine) readOutputs(j *job) {
+	w := j.w
+	mj := w.def.Jobs[j.row.Index]
+	if mj == nil || !mj.HasOutputs {
+		return
+	}
+	dir, err := w.jobDir(mj)
+	var path string
+	if err == nil {
+		path, err = e.outParamsFile(w, j, mj, dir)
+	}
+	if err != nil {
+		e.log.Warn("output parameters file", "job", j.row.ID, "err", err)
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil {
+		e.log.Warn("output parameters are not a JSON object", "job", j.row.ID, "file", path)
+		return
+	}
+	j.row.OutputParams = data
+}
