@@ -17,7 +17,7 @@ import (
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/batch"
-	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/proc"
 	"github.com/somaflow/somaflow/model"
 	"github.com/somaflow/somaflow/store"
 )
@@ -58,7 +58,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	// (setsid) is reparented here too, and killed when run ends: run leaves
 	// nothing behind.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err == nil {
-		defer local.KillOrphans(func(int, func() string) bool { return false })
+		defer proc.KillOrphans(func(int, func() string) bool { return false })
 	}
 	// --state-dir, SOMAFLOW_STATE_DIR and the config's state_dir all reach
 	// the flag: a state dir named anywhere is used; only with none is the

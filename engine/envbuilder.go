@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/proc"
 )
 
 // EnvBuilderTimeout bounds a workflow's env_builder_code run.
@@ -24,7 +24,7 @@ const maxEnvBuilderOutput = 1 << 20
 // FindPython returns the python3 that runs env_builder_code: the first on
 // the PATH of env (the submitter's environment), else on the engine's.
 func FindPython(env []string) (string, error) {
-	if p, err := local.LookPath("python3", local.EnvValue(env, "PATH"), "/"); err == nil {
+	if p, err := proc.LookPath("python3", proc.EnvValue(env, "PATH"), "/"); err == nil {
 		return p, nil
 	}
 	if p, err := exec.LookPath("python3"); err == nil {

@@ -31,7 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/somaflow/somaflow/drms"
-	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/proc"
 	"github.com/somaflow/somaflow/privdir"
 )
 
@@ -244,17 +244,17 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 	if o.EnvFile != "" {
 		extra, err := ReadEnvFile(o.EnvFile)
 		if err != nil {
-			return notStarted(fmt.Sprintf("environment file %q cannot be read: %v", o.EnvFile, local.UnwrapPath(err)))
+			return notStarted(fmt.Sprintf("environment file %q cannot be read: %v", o.EnvFile, proc.UnwrapPath(err)))
 		}
 		env = drms.MergeEnv(env, extra)
 	}
 	dir := o.Dir
 	if dir == "" {
 		dir, _ = os.Getwd()
-	} else if err := local.CheckDir(dir); err != nil {
+	} else if err := proc.CheckDir(dir); err != nil {
 		return notStarted(err.(*drms.StartError).Reason)
 	}
-	path, err := local.LookPath(o.Argv[0], local.EnvValue(env, "PATH"), dir)
+	path, err := proc.LookPath(o.Argv[0], proc.EnvValue(env, "PATH"), dir)
 	if err != nil {
 		return notStarted(err.(*drms.StartError).Reason)
 	}
@@ -270,18 +270,18 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 	}
 	stdin, err := os.Open(in)
 	if err != nil {
-		return notStarted(fmt.Sprintf("stdin file %q cannot be opened: %v", o.Stdin, local.UnwrapPath(err)))
+		return notStarted(fmt.Sprintf("stdin file %q cannot be opened: %v", o.Stdin, proc.UnwrapPath(err)))
 	}
 	defer stdin.Close()
-	stdout, err := local.CreateOutput(abs(o.Stdout), o.Private)
+	stdout, err := proc.CreateOutput(abs(o.Stdout), o.Private)
 	if err != nil {
-		return notStarted(fmt.Sprintf("stdout file %q cannot be created: %v", o.Stdout, local.UnwrapPath(err)))
+		return notStarted(fmt.Sprintf("stdout file %q cannot be created: %v", o.Stdout, proc.UnwrapPath(err)))
 	}
 	defer stdout.Close()
 	stderr := stdout
 	if !o.Join && o.Stderr != o.Stdout {
-		if stderr, err = local.CreateOutput(abs(o.Stderr), o.Private); err != nil {
-			return notStarted(fmt.Sprintf("stderr file %q cannot be created: %v", o.Stderr, local.UnwrapPath(err)))
+		if stderr, err = proc.CreateOutput(abs(o.Stderr), o.Private); err != nil {
+			return notStarted(fmt.Sprintf("stderr file %q cannot be created: %v", o.Stderr, proc.UnwrapPath(err)))
 		}
 		defer stderr.Close()
 	}
@@ -294,7 +294,7 @@ func run(o Options, sigs chan os.Signal) (Status, syscall.Signal) {
 		Sys: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
-		return notStarted(fmt.Sprintf("command %q cannot be executed: %v", o.Argv[0], local.UnwrapPath(err)))
+		return notStarted(fmt.Sprintf("command %q cannot be executed: %v", o.Argv[0], proc.UnwrapPath(err)))
 	}
 	stdin.Close()
 	stdout.Close()

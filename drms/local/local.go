@@ -16,32 +16,30 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/proc"
 )
 
 // HandleVersion is the version of the handles this package writes.
 const HandleVersion = 1
 
-// KillGrace is how long Kill waits after SIGTERM before SIGKILL.
-const KillGrace = 2 * time.Second
-
 // Backend runs jobs as child processes of the current process.
 type Backend struct {
 	cfg    drms.Config
 	events chan drms.Event
-	cg     *Cgroups // nil where cgroups v2 cannot be used
+	cg     *proc.Cgroups // nil where cgroups v2 cannot be used
 	seq    atomic.Int64
 
 	mu    sync.Mutex
-	procs map[string]*proc // by handle ID (pid)
+	procs map[string]*child // by handle ID (pid)
 }
 
-type proc struct {
+type child struct {
 	pid     int
 	started time.Time
 	killed  bool
 	key     string        // its cgroup's name
 	outcome *drms.Outcome // set once ended, until delivered
-	out     *Output       // lazily created log files, finished at exit
+	out     *proc.Output  // lazily created log files, finished at exit
 }
 
 // handleState is the persisted part of a local handle.
@@ -57,8 +55,8 @@ func New(cfg drms.Config) *Backend {
 	if tag == "" {
 		tag = drms.EngineTag(cfg.StateDir)
 	}
-	return &Backend{cfg: cfg, events: make(chan drms.Event, 4096), procs: map[string]*proc{},
-		cg: OpenCgroups("somaflow-" + tag)}
+	return &Backend{cfg: cfg, events: make(chan drms.Event, 4096), procs: map[string]*child{},
+		cg: proc.OpenCgroups("somaflow-" + tag)}
 }
 
 // UsesCgroups tells whether each job gets a cgroup of its own, which its
@@ -70,7 +68,7 @@ func (b *Backend) Capabilities() drms.Capabilities {
 	n := b.cfg.Settings["max-jobs"]
 	mj, _ := strconv.Atoi(n)
 	if mj <= 0 {
-		mj = CPUCount()
+		mj = proc.CPUCount()
 	}
 	return drms.Capabilities{Name: "local", MaxJobsDefault: mj, LazyOutput: true}
 }
@@ -82,40 +80,40 @@ func (b *Backend) Events() <-chan drms.Event { return b.events }
 // file gives a *drms.StartError and starts nothing.
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
 	started := time.Now()
-	spec.Env = append(spec.Env[:len(spec.Env):len(spec.Env)], JobEnvVar+"="+spec.Name())
+	spec.Env = append(spec.Env[:len(spec.Env):len(spec.Env)], proc.JobEnvVar+"="+spec.Name())
 	key := fmt.Sprintf("%s.%d", spec.Name(), b.seq.Add(1)) // unique, whatever the spec holds
-	pid, out, err := StartIn(spec, b.cfg.StateDir, b.cg, key)
+	pid, out, err := proc.StartIn(spec, b.cfg.StateDir, b.cg, key)
 	if err != nil {
 		return drms.Handle{}, err
 	}
 	id := strconv.Itoa(pid)
-	pr := &proc{pid: pid, started: started, out: out, key: key}
+	pr := &child{pid: pid, started: started, out: out, key: key}
 	b.mu.Lock()
 	b.procs[id] = pr
 	b.mu.Unlock()
-	tick := StartTick(pid)
+	tick := proc.StartTick(pid)
 	go b.wait(id, pr)
 	st, _ := json.Marshal(handleState{PID: pid, StartTick: tick, Started: started.UnixNano()})
 	return drms.Handle{Version: HandleVersion, ID: id, State: st}, nil
 }
 
-func (b *Backend) wait(id string, pr *proc) {
+func (b *Backend) wait(id string, pr *child) {
 	var ws syscall.WaitStatus
 	var ru syscall.Rusage
-	_, err := Wait4(pr.pid, &ws, &ru)
+	_, err := proc.Wait4(pr.pid, &ws, &ru)
 	ended := time.Now()
 	// Kill the rest of the group, and of its cgroup: a job's leftovers do
 	// not outlive it.
 	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
 	b.cg.Kill(pr.key)
 	// Its logs are complete before its end is told.
-	lost := LostOutputReason(pr.out.Finish())
+	lost := proc.LostOutputReason(pr.out.Finish())
 	var o *drms.Outcome
 	if err != nil {
 		o = drms.Undetermined("wait failed: " + err.Error())
 		o.Started, o.Ended = pr.started, ended
 	} else {
-		o = WaitOutcome(ws, &ru, pr.started, ended)
+		o = proc.WaitOutcome(ws, &ru, pr.started, ended)
 		o.Reason = lost
 	}
 	b.mu.Lock()
@@ -156,7 +154,7 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 		return nil // already ended: its outcome is on its way
 	}
 	_ = syscall.Kill(-pr.pid, syscall.SIGTERM)
-	time.AfterFunc(KillGrace, func() {
+	time.AfterFunc(proc.KillGrace, func() {
 		b.mu.Lock()
 		alive := b.procs[h.ID] == pr && pr.outcome == nil
 		b.mu.Unlock()
@@ -180,7 +178,7 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 	if err := json.Unmarshal(h.State, &hs); err != nil || hs.PID <= 0 {
 		return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}, nil
 	}
-	o := Orphaned(hs.PID, hs.StartTick, time.Unix(0, hs.Started),
+	o := proc.Orphaned(hs.PID, hs.StartTick, time.Unix(0, hs.Started),
 		"engine restarted while the job ran; its exit status was lost with the engine",
 		"engine restarted while the job ran; the orphaned job was killed, its exit status is unknown")
 	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil

@@ -34,7 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/somaflow/somaflow/drms"
-	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/proc"
 	"github.com/somaflow/somaflow/privdir"
 )
 
@@ -99,7 +99,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: state dir: %w", err)
 	}
-	b := &Backend{cfg: cfg, dir: dir, idle: DefaultIdle, grace: local.KillGrace,
+	b := &Backend{cfg: cfg, dir: dir, idle: DefaultIdle, grace: proc.KillGrace,
 		jobs: map[string]*cjob{}, byID: map[string]string{},
 		events: make(chan drms.Event, 4096), evWake: make(chan struct{}, 1), done: make(chan struct{})}
 	if v := cfg.Settings["supervisor-idle"]; v != "" {
@@ -132,7 +132,7 @@ func New(cfg drms.Config) (*Backend, error) {
 func (b *Backend) Capabilities() drms.Capabilities {
 	mj, _ := strconv.Atoi(b.cfg.Settings["max-jobs"])
 	if mj <= 0 {
-		mj = local.CPUCount()
+		mj = proc.CPUCount()
 	}
 	return drms.Capabilities{Name: "local", Supervisor: true, SurvivesEngine: true, MaxJobsDefault: mj, LazyOutput: true}
 }
@@ -346,7 +346,7 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 		if json.Unmarshal(h.State, &ls) != nil || ls.PID <= 0 {
 			return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}, nil
 		}
-		o := local.Orphaned(ls.PID, ls.Tick, unixTime(ls.Started),
+		o := proc.Orphaned(ls.PID, ls.Tick, unixTime(ls.Started),
 			"engine restarted while the job ran outside the supervisor; its exit status was lost with the engine",
 			"engine restarted while the job ran outside the supervisor; the orphaned job was killed, its exit status is unknown")
 		return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
@@ -369,7 +369,7 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 	}
 	r := m.Jobs[0]
 	if r.T == recUnknown {
-		o := local.Orphaned(hs.PID, hs.Tick, unixTime(hs.Started),
+		o := proc.Orphaned(hs.PID, hs.Tick, unixTime(hs.Started),
 			"the supervisor has no record of the job (its journal was lost); its exit status is unknown",
 			"the supervisor has no record of the job (its journal was lost); the job was killed, its exit status is unknown")
 		return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
@@ -585,7 +585,7 @@ func (b *Backend) resync(ctx context.Context, cc *clientConn) error {
 				old = j.rec
 			}
 			b.mu.Unlock()
-			o := local.Orphaned(old.PID, old.Tick, unixTime(old.Started),
+			o := proc.Orphaned(old.PID, old.Tick, unixTime(old.Started),
 				"the supervisor has no record of the job (its journal was lost); its exit status is unknown",
 				"the supervisor has no record of the job (its journal was lost); the job was killed, its exit status is unknown")
 			old.T, old.Reason, old.Ended = recLost, o.Reason, o.Ended.UnixNano()

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
-	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/proc"
 )
 
 // JournalVersion is the version of the journal format this package writes
@@ -112,7 +112,7 @@ func (r *Record) Outcome() *drms.Outcome {
 			Stime:  syscall.NsecToTimeval(r.StimeUS * 1000),
 			Maxrss: r.MaxRSS,
 		}
-		o := local.WaitOutcome(syscall.WaitStatus(*r.WS), ru, started, ended)
+		o := proc.WaitOutcome(syscall.WaitStatus(*r.WS), ru, started, ended)
 		o.Reason = r.Reason // a log that could not be kept
 		return o
 	case recLost:

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/somaflow/somaflow/drms"
-	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/proc"
 )
 
 // DefaultIdle is how long a supervisor with no running job and no connected
@@ -101,7 +101,7 @@ func Main(ctx context.Context, args []string) int {
 	s := &server{stateDir: dir, idle: *idle, log: log,
 		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
 		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{},
-		cg: local.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
+		cg: proc.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
 	}
@@ -138,7 +138,7 @@ type server struct {
 	// sweepNow asks the sweeper to look for escaped processes now.
 	sweepNow chan struct{}
 	// cg gives each job a cgroup of its own (nil where unavailable).
-	cg *local.Cgroups
+	cg *proc.Cgroups
 
 	mu         sync.Mutex
 	jobs       map[string]*sjob // every remembered job, by key
@@ -162,7 +162,7 @@ type earlyExit struct {
 type sjob struct {
 	rec  Record
 	kill *time.Timer
-	out  *local.Output // lazily created log files, finished at exit
+	out  *proc.Output // lazily created log files, finished at exit
 }
 
 func (s *server) run(ctx context.Context, report func(string)) error {
@@ -197,7 +197,7 @@ func (s *server) run(ctx context.Context, report func(string)) error {
 	}
 	me := os.Getpid()
 	if err := writeBootstrap(s.stateDir, Bootstrap{Version: BootstrapVersion, Protocol: ProtocolVersion,
-		Socket: sock, PID: me, Tick: local.StartTick(me), Started: time.Now().UTC()}); err != nil {
+		Socket: sock, PID: me, Tick: proc.StartTick(me), Started: time.Now().UTC()}); err != nil {
 		return err
 	}
 	defer func() {
@@ -289,7 +289,7 @@ func (s *server) recoverJournal() error {
 			r.T, r.Ended = recLost, time.Now().UnixNano()
 			r.Reason = "the supervisor died while starting the job; whether it started is unknown"
 		case recStart, recKill:
-			o := local.Orphaned(r.PID, r.Tick, unixTime(r.Started),
+			o := proc.Orphaned(r.PID, r.Tick, unixTime(r.Started),
 				"the supervisor died while the job ran; its exit status is unknown",
 				"the supervisor died while the job ran; its process group was killed, its exit status is unknown")
 			r.T, r.Reason, r.Ended = recLost, o.Reason, o.Ended.UnixNano()
@@ -348,7 +348,7 @@ const sweepDelay = 200 * time.Millisecond
 // of the supervisor that are no running job's: processes that left an
 // ended job's process group and were reparented to the supervisor (a child
 // subreaper). A child that says it belongs to a job still running
-// (local.JobEnvVar) is left alone; one that says nothing only once no job
+// (proc.JobEnvVar) is left alone; one that says nothing only once no job
 // runs. The reaper reaps them.
 func (s *server) sweeper(done <-chan struct{}) {
 	tick := time.NewTicker(sweepEvery)
@@ -382,7 +382,7 @@ func (s *server) sweep() {
 	for _, j := range s.byPID {
 		running[j.rec.Key] = true
 	}
-	n := local.KillOrphans(func(pid int, job func() string) bool {
+	n := proc.KillOrphans(func(pid int, job func() string) bool {
 		if s.byPID[pid] != nil {
 			return true // a running job itself
 		}
@@ -429,7 +429,7 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	default:
 	}
 	// Its logs are complete before its end is told.
-	lost := local.LostOutputReason(j.out.Finish())
+	lost := proc.LostOutputReason(j.out.Finish())
 	w := int(ws)
 	j.rec.merge(Record{T: recExit, Ended: ended.UnixNano(), WS: &w,
 		UtimeUS: ru.Utime.Nano() / 1000, StimeUS: ru.Stime.Nano() / 1000, MaxRSS: ru.Maxrss, Reason: lost})
@@ -647,13 +647,13 @@ func (c *sconn) start(req Request, env []string) {
 	s.mu.Unlock()
 
 	jb := req.Job
-	env = append(env[:len(env):len(env)], local.JobEnvVar+"="+req.Key)
-	pid, out, err := local.StartIn(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
+	env = append(env[:len(env):len(env)], proc.JobEnvVar+"="+req.Key)
+	pid, out, err := proc.StartIn(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
 		Stdout: jb.Stdout, Stderr: jb.Stderr, Join: jb.Join,
 		LazyStdout: jb.LazyStdout, LazyStderr: jb.LazyStderr}, s.stateDir, s.cg, req.Key)
 	var tick uint64
 	if err == nil {
-		tick = local.StartTick(pid)
+		tick = proc.StartTick(pid)
 		select {
 		case s.forked <- struct{}{}:
 		default:
@@ -711,7 +711,7 @@ func (s *server) cleanEarlyLocked() {
 
 func (s *server) killJob(key string, grace time.Duration) {
 	if grace <= 0 {
-		grace = local.KillGrace
+		grace = proc.KillGrace
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

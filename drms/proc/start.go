@@ -1,4 +1,4 @@
-package local
+package proc
 
 import (
 	"bytes"
@@ -18,9 +18,7 @@ import (
 	"github.com/somaflow/somaflow/drms"
 )
 
-// This file holds what every local runner shares (the in-process Backend
-// and the supervisor of drms/supervisor): starting a job the same way, and
-// turning a wait status into an Outcome the same way.
+// This file starts a job and turns its wait status into an Outcome.
 
 // Start starts one job as a child of the calling process, in its own process
 // group (pgid = pid): the command looked up on the job's own PATH, its
@@ -393,3 +391,6 @@ func CPUCount() int {
 	}
 	return 1
 }
+
+// KillGrace is how long Kill waits after SIGTERM before SIGKILL.
+const KillGrace = 2 * time.Second
