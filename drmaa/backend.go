@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/drms/execjob"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // Compiled says whether DRMAA support is compiled in (build tag `drmaa`).
@@ -68,9 +68,9 @@ func New(cfg drms.Config) (drms.Backend, error) {
 		return nil, errors.New("drmaa: no somaflow binary (ExecPath) to run jobs under exec-job")
 	}
 	// The binary runs on the execution hosts, from another directory.
-	exe, err := absExec(cfg.ExecPath)
+	exe, err := batch.ExecPath(cfg.ExecPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drmaa: %w", err)
 	}
 	cfg.ExecPath = exe
 	opts, err := parseOptions(cfg.Settings)
@@ -107,7 +107,7 @@ func New(cfg drms.Config) (drms.Backend, error) {
 	b.ss = ss
 	if contactFile != "" && ss.contact != "" && ss.contact != contact {
 		if err := os.MkdirAll(filepath.Dir(contactFile), 0o700); err == nil {
-			err = execjob.WriteFileAtomic(contactFile, []byte(ss.contact+"\n"))
+			err = privdir.WriteFileAtomic(contactFile, []byte(ss.contact+"\n"))
 		}
 		if err != nil {
 			ss.release()
@@ -116,23 +116,6 @@ func New(cfg drms.Config) (drms.Backend, error) {
 	}
 	go b.forward()
 	return b, nil
-}
-
-// absExec is the absolute path of the somaflow binary p (a bare name is
-// looked up on PATH).
-func absExec(p string) (string, error) {
-	if !strings.Contains(p, "/") {
-		lp, err := exec.LookPath(p)
-		if err != nil {
-			return "", fmt.Errorf("drmaa: somaflow binary %q: %w", p, err)
-		}
-		p = lp
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", fmt.Errorf("drmaa: somaflow binary %q: %w", p, err)
-	}
-	return abs, nil
 }
 
 // Capabilities implements drms.Backend.

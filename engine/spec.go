@@ -449,32 +449,7 @@ func pyJSON(v any) string {
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case string:
-		var b strings.Builder
-		b.WriteByte('"')
-		for _, r := range x {
-			switch {
-			case r == '"' || r == '\\':
-				b.WriteByte('\\')
-				b.WriteRune(r)
-			case r == '\n':
-				b.WriteString(`\n`)
-			case r == '\r':
-				b.WriteString(`\r`)
-			case r == '\t':
-				b.WriteString(`\t`)
-			case r < 0x20 || r > 0x7e:
-				if r > 0xffff {
-					r -= 0x10000
-					fmt.Fprintf(&b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-				} else {
-					fmt.Fprintf(&b, `\u%04x`, r)
-				}
-			default:
-				b.WriteRune(r)
-			}
-		}
-		b.WriteByte('"')
-		return b.String()
+		return model.PyJSONString(x)
 	case nil:
 		return "null"
 	case bool:

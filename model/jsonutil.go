@@ -576,6 +576,10 @@ func appendU(b []byte, r rune) []byte {
 	return append(b, '\\', 'u', hexDigits[r>>12&15], hexDigits[r>>8&15], hexDigits[r>>4&15], hexDigits[r&15])
 }
 
+// PyJSONString is s as Python's json.dumps(s) writes it (ensure_ascii:
+// what is not printable ASCII as \uXXXX, \b \f \n \r \t by name).
+func PyJSONString(s string) string { return string(appendPyString(nil, s)) }
+
 // appendPyString appends s as Python's json.dumps(s, ensure_ascii=True).
 func appendPyString(b []byte, s string) []byte {
 	b = append(b, '"')

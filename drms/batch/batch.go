@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -149,7 +150,7 @@ func Script(header []string, argv []string) string {
 
 // WriteScript writes a script file (0600) atomically.
 func WriteScript(path, script string) error {
-	return execjob.WriteFileAtomic(path, []byte(script))
+	return privdir.WriteFileAtomic(path, []byte(script))
 }
 
 // ShellQuote quotes s for a POSIX shell: s in single quotes, each single
@@ -298,4 +299,22 @@ func signalName(n int) string {
 		return ""
 	}
 	return unix.SignalName(syscall.Signal(n))
+}
+
+// ExecPath makes the path of the somaflow binary that batch jobs run
+// (exec-job) absolute, a bare name looked up on PATH: batch scripts run it
+// from the spool dir, on another host.
+func ExecPath(p string) (string, error) {
+	if !strings.Contains(p, "/") {
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("exec-job binary %q: %w", p, err)
+		}
+		p = lp
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("exec-job binary %q: %w", p, err)
+	}
+	return abs, nil
 }

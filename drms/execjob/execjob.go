@@ -394,7 +394,7 @@ func WriteEnvFile(path string, env []string) error {
 		sb.WriteString(kv)
 		sb.WriteByte(0)
 	}
-	return WriteFileAtomic(path, []byte(sb.String()))
+	return privdir.WriteFileAtomic(path, []byte(sb.String()))
 }
 
 func writeJSON(path string, v any) error {
@@ -402,35 +402,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, append(b, '\n'))
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory and a rename, mode 0600, synced to disk.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return privdir.WriteFileAtomic(path, append(b, '\n'))
 }
 
 // ReadStatus reads a status file; errors wrap fs.ErrNotExist when it does not exist.

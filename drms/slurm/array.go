@@ -15,8 +15,8 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/batch"
-	"github.com/somaflow/somaflow/drms/execjob"
 	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // Job arrays (setting arrays=true).
@@ -313,7 +313,7 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 	}
 	handles := func(id string) []drms.Handle {
 		// Best effort: Locate finds the id here without asking Slurm.
-		_ = execjob.WriteFileAtomic(filepath.Join(dir, name+".jobid"), []byte(id+"\n"))
+		_ = privdir.WriteFileAtomic(filepath.Join(dir, name+".jobid"), []byte(id+"\n"))
 		b.mu.Lock()
 		b.arrayIDs[name] = arrayLookup{id: id, when: time.Now()}
 		b.mu.Unlock()

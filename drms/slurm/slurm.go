@@ -37,7 +37,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,9 +105,9 @@ func New(cfg drms.Config) (*Backend, error) {
 	if strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
 		return nil, fmt.Errorf("slurm: engine tag %q must not contain '-', '|' or spaces", cfg.EngineTag)
 	}
-	exe, err := absExec(cfg.ExecPath)
+	exe, err := batch.ExecPath(cfg.ExecPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("slurm: %w", err)
 	}
 	cfg.ExecPath = exe
 	sp, err := batch.NewSpool(cfg)
@@ -838,23 +837,6 @@ func (b *Backend) Calls() map[string]int {
 		m[k] = v
 	}
 	return m
-}
-
-// absExec makes the exec-job binary's path absolute: batch scripts run it
-// from the spool dir, on another host.
-func absExec(p string) (string, error) {
-	if !strings.Contains(p, "/") {
-		lp, err := exec.LookPath(p)
-		if err != nil {
-			return "", fmt.Errorf("slurm: exec-job binary %q: %w", p, err)
-		}
-		p = lp
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", fmt.Errorf("slurm: exec-job binary %q: %w", p, err)
-	}
-	return abs, nil
 }
 
 var errTimeout = errors.New("timed out")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/proc"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // JournalVersion is the version of the journal format this package writes
@@ -232,33 +233,17 @@ func trim(b []byte) string {
 // writeJournal writes a fresh journal holding one snapshot record per job
 // (temp file, fsync, rename) and opens it for appending.
 func writeJournal(path string, jobs map[string]*Record) (*journal, error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("supervisor journal: %w", err)
-	}
-	w := bufio.NewWriter(f)
+	var buf bytes.Buffer
 	hb, _ := json.Marshal(journalHeader{Journal: journalMagic, Version: JournalVersion})
-	w.Write(hb)
-	w.WriteByte('\n')
+	buf.Write(hb)
+	buf.WriteByte('\n')
 	for _, r := range jobs {
 		b, _ := json.Marshal(r)
-		w.Write(b)
-		w.WriteByte('\n')
+		buf.Write(b)
+		buf.WriteByte('\n')
 	}
-	err = w.Flush()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return nil, fmt.Errorf("supervisor journal: rewrite %s: %w", path, err)
+	if err := privdir.WriteFileAtomic(path, buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("supervisor journal: rewrite: %w", err)
 	}
 	af, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // ProtocolVersion is the version of the wire protocol: newline-delimited
@@ -170,26 +172,7 @@ func ReadBootstrap(stateDir string) (Bootstrap, error) {
 
 func writeBootstrap(stateDir string, b Bootstrap) error {
 	data, _ := json.MarshalIndent(b, "", "  ")
-	path := filepath.Join(stateDir, bootstrapName)
-	tmp, err := os.CreateTemp(stateDir, bootstrapName+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("supervisor: bootstrap file: %w", err)
-	}
-	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := privdir.WriteFileAtomic(filepath.Join(stateDir, bootstrapName), append(data, '\n')); err != nil {
 		return fmt.Errorf("supervisor: bootstrap file: %w", err)
 	}
 	return nil
