@@ -174,14 +174,21 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 	if s, ok := st[h.ID]; ok {
 		return s, nil
 	}
+	return Orphan(h, "engine restarted while the job ran; its exit status was lost with the engine",
+		"engine restarted while the job ran; the orphaned job was killed, its exit status is unknown"), nil
+}
+
+// Orphan is the end of a job of a local handle whose runner is gone (an
+// engine that ran it in-process): its outcome is unknown, goneReason if it
+// is no longer running, killedReason once it is killed (its whole group)
+// because it still ran. An unreadable handle ends undetermined too.
+func Orphan(h drms.Handle, goneReason, killedReason string) drms.State {
 	var hs handleState
 	if err := json.Unmarshal(h.State, &hs); err != nil || hs.PID <= 0 {
-		return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}, nil
+		return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}
 	}
-	o := proc.Orphaned(hs.PID, hs.StartTick, time.Unix(0, hs.Started),
-		"engine restarted while the job ran; its exit status was lost with the engine",
-		"engine restarted while the job ran; the orphaned job was killed, its exit status is unknown")
-	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
+	o := proc.Orphaned(hs.PID, hs.StartTick, time.Unix(0, hs.Started), goneReason, killedReason)
+	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
 }
 
 // Close implements drms.Backend; running children are left alone.

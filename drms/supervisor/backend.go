@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/local"
 	"github.com/somaflow/somaflow/drms/proc"
 	"github.com/somaflow/somaflow/privdir"
 )
@@ -338,18 +339,9 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error) {
 	key, hs, ok := b.keyOf(h)
 	if !ok {
-		var ls struct {
-			PID     int    `json:"pid"`
-			Tick    uint64 `json:"start_tick"`
-			Started int64  `json:"started_unix_ns"`
-		}
-		if json.Unmarshal(h.State, &ls) != nil || ls.PID <= 0 {
-			return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}, nil
-		}
-		o := proc.Orphaned(ls.PID, ls.Tick, unixTime(ls.Started),
-			"engine restarted while the job ran outside the supervisor; its exit status was lost with the engine",
-			"engine restarted while the job ran outside the supervisor; the orphaned job was killed, its exit status is unknown")
-		return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
+		// A handle of the in-process local backend (`run`).
+		return local.Orphan(h, "engine restarted while the job ran outside the supervisor; its exit status was lost with the engine",
+			"engine restarted while the job ran outside the supervisor; the orphaned job was killed, its exit status is unknown"), nil
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
