@@ -6,18 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
-	"github.com/somaflow/somaflow/privdir"
+	"github.com/somaflow/somaflow/service"
 	"github.com/somaflow/somaflow/store"
 )
 
@@ -33,51 +30,13 @@ func stateDir(cmd *ucli.Command) (string, error) {
 	return d, nil
 }
 
-// engineIdle is how long a background engine waits with nothing to do.
-func engineIdle() time.Duration {
-	if v := os.Getenv("SOMAFLOW_ENGINE_IDLE"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return 5 * time.Minute
-}
-
 // ensureEngine starts a background engine on the state dir unless one runs
-// (here or on another host: the lock says so). The engine is detached: its
-// own session, no terminal, so it survives the user's logout.
+// (service.Ensure).
 func ensureEngine(dir string) error {
-	if os.Getenv("SOMAFLOW_ENGINE_AUTOSTART") == "0" {
-		return nil // the site runs the engine itself (systemd, a batch allocation)
+	if err := service.Ensure(dir); err != nil {
+		return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
 	}
-	if running, _ := store.EngineRunning(dir); running {
-		return nil
-	}
-	if other, _ := store.OtherHostEngine(dir); other {
-		return nil // its engine will see the intents in the database
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("%w: cannot find the somaflow binary to start the engine: %v", client.ErrUnavailable, err)
-	}
-	logf, err := privdir.OpenFile(filepath.Join(dir, "engine.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("%w: engine log: %v", client.ErrUnavailable, err)
-	}
-	defer logf.Close()
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return err
-	}
-	defer null.Close()
-	cmd := exec.Command(exe, "--state-dir", dir, "engine", "--background", "--idle", engineIdle().String())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Dir = "/"
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%w: start engine: %v", client.ErrUnavailable, err)
-	}
-	return cmd.Process.Release()
+	return nil
 }
 
 func engineCommand(s *IO) *ucli.Command {
@@ -138,12 +97,12 @@ func engineCommand(s *IO) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					running, host, pid := engineState(dir)
+					h := service.Engine(dir)
 					if cmd.Bool("json") {
-						return s.JSON(map[string]any{"running": running, "host": host, "pid": pid, "state_dir": dir})
+						return s.JSON(map[string]any{"running": h.Running, "host": h.Host, "pid": h.PID, "state_dir": dir})
 					}
-					if running {
-						fmt.Fprintf(s.Out, "engine running on %s, pid %d (state dir %s)\n", host, pid, dir)
+					if h.Running {
+						fmt.Fprintf(s.Out, "engine running on %s, pid %d (state dir %s)\n", h.Host, h.PID, dir)
 					} else {
 						fmt.Fprintf(s.Out, "no engine running (state dir %s)\n", dir)
 					}
@@ -158,45 +117,22 @@ func engineCommand(s *IO) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					running, host, pid := engineState(dir)
-					if !running {
+					h, err := service.Stop(dir, 30*time.Second)
+					switch {
+					case errors.Is(err, service.ErrNotStopped):
+						return fmt.Errorf("%w: %v", client.ErrTimeout, err)
+					case err != nil:
+						return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
+					case !h.Running:
 						fmt.Fprintln(s.Out, "no engine running")
-						return nil
+					default:
+						fmt.Fprintf(s.Out, "engine stopped (pid %d)\n", h.PID)
 					}
-					if me, _ := os.Hostname(); host != me {
-						return fmt.Errorf("%w: the engine runs on host %s (pid %d): stop it there", client.ErrUnavailable, host, pid)
-					}
-					if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-						return fmt.Errorf("%w: stop engine pid %d: %v", client.ErrUnavailable, pid, err)
-					}
-					deadline := time.Now().Add(30 * time.Second)
-					for time.Now().Before(deadline) {
-						if r, _, _ := engineState(dir); !r {
-							fmt.Fprintf(s.Out, "engine stopped (pid %d)\n", pid)
-							return nil
-						}
-						time.Sleep(50 * time.Millisecond)
-					}
-					return fmt.Errorf("%w: engine pid %d did not stop within 30 s", client.ErrTimeout, pid)
+					return nil
 				},
 			},
 		},
 	}
-}
-
-// engineState tells whether an engine holds the state dir's lock, and the
-// host and pid the lock file records.
-func engineState(dir string) (running bool, host string, pid int) {
-	running, info := store.EngineRunning(dir)
-	for _, f := range strings.Fields(info) {
-		if v, ok := strings.CutPrefix(f, "host="); ok {
-			host = v
-		}
-		if v, ok := strings.CutPrefix(f, "pid="); ok {
-			pid, _ = strconv.Atoi(v)
-		}
-	}
-	return running, host, pid
 }
 
 // engineLogger writes the engine's log as text lines on stderr.

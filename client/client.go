@@ -21,6 +21,7 @@ import (
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/engine"
 	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/service"
 	"github.com/somaflow/somaflow/store"
 )
 
@@ -38,7 +39,7 @@ var (
 	// ErrEngineRunning: Open was asked for an engine in this process while
 	// another engine (of this or another process, on this or another host)
 	// holds the state dir. Open with NoEngine to use that engine instead.
-	ErrEngineRunning = store.ErrEngineRunning
+	ErrEngineRunning = service.ErrEngineRunning
 )
 
 // DefaultExpiration is how long a workflow is kept after submission unless
@@ -74,7 +75,7 @@ type Options struct {
 // Client is an open connection to a state dir, with its engine.
 type Client struct {
 	st      *store.Store
-	lock    *store.EngineLock
+	lock    *service.EngineLock
 	eng     *engine.Engine
 	be      drms.Backend
 	backend string
@@ -102,7 +103,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	}
 	// The engine's lock is taken before the database is opened: a second
 	// engine is refused without touching the state.
-	var lock *store.EngineLock
+	var lock *service.EngineLock
 	if !opts.NoEngine {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
@@ -144,8 +145,12 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		PollInterval: opts.PollInterval, Logger: logger, Failpoint: os.Getenv("SOMAFLOW_FAILPOINT"),
 		Idle:        opts.Idle,
 		OpenBackend: func(name string) (drms.Backend, error) { return open(name, cfg) },
-		OnProblem: func(p *store.EngineProblem) {
-			if err := lock.SetProblem(p); err != nil {
+		OnProblem: func(p *engine.Problem) {
+			var sp *service.Problem
+			if p != nil {
+				sp = &service.Problem{Since: p.Since, Message: p.Message}
+			}
+			if err := lock.SetProblem(sp); err != nil {
 				logger.Warn("record the engine's problem in its lock file", "err", err)
 			}
 		},
@@ -157,7 +162,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		close(c.done)
 	}()
 	go func() {
-		tick := time.NewTicker(store.HeartbeatPeriod)
+		tick := time.NewTicker(service.HeartbeatPeriod)
 		defer tick.Stop()
 		for {
 			select {
@@ -174,11 +179,11 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 // lockEngine takes the state dir's engine lock for an engine of this
 // process. An engine on another host is seen by its heartbeat, since flock
 // may not reach across hosts on a network filesystem.
-func lockEngine(dir string) (*store.EngineLock, error) {
-	if other, info := store.OtherHostEngine(dir); other {
+func lockEngine(dir string) (*service.EngineLock, error) {
+	if other, info := service.OtherHost(dir); other {
 		return nil, fmt.Errorf("%w: %w (on another host: %s)", ErrUnavailable, ErrEngineRunning, info)
 	}
-	lock, err := store.LockEngine(dir)
+	lock, err := service.Lock(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -518,10 +523,10 @@ func (c *Client) EngineAlive() bool {
 			return true
 		}
 	}
-	if running, _ := store.EngineRunning(c.st.Dir); running {
+	if running, _ := service.Running(c.st.Dir); running {
 		return true
 	}
-	other, _ := store.OtherHostEngine(c.st.Dir)
+	other, _ := service.OtherHost(c.st.Dir)
 	return other
 }
 

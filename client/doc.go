@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/somaflow/somaflow/service"
 	"github.com/somaflow/somaflow/store"
 )
 
@@ -104,7 +105,7 @@ func (c *Client) BackendUnreachable(ctx context.Context, backend string) (*Probl
 // now (a full disk under the state dir), or nil: no problem, or no engine.
 // It reads the engine's lock file, which needs no new space.
 func (c *Client) EngineProblem() *ProblemDoc {
-	p := store.ReadEngineProblem(c.st.Dir)
+	p := service.ReadProblem(c.st.Dir)
 	if p == nil {
 		return nil
 	}

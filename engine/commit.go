@@ -51,7 +51,7 @@ func (e *Engine) trouble(err error) {
 	if e.problem != nil {
 		since = e.problem.Since
 	}
-	e.problem = &store.EngineProblem{Since: since, Message: msg}
+	e.problem = &Problem{Since: since, Message: msg}
 	if e.opts.OnProblem != nil {
 		e.opts.OnProblem(e.problem)
 	}

@@ -58,7 +58,7 @@ type Options struct {
 	// commit or a scan fails: a full disk, a read-only filesystem), and
 	// again with nil once it can. The engine retries with back-off
 	// meanwhile; nothing is submitted until its intent is recorded.
-	OnProblem func(*store.EngineProblem)
+	OnProblem func(*Problem)
 }
 
 // backendRun is one backend the engine drives, with its active handles.
@@ -75,6 +75,13 @@ type backendRun struct {
 	retryAt   time.Time
 	down      *store.BackendProblem
 	downDirty bool
+}
+
+// Problem is what keeps the engine from recording its progress (its
+// store cannot be written: a full disk), since when.
+type Problem struct {
+	Since   time.Time
+	Message string
 }
 
 // Engine runs workflows stored in a store on one backend.
@@ -106,7 +113,7 @@ type Engine struct {
 
 	// problem is set while the store cannot be written (or read); nothing
 	// new is submitted before retryAt, when the commit is tried again.
-	problem    *store.EngineProblem
+	problem    *Problem
 	retryAt    time.Time
 	retryDelay time.Duration
 	// clearBackends: earlier engines' backend problems are still to be

@@ -196,27 +196,6 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
-func TestEngineLock(t *testing.T) {
-	dir := t.TempDir()
-	if running, _ := EngineRunning(dir); running {
-		t.Fatal("running before any lock")
-	}
-	l, err := LockEngine(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if running, info := EngineRunning(dir); !running || info == "" {
-		t.Fatalf("lock held but EngineRunning says %v %q", running, info)
-	}
-	if _, err := LockEngine(dir); !errors.Is(err, ErrEngineRunning) {
-		t.Fatalf("second lock: %v", err)
-	}
-	l.Unlock()
-	if running, _ := EngineRunning(dir); running {
-		t.Fatal("running after unlock")
-	}
-}
-
 func TestBatchCommit(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
@@ -251,25 +230,6 @@ func TestBatchCommit(t *testing.T) {
 	s.db.Model(&Job{}).Count(&n)
 	if n != 0 {
 		t.Fatalf("%d jobs left after removal", n)
-	}
-}
-
-func TestOtherHostEngine(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "engine.lock")
-	os.WriteFile(path, []byte("host=some-other-login-node pid=42\n"), 0o600)
-	if other, info := OtherHostEngine(dir); !other || info == "" {
-		t.Fatalf("a fresh lock file of another host: %v %q", other, info)
-	}
-	old := time.Now().Add(-time.Hour)
-	os.Chtimes(path, old, old)
-	if other, _ := OtherHostEngine(dir); other {
-		t.Fatal("a stale lock file of another host still counts")
-	}
-	me, _ := os.Hostname()
-	os.WriteFile(path, []byte("host="+me+" pid=42\n"), 0o600)
-	if other, _ := OtherHostEngine(dir); other {
-		t.Fatal("this host counted as another host")
 	}
 }
 

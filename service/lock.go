@@ -1,4 +1,11 @@
-package store
+// Package service is somaflow's process model: one engine per state dir,
+// guarded by a lock file (flock, recording host and pid, touched as a
+// heartbeat for commands on other hosts, and holding the engine's problem
+// when it cannot record progress); how a command finds that engine, starts
+// one in the background when none runs, and stops it. Every way of running
+// an engine (submit's background engine, `somaflow engine`, `run`, a Go
+// program through client.Open) takes the lock here.
+package service
 
 import (
 	"errors"
@@ -13,7 +20,7 @@ import (
 	"github.com/somaflow/somaflow/privdir"
 )
 
-// ErrEngineRunning is returned by LockEngine when another engine holds the
+// ErrEngineRunning is returned by Lock when another engine holds the
 // state dir.
 var ErrEngineRunning = errors.New("an engine already runs on this state dir")
 
@@ -23,9 +30,9 @@ type EngineLock struct {
 	holder string // "host=H pid=P"
 }
 
-// LockEngine takes the state dir's engine lock without waiting, and records
+// Lock takes the state dir's engine lock without waiting, and records
 // host and pid in the lock file. The error names the holder when it is taken.
-func LockEngine(dir string) (*EngineLock, error) {
+func Lock(dir string) (*EngineLock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
@@ -55,25 +62,25 @@ func LockEngine(dir string) (*EngineLock, error) {
 // the engine's problem if it has one, padding.
 const lockRecordSize = 1024
 
-// EngineProblem is what keeps a running engine from making progress (its
+// Problem is what keeps a running engine from making progress (its
 // database cannot be written: a full disk, a read-only filesystem), since
 // when. The engine keeps it in its lock file, which needs no new space, so
 // that `status` and `wait` can say why nothing moves.
-type EngineProblem struct {
+type Problem struct {
 	Since   time.Time
 	Message string
 }
 
 // SetProblem records the engine's problem in the lock file, or clears it
 // (nil). It writes in place, over blocks the file already has.
-func (l *EngineLock) SetProblem(p *EngineProblem) error {
+func (l *EngineLock) SetProblem(p *Problem) error {
 	if l == nil || l.f == nil {
 		return nil
 	}
 	return l.write(p)
 }
 
-func (l *EngineLock) write(p *EngineProblem) error {
+func (l *EngineLock) write(p *Problem) error {
 	rec := l.holder + "\n"
 	if p != nil {
 		msg := strings.Join(strings.Fields(p.Message), " ")
@@ -88,10 +95,10 @@ func (l *EngineLock) write(p *EngineProblem) error {
 	return err
 }
 
-// ReadEngineProblem returns the problem the engine holding the state dir's
+// ReadProblem returns the problem the engine holding the state dir's
 // lock recorded, or nil (none, or no engine runs).
-func ReadEngineProblem(dir string) *EngineProblem {
-	running, _ := EngineRunning(dir)
+func ReadProblem(dir string) *Problem {
+	running, _ := Running(dir)
 	if !running {
 		return nil
 	}
@@ -99,7 +106,7 @@ func ReadEngineProblem(dir string) *EngineProblem {
 	if err != nil {
 		return nil
 	}
-	var p EngineProblem
+	var p Problem
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "problem_since="); ok {
 			p.Since, _ = time.Parse(time.RFC3339, v)
@@ -131,10 +138,10 @@ func (l *EngineLock) Heartbeat() {
 // HeartbeatPeriod is how often a running engine touches its lock file.
 const HeartbeatPeriod = 10 * time.Second
 
-// OtherHostEngine reports an engine that the lock file says runs on another
+// OtherHost reports an engine that the lock file says runs on another
 // host and that touched the file recently: flock may not reach across hosts,
 // so this is what keeps a second host from starting a second engine.
-func OtherHostEngine(dir string) (bool, string) {
+func OtherHost(dir string) (bool, string) {
 	path := filepath.Join(dir, "engine.lock")
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -163,9 +170,9 @@ func (l *EngineLock) Unlock() error {
 	return err
 }
 
-// EngineRunning reports whether an engine holds the state dir's lock, and
+// Running reports whether an engine holds the state dir's lock, and
 // what the lock file records of it ("host=H pid=P"). It changes nothing.
-func EngineRunning(dir string) (bool, string) {
+func Running(dir string) (bool, string) {
 	path := filepath.Join(dir, "engine.lock")
 	f, err := os.Open(path)
 	if err != nil {

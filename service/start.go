@@ -1,0 +1,119 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/somaflow/somaflow/privdir"
+)
+
+// Holder is what the lock file records of the engine holding it.
+type Holder struct {
+	Running bool
+	Host    string
+	PID     int
+}
+
+// Engine tells whether an engine holds the state dir's lock, and its host
+// and pid. It changes nothing.
+func Engine(dir string) Holder {
+	running, info := Running(dir)
+	h := Holder{Running: running}
+	for _, f := range strings.Fields(info) {
+		if v, ok := strings.CutPrefix(f, "host="); ok {
+			h.Host = v
+		}
+		if v, ok := strings.CutPrefix(f, "pid="); ok {
+			h.PID, _ = strconv.Atoi(v)
+		}
+	}
+	return h
+}
+
+// DefaultIdle is how long a background engine waits with nothing to do
+// before it exits: SOMAFLOW_ENGINE_IDLE, else 5 minutes.
+func DefaultIdle() time.Duration {
+	if v := os.Getenv("SOMAFLOW_ENGINE_IDLE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return 5 * time.Minute
+}
+
+// Ensure starts a background engine on the state dir (`somaflow engine
+// --background`, the running binary) unless one runs, here or on another
+// host (the lock file's heartbeat says so), or SOMAFLOW_ENGINE_AUTOSTART=0
+// (the site runs the engine itself: systemd, a batch allocation). The
+// engine is detached: its own session, no terminal, its output appended
+// to <dir>/engine.log, so it survives the user's logout.
+func Ensure(dir string) error {
+	if os.Getenv("SOMAFLOW_ENGINE_AUTOSTART") == "0" {
+		return nil
+	}
+	if running, _ := Running(dir); running {
+		return nil
+	}
+	if other, _ := OtherHost(dir); other {
+		return nil // its engine will see the intents in the database
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find the somaflow binary to start the engine: %w", err)
+	}
+	logf, err := privdir.OpenFile(filepath.Join(dir, "engine.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("engine log: %w", err)
+	}
+	defer logf.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	cmd := exec.Command(exe, "--state-dir", dir, "engine", "--background", "--idle", DefaultIdle().String())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start engine: %w", err)
+	}
+	return cmd.Process.Release()
+}
+
+// ErrOtherHost is returned by Stop when the engine runs on another host.
+var ErrOtherHost = errors.New("the engine runs on another host")
+
+// ErrNotStopped is returned by Stop when the engine did not exit in time.
+var ErrNotStopped = errors.New("the engine did not stop")
+
+// Stop asks the state dir's engine to exit (SIGTERM; its jobs keep
+// running) and waits up to timeout until it released its lock. It returns
+// what the lock recorded of the engine (Running false: none ran).
+func Stop(dir string, timeout time.Duration) (Holder, error) {
+	h := Engine(dir)
+	if !h.Running {
+		return h, nil
+	}
+	if me, _ := os.Hostname(); h.Host != me {
+		return h, fmt.Errorf("%w (%s, pid %d): stop it there", ErrOtherHost, h.Host, h.PID)
+	}
+	if err := syscall.Kill(h.PID, syscall.SIGTERM); err != nil {
+		return h, fmt.Errorf("stop engine pid %d: %w", h.PID, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if running, _ := Running(dir); !running {
+			return h, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return h, fmt.Errorf("%w: pid %d within %v", ErrNotStopped, h.PID, timeout)
+}
