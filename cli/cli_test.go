@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -286,5 +287,30 @@ func TestVersionAndHelp(t *testing.T) {
 		if !strings.Contains(r.stdout, c) {
 			t.Errorf("help lacks %s", c)
 		}
+	}
+}
+
+// list --json prints each workflow as the status document's header: the
+// same keys and values, times in UTC whatever the local zone.
+func TestListJSONIsTheStatusHeader(t *testing.T) {
+	env := []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "state"), "SOMAFLOW_ENGINE_AUTOSTART=0", "TZ=Asia/Tokyo"}
+	if r := run(t, env, "submit", "--queue", "q1", write(t, "one.yaml", "name: one\njobs: {a: {command: [true]}}\n")); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	var list []map[string]any
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(run(t, env, "list", "--json").stdout), &list); err != nil || len(list) != 1 {
+		t.Fatalf("list --json: %v %v", err, list)
+	}
+	if err := json.Unmarshal([]byte(run(t, env, "status", "--json", "1").stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range list[0] {
+		if fmt.Sprint(doc[k]) != fmt.Sprint(v) {
+			t.Errorf("list --json %s = %v, the status document says %v", k, v, doc[k])
+		}
+	}
+	if len(list[0]) != 7 || !strings.HasSuffix(fmt.Sprint(list[0]["submitted"]), "Z") || list[0]["queue"] != "q1" {
+		t.Fatalf("list --json: want the 7 header fields, UTC times, the queue: %v", list[0])
 	}
 }

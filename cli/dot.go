@@ -25,7 +25,7 @@ func dotCommand(s *IO) *ucli.Command {
 			var w *model.Workflow
 			var status []string
 			if id, err := strconv.ParseInt(arg, 10, 64); err == nil && id > 0 {
-				c, err := openClient(ctx, cmd)
+				c, _, err := openState(ctx, cmd)
 				if err != nil {
 					return err
 				}

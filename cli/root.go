@@ -14,7 +14,6 @@ import (
 
 	ucli "github.com/urfave/cli/v3"
 
-	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drms/execjob"
 	"github.com/somaflow/somaflow/drms/supervisor"
 )
@@ -148,8 +147,17 @@ func workflowArg(cmd *ucli.Command, n int, usage string) (int64, error) {
 	return parseID(cmd.Args().First())
 }
 
-// openClient opens the state dir without an engine (commands that read or
-// write intents).
-func openClient(ctx context.Context, cmd *ucli.Command) (*client.Client, error) {
-	return client.Open(ctx, client.Options{StateDir: cmd.String("state-dir"), Backend: cmd.String("backend"), NoEngine: true})
+func parseIDs(cmd *ucli.Command, verb string) ([]int64, error) {
+	if cmd.Args().Len() == 0 {
+		return nil, usagef("%s needs at least one workflow ID", verb)
+	}
+	var ids []int64
+	for _, a := range cmd.Args().Slice() {
+		id, err := parseID(a)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }

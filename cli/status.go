@@ -25,7 +25,7 @@ func statusCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			c, err := openClient(ctx, cmd)
+			c, _, err := openState(ctx, cmd)
 			if err != nil {
 				return err
 			}

@@ -14,13 +14,7 @@ import (
 // run, status and wait, and what WorkflowElementsStatus returns. Its fields
 // are documented in the README; a golden-file test keeps it stable.
 type WorkflowDoc struct {
-	ID         string  `json:"id"`
-	Name       *string `json:"name"`
-	Status     string  `json:"status"`
-	Backend    string  `json:"backend"`
-	Queue      *string `json:"queue"`
-	Submitted  *string `json:"submitted"`
-	Expiration *string `json:"expiration"`
+	WorkflowHeader
 	// BackendUnreachable is set while the engine cannot reach the
 	// workflow's backend (jobs then wait, their reason says so).
 	BackendUnreachable *ProblemDoc `json:"backend_unreachable"`
@@ -28,6 +22,25 @@ type WorkflowDoc struct {
 	// progress (its database cannot be written: a full disk); it retries.
 	EngineProblem *ProblemDoc `json:"engine_problem"`
 	Jobs          []JobDoc    `json:"jobs"`
+}
+
+// WorkflowHeader is what the status document says of the workflow itself,
+// and what `list --json` prints for each workflow: times in UTC (RFC3339),
+// null where unset.
+type WorkflowHeader struct {
+	ID         string  `json:"id"`
+	Name       *string `json:"name"`
+	Status     string  `json:"status"`
+	Backend    string  `json:"backend"`
+	Queue      *string `json:"queue"`
+	Submitted  *string `json:"submitted"`
+	Expiration *string `json:"expiration"`
+}
+
+// Header is the workflow's part of the status document.
+func (w WorkflowInfo) Header() WorkflowHeader {
+	return WorkflowHeader{ID: strconv.FormatInt(w.ID, 10), Name: w.Name, Status: w.Status, Backend: w.Backend,
+		Queue: nonEmpty(w.Queue), Submitted: timeText(&w.Submitted), Expiration: timeText(&w.Expiration)}
 }
 
 // ProblemDoc says since when something keeps the engine from progressing:
@@ -71,10 +84,8 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 	if err != nil {
 		return nil, err
 	}
-	d := &WorkflowDoc{
-		ID: strconv.FormatInt(row.ID, 10), Name: row.Name, Status: row.Status, Backend: row.Backend,
-		Queue: nonEmpty(row.Queue), Submitted: timeText(&row.Submitted), Expiration: timeText(&row.Expiration),
-	}
+	d := &WorkflowDoc{WorkflowHeader: WorkflowInfo{ID: row.ID, Name: row.Name, Status: row.Status, Backend: row.Backend,
+		Queue: row.Queue, Submitted: row.Submitted, Expiration: row.Expiration}.Header()}
 	if d.BackendUnreachable, err = c.BackendUnreachable(ctx, row.Backend); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,22 @@
+package cli
+
+import (
+	"context"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
+)
+
+// openState opens the state dir of a command (--state-dir, else the
+// default) without an engine: every command but run and engine reads the
+// database and writes intents through it. It returns the state dir too,
+// for ensureEngine.
+func openState(ctx context.Context, cmd *ucli.Command) (*client.Client, string, error) {
+	dir, err := stateDir(cmd)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := client.Open(ctx, client.Options{StateDir: dir, Backend: cmd.String("backend"), NoEngine: true})
+	return c, dir, err
+}
