@@ -19,7 +19,7 @@ import (
 	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/drms/proc"
 	"github.com/somaflow/somaflow/model"
-	"github.com/somaflow/somaflow/store"
+	"github.com/somaflow/somaflow/service"
 )
 
 func runCommand(s *IO) *ucli.Command {
@@ -79,7 +79,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	if spool == "" && private {
 		// $TMPDIR is not visible from compute nodes: batch jobs spool under
 		// the default state dir all the same.
-		if d, err := store.DefaultDir(); err == nil {
+		if d, err := service.DefaultDir(); err == nil {
 			spool = filepath.Join(d, "spool")
 		}
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/service"
-	"github.com/somaflow/somaflow/store"
 )
 
 // stateDir is the state dir the command works on.
@@ -23,7 +22,7 @@ func stateDir(cmd *ucli.Command) (string, error) {
 	if d := cmd.String("state-dir"); d != "" {
 		return filepath.Abs(d)
 	}
-	d, err := store.DefaultDir()
+	d, err := service.DefaultDir()
 	if err != nil {
 		return "", usageError{err}
 	}

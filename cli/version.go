@@ -9,7 +9,6 @@ import (
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drmaa"
-	"github.com/somaflow/somaflow/store"
 )
 
 func versionCommand(s *IO) *ucli.Command {
@@ -19,7 +18,7 @@ func versionCommand(s *IO) *ucli.Command {
 		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			v := map[string]any{
-				"version": Version, "go": runtime.Version(), "schema_version": store.SchemaVersion,
+				"version": Version, "go": runtime.Version(), "schema_version": client.SchemaVersion,
 				"drmaa": drmaa.Compiled, "backends": client.Backends, "config_files": s.cfg.Files,
 			}
 			if cmd.Bool("json") {
@@ -29,7 +28,7 @@ func versionCommand(s *IO) *ucli.Command {
 			if drmaa.Compiled {
 				d = "compiled in"
 			}
-			fmt.Fprintf(s.Out, "somaflow %s (%s), database schema %d\nDRMAA support: %s\nconfiguration: %v\n", Version, runtime.Version(), store.SchemaVersion, d, s.cfg.Files)
+			fmt.Fprintf(s.Out, "somaflow %s (%s), database schema %d\nDRMAA support: %s\nconfiguration: %v\n", Version, runtime.Version(), client.SchemaVersion, d, s.cfg.Files)
 			return nil
 		},
 	}

@@ -48,7 +48,7 @@ const DefaultExpiration = 7 * 24 * time.Hour
 
 // Options configure Open.
 type Options struct {
-	// StateDir is the state dir (default: store.DefaultDir()).
+	// StateDir is the state dir (default: service.DefaultDir()).
 	StateDir string
 	// Backend is "local" (default), "slurm", "pbs" or "drmaa".
 	Backend string
@@ -92,7 +92,7 @@ type Client struct {
 func Open(ctx context.Context, opts Options) (*Client, error) {
 	dir := opts.StateDir
 	if dir == "" {
-		d, err := store.DefaultDir()
+		d, err := service.DefaultDir()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -189,6 +189,9 @@ func lockEngine(dir string) (*service.EngineLock, error) {
 	}
 	return lock, nil
 }
+
+// SchemaVersion is the version of the database schema this build writes.
+const SchemaVersion = store.SchemaVersion
 
 // Backend is the name of the backend new workflows of this client run on.
 func (c *Client) Backend() string { return c.backend }

@@ -117,3 +117,19 @@ func Stop(dir string, timeout time.Duration) (Holder, error) {
 	}
 	return h, fmt.Errorf("%w: pid %d within %v", ErrNotStopped, h.PID, timeout)
 }
+
+// DefaultDir is the state dir: $SOMAFLOW_STATE_DIR, else
+// $XDG_STATE_HOME/somaflow, else ~/.local/state/somaflow.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("SOMAFLOW_STATE_DIR"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "somaflow"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no state dir: set --state-dir or SOMAFLOW_STATE_DIR: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "somaflow"), nil
+}

@@ -139,22 +139,6 @@ type Store struct {
 	stmtErr  error
 }
 
-// DefaultDir is the state dir: $SOMAFLOW_STATE_DIR, else
-// $XDG_STATE_HOME/somaflow, else ~/.local/state/somaflow.
-func DefaultDir() (string, error) {
-	if d := os.Getenv("SOMAFLOW_STATE_DIR"); d != "" {
-		return d, nil
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "somaflow"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no state dir: set --state-dir or SOMAFLOW_STATE_DIR: %w", err)
-	}
-	return filepath.Join(home, ".local", "state", "somaflow"), nil
-}
-
 // Open opens (creating if needed) the state dir and its database.
 func Open(ctx context.Context, dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
