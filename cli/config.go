@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -71,7 +75,7 @@ func loadConfig() (*SiteConfig, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
-			return nil, usagef("configuration %s: %v", p.path, err)
+			return nil, usagef("configuration %s: %s", p.path, explainConfig(err))
 		}
 		if c.MaxJobs < 0 {
 			return nil, usagef("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
@@ -100,3 +104,83 @@ func (c *SiteConfig) merge(o *SiteConfig) {
 }
 
 func (c *SiteConfig) String() string { return fmt.Sprintf("%+v", *c) }
+
+// configKeys are the keys a configuration file may hold.
+func configKeys() []string {
+	t := reflect.TypeFor[SiteConfig]()
+	var keys []string
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+var (
+	yamlUnknownField = regexp.MustCompile(`^(line \d+): field (\S+) not found in type \S+$`)
+	yamlBadValue     = regexp.MustCompile("^(line \\d+): cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+)
+
+// explainConfig says in words what is wrong in a configuration file, in
+// place of the YAML decoder's Go terms: an unknown key with the nearest
+// known one, a value of the wrong kind.
+func explainConfig(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	kinds := map[string]string{"int": "a whole number", "string": "text", "map[string]string": "a map of names to values", "bool": "true or false"}
+	var lines []string
+	for _, e := range te.Errors {
+		if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
+			msg := fmt.Sprintf("%s: unknown key %q", m[1], m[2])
+			if near := nearest(m[2], configKeys()); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			lines = append(lines, msg+"; the keys are "+strings.Join(configKeys(), ", "))
+		} else if m := yamlBadValue.FindStringSubmatch(e); m != nil {
+			want := kinds[m[4]]
+			if want == "" {
+				want = m[4]
+			}
+			lines = append(lines, fmt.Sprintf("%s: %q must be %s", m[1], m[3], want))
+		} else {
+			lines = append(lines, e)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+// nearest returns the candidate closest to s in edit distance when it is
+// close enough to be a typo (at most a third of its letters), else "".
+func nearest(s string, candidates []string) string {
+	best, bestD := "", len(s)/3+1
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

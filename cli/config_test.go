@@ -40,3 +40,32 @@ func TestSiteConfig(t *testing.T) {
 		t.Fatalf("missing $SOMAFLOW_CONFIG: %+v", r)
 	}
 }
+
+// Mistakes in a configuration file and in duration flags are explained in
+// words (exit 2), never in the decoder's or parser's Go terms.
+func TestBadValuesInWords(t *testing.T) {
+	cfg := write(t, "site.yaml", "maxjobs: 3\nmax_jobs: many\n")
+	env := []string{"SOMAFLOW_CONFIG=" + cfg, "XDG_CONFIG_HOME=" + t.TempDir()}
+	r := run(t, env, "list")
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown key "maxjobs" (did you mean "max_jobs"?)`) ||
+		!strings.Contains(r.stderr, `"many" must be a whole number`) || strings.Contains(r.stderr, "cli.SiteConfig") {
+		t.Fatalf("config with a typo and a bad value: %+v", r)
+	}
+	state := t.TempDir()
+	env = []string{"SOMAFLOW_STATE_DIR=" + state}
+	for _, args := range [][]string{{"wait", "--timeout", "soon", "1"}, {"submit", "--expiration", "+2x", write(t, "ok.yaml", okWF)}, {"engine", "--idle", "later"}} {
+		r := run(t, env, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "is not a duration") || strings.Contains(r.stderr, "time:") {
+			t.Errorf("%v: want exit 2 explaining durations, got %+v", args, r)
+		}
+	}
+	// Seconds and days are durations.
+	if r := run(t, env, "submit", "--expiration", "+2d", write(t, "ok.yaml", okWF)); r.code != 0 {
+		t.Fatalf("submit --expiration +2d: %+v", r)
+	}
+	if r := run(t, env, "wait", "--timeout", "30", "1"); r.code != 0 {
+		t.Fatalf("wait --timeout 30: %+v", r)
+	}
+	run(t, env, "engine", "stop")
+	stopSupervisor(state)
+}

@@ -47,7 +47,7 @@ func engineCommand(s *IO) *ucli.Command {
 			"in the background when none runs; run it yourself under systemd, screen or a batch allocation.\n" +
 			"It exits after --idle with nothing to run, and on SIGTERM/SIGINT (jobs keep running).",
 		Flags: []ucli.Flag{
-			&ucli.DurationFlag{Name: "idle", Usage: "exit after this long with nothing to run (0: never)", Value: 0},
+			&ucli.StringFlag{Name: "idle", Usage: "exit after `DURATION` with nothing to run: seconds, or 30m, 2h, 7d (default: never)"},
 			&ucli.BoolFlag{Name: "background", Usage: "started by submit: exit quietly if an engine already runs", Hidden: true},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
@@ -55,6 +55,11 @@ func engineCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			idle, err := durationFlag(cmd, "idle")
+			if err != nil {
+				return err
+			}
+			idle = max(idle, 0) // none: never
 			// Caught, not ignored, so that jobs and the supervisor started
 			// from here do not inherit an ignored SIGHUP.
 			signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
@@ -64,7 +69,7 @@ func engineCommand(s *IO) *ucli.Command {
 			exe, _ := os.Executable()
 			c, err := client.Open(ctx, client.Options{
 				StateDir: dir, Backend: cmd.String("backend"), SpoolDir: cmd.String("spool-dir"),
-				ExecPath: exe, Idle: cmd.Duration("idle"), Logger: engineLogger(s), Settings: s.cfg.Settings,
+				ExecPath: exe, Idle: idle, Logger: engineLogger(s), Settings: s.cfg.Settings,
 				Supervised: true,
 			})
 			if errors.Is(err, client.ErrEngineRunning) && cmd.Bool("background") {
@@ -82,7 +87,7 @@ func engineCommand(s *IO) *ucli.Command {
 					c.Close()
 					return fmt.Errorf("%w: engine: %v", client.ErrUnavailable, err)
 				}
-				fmt.Fprintf(s.ErrOut, "somaflow engine: idle for %v: exiting\n", cmd.Duration("idle"))
+				fmt.Fprintf(s.ErrOut, "somaflow engine: idle for %v: exiting\n", idle)
 			}
 			return c.Close()
 		},

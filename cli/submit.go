@@ -24,7 +24,7 @@ func submitCommand(s *IO) *ucli.Command {
 			&ucli.IntFlag{Name: "max-jobs", Value: s.cfg.MaxJobs, Usage: "jobs running at once (default: CPUs for local, unlimited for batch backends)"},
 			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
 			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
-			&ucli.StringFlag{Name: "expiration", Usage: "when the workflow is removed: RFC3339, YYYY-MM-DD or +DURATION (default +168h)"},
+			&ucli.StringFlag{Name: "expiration", Usage: "when the workflow is removed: RFC3339, YYYY-MM-DD or +DURATION (default +7d)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			if cmd.Args().Len() != 1 {
@@ -75,9 +75,12 @@ func submitCommand(s *IO) *ucli.Command {
 // parseDate reads RFC3339, YYYY-MM-DD (local midnight) or +DURATION.
 func parseDate(v string) (time.Time, error) {
 	if d, ok := strings.CutPrefix(v, "+"); ok {
-		dur, err := time.ParseDuration(d)
+		dur, err := parseDuration("expiration", d)
 		if err != nil {
-			return time.Time{}, usagef("bad duration %q: %v", v, err)
+			return time.Time{}, err
+		}
+		if dur < 0 {
+			return time.Time{}, usagef("expiration %q: give a duration after +", v)
 		}
 		return time.Now().Add(dur), nil
 	}
@@ -87,5 +90,5 @@ func parseDate(v string) (time.Time, error) {
 	if t, err := time.ParseInLocation("2006-01-02", v, time.Local); err == nil {
 		return t, nil
 	}
-	return time.Time{}, usagef("bad date %q: use RFC3339 (2026-12-01T12:00:00Z), YYYY-MM-DD or +DURATION (+48h)", v)
+	return time.Time{}, usagef("bad date %q: use RFC3339 (2026-12-01T12:00:00Z), YYYY-MM-DD or +DURATION (+48h, +2d, +3600)", v)
 }

@@ -20,10 +20,14 @@ func waitCommand(s *IO) *ucli.Command {
 			"code wins (2, 3, 5, 4, 1, 0).\n\n" + exitHelp,
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the status documents (a JSON array)"},
-			&ucli.DurationFlag{Name: "timeout", Usage: "give up after this long (exit 4); default: wait forever", Value: -1},
+			&ucli.StringFlag{Name: "timeout", Usage: "give up after `DURATION` (exit 4): seconds, or 30m, 2h, 7d (default: wait forever)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			ids, err := parseIDs(cmd, "wait")
+			if err != nil {
+				return err
+			}
+			timeout, err := durationFlag(cmd, "timeout")
 			if err != nil {
 				return err
 			}
@@ -53,7 +57,6 @@ func waitCommand(s *IO) *ucli.Command {
 					}
 				}
 			}()
-			timeout := cmd.Duration("timeout")
 			deadline := time.Now().Add(timeout)
 			var codes []int
 			var docs []*client.WorkflowDoc

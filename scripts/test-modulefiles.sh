@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks contrib/modulefiles with the real Lmod (Lua and Tcl files) from
-# Debian's package: load puts somaflow on PATH and sets SOMAFLOW_CONFIG,
-# unload removes both. Needs root for apt-get when lmod is missing.
+# Debian's package: load puts somaflow on PATH and sets SOMAFLOW_CONFIG when
+# the site config exists (and somaflow works when it does not), unload
+# removes both. Needs root for apt-get when lmod is missing.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(readlink -f "${1:-$top/bin/somaflow}")
@@ -29,6 +30,13 @@ for kind in lmod tcl; do
 	module unload somaflow
 	if command -v somaflow >/dev/null && [ "$(command -v somaflow)" = "$prefix/bin/somaflow" ]; then echo "$kind: unload left PATH"; exit 1; fi
 	[ -z "${SOMAFLOW_CONFIG:-}" ] || { echo "$kind: unload left SOMAFLOW_CONFIG"; exit 1; }
+	# A site that installs the module without a config file.
+	mv "$prefix/etc/somaflow.yaml" "$work/saved.yaml"
+	module load somaflow
+	[ -z "${SOMAFLOW_CONFIG:-}" ] || { echo "$kind: SOMAFLOW_CONFIG set to a missing file"; exit 1; }
+	somaflow version >/dev/null || { echo "$kind: somaflow broken by the module without a site config"; exit 1; }
+	module unload somaflow
+	mv "$work/saved.yaml" "$prefix/etc/somaflow.yaml"
 	module unuse "$work/mf"
 	echo "modulefile ($kind): ok"
 done

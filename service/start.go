@@ -38,10 +38,14 @@ func Engine(dir string) Holder {
 }
 
 // DefaultIdle is how long a background engine waits with nothing to do
-// before it exits: SOMAFLOW_ENGINE_IDLE, else 5 minutes.
+// before it exits: SOMAFLOW_ENGINE_IDLE (seconds, or a Go duration: 10m),
+// else 5 minutes.
 func DefaultIdle() time.Duration {
 	if v := os.Getenv("SOMAFLOW_ENGINE_IDLE"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+			return time.Duration(n * float64(time.Second))
+		}
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
 			return d
 		}
 	}

@@ -21,5 +21,10 @@ whatis("URL: https://github.com/somaflow/somaflow")
 family("somaflow")
 prepend_path("PATH", pathJoin(prefix, "bin"))
 setenv("SOMAFLOW_HOME", prefix)
--- The site's configuration: default backend (e.g. slurm), queue, spool dir.
-setenv("SOMAFLOW_CONFIG", pathJoin(prefix, "etc", "somaflow.yaml"))
+-- The site's configuration: default backend (e.g. slurm), queue, spool dir;
+-- only when the site wrote one (somaflow refuses a SOMAFLOW_CONFIG that
+-- does not exist, and loading the module must never break it).
+local config = pathJoin(prefix, "etc", "somaflow.yaml")
+if isFile(config) then
+    setenv("SOMAFLOW_CONFIG", config)
+end
