@@ -314,3 +314,32 @@ func TestListJSONIsTheStatusHeader(t *testing.T) {
 		t.Fatalf("list --json: want the 7 header fields, UTC times, the queue: %v", list[0])
 	}
 }
+
+// Exit codes and messages a new user meets first (issue 25.6).
+func TestFirstDayMessages(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	if r := run(t, env, "nosuch"); r.code != 2 || !strings.Contains(r.stderr, `unknown command "nosuch"`) {
+		t.Fatalf("unknown command: %+v", r)
+	}
+	if r := run(t, env, "run", write(t, "ok.yaml", okWF), "--keep-state"); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	if r := run(t, env, "wait", "99"); r.code != 3 || strings.Count(r.stderr, "workflow 99") != 1 {
+		t.Fatalf("wait on an unknown id: want exit 3 naming it once, got %+v", r)
+	}
+	if r := run(t, env, "stop", "1"); r.code != 0 || !strings.Contains(r.stdout, "nothing to stop") {
+		t.Fatalf("stop of a done workflow: %+v", r)
+	}
+	if r := run(t, env, "delete", "--all"); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+		t.Fatalf("delete --all without a terminal nor --yes: %+v", r)
+	}
+	if r := run(t, env, "list"); !strings.Contains(r.stdout, "workflow_done") {
+		t.Fatalf("delete --all without --yes deleted: %+v", r)
+	}
+	if r := run(t, env, "delete", "--all", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "deleted workflow 1") {
+		t.Fatalf("delete --all --yes: %+v", r)
+	}
+	run(t, env, "engine", "stop")
+	stopSupervisor(state)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/somaflow/somaflow/client"
 )
@@ -35,6 +36,16 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// withID prefixes an error with the workflow it is about, unless it
+// already names it.
+func withID(id int64, err error) error {
+	prefix := fmt.Sprintf("workflow %d", id)
+	if strings.HasPrefix(err.Error(), prefix+":") || strings.HasPrefix(err.Error(), prefix+" ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}
 
 // errJobsFailed is returned by run/wait when a job did not succeed; the
 // summary or document was already printed.

@@ -60,6 +60,15 @@ func intentCommand(s *IO, cmd0 *ucli.Command, do func(ctx context.Context, cmd *
 			for _, w := range ws {
 				ids = append(ids, w.ID)
 			}
+			if len(ids) > 0 && !cmd.Bool("yes") {
+				q := fmt.Sprintf("%s all %d workflows of %s?", name, len(ids), dir)
+				if !s.inTTY {
+					return usagef("%s --all acts on every workflow of %s (%d): add --yes to confirm", name, dir, len(ids))
+				}
+				if !s.Confirm(q) {
+					return usagef("%s --all: not confirmed; nothing done", name)
+				}
+			}
 		}
 		if err := ensureEngine(dir); err != nil {
 			return err
@@ -120,10 +129,15 @@ func stopCommand(s *IO) *ucli.Command {
 		if cmd.Bool("no-wait") {
 			return fmt.Sprintf("stop: workflow %d (requested)", id), c.RequestStop(ctx, id)
 		}
+		if st, err := c.WorkflowStatus(ctx, id); err != nil {
+			return "", withID(id, err)
+		} else if st == model.WorkflowDone {
+			return fmt.Sprintf("stop: workflow %d: nothing to stop (it is done)", id), nil
+		}
 		ok, err := c.StopWorkflow(ctx, id)
 		switch {
 		case err != nil:
-			return "", fmt.Errorf("workflow %d: %w", id, err)
+			return "", withID(id, err)
 		case !ok:
 			msg := fmt.Sprintf("stop: workflow %d: no engine confirmed the stop; it is carried out when one runs", id)
 			if jobs := mayStillRun(ctx, c, id); jobs != "" {
@@ -146,7 +160,7 @@ func restartCommand(s *IO) *ucli.Command {
 		ok, err := c.RestartWorkflow(ctx, id, cmd.String("queue"))
 		switch {
 		case err != nil:
-			return "", fmt.Errorf("workflow %d: %w", id, err)
+			return "", withID(id, err)
 		case !ok:
 			return fmt.Sprintf("restart: workflow %d: nothing to restart (every job succeeded)", id), nil
 		}
@@ -166,7 +180,8 @@ func deleteCommand(s *IO) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "force", Usage: "remove even when kills cannot be confirmed (jobs may survive: they are named)"},
 			&ucli.BoolFlag{Name: "no-wait", Usage: "return once the delete is recorded"},
-			&ucli.BoolFlag{Name: "all", Usage: "delete every workflow of the state dir"},
+			&ucli.BoolFlag{Name: "all", Usage: "delete every workflow of the state dir (asks on a terminal; --yes elsewhere)"},
+			&ucli.BoolFlag{Name: "yes", Usage: "with --all: do not ask"},
 		},
 	}, func(ctx context.Context, cmd *ucli.Command, c *client.Client, id int64) (string, error) {
 		force := cmd.Bool("force")
@@ -180,7 +195,7 @@ func deleteCommand(s *IO) *ucli.Command {
 		}
 		switch {
 		case err != nil:
-			return "", fmt.Errorf("workflow %d: %w", id, err)
+			return "", withID(id, err)
 		case !ok && jobs != "":
 			return fmt.Sprintf("deleted workflow %d; these jobs may still run: %s", id, jobs), nil
 		case cmd.Bool("no-wait"):

@@ -3,8 +3,10 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +17,7 @@ import (
 type IO struct {
 	In          io.Reader
 	Out, ErrOut io.Writer
+	inTTY       bool
 	outTTY      bool
 	errTTY      bool
 	// cfg is the site and user configuration (defaults for flags).
@@ -23,7 +26,7 @@ type IO struct {
 
 // System returns the process's streams.
 func System() *IO {
-	return &IO{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, outTTY: isTTY(os.Stdout), errTTY: isTTY(os.Stderr)}
+	return &IO{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, inTTY: isTTY(os.Stdin), outTTY: isTTY(os.Stdout), errTTY: isTTY(os.Stderr)}
 }
 
 func isTTY(f *os.File) bool {
@@ -38,6 +41,18 @@ func (s *IO) Color() bool {
 
 // Progress reports whether a live progress line may be drawn on ErrOut.
 func (s *IO) Progress() bool { return s.errTTY && s.outTTY }
+
+// Confirm asks a yes/no question on a terminal (default no); false
+// without a terminal to ask on.
+func (s *IO) Confirm(question string) bool {
+	if !s.inTTY || !s.errTTY {
+		return false
+	}
+	fmt.Fprintf(s.ErrOut, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(s.In).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes"
+}
 
 // table is an aligned table on Out, written in large chunks when flushed
 // (a tabwriter alone writes every cell on its own: 800,000 writes for the

@@ -75,6 +75,12 @@ func newRoot(s *IO) *ucli.Command {
 		HideVersion:           true,
 		ExitErrHandler:        func(context.Context, *ucli.Command, error) {},
 		OnUsageError:          onUsageError,
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if cmd.Args().Len() > 0 {
+				return usagef("unknown command %q: see somaflow --help", cmd.Args().First())
+			}
+			return ucli.ShowAppHelp(cmd)
+		},
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "state-dir", Value: s.cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
 			&ucli.StringFlag{Name: "backend", Value: or(s.cfg.Backend, "local"), Usage: "backend: local, slurm, pbs or drmaa", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},

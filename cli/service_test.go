@@ -185,7 +185,7 @@ func TestServiceCommands(t *testing.T) {
 	if r := run(t, env, "delete", "1"); r.code != 3 {
 		t.Fatalf("delete twice: %+v", r)
 	}
-	if r := run(t, env, "delete", "--all"); r.code != 0 {
+	if r := run(t, env, "delete", "--all", "--yes"); r.code != 0 {
 		t.Fatalf("delete --all: %+v", r)
 	}
 	if r := run(t, env, "list", "--json"); strings.TrimSpace(r.stdout) != "[]" {

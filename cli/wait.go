@@ -76,7 +76,7 @@ func waitCommand(s *IO) *ucli.Command {
 				stopWatch()
 				stop()
 				if err != nil {
-					fmt.Fprintf(s.ErrOut, "somaflow: workflow %d: %v\n", id, err)
+					fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
 					codes = append(codes, ExitCode(err))
 					continue
 				}
