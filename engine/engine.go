@@ -68,6 +68,9 @@ type backendRun struct {
 	caps    drms.Capabilities
 	handles map[string]*job
 	events  <-chan drms.Event
+	// slots bounds the jobs active on this backend across all workflows
+	// (Capabilities.MaxJobsDefault; 0: no bound).
+	slots int
 
 	// retryAt holds this backend's submissions back after it refused or
 	// could not be reached; down says since when and why (nil: it
@@ -197,7 +200,7 @@ func New(st *store.Store, be drms.Backend, opts Options) *Engine {
 
 func (e *Engine) addBackend(be drms.Backend) *backendRun {
 	b := &backendRun{be: be, caps: be.Capabilities(), handles: map[string]*job{}}
-	b.name = b.caps.Name
+	b.name, b.slots = b.caps.Name, b.caps.MaxJobsDefault
 	if n, ok := be.(drms.Notifier); ok {
 		b.events = n.Events()
 	}

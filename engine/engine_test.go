@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -389,4 +390,56 @@ func TestEngineRestartMidway(t *testing.T) {
 	h.start()
 	jobs := h.waitDone(id)
 	expectOutcomes(t, jobs, map[string]string{"done1": ok, "long": "failed/exit_status_undetermined/null", "after": abort, "other": ok})
+}
+
+// Two workflows share the local backend's slots: with 2, never more than
+// 2 of their jobs run at once (soma-workflow's local scheduler counts CPUs
+// across workflows; each workflow once had all the CPUs to itself).
+func TestSlotsSharedAcrossWorkflows(t *testing.T) {
+	h := newHarness(t)
+	h.stopEngine()
+	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": "2"}})
+	h.start()
+	log := filepath.Join(h.dir, "times")
+	var jobs []jobDef
+	for i := range 4 {
+		jobs = append(jobs, jobDef{name: fmt.Sprint("j", i), shell: fmt.Sprintf("echo start $(date +%%s%%N) >> %s; sleep 0.2; echo end $(date +%%s%%N) >> %s", log, log)})
+	}
+	a, b := h.submit(build(jobs), 0), h.submit(build(jobs), 0)
+	h.waitDone(a)
+	h.waitDone(b)
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ev struct {
+		t     int64
+		delta int
+	}
+	var evs []ev
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var kind string
+		var ts int64
+		fmt.Sscan(line, &kind, &ts)
+		d := 1
+		if kind == "end" {
+			d = -1
+		}
+		evs = append(evs, ev{ts, d})
+	}
+	if len(evs) != 16 {
+		t.Fatalf("%d start/end records, want 16:\n%s", len(evs), data)
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].t < evs[j].t || evs[i].t == evs[j].t && evs[i].delta < evs[j].delta })
+	running, most := 0, 0
+	for _, e := range evs {
+		running += e.delta
+		most = max(most, running)
+	}
+	if most > 2 {
+		t.Fatalf("%d jobs ran at once across two workflows on 2 slots", most)
+	}
+	if most < 2 {
+		t.Fatalf("at most %d job ran at once: the slots were not used", most)
+	}
 }

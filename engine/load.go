@@ -122,10 +122,7 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		return e.refuse(ctx, row, fmt.Sprintf("backend %q cannot be used: %v", row.Backend, err))
 	}
 	w := &wfRun{b: b, row: row, def: def, g: buildGraph(def), linksTo: map[int][]model.ParamLink{}}
-	w.maxJobs = row.MaxJobs
-	if w.maxJobs <= 0 {
-		w.maxJobs = b.caps.MaxJobsDefault
-	}
+	w.maxJobs = row.MaxJobs // 0: only the backend's slots limit it
 	for _, l := range def.ParamLinks {
 		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
 	}

@@ -83,18 +83,37 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 	return after, len(after) > 0
 }
 
-// schedule picks ready jobs in priority order up to each workflow's limit,
-// records the submission intent (attempt+1, submission_pending) and returns
-// them; the caller commits before submitting.
+// mayStart tells whether the workflow may start one more job, used being
+// the jobs active on its backend across all workflows. A workflow with its
+// own limit (--max-jobs) runs up to that many, as asked; the others share
+// the backend's slots (the local backend's CPUs, or its max-jobs setting),
+// as soma-workflow's local scheduler shares the CPUs across workflows.
+func (w *wfRun) mayStart(used int) bool {
+	if w.maxJobs > 0 {
+		return w.running < w.maxJobs
+	}
+	return w.b.slots <= 0 || used < w.b.slots
+}
+
+// schedule picks ready jobs in priority order up to each workflow's limit
+// (see mayStart), records the submission intent
+// (attempt+1, submission_pending) and returns them; the caller commits
+// before submitting.
 func (e *Engine) schedule() []*job {
 	var subs []*job
 	now := time.Now()
+	// Jobs active per backend, across workflows: counted, not kept, so that
+	// a workflow leaving memory cannot leave slots taken.
+	used := map[*backendRun]int{}
+	for _, w := range e.runs {
+		used[w.b] += w.running
+	}
 	for _, w := range e.runs {
 		if w.stopping || now.Before(w.b.retryAt) {
 			continue
 		}
 		e.queueEarly(w)
-		for w.ready.Len() > 0 && (w.maxJobs <= 0 || w.running < w.maxJobs) {
+		for w.ready.Len() > 0 && w.mayStart(used[w.b]) {
 			it := heap.Pop(&w.ready).(readyItem)
 			v := int(it.idx)
 			if w.state[v] != nReady {
@@ -111,6 +130,7 @@ func (e *Engine) schedule() []*job {
 				j.after = after
 			}
 			w.set(v, nActive)
+			used[w.b]++
 			j.row.Attempt++
 			j.row.Status = model.JobSubmissionPending
 			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil
