@@ -343,3 +343,29 @@ func TestFirstDayMessages(t *testing.T) {
 	run(t, env, "engine", "stop")
 	stopSupervisor(state)
 }
+
+// run --trace writes one TSV row per job attempt, the same rows `somaflow
+// trace` prints later (issue 25.9).
+func TestTrace(t *testing.T) {
+	env := []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "state")}
+	trace := filepath.Join(t.TempDir(), "trace.tsv")
+	wf := write(t, "two.yaml", "jobs:\n  ok: {command: [true]}\n  bad: {shell: 'echo oops >&2; exit 3'}\n")
+	if r := run(t, env, "run", "--trace", trace, wf); r.code != 1 {
+		t.Fatalf("run --trace: %+v", r)
+	}
+	data, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "workflow\tjob\tname\tattempt\tbackend\tdrms_id\t") {
+		t.Fatalf("trace file:\n%s", data)
+	}
+	bad := strings.Split(lines[2], "\t")
+	if len(bad) != 17 || bad[2] != "bad" || bad[3] != "1" || bad[9] != "done" || bad[10] != "finished_regularly" || bad[11] != "3" || bad[13] == "" {
+		t.Fatalf("row of the failed job: %q", bad)
+	}
+	if r := run(t, env, "trace", "1"); r.code != 0 || r.stdout != string(data) {
+		t.Fatalf("trace 1 differs from run --trace's file:\n%s\n%+v", data, r)
+	}
+}

@@ -99,6 +99,7 @@ func newRoot(s *IO) *ucli.Command {
 			logsCommand(s),
 			exportCommand(s),
 			expireCommand(s),
+			traceCommand(s),
 			dotCommand(s),
 			validateCommand(s),
 			convertCommand(s),

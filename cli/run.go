@@ -38,6 +38,7 @@ func runCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "keep-state", Usage: "keep the private state dir (its path is printed on stderr)"},
 			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
 			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
+			&ucli.StringFlag{Name: "trace", Usage: "write one row per job attempt to `FILE` (TSV, as `somaflow trace`) when the run ends"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error { return runRun(ctx, s, cmd) },
 	}
@@ -135,6 +136,11 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	doc, err := c.WorkflowElementsStatus(ctx, id)
 	if err != nil {
 		return err
+	}
+	if path := cmd.String("trace"); path != "" {
+		if err := saveTrace(path, doc); err != nil {
+			return err
+		}
 	}
 	if cmd.Bool("json") {
 		if err := s.JSON(doc); err != nil {
