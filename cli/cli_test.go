@@ -369,3 +369,53 @@ func TestTrace(t *testing.T) {
 		t.Fatalf("trace 1 differs from run --trace's file:\n%s\n%+v", data, r)
 	}
 }
+
+// logs --follow prints a job's output as it comes, from before the job is
+// submitted to its end, and then exits (issue 25.7).
+func TestLogsFollow(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	wf := write(t, "slow.yaml", "jobs:\n  first: {command: [sleep, '0.3']}\n  talk: {shell: 'echo one; sleep 0.6; echo two >&2; sleep 0.3; echo three', after: [first]}\n")
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	defer func() { run(t, env, "engine", "stop"); stopSupervisor(state) }()
+	r := run(t, env, "logs", "--follow", "1", "talk")
+	if r.code != 0 || !strings.Contains(r.stdout, "one\n") || !strings.Contains(r.stdout, "two\n") || !strings.Contains(r.stdout, "three\n") ||
+		strings.Index(r.stdout, "one") > strings.Index(r.stdout, "three") {
+		t.Fatalf("logs --follow: %+v", r)
+	}
+	if r := run(t, env, "logs", "--follow", "--json", "1", "talk"); r.code != 2 {
+		t.Fatalf("logs --follow --json: %+v", r)
+	}
+}
+
+// status ID JOB shows one job; wait ID --job JOB waits for that job only
+// and exits by its outcome (issue 25.7).
+func TestOneJob(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	wf := write(t, "two.yaml", "jobs:\n  quick: {shell: 'exit 4'}\n  slow: {command: [sleep, '30']}\n")
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	defer func() { run(t, env, "delete", "--force", "1"); run(t, env, "engine", "stop"); stopSupervisor(state) }()
+	r := run(t, env, "wait", "1", "--job", "quick", "--timeout", "60")
+	if r.code != 1 || !strings.Contains(r.stdout, "quick") || !strings.Contains(r.stdout, "exit 4") {
+		t.Fatalf("wait --job quick (exits 4): %+v", r)
+	}
+	if r := run(t, env, "wait", "1", "--job", "slow", "--timeout", "0.2"); r.code != 4 {
+		t.Fatalf("wait --job slow with a short timeout: %+v", r)
+	}
+	r = run(t, env, "status", "--json", "1", "quick")
+	var job struct {
+		Name      string `json:"name"`
+		ExitValue *int   `json:"exit_value"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &job); err != nil || job.Name != "quick" || job.ExitValue == nil || *job.ExitValue != 4 {
+		t.Fatalf("status --json 1 quick: %+v", r)
+	}
+	if r := run(t, env, "status", "1", "nosuch"); r.code != 3 {
+		t.Fatalf("status of an unknown job: %+v", r)
+	}
+}

@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
 )
 
 func logsCommand(s *IO) *ucli.Command {
@@ -25,6 +29,7 @@ func logsCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "stdout", Usage: "stdout only"},
 			&ucli.BoolFlag{Name: "stderr", Usage: "stderr only"},
 			&ucli.IntFlag{Name: "tail", Usage: "only the last N lines of each file (0: all)"},
+			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "then print what is appended until the job ended (as tail -f)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			id, err := workflowArg(cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
@@ -44,18 +49,13 @@ func logsCommand(s *IO) *ucli.Command {
 			if tail < 0 {
 				return usagef("--tail must be 0 or more, got %d", tail)
 			}
-			want := cmd.Args().Get(1)
-			var job *client.JobDoc
-			for i, j := range doc.Jobs {
-				if j.ID == want || j.Name == want {
-					if job != nil && j.Name == want && job.Name == want {
-						return usagef("several jobs of workflow %d are named %q: use the job id", id, want)
-					}
-					job = &doc.Jobs[i]
-				}
+			job, err := findJob(doc, cmd.Args().Get(1))
+			if err != nil {
+				return err
 			}
-			if job == nil {
-				return fmt.Errorf("workflow %d has no job %q: %w", id, want, client.ErrUnknownObject)
+			follow := cmd.Bool("follow")
+			if follow && (cmd.Bool("json") || cmd.Bool("paths")) {
+				return usagef("--follow prints the logs as they grow: not with --json or --paths")
 			}
 			type stream struct {
 				name string
@@ -87,6 +87,8 @@ func logsCommand(s *IO) *ucli.Command {
 				}
 				return s.JSON(out)
 			}
+			var names, paths []string
+			var offsets []int64
 			for _, st := range streams {
 				if cmd.Bool("paths") {
 					fmt.Fprintf(s.Out, "%s\t%s\n", st.name, deref(st.path))
@@ -98,13 +100,57 @@ func logsCommand(s *IO) *ucli.Command {
 				if st.path == nil {
 					continue
 				}
-				if _, err := copyLog(s.Out, *st.path, tail, -1); err != nil {
+				end, _, err := copyLogFrom(s.Out, *st.path, -1, tail, -1)
+				if err != nil {
 					fmt.Fprintf(s.ErrOut, "somaflow: %s: %v\n", st.name, err)
+					continue
+				}
+				names, paths, offsets = append(names, st.name), append(paths, *st.path), append(offsets, end)
+			}
+			if !follow {
+				return nil
+			}
+			jobID, _ := strconv.ParseInt(job.ID, 10, 64)
+			for len(paths) == 0 && !model.JobEnded(job.Status) {
+				// Not submitted yet: its files are known once it is.
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(followInterval):
+				}
+				if job, err = c.JobTerminationStatus(ctx, jobID); err != nil {
+					return err
+				}
+				for _, p := range []struct {
+					name string
+					path *string
+					skip bool
+				}{{"stdout", job.Stdout, cmd.Bool("stderr")}, {"stderr", job.Stderr, cmd.Bool("stdout") || (job.Stdout != nil && job.Stderr != nil && *job.Stdout == *job.Stderr)}} {
+					if p.path != nil && !p.skip {
+						names, paths, offsets = append(names, p.name), append(paths, *p.path), append(offsets, 0)
+					}
 				}
 			}
-			return nil
+			return followLogs(ctx, s, c, jobID, names, paths, offsets)
 		},
 	}
+}
+
+// findJob finds a job of a status document by id or name.
+func findJob(doc *client.WorkflowDoc, want string) (*client.JobDoc, error) {
+	var job *client.JobDoc
+	for i, j := range doc.Jobs {
+		if j.ID == want || j.Name == want {
+			if job != nil && j.Name == want && job.Name == want {
+				return nil, usagef("several jobs of workflow %s are named %q: use the job id", doc.ID, want)
+			}
+			job = &doc.Jobs[i]
+		}
+	}
+	if job == nil {
+		return nil, fmt.Errorf("workflow %s has no job %q: %w", doc.ID, want, client.ErrUnknownObject)
+	}
+	return job, nil
 }
 
 // readLog reads a job's log file. The engine creates its own log files
@@ -119,37 +165,92 @@ const maxJSONLog = 8 << 20
 // printed nothing leaves none); a file that is not a regular one (a device
 // such as /dev/zero, a FIFO) is an error, not an endless read.
 func copyLog(w io.Writer, path string, tail int, limit int64) (cut bool, err error) {
+	_, cut, err = copyLogFrom(w, path, -1, tail, limit)
+	return cut, err
+}
+
+// copyLogFrom is copyLog from offset from (from < 0: the start, or the
+// last tail lines), and returns the offset where it stopped: the file's
+// size when it looked (what is appended meanwhile waits for the next look).
+// A file shorter than from was truncated: it is shown from its start.
+func copyLogFrom(w io.Writer, path string, from int64, tail int, limit int64) (end int64, cut bool, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return max(from, 0), false, nil
 	}
 	if err != nil {
-		return false, err
+		return from, false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false, err
+		return from, false, err
 	}
 	if !fi.Mode().IsRegular() {
-		return false, fmt.Errorf("%s is not a regular file (%v): not shown", path, fi.Mode().Type())
+		return from, false, fmt.Errorf("%s is not a regular file (%v): not shown", path, fi.Mode().Type())
 	}
 	size := fi.Size()
-	start := int64(0)
-	if tail > 0 {
+	start := from
+	switch {
+	case from > size:
+		start = 0
+	case from < 0 && tail > 0:
 		if start, err = tailStart(f, size, tail); err != nil {
-			return false, err
+			return from, false, err
 		}
+	case from < 0:
+		start = 0
 	}
 	if limit >= 0 && size-start > limit {
 		start, cut = size-limit, true
 	}
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		return false, err
+		return from, false, err
 	}
-	_, err = io.Copy(w, io.LimitReader(f, size-start)) // what is appended meanwhile waits for the next look
-	return cut, err
+	_, err = io.Copy(w, io.LimitReader(f, size-start))
+	return size, cut, err
 }
+
+// followLogs prints what the job's log files get appended, as `tail -f`
+// does (a header when the stream changes), until the job ended and its
+// files were read once more, or ctx ends.
+func followLogs(ctx context.Context, s *IO, c *client.Client, jobID int64, names, paths []string, offsets []int64) error {
+	shown := len(names) - 1
+	for {
+		st, err := c.JobStatus(ctx, jobID)
+		if err != nil {
+			return err
+		}
+		ended := model.JobEnded(st)
+		for i, p := range paths {
+			var b bytes.Buffer
+			end, _, err := copyLogFrom(&b, p, offsets[i], 0, -1)
+			if err != nil {
+				return err
+			}
+			offsets[i] = end
+			if b.Len() == 0 {
+				continue
+			}
+			if len(names) > 1 && shown != i {
+				fmt.Fprintf(s.Out, "\n==> %s (%s) <==\n", names[i], p)
+				shown = i
+			}
+			s.Out.Write(b.Bytes())
+		}
+		if ended {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(followInterval):
+		}
+	}
+}
+
+// followInterval is how often `logs --follow` looks at the files.
+const followInterval = 200 * time.Millisecond
 
 // tailStart is the offset where the last n lines of a file of size bytes
 // begin, found reading backwards 64 KiB at a time.

@@ -176,6 +176,11 @@ func printJobs(s *IO, doc *client.WorkflowDoc) {
 	if p := doc.EngineProblem; p != nil {
 		fmt.Fprintln(s.Out, s.paint("31", engineProblemText(p)))
 	}
+	printJobTable(s, doc)
+}
+
+// printJobTable prints the jobs of a status document as an aligned table.
+func printJobTable(s *IO, doc *client.WorkflowDoc) {
 	tw := s.newTable()
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tATTEMPT\tDRMS ID\tDURATION")
 	for _, j := range doc.Jobs {

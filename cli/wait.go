@@ -3,24 +3,28 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
 )
 
 func waitCommand(s *IO) *ucli.Command {
 	return &ucli.Command{
 		Name:      "wait",
 		Usage:     "wait until workflows are done; exit 1 if a job did not succeed, 4 on timeout",
-		ArgsUsage: "ID...",
+		ArgsUsage: "ID... | ID --job JOB",
 		Description: "Waits for each workflow (the background engine is started if none runs), then prints a\n" +
 			"summary or, with --json, the status documents. With several ids the most serious exit\n" +
-			"code wins (2, 3, 5, 4, 1, 0).\n\n" + exitHelp,
+			"code wins (2, 3, 5, 4, 1, 0). With --job, waits for that job of the workflow only (exit 0 if it\n" +
+			"succeeded, 1 if not; --json prints its part of the document).\n\n" + exitHelp,
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the status documents (a JSON array)"},
 			&ucli.StringFlag{Name: "timeout", Usage: "give up after `DURATION` (exit 4): seconds, or 30m, 2h, 7d (default: wait forever)"},
+			&ucli.StringFlag{Name: "job", Usage: "wait for this `JOB` (id or name) of the workflow only"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			ids, err := parseIDs(cmd, "wait")
@@ -57,6 +61,12 @@ func waitCommand(s *IO) *ucli.Command {
 					}
 				}
 			}()
+			if name := cmd.String("job"); name != "" {
+				if len(ids) != 1 {
+					return usagef("wait --job takes one workflow ID")
+				}
+				return waitForJob(ctx, s, cmd, c, ids[0], name, timeout)
+			}
 			deadline := time.Now().Add(timeout)
 			var codes []int
 			var docs []*client.WorkflowDoc
@@ -107,4 +117,35 @@ func waitCommand(s *IO) *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// waitForJob waits for one job of a workflow (wait ID --job JOB) and exits
+// as wait does: 0 if it succeeded, 1 if not, 4 on timeout.
+func waitForJob(ctx context.Context, s *IO, cmd *ucli.Command, c *client.Client, id int64, name string, timeout time.Duration) error {
+	doc, err := c.WorkflowElementsStatus(ctx, id)
+	if err != nil {
+		return withID(id, err)
+	}
+	job, err := findJob(doc, name)
+	if err != nil {
+		return err
+	}
+	jobID, _ := strconv.ParseInt(job.ID, 10, 64)
+	if err := c.WaitJob(ctx, []int64{jobID}, timeout); err != nil {
+		return fmt.Errorf("workflow %d, job %s: %w", id, name, err)
+	}
+	if job, err = c.JobTerminationStatus(ctx, jobID); err != nil {
+		return err
+	}
+	if cmd.Bool("json") {
+		if err := s.JSON(job); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(s.Out, "job %s %s of workflow %d: %s, %s\n", job.ID, printable(job.Name), id, job.Status, outcomeText(*job))
+	}
+	if !model.Succeeded(job.Status, deref(job.ExitStatus), job.ExitValue) {
+		return silentExit{ExitJobFailed}
+	}
+	return nil
 }
