@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/somaflow/somaflow/cli.Version=$(VERSION)
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 
-.PHONY: build build-drmaa install test test-race lint fuzz bench bench-full demo clean
+.PHONY: build build-drmaa install man test test-race lint fuzz bench bench-full demo clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
@@ -21,8 +21,25 @@ build-drmaa:
 	CGO_LDFLAGS="$${CGO_LDFLAGS:--L$(DRMAA_DIR)/lib -Wl,-rpath,$(DRMAA_DIR)/lib}" \
 	$(GO) build -tags drmaa -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
 
-install:
-	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/somaflow
+# make install PREFIX=/opt/somaflow/0.1.0: the binary, its man page, shell
+# completions and the modulefiles (PREFIX defaults to /usr/local; DESTDIR
+# for packagers).
+PREFIX ?= /usr/local
+install: build man
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(PREFIX)/share/somaflow
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/somaflow
+	install -m 0644 bin/somaflow.1 $(DESTDIR)$(PREFIX)/share/man/man1/somaflow.1
+	$(BIN) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/somaflow
+	$(BIN) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_somaflow
+	$(BIN) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/somaflow.fish
+	cp -R contrib/modulefiles $(DESTDIR)$(PREFIX)/share/somaflow/
+	sed -i "s#/opt/somaflow/0.1.0#$(PREFIX)#" $(DESTDIR)$(PREFIX)/share/somaflow/modulefiles/*/somaflow/*
+
+# The manual page, made from the command tree (somaflow man).
+man: build
+	$(BIN) man > bin/somaflow.1
 
 test:
 	$(GO) vet ./...

@@ -419,3 +419,33 @@ func TestOneJob(t *testing.T) {
 		t.Fatalf("status of an unknown job: %+v", r)
 	}
 }
+
+// Shell completion and the manual page come from the command tree
+// (issue 25.8): every visible command is completed and documented.
+func TestCompletionAndMan(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if r := run(t, nil, "completion", sh); r.code != 0 || !strings.Contains(r.stdout, "somaflow") {
+			t.Fatalf("completion %s: %+v", sh, r)
+		}
+	}
+	cmds := run(t, nil, "--generate-shell-completion").stdout
+	flags := run(t, nil, "wait", "--", "--generate-shell-completion").stdout
+	man := run(t, nil, "man")
+	if man.code != 0 || !strings.HasPrefix(man.stdout, ".TH SOMAFLOW 1") {
+		t.Fatalf("man: %+v", man)
+	}
+	for _, c := range []string{"submit", "run", "status", "wait", "logs", "trace", "engine", "completion"} {
+		if !strings.Contains(cmds, c+":") {
+			t.Errorf("command %s not completed: %s", c, cmds)
+		}
+		if !strings.Contains(man.stdout, ".SS "+c) {
+			t.Errorf("command %s not in the man page", c)
+		}
+	}
+	if !strings.Contains(flags, "--timeout:") || !strings.Contains(flags, "--job:") {
+		t.Errorf("wait's flags not completed: %s", flags)
+	}
+	if !strings.Contains(man.stdout, `\-\-timeout DURATION`) && !strings.Contains(man.stdout, `\-\-timeout TIMEOUT`) {
+		t.Errorf("wait --timeout not in the man page")
+	}
+}

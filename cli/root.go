@@ -71,7 +71,11 @@ func newRoot(s *IO) *ucli.Command {
 		Version:               Version,
 		Writer:                s.Out,
 		ErrWriter:             s.ErrOut,
-		EnableShellCompletion: false,
+		EnableShellCompletion: true,
+		ConfigureShellCompletionCommand: func(c *ucli.Command) {
+			c.Hidden = false
+			c.Usage = "print a shell completion script: bash, zsh or fish (source <(somaflow completion bash))"
+		},
 		HideVersion:           true,
 		ExitErrHandler:        func(context.Context, *ucli.Command, error) {},
 		OnUsageError:          onUsageError,
@@ -105,6 +109,7 @@ func newRoot(s *IO) *ucli.Command {
 			convertCommand(s),
 			engineCommand(s),
 			versionCommand(s),
+			manCommand(s),
 		},
 	}
 }
