@@ -76,9 +76,9 @@ func newRoot(s *IO) *ucli.Command {
 			c.Hidden = false
 			c.Usage = "print a shell completion script: bash, zsh or fish (source <(somaflow completion bash))"
 		},
-		HideVersion:           true,
-		ExitErrHandler:        func(context.Context, *ucli.Command, error) {},
-		OnUsageError:          onUsageError,
+		HideVersion:    true,
+		ExitErrHandler: func(context.Context, *ucli.Command, error) {},
+		OnUsageError:   onUsageError,
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			if cmd.Args().Len() > 0 {
 				return usagef("unknown command %q: see somaflow --help", cmd.Args().First())
