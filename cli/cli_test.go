@@ -449,3 +449,40 @@ func TestCompletionAndMan(t *testing.T) {
 		t.Errorf("wait --timeout not in the man page")
 	}
 }
+
+// retries: in a native file reruns a failed job; status shows the attempt,
+// logs --attempt K an earlier attempt's output, and the soma export keeps
+// it (issue 25.2).
+func TestRetriesThroughTheCLI(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	count := filepath.Join(t.TempDir(), "count")
+	wf := write(t, "retry.yaml", fmt.Sprintf(`defaults: {retries: 1}
+jobs:
+  flaky: {shell: 'echo x >> %s; echo try $(wc -l < %s); [ $(wc -l < %s) -ge 3 ]', retries: 3}
+  fails: {shell: 'echo no; exit 2'}
+`, count, count, count))
+	r := run(t, env, "run", "--keep-state", "--json", wf)
+	if r.code != 1 {
+		t.Fatalf("run: want exit 1 (fails fails twice), got %+v", r)
+	}
+	for _, want := range []string{`"name":"flaky","status":"done","exit_status":"finished_regularly","exit_value":0,"signal":null,"reason":null,"attempt":3`,
+		`"name":"fails","status":"done","exit_status":"finished_regularly","exit_value":2,"signal":null,"reason":null,"attempt":2`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("status document lacks %s:\n%s", want, r.stdout)
+		}
+	}
+	if r := run(t, env, "logs", "--stdout", "--attempt", "2", "1", "flaky"); r.code != 0 || r.stdout != "try 2\n" {
+		t.Fatalf("logs --attempt 2: %+v", r)
+	}
+	if r := run(t, env, "logs", "--attempt", "4", "1", "flaky"); r.code != 2 {
+		t.Fatalf("logs --attempt 4 of 3: %+v", r)
+	}
+	soma := run(t, env, "convert", "--to", "soma", wf)
+	if !strings.Contains(soma.stdout, `"retries": 3`) || !strings.Contains(soma.stdout, `"retries": 1`) {
+		t.Fatalf("soma export without retries: %s", soma.stdout)
+	}
+	if r := run(t, env, "validate", write(t, "bad.yaml", "jobs: {a: {command: [true], retries: -1}}\n")); r.code != 2 || !strings.Contains(r.stderr, "retries") {
+		t.Fatalf("negative retries: %+v", r)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ func logsCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "stderr", Usage: "stderr only"},
 			&ucli.IntFlag{Name: "tail", Usage: "only the last N lines of each file (0: all)"},
 			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "then print what is appended until the job ended (as tail -f)"},
+			&ucli.IntFlag{Name: "attempt", Usage: "an earlier attempt's logs (a job with retries; default: the latest)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
 			id, err := workflowArg(cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
@@ -52,6 +54,11 @@ func logsCommand(s *IO) *ucli.Command {
 			job, err := findJob(doc, cmd.Args().Get(1))
 			if err != nil {
 				return err
+			}
+			if k := int(cmd.Int("attempt")); k != 0 {
+				if job, err = attemptLogs(job, k); err != nil {
+					return err
+				}
 			}
 			follow := cmd.Bool("follow")
 			if follow && (cmd.Bool("json") || cmd.Bool("paths")) {
@@ -134,6 +141,33 @@ func logsCommand(s *IO) *ucli.Command {
 			return followLogs(ctx, s, c, jobID, names, paths, offsets)
 		},
 	}
+}
+
+// attemptLogs is the job with the log paths of its attempt k: the engine
+// names its own log files by job and attempt (JOB.ATTEMPT.out); a job that
+// writes to its own stdout_file or stderr_file has one file for all.
+func attemptLogs(job *client.JobDoc, k int) (*client.JobDoc, error) {
+	if k < 1 || k > job.Attempt {
+		return nil, usagef("job %s has had %d attempt(s): --attempt %d does not exist", job.ID, job.Attempt, k)
+	}
+	j := *job
+	for _, p := range []**string{&j.Stdout, &j.Stderr} {
+		if *p == nil {
+			continue
+		}
+		dir, base := filepath.Split(**p)
+		for _, ext := range []string{".out", ".err"} {
+			if base == fmt.Sprintf("%s.%d%s", job.ID, job.Attempt, ext) {
+				path := filepath.Join(dir, fmt.Sprintf("%s.%d%s", job.ID, k, ext))
+				*p = &path
+				break
+			}
+			if ext == ".err" && k != job.Attempt {
+				return nil, usagef("job %s writes to its own file %s: every attempt's output is there", job.ID, **p)
+			}
+		}
+	}
+	return &j, nil
 }
 
 // findJob finds a job of a status document by id or name.

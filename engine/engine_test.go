@@ -443,3 +443,37 @@ func TestSlotsSharedAcrossWorkflows(t *testing.T) {
 		t.Fatalf("at most %d job ran at once: the slots were not used", most)
 	}
 }
+
+// A job with retries runs again after a failed attempt, up to its retries;
+// its dependants wait for the last attempt (issue 25.2).
+func TestRetries(t *testing.T) {
+	h := newHarness(t)
+	count := filepath.Join(h.dir, "count")
+	w := build([]jobDef{
+		// Fails twice, then succeeds.
+		{name: "flaky", shell: fmt.Sprintf("echo x >> %s; echo try $(wc -l < %s); [ $(wc -l < %s) -ge 3 ]", count, count, count)},
+		{name: "after", shell: "true", after: []string{"flaky"}},
+		{name: "hopeless", shell: "exit 5"},
+		{name: "never", shell: "true", after: []string{"hopeless"}},
+		{name: "noretries", shell: "exit 6"},
+	})
+	w.Jobs[0].Retries, w.Jobs[2].Retries = 2, 1
+	jobs := h.waitDone(h.submit(w, 0))
+	expectOutcomes(t, jobs, map[string]string{
+		"flaky": ok, "after": ok, "hopeless": "done/finished_regularly/5", "never": abort, "noretries": "done/finished_regularly/6",
+	})
+	attempts := map[string]int{}
+	for _, j := range jobs {
+		attempts[j.Name] = j.Attempt
+	}
+	if attempts["flaky"] != 3 || attempts["hopeless"] != 2 || attempts["noretries"] != 1 || attempts["after"] != 1 {
+		t.Fatalf("attempts: %v; want flaky 3, hopeless 2 (1 retry), noretries 1, after 1", attempts)
+	}
+	// Each attempt has its own log.
+	for a := 1; a <= 3; a++ {
+		got, err := os.ReadFile(filepath.Join(h.st.Dir, "logs", "1", fmt.Sprintf("%d.%d.out", jobs[0].ID, a)))
+		if err != nil || string(got) != fmt.Sprintf("try %d\n", a) {
+			t.Errorf("log of flaky's attempt %d: %q, %v", a, got, err)
+		}
+	}
+}

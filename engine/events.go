@@ -4,8 +4,10 @@ package engine
 // job states and outcomes.
 
 import (
+	"container/heap"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"time"
 
@@ -125,6 +127,9 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 		}
 		e.acks[w.b] = append(e.acks[w.b], handleOf(j))
 	}
+	if e.retry(j, o) {
+		return
+	}
 	e.end(j, o)
 	if w.state[v] == nSucceeded {
 		w.forget(v)
@@ -138,6 +143,43 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 		e.abortFrom(w, v)
 	}
 	e.maybeFinish(w)
+}
+
+// retry puts a failed attempt of a job with retries left back in the ready
+// queue (its next attempt is attempt+1; the logs of each attempt are kept),
+// its reason saying how the last one ended. A user's stop, an aborted
+// dependency, a command that cannot start (aborted) and a lost outcome
+// (undetermined: it may have succeeded) are not retried.
+func (e *Engine) retry(j *job, o *drms.Outcome) bool {
+	w := j.w
+	v := j.row.Index
+	left := w.def.Jobs[v].Retries - (j.row.Attempt - 1)
+	if left <= 0 || w.stopping || j.row.KillIntent || model.Succeeded(o.Status, o.ExitStatus, o.ExitValue) {
+		return false
+	}
+	switch o.ExitStatus {
+	case model.ExitFinishedRegular, model.ExitFinishedSignal, model.ExitFinishedUnclear:
+	default:
+		return false
+	}
+	how := o.ExitStatus
+	switch {
+	case o.ExitValue != nil:
+		how = fmt.Sprintf("exit %d", *o.ExitValue)
+	case o.Signal != "":
+		how = o.Signal
+	}
+	if o.Reason != "" {
+		how += ": " + o.Reason
+	}
+	reason := fmt.Sprintf("attempt %d failed (%s); retrying (%d retr%s left after this one)", j.row.Attempt, how, left-1, map[bool]string{true: "y", false: "ies"}[left-1 == 1])
+	e.log.Info("retrying a failed job", "job", j.row.ID, "attempt", j.row.Attempt, "outcome", how)
+	j.row.Status, j.row.Reason = model.JobNotSubmitted, &reason
+	j.row.ExitStatus, j.row.ExitValue, j.row.Signal = nil, nil, nil
+	w.set(v, nReady)
+	heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
+	e.markDirty(j)
+	return true
 }
 
 // end records an outcome on an active job's row.

@@ -128,6 +128,9 @@ var EngineClasses = map[string]bool{
 	"soma_workflow.custom_jobs.StrCatJob":              true,
 }
 
+// MaxRetries bounds a job's retries.
+const MaxRetries = 100
+
 // DefaultDisposalTimeout is soma-workflow's default, in hours.
 const DefaultDisposalTimeout = 168
 
@@ -151,7 +154,12 @@ type Job struct {
 	OutputParamsFile *Arg
 	JoinStderrout    bool
 
-	Priority            int
+	Priority int
+	// Retries is how many times a failed attempt runs again (somaflow's
+	// extension: `retries` in both formats; 0: none). A user's stop, an
+	// aborted dependency, a command that cannot start and a lost outcome
+	// are not retried.
+	Retries             int
 	NativeSpecification NativeSpec
 	// NativeSpecAsList records that the file wrote NativeSpecification as a
 	// JSON list (a single string otherwise).

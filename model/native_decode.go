@@ -41,7 +41,7 @@ func Decode(data []byte) (*Workflow, Format, error) {
 var nativeJobFields = map[string]bool{
 	"stdin": true, "stdout_file": true, "stderr_file": true, "working_directory": true,
 	"input_params_file": true, "output_params_file": true, "join_stderrout": true,
-	"priority": true, "native_specification": true, "parallel_job_info": true,
+	"priority": true, "retries": true, "native_specification": true, "parallel_job_info": true,
 	"disposal_timeout": true, "env": true, "use_input_params_file": true,
 	"has_outputs": true, "referenced_input_files": true, "referenced_output_files": true,
 	"params": true, "links": true,
@@ -629,6 +629,8 @@ func (d *nativeDecoder) job(i int, p pair, defaults map[string]*yaml.Node) {
 			j.HasOutputs = d.bool(n, label, k)
 		case "priority":
 			j.Priority, _ = d.int(n, label, k)
+		case "retries":
+			j.Retries, _ = d.int(n, label, k)
 		case "disposal_timeout":
 			if v, ok := d.int(n, label, k); ok {
 				j.DisposalTimeout = &v

@@ -600,6 +600,9 @@ func (e *nativeEncoder) job(i int, j *Job, after []string, links []ParamLink) (*
 	if j.Priority != 0 {
 		put(m, "priority", intN(j.Priority))
 	}
+	if j.Retries != 0 {
+		put(m, "retries", intN(j.Retries))
+	}
 	if j.NativeSpecification != nil {
 		put(m, "native_specification", nativeSpecN(j.NativeSpecification, j.NativeSpecAsList))
 	}

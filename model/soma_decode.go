@@ -629,6 +629,12 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 				jd.bad(f.key, err)
 			}
 			j.Priority = n
+		case "retries": // somaflow's extension; soma-workflow keeps it as an attribute
+			n, err := parseInt(f.val)
+			if err != nil {
+				jd.bad(f.key, err)
+			}
+			j.Retries = n
 		case "native_specification":
 			ns, isList, err := parseNativeSpec(f.val)
 			if err != nil {

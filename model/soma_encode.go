@@ -696,6 +696,9 @@ func (e *somaEncoder) writeJob(j *Job) {
 	if j.UUID != "" {
 		o.kStr("uuid", j.UUID)
 	}
+	if j.Retries != 0 {
+		o.kInt("retries", j.Retries)
+	}
 	cmd := j.Command
 	if cmd == nil && j.Shell != "" {
 		// soma-workflow has no shell lines: run it as sh -c

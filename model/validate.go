@@ -299,6 +299,9 @@ func (w *Workflow) validateJob(ps *problems, i int, j *Job, nPaths int) {
 		}
 		w.checkArg(ps, label, f.name, *f.a, nPaths)
 	}
+	if j.Retries < 0 || j.Retries > MaxRetries {
+		ps.add(label, "retries", "must be between 0 and %d, got %d", MaxRetries, j.Retries)
+	}
 	if j.DisposalTimeout != nil && *j.DisposalTimeout < 0 {
 		ps.add(label, "disposal_timeout", "negative: %d", *j.DisposalTimeout)
 	}
