@@ -486,3 +486,20 @@ jobs:
 		t.Fatalf("negative retries: %+v", r)
 	}
 }
+
+// Resources in the native format (issue 25.1): a local job past its
+// walltime is killed and says so; the soma export keeps the resources.
+func TestResourcesThroughTheCLI(t *testing.T) {
+	wf := write(t, "res.yaml", "defaults: {walltime: 1s, memory: 1G}\njobs:\n  slow: {command: [sleep, '30'], cpus: 1}\n")
+	r := run(t, []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "s")}, "run", "--json", wf)
+	if r.code != 1 || !strings.Contains(r.stdout, `"exit_status":"finished_signal"`) || !strings.Contains(r.stdout, "walltime of 1s exceeded") {
+		t.Fatalf("a job past its walltime: %+v", r)
+	}
+	soma := run(t, nil, "convert", "--to", "soma", wf)
+	if !strings.Contains(soma.stdout, `"resources": {`) || !strings.Contains(soma.stdout, `"memory_mb": 1024,`) || !strings.Contains(soma.stdout, `"walltime_s": 1,`) {
+		t.Fatalf("soma export of resources: %s", soma.stdout)
+	}
+	if r := run(t, nil, "validate", write(t, "bad.yaml", "jobs: {a: {command: [true], memory: lots}}\n")); r.code != 2 || !strings.Contains(r.stderr, `memory "lots"`) {
+		t.Fatalf("bad memory: %+v", r)
+	}
+}

@@ -120,7 +120,8 @@ func New(cfg drms.Config) (drms.Backend, error) {
 
 // Capabilities implements drms.Backend.
 func (b *Backend) Capabilities() drms.Capabilities {
-	return drms.Capabilities{Name: "drmaa", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true}
+	return drms.Capabilities{Name: "drmaa", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true,
+		Walltime: strings.TrimSpace(b.opts.walltimeOption) != ""}
 }
 
 // Events implements drms.Notifier: one event per job outcome reaped (or

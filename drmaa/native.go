@@ -52,7 +52,9 @@ type options struct {
 	queueOption    string
 	parallelOption string
 	native         []string
-	accounting     *bool // nil: use qacct when it is on PATH
+	// resource templates (see SettingCPUsOption)
+	cpusOption, memoryOption, walltimeOption, gpusOption string
+	accounting                                           *bool // nil: use qacct when it is on PATH
 	// forgetGrace is how long a job may be unknown to DRMAA and to the
 	// accounting before it ends without a record (accounting is written
 	// with a delay: Grid Engine's reporting flush_time, 15 s by default).
@@ -64,10 +66,20 @@ const (
 	// SettingForgetGrace is how long (a Go duration, default 2m) a job may
 	// be unknown to both DRMAA and qacct before it ends without a record.
 	SettingForgetGrace = "forget_grace"
+	// SettingCPUsOption, SettingMemoryOption, SettingWalltimeOption and
+	// SettingGPUsOption are the native templates of a job's resources
+	// ({cpus}, {mb}, {seconds}, {gpus}); Grid Engine's defaults for memory
+	// and walltime, none for CPUs and GPUs (a site's parallel environment
+	// or complex): a job asking for one without a template is refused.
+	SettingCPUsOption     = "cpus_option"
+	SettingMemoryOption   = "memory_option"
+	SettingWalltimeOption = "walltime_option"
+	SettingGPUsOption     = "gpus_option"
 )
 
 func parseOptions(s map[string]string) (options, error) {
-	o := options{queueOption: "-q", parallelOption: "-pe {config} {slots}", forgetGrace: 2 * time.Minute}
+	o := options{queueOption: "-q", parallelOption: "-pe {config} {slots}", forgetGrace: 2 * time.Minute,
+		memoryOption: "-l h_vmem={mb}M", walltimeOption: "-l h_rt={seconds}"}
 	for k, v := range s {
 		switch k {
 		case SettingQueueOption:
@@ -82,6 +94,14 @@ func parseOptions(s map[string]string) (options, error) {
 			o.parallelOption = v
 		case SettingNative:
 			o.native = strings.Fields(v)
+		case SettingCPUsOption:
+			o.cpusOption = v
+		case SettingMemoryOption:
+			o.memoryOption = v
+		case SettingWalltimeOption:
+			o.walltimeOption = v
+		case SettingGPUsOption:
+			o.gpusOption = v
 		case SettingAccounting:
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -107,20 +127,34 @@ func (o options) nativeSpec(spec drms.JobSpec) (string, error) {
 	parts := append([]string(nil), o.native...)
 	if spec.Queue != "" {
 		if strings.ContainsAny(spec.Queue, " \t\n\"'") {
-			return "", fmt.Errorf("drmaa: queue %q contains white space or quotes", spec.Queue)
+			return "", &drms.StartError{Reason: fmt.Sprintf("drmaa: queue %q contains white space or quotes", spec.Queue)}
 		}
 		parts = append(parts, o.queueOption, spec.Queue)
 	}
 	if p := spec.Parallel; p != nil {
 		if p.NodesNumber < 1 || p.CPUPerNode < 1 {
-			return "", fmt.Errorf("drmaa: parallel job %s: nodes (%d) and cpus per node (%d) must be at least 1", spec.Name(), p.NodesNumber, p.CPUPerNode)
+			return "", &drms.StartError{Reason: fmt.Sprintf("drmaa: parallel job %s: nodes (%d) and cpus per node (%d) must be at least 1", spec.Name(), p.NodesNumber, p.CPUPerNode)}
 		}
 		if strings.Contains(o.parallelOption, "{config}") && p.ConfigName == "" {
-			return "", fmt.Errorf("drmaa: parallel job %s needs a parallel configuration name (the parallel environment)", spec.Name())
+			return "", &drms.StartError{Reason: fmt.Sprintf("drmaa: parallel job %s needs a parallel configuration name (the parallel environment)", spec.Name())}
 		}
 		r := strings.NewReplacer("{config}", p.ConfigName, "{nodes}", strconv.Itoa(p.NodesNumber),
 			"{cpus}", strconv.Itoa(p.CPUPerNode), "{slots}", strconv.Itoa(p.NodesNumber*p.CPUPerNode))
 		parts = append(parts, r.Replace(o.parallelOption))
+	}
+	r := spec.Resources
+	for _, res := range []struct {
+		name, template, key string
+		value               int64
+	}{{"cpus", o.cpusOption, "{cpus}", int64(r.CPUs)}, {"memory", o.memoryOption, "{mb}", r.MemoryMB},
+		{"walltime", o.walltimeOption, "{seconds}", r.Walltime}, {"gpus", o.gpusOption, "{gpus}", int64(r.GPUs)}} {
+		if res.value <= 0 {
+			continue
+		}
+		if strings.TrimSpace(res.template) == "" {
+			return "", &drms.StartError{Reason: fmt.Sprintf("the job asks for %s, but the drmaa backend has no %s_option setting to ask the DRMS for it", res.name, res.name)}
+		}
+		parts = append(parts, strings.ReplaceAll(res.template, res.key, strconv.FormatInt(res.value, 10)))
 	}
 	for _, n := range spec.NativeSpec {
 		if strings.TrimSpace(n) == "" {

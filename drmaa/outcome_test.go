@@ -1,6 +1,7 @@
 package drmaa
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,20 @@ func TestNativeSpec(t *testing.T) {
 	got, err := o.nativeSpec(s)
 	if want := "-P proj -l h_vmem=1G -q long.q -pe mpi 8 -l h_rt=1:00:00"; err != nil || got != want {
 		t.Fatalf("native spec %q, %v; want %q", got, err, want)
+	}
+	// Resources: Grid Engine's templates for memory and walltime; none for
+	// CPUs unless the site sets one.
+	s = drms.JobSpec{Resources: model.Resources{MemoryMB: 2048, Walltime: 5400}}
+	if got, err := o.nativeSpec(s); err != nil || got != "-P proj -l h_vmem=1G -l h_vmem=2048M -l h_rt=5400" {
+		t.Fatalf("resources: %q, %v", got, err)
+	}
+	var se *drms.StartError
+	if _, err := o.nativeSpec(drms.JobSpec{Resources: model.Resources{CPUs: 4}}); !errors.As(err, &se) || !strings.Contains(se.Reason, "cpus_option") {
+		t.Fatalf("cpus without a template: %v", err)
+	}
+	o2, _ := parseOptions(map[string]string{SettingCPUsOption: "-pe smp {cpus}"})
+	if got, _ := o2.nativeSpec(drms.JobSpec{Resources: model.Resources{CPUs: 4}}); got != "-pe smp 4" {
+		t.Fatalf("cpus with a template: %q", got)
 	}
 	o, _ = parseOptions(map[string]string{SettingQueueOption: "-p"})
 	if got, _ := o.nativeSpec(drms.JobSpec{Queue: "debug"}); got != "-p debug" {

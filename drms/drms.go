@@ -54,6 +54,10 @@ type JobSpec struct {
 	NativeSpec []string
 	// Parallel asks for nodes / CPUs per node; nil for a serial job.
 	Parallel *model.ParallelJobInfo
+	// Resources are the CPUs, memory, walltime and GPUs the job asks for
+	// (zero: not asked). Batch backends pass them to the DRMS; the local
+	// backends take cpus slots and the engine enforces the walltime.
+	Resources model.Resources
 	// Priority: higher first when slots are scarce (the engine already orders).
 	Priority int
 }
@@ -225,6 +229,9 @@ type Capabilities struct {
 	// LazyOutput: files marked LazyStdout/LazyStderr are created only when
 	// the job first writes to them (false: they are always created).
 	LazyOutput bool
+	// Walltime: the DRMS ends a job at its Resources.Walltime itself
+	// (false: the engine kills it then).
+	Walltime bool
 }
 
 // Backend is the contract every DRMS implements.

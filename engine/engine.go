@@ -142,6 +142,7 @@ type wfRun struct {
 	state     []uint8
 	ready     readyHeap
 	running   int
+	slotsUsed int // the backend slots its active jobs take (need)
 	maxJobs   int
 	unended   int
 	stopping  bool
@@ -174,6 +175,8 @@ type job struct {
 	// after holds the handles of the dependencies still running at the
 	// DRMS when the job is submitted early (DependencySubmitter).
 	after []drms.Handle
+	// timedOut: the engine killed the attempt at its walltime.
+	timedOut bool
 }
 
 // New returns an engine for the store and backend. tag identifies this

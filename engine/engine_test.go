@@ -477,3 +477,39 @@ func TestRetries(t *testing.T) {
 		}
 	}
 }
+
+// Local resources (issue 25.1): a job asking 2 CPUs takes 2 of the
+// backend's slots; a job past its walltime is killed, its reason says so.
+func TestLocalResources(t *testing.T) {
+	h := newHarness(t)
+	h.stopEngine()
+	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": "2"}})
+	h.start()
+	log := filepath.Join(h.dir, "times")
+	rec := func(name string) string {
+		return fmt.Sprintf("echo start %s $(date +%%s%%N) >> %s; sleep 0.3; echo end %s $(date +%%s%%N) >> %s", name, log, name, log)
+	}
+	w := build([]jobDef{{name: "big", shell: rec("big")}, {name: "small1", shell: rec("small1")}, {name: "small2", shell: rec("small2")},
+		{name: "slow", shell: "sleep 30", after: []string{"big", "small1", "small2"}}})
+	w.Jobs[0].Resources.CPUs = 2
+	w.Jobs[3].Resources.Walltime = 1
+	jobs := h.waitDone(h.submit(w, 0))
+	var slow store.Job
+	for _, j := range jobs {
+		if j.Name == "slow" {
+			slow = j
+		}
+	}
+	if slow.ExitStatus == nil || *slow.ExitStatus != model.ExitFinishedSignal || slow.Reason == nil || !strings.Contains(*slow.Reason, "walltime of 1s exceeded") {
+		t.Fatalf("job past its walltime: %s, reason %v", outcome(slow), deref(slow.Reason))
+	}
+	data, _ := os.ReadFile(log)
+	running := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Fields(line)
+		running[f[1]] = f[0] == "start"
+		if running["big"] && (running["small1"] || running["small2"]) {
+			t.Fatalf("a 2-CPU job ran with another on 2 slots:\n%s", data)
+		}
+	}
+}

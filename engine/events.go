@@ -18,6 +18,7 @@ import (
 // poll asks each backend for the state of its active jobs: one Status
 // call per backend per cycle, however many jobs.
 func (e *Engine) poll(ctx context.Context) {
+	e.enforceWalltimes(ctx)
 	for _, b := range e.backends {
 		if len(b.handles) == 0 {
 			continue
@@ -120,6 +121,15 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 		o.Started = *j.row.Started
 	}
 	o = drms.Resolve(j.row.KillIntent, o)
+	if j.timedOut && !j.row.KillIntent {
+		limit := time.Duration(w.def.Jobs[v].Resources.Walltime) * time.Second
+		why := fmt.Sprintf("walltime of %v exceeded: killed", limit)
+		if o.Reason != "" {
+			why += "; " + o.Reason
+		}
+		o.Reason = why
+		j.timedOut = false
+	}
 	delete(w.b.handles, j.row.DRMSID)
 	if _, ok := w.b.be.(drms.Acknowledger); ok && j.row.DRMSID != "" {
 		if e.acks == nil {
@@ -143,6 +153,31 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 		e.abortFrom(w, v)
 	}
 	e.maybeFinish(w)
+}
+
+// enforceWalltimes kills the running attempts that passed their walltime
+// on backends whose DRMS does not (local): SIGTERM, then SIGKILL after
+// the backend's grace; the outcome says why (finish).
+func (e *Engine) enforceWalltimes(ctx context.Context) {
+	now := time.Now()
+	for _, b := range e.backends {
+		if b.caps.Walltime {
+			continue
+		}
+		for _, j := range b.handles {
+			limit := j.w.def.Jobs[j.row.Index].Resources.Walltime
+			if limit <= 0 || j.timedOut || j.row.KillIntent || j.row.Started == nil ||
+				now.Sub(*j.row.Started) < time.Duration(limit)*time.Second {
+				continue
+			}
+			j.timedOut = true
+			e.log.Info("walltime exceeded: killing the job", "job", j.row.ID, "walltime_s", limit)
+			if err := b.be.Kill(ctx, handleOf(j)); err != nil {
+				e.log.Warn("kill at walltime", "job", j.row.ID, "err", err)
+				j.timedOut = false // tried again at the next poll
+			}
+		}
+	}
 }
 
 // retry puts a failed attempt of a job with retries left back in the ready

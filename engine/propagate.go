@@ -18,7 +18,7 @@ func (e *Engine) rebuild(w *wfRun) {
 	w.state = make([]uint8, n) // every node waiting: every job unended
 	w.remaining = make([]int32, n)
 	w.ready = w.ready[:0]
-	w.running, w.unended = 0, len(w.jobs)
+	w.running, w.slotsUsed, w.unended = 0, 0, len(w.jobs)
 	for i, j := range w.jobs {
 		switch {
 		case model.JobEnded(j.row.Status):
@@ -194,7 +194,9 @@ func (w *wfRun) set(v int, s uint8) {
 	if w.g.hidden(v) {
 		return
 	}
-	w.running += isActive(s) - isActive(old)
+	d := isActive(s) - isActive(old)
+	w.running += d
+	w.slotsUsed += d * w.need(v)
 	w.unended += isUnended(s) - isUnended(old)
 }
 

@@ -65,7 +65,7 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, paramFiles, error) {
 	spec := drms.JobSpec{
 		EngineTag: e.tag, WorkflowID: w.row.ID, JobID: j.row.ID, JobName: j.row.Name,
 		Attempt: j.row.Attempt, Queue: w.row.Queue, Join: mj.JoinStderrout,
-		Parallel: mj.ParallelJobInfo, Priority: mj.Priority,
+		Parallel: mj.ParallelJobInfo, Priority: mj.Priority, Resources: mj.Resources,
 	}
 	spec.NativeSpec = mj.NativeSpecification
 	if spec.NativeSpec == nil {

@@ -83,16 +83,27 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 	return after, len(after) > 0
 }
 
-// mayStart tells whether the workflow may start one more job, used being
-// the jobs active on its backend across all workflows. A workflow with its
-// own limit (--max-jobs) runs up to that many, as asked; the others share
+// mayStart tells whether the workflow may start job v, used being the
+// slots taken on its backend across all workflows. A workflow with its own
+// limit (--max-jobs) runs up to that many jobs, as asked; the others share
 // the backend's slots (the local backend's CPUs, or its max-jobs setting),
-// as soma-workflow's local scheduler shares the CPUs across workflows.
-func (w *wfRun) mayStart(used int) bool {
+// as soma-workflow's local scheduler shares the CPUs across workflows, a
+// job taking as many as it asks CPUs (one at least; a job asking more than
+// there are runs when none is taken).
+func (w *wfRun) mayStart(v, used int) bool {
 	if w.maxJobs > 0 {
 		return w.running < w.maxJobs
 	}
-	return w.b.slots <= 0 || used < w.b.slots
+	return w.b.slots <= 0 || used == 0 || used+w.need(v) <= w.b.slots
+}
+
+// need is the number of backend slots job v takes: the CPUs it asks, at
+// least one.
+func (w *wfRun) need(v int) int {
+	if v >= len(w.def.Jobs) {
+		return 1 // a group's node
+	}
+	return max(1, w.def.Jobs[v].Resources.CPUs)
 }
 
 // schedule picks ready jobs in priority order up to each workflow's limit
@@ -106,14 +117,14 @@ func (e *Engine) schedule() []*job {
 	// a workflow leaving memory cannot leave slots taken.
 	used := map[*backendRun]int{}
 	for _, w := range e.runs {
-		used[w.b] += w.running
+		used[w.b] += w.slotsUsed
 	}
 	for _, w := range e.runs {
 		if w.stopping || now.Before(w.b.retryAt) {
 			continue
 		}
 		e.queueEarly(w)
-		for w.ready.Len() > 0 && w.mayStart(used[w.b]) {
+		for w.ready.Len() > 0 && w.mayStart(int(w.ready[0].idx), used[w.b]) {
 			it := heap.Pop(&w.ready).(readyItem)
 			v := int(it.idx)
 			if w.state[v] != nReady {
@@ -130,7 +141,7 @@ func (e *Engine) schedule() []*job {
 				j.after = after
 			}
 			w.set(v, nActive)
-			used[w.b]++
+			used[w.b] += w.need(v)
 			j.row.Attempt++
 			j.row.Status = model.JobSubmissionPending
 			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil

@@ -285,6 +285,7 @@ func canon(w *Workflow) map[string]string {
 		m[p+"join_stderrout"] = strconv.FormatBool(j.JoinStderrout)
 		m[p+"priority"] = strconv.Itoa(j.Priority)
 		m[p+"retries"] = strconv.Itoa(j.Retries)
+		m[p+"resources"] = fmt.Sprintf("%+v", j.Resources)
 		m[p+"native_specification"] = canonNS(j.NativeSpecification, j.NativeSpecAsList)
 		if j.ParallelJobInfo != nil {
 			m[p+"parallel_job_info"] = fmt.Sprintf("%+v", *j.ParallelJobInfo)

@@ -159,7 +159,9 @@ type Job struct {
 	// extension: `retries` in both formats; 0: none). A user's stop, an
 	// aborted dependency, a command that cannot start and a lost outcome
 	// are not retried.
-	Retries             int
+	Retries int
+	// Resources are the CPUs, memory, walltime and GPUs the job asks for.
+	Resources           Resources
 	NativeSpecification NativeSpec
 	// NativeSpecAsList records that the file wrote NativeSpecification as a
 	// JSON list (a single string otherwise).

@@ -41,7 +41,7 @@ func Decode(data []byte) (*Workflow, Format, error) {
 var nativeJobFields = map[string]bool{
 	"stdin": true, "stdout_file": true, "stderr_file": true, "working_directory": true,
 	"input_params_file": true, "output_params_file": true, "join_stderrout": true,
-	"priority": true, "retries": true, "native_specification": true, "parallel_job_info": true,
+	"priority": true, "retries": true, "cpus": true, "memory": true, "walltime": true, "gpus": true, "native_specification": true, "parallel_job_info": true,
 	"disposal_timeout": true, "env": true, "use_input_params_file": true,
 	"has_outputs": true, "referenced_input_files": true, "referenced_output_files": true,
 	"params": true, "links": true,
@@ -631,6 +631,25 @@ func (d *nativeDecoder) job(i int, p pair, defaults map[string]*yaml.Node) {
 			j.Priority, _ = d.int(n, label, k)
 		case "retries":
 			j.Retries, _ = d.int(n, label, k)
+		case "cpus":
+			j.Resources.CPUs, _ = d.int(n, label, k)
+		case "gpus":
+			j.Resources.GPUs, _ = d.int(n, label, k)
+		case "memory", "walltime":
+			v := d.deref(n)
+			if v == nil || v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" || v.ShortTag() == "!!bool" {
+				d.ps.add(label, k, "expected a size or a duration, got %s (line %d)", kindName(v), lineOf(v))
+				continue
+			}
+			var err error
+			if k == "memory" {
+				j.Resources.MemoryMB, err = ParseMemory(v.Value)
+			} else {
+				j.Resources.Walltime, err = ParseWalltime(v.Value)
+			}
+			if err != nil {
+				d.ps.add(label, k, "%v (line %d)", err, lineOf(v))
+			}
 		case "disposal_timeout":
 			if v, ok := d.int(n, label, k); ok {
 				j.DisposalTimeout = &v

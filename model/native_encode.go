@@ -603,6 +603,18 @@ func (e *nativeEncoder) job(i int, j *Job, after []string, links []ParamLink) (*
 	if j.Retries != 0 {
 		put(m, "retries", intN(j.Retries))
 	}
+	if r := j.Resources; r.CPUs != 0 {
+		put(m, "cpus", intN(r.CPUs))
+	}
+	if r := j.Resources; r.MemoryMB != 0 {
+		put(m, "memory", strN(FormatMemory(r.MemoryMB)))
+	}
+	if r := j.Resources; r.Walltime != 0 {
+		put(m, "walltime", strN(FormatWalltime(r.Walltime)))
+	}
+	if r := j.Resources; r.GPUs != 0 {
+		put(m, "gpus", intN(r.GPUs))
+	}
 	if j.NativeSpecification != nil {
 		put(m, "native_specification", nativeSpecN(j.NativeSpecification, j.NativeSpecAsList))
 	}

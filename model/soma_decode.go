@@ -629,6 +629,22 @@ func (d *somaDecoder) job(fields []kv, label string, barrier bool) *Job {
 				jd.bad(f.key, err)
 			}
 			j.Priority = n
+		case "resources": // somaflow's extension, as "retries"
+			if isNull(f.val) {
+				continue
+			}
+			var r struct {
+				CPUs     int   `json:"cpus"`
+				MemoryMB int64 `json:"memory_mb"`
+				Walltime int64 `json:"walltime_s"`
+				GPUs     int   `json:"gpus"`
+			}
+			dec := json.NewDecoder(bytes.NewReader(f.val))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&r); err != nil {
+				jd.bad(f.key, err)
+			}
+			j.Resources = Resources{CPUs: r.CPUs, MemoryMB: r.MemoryMB, Walltime: r.Walltime, GPUs: r.GPUs}
 		case "retries": // somaflow's extension; soma-workflow keeps it as an attribute
 			n, err := parseInt(f.val)
 			if err != nil {

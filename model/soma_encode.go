@@ -699,6 +699,10 @@ func (e *somaEncoder) writeJob(j *Job) {
 	if j.Retries != 0 {
 		o.kInt("retries", j.Retries)
 	}
+	if r := j.Resources; !r.IsZero() {
+		o.key("resources")
+		o.vRaw([]byte(fmt.Sprintf(`{"cpus": %d, "memory_mb": %d, "walltime_s": %d, "gpus": %d}`, r.CPUs, r.MemoryMB, r.Walltime, r.GPUs)))
+	}
 	cmd := j.Command
 	if cmd == nil && j.Shell != "" {
 		// soma-workflow has no shell lines: run it as sh -c

@@ -299,6 +299,9 @@ func (w *Workflow) validateJob(ps *problems, i int, j *Job, nPaths int) {
 		}
 		w.checkArg(ps, label, f.name, *f.a, nPaths)
 	}
+	if r := j.Resources; r.CPUs < 0 || r.GPUs < 0 || r.MemoryMB < 0 || r.Walltime < 0 {
+		ps.add(label, "resources", "negative: cpus %d, gpus %d, memory %d MB, walltime %d s", r.CPUs, r.GPUs, r.MemoryMB, r.Walltime)
+	}
 	if j.Retries < 0 || j.Retries > MaxRetries {
 		ps.add(label, "retries", "must be between 0 and %d, got %d", MaxRetries, j.Retries)
 	}

@@ -284,3 +284,13 @@ func TestDirectives(t *testing.T) {
 		}
 	}
 }
+
+func TestResourceOptions(t *testing.T) {
+	got := strings.Join(ResourceOptions(model.Resources{CPUs: 4, MemoryMB: 4096, Walltime: 5401, GPUs: 2}), " ")
+	if want := "--cpus-per-task=4 --mem=4096M --time=91 --gres=gpu:2"; got != want {
+		t.Fatalf("ResourceOptions: %q, want %q", got, want)
+	}
+	if len(ResourceOptions(model.Resources{})) != 0 {
+		t.Fatal("options for no resources")
+	}
+}

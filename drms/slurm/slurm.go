@@ -45,6 +45,7 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/batch"
+	"github.com/somaflow/somaflow/model"
 )
 
 // HandleVersion is the version of the handles this package writes.
@@ -175,7 +176,7 @@ func New(cfg drms.Config) (*Backend, error) {
 // Capabilities implements drms.Backend.
 func (b *Backend) Capabilities() drms.Capabilities {
 	return drms.Capabilities{Name: "slurm", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true,
-		Arrays: b.arrays, Dependencies: b.deps}
+		Arrays: b.arrays, Dependencies: b.deps, Walltime: true}
 }
 
 // Close implements drms.Backend; jobs keep running.
@@ -229,8 +230,29 @@ func (b *Backend) sbatchArgs(spec drms.JobSpec, name, script, dir, output string
 			a = append(a, "--ntasks-per-node="+strconv.Itoa(cpus))
 		}
 	}
+	a = append(a, ResourceOptions(spec.Resources)...)
 	a = append(a, b.extraOpts...)
 	return append(a, script), nil
+}
+
+// ResourceOptions are the sbatch options of a job's resources: CPUs per
+// task, memory (per node, in megabytes), time limit (minutes, rounded
+// up), GPUs (a generic resource).
+func ResourceOptions(r model.Resources) []string {
+	var a []string
+	if r.CPUs > 0 {
+		a = append(a, "--cpus-per-task="+strconv.Itoa(r.CPUs))
+	}
+	if r.MemoryMB > 0 {
+		a = append(a, "--mem="+strconv.FormatInt(r.MemoryMB, 10)+"M")
+	}
+	if r.Walltime > 0 {
+		a = append(a, "--time="+strconv.FormatInt((r.Walltime+59)/60, 10))
+	}
+	if r.GPUs > 0 {
+		a = append(a, "--gres=gpu:"+strconv.Itoa(r.GPUs))
+	}
+	return a
 }
 
 // Directives turns a native specification into #SBATCH lines for the

@@ -595,3 +595,24 @@ func TestNativeSpecCannotReplaceScript(t *testing.T) {
 		t.Fatal("the native specification's word ran as the batch script")
 	}
 }
+
+// A job's resources reach Slurm: scontrol shows the CPUs, memory and time
+// limit asked (issue 25.1).
+func TestResourcesReachSlurm(t *testing.T) {
+	requireSlurm(t)
+	tag := testTag("res")
+	b := newBackend(t, t.TempDir(), tag, nil)
+	s := spec(t, tag, "sleep", "60")
+	s.Resources = model.Resources{CPUs: 2, MemoryMB: 300, Walltime: 150}
+	h := submit(t, b, s)
+	defer b.Kill(context.Background(), h)
+	out, err := exec.Command("scontrol", "show", "job", h.ID).CombinedOutput()
+	if err != nil {
+		t.Fatalf("scontrol show job %s: %v\n%s", h.ID, err, out)
+	}
+	for _, want := range []string{"TimeLimit=00:03:00", "MinMemoryNode=300M", "MinCPUsNode=2"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("scontrol show job lacks %s:\n%s", want, out)
+		}
+	}
+}
