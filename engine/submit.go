@@ -100,8 +100,8 @@ func (w *wfRun) mayStart(v, used int) bool {
 // need is the number of backend slots job v takes: the CPUs it asks, at
 // least one.
 func (w *wfRun) need(v int) int {
-	if v >= len(w.def.Jobs) {
-		return 1 // a group's node
+	if v >= len(w.def.Jobs) || w.def.Jobs[v] == nil {
+		return 1 // a group's node, or a job forgotten once it succeeded
 	}
 	return max(1, w.def.Jobs[v].Resources.CPUs)
 }
