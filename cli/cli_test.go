@@ -503,3 +503,33 @@ func TestResourcesThroughTheCLI(t *testing.T) {
 		t.Fatalf("bad memory: %+v", r)
 	}
 }
+
+// validate shows every problem of a file at once, with lines, a suggestion
+// for a misspelt field, and --json as an array (issue 25.5).
+func TestValidateShowsEverything(t *testing.T) {
+	wf := write(t, "v.yaml", "jobs:\n  a: {command: [true], after: [b], priority: x}\n  b: {command: [true], after: [a]}\n  c: {comand: [true]}\n")
+	r := run(t, nil, "validate", wf)
+	for _, want := range []string{`job "a": priority: expected an integer, got "x" (line 2)`, `job "c": comand: unknown job field (did you mean "command"?) (line 4)`,
+		`dependency cycle`} {
+		if r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("validate: want exit 2 and %q, got %+v", want, r)
+		}
+	}
+	r = run(t, nil, "validate", "--json", wf)
+	var doc struct {
+		Problems []struct {
+			File    string  `json:"file"`
+			Line    *int    `json:"line"`
+			Job     *string `json:"job"`
+			Field   *string `json:"field"`
+			Message string  `json:"message"`
+		} `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 2 || len(doc.Problems) < 3 {
+		t.Fatalf("validate --json: %v %+v", err, r)
+	}
+	p := doc.Problems[0]
+	if p.File != wf || p.Line == nil || *p.Line != 2 || p.Job == nil || *p.Job != "a" || p.Field == nil || *p.Field != "priority" {
+		t.Fatalf("first problem: %+v", p)
+	}
+}

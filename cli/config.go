@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/somaflow/somaflow/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -135,7 +136,7 @@ func explainConfig(err error) string {
 	for _, e := range te.Errors {
 		if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
 			msg := fmt.Sprintf("%s: unknown key %q", m[1], m[2])
-			if near := nearest(m[2], configKeys()); near != "" {
+			if near := model.Nearest(m[2], configKeys()); near != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", near)
 			}
 			lines = append(lines, msg+"; the keys are "+strings.Join(configKeys(), ", "))
@@ -150,37 +151,4 @@ func explainConfig(err error) string {
 		}
 	}
 	return strings.Join(lines, "; ")
-}
-
-// nearest returns the candidate closest to s in edit distance when it is
-// close enough to be a typo (at most a third of its letters), else "".
-func nearest(s string, candidates []string) string {
-	best, bestD := "", len(s)/3+1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
 )
 
 func validateCommand(s *IO) *ucli.Command {
@@ -16,7 +18,9 @@ func validateCommand(s *IO) *ucli.Command {
 		ArgsUsage: "FILE",
 		Description: "Decodes the file (soma-workflow JSON or native YAML/JSON, detected) and checks it: cycles,\n" +
 			"unknown or duplicated jobs, empty commands, bad types, and what somaflow cannot run. Every\n" +
-			"problem is printed with the job and field it concerns. Exit 0 when valid, 2 otherwise.",
+			"problem is printed with the job and field it concerns (and its line when the format has lines),\n" +
+			"all at once: a bad value does not hide the rest. --json: \"problems\" is an array of\n" +
+			"{file, line, column, job, field, message} (null where unknown). Exit 0 when valid, 2 otherwise.",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
@@ -33,6 +37,7 @@ func validateCommand(s *IO) *ucli.Command {
 				res := map[string]any{"file": path, "valid": err == nil, "format": format}
 				if err != nil {
 					res["error"] = err.Error()
+					res["problems"] = problemDocs(path, err)
 				} else {
 					res["jobs"], res["dependencies"], res["groups"] = len(w.Jobs), len(w.AllDependencies()), len(w.Groups)
 				}
@@ -51,4 +56,39 @@ func validateCommand(s *IO) *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// problemDoc is one problem of `validate --json`.
+type problemDoc struct {
+	File    string  `json:"file"`
+	Line    *int    `json:"line"`
+	Column  *int    `json:"column"`
+	Job     *string `json:"job"`
+	Field   *string `json:"field"`
+	Message string  `json:"message"`
+}
+
+// problemDocs lists the problems of a validation error (one whole-file
+// problem for any other error).
+func problemDocs(file string, err error) []problemDoc {
+	var ve *model.ValidationError
+	if !errors.As(err, &ve) {
+		return []problemDoc{{File: file, Message: err.Error()}}
+	}
+	nonEmpty := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	docs := make([]problemDoc, 0, len(ve.Problems))
+	for _, p := range ve.Problems {
+		d := problemDoc{File: file, Job: nonEmpty(p.Job), Field: nonEmpty(p.Field), Message: p.Msg}
+		if p.Line > 0 {
+			line := p.Line
+			d.Line = &line
+		}
+		docs = append(docs, d)
+	}
+	return docs
 }

@@ -290,7 +290,7 @@ func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 // error (ErrInvalid) names every offending job and field.
 func Check(w *model.Workflow) error {
 	if err := w.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := runnable(w); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -803,7 +803,7 @@ func Serialize(w *model.Workflow, format model.Format) ([]byte, error) {
 func Unserialize(data []byte) (*model.Workflow, model.Format, error) {
 	w, f, err := model.Decode(data)
 	if err != nil {
-		return nil, f, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, f, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return w, f, nil
 }

@@ -2,8 +2,10 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -45,6 +47,16 @@ var nativeJobFields = map[string]bool{
 	"disposal_timeout": true, "env": true, "use_input_params_file": true,
 	"has_outputs": true, "referenced_input_files": true, "referenced_output_files": true,
 	"params": true, "links": true,
+}
+
+// jobFieldNames are the fields a native job may have, sorted.
+func jobFieldNames() []string {
+	names := []string{"command", "shell", "barrier", "after", "soma"}
+	for k := range nativeJobFields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // maxAliasNodes bounds YAML alias expansion (a "billion laughs" file):
@@ -98,10 +110,38 @@ func DecodeNative(data []byte) (*Workflow, error) {
 		return nil, fmt.Errorf("native workflow: expected a mapping at the top (line %d)", lineOf(root))
 	}
 	d.decode(root)
-	if err := d.ps.err(); err != nil {
-		return nil, err
+	if len(d.ps) > 0 {
+		// A type error must not hide the rest: what the decoded part
+		// gets wrong is reported too, once per job and field.
+		d.ps = append(d.ps, d.semanticProblems()...)
+		return nil, d.ps.err()
 	}
 	return d.w, nil
+}
+
+// semanticProblems are Validate's problems of a workflow decoded with
+// errors, except for the jobs and fields already reported (a value that
+// could not be decoded would be reported again as missing).
+func (d *nativeDecoder) semanticProblems() (ps problems) {
+	defer func() {
+		if recover() != nil {
+			ps = nil // a part too broken to check: its decoding errors say enough
+		}
+	}()
+	var ve *ValidationError
+	if !errors.As(d.w.Validate(), &ve) {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, p := range d.ps {
+		seen[p.Job+"\x00"+p.Field] = true
+	}
+	for _, p := range ve.Problems {
+		if !seen[p.Job+"\x00"+p.Field] {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // checkShape bounds a YAML tree before anything walks it: nesting (at most
@@ -568,9 +608,11 @@ func (d *nativeDecoder) job(i int, p pair, defaults map[string]*yaml.Node) {
 	label := p.key
 	fields := d.pairs(p.val, label, "")
 	set := map[string]*yaml.Node{}
+	lines := map[string]int{}
 	var order []string
 	for _, f := range fields {
 		set[f.key] = f.val
+		lines[f.key] = f.line
 		order = append(order, f.key)
 	}
 	for _, k := range sortedKeys(defaults) {
@@ -696,7 +738,11 @@ func (d *nativeDecoder) job(i int, p pair, defaults map[string]*yaml.Node) {
 		case "soma":
 			d.jobSoma(j, n, label)
 		default:
-			d.ps.add(label, k, "unknown job field")
+			msg := "unknown job field"
+			if near := Nearest(k, jobFieldNames()); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			d.ps.add(label, k, "%s (line %d)", msg, lines[k])
 		}
 	}
 }

@@ -105,7 +105,7 @@ jobs:
   a: {command: ["true"], colour: red}
 `, decode: []string{
 			`wat: unknown key (line 2); keys soma-workflow knows and somaflow does not go under soma.extra`,
-			`job "a": colour: unknown job field`,
+			`job "a": colour: unknown job field (line 4)`,
 		}},
 		{name: "missing jobs", doc: "name: x\n", decode: []string{`jobs: missing`}},
 		{name: "empty command", doc: `
