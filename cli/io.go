@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/somaflow/somaflow/client"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +22,7 @@ type IO struct {
 	outTTY      bool
 	errTTY      bool
 	// cfg is the site and user configuration (defaults for flags).
-	cfg *SiteConfig
+	cfg *client.Config
 }
 
 // System returns the process's streams.

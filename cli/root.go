@@ -14,6 +14,7 @@ import (
 
 	ucli "github.com/urfave/cli/v3"
 
+	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drms/execjob"
 	"github.com/somaflow/somaflow/drms/supervisor"
 )
@@ -42,7 +43,7 @@ func Run(ctx context.Context, s *IO, args []string) int {
 			}
 		}
 	}
-	cfg, err := loadConfig()
+	cfg, err := client.LoadConfig()
 	if err != nil {
 		fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
 		return ExitBadInput

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -11,7 +12,8 @@ import (
 )
 
 // Embedding somaflow: the engine runs inside the program, jobs are its
-// children, and the state lives in a state dir.
+// children, and the state lives in a state dir. The workflow is built by
+// names (client.NewWorkflow); WaitSucceeded says whether a job failed.
 func Example() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "somaflow-example-")
@@ -23,12 +25,11 @@ func Example() {
 	}
 	defer c.Close()
 
-	w, _, err := client.Unserialize([]byte(`
-name: example
-jobs:
-  hello: {command: [echo, hello]}
-  world: {command: [echo, world], after: [hello]}
-`))
+	b := client.NewWorkflow("example")
+	hello := b.Job("hello", "echo", "hello")
+	world := b.Job("world", "echo", "world").After(hello)
+	b.Shell("check", "test -n \"$GREETING\"").After(hello, world).Env("GREETING", "hi").Retries(1).Walltime(time.Minute)
+	w, err := b.Build()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -36,7 +37,10 @@ jobs:
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := c.WaitWorkflow(ctx, id, time.Minute); err != nil {
+	err = c.WaitSucceeded(ctx, id, time.Minute)
+	if errors.Is(err, client.ErrJobsFailed) {
+		fmt.Println(err)
+	} else if err != nil {
 		log.Fatal(err)
 	}
 	doc, _ := c.WorkflowElementsStatus(ctx, id)
@@ -46,4 +50,5 @@ jobs:
 	// Output:
 	// hello done finished_regularly 0
 	// world done finished_regularly 0
+	// check done finished_regularly 0
 }

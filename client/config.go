@@ -1,4 +1,4 @@
-package cli
+package client
 
 import (
 	"bytes"
@@ -14,13 +14,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// SiteConfig is the configuration a site admin (and then a user) gives:
+// Config is the configuration a site admin (and then a user) gives:
 // defaults for flags and backend options. Files are read in this order,
 // later ones overriding earlier ones: /etc/somaflow/config.yaml, the file
 // named by $SOMAFLOW_CONFIG (it must exist), then
 // $XDG_CONFIG_HOME/somaflow/config.yaml (~/.config/somaflow/config.yaml).
 // Command-line flags and SOMAFLOW_* variables win over all of them.
-type SiteConfig struct {
+type Config struct {
 	// Backend is the default backend (local, slurm, drmaa).
 	Backend string `yaml:"backend"`
 	// Queue is the default queue (partition) for run and submit.
@@ -36,17 +36,17 @@ type SiteConfig struct {
 	Files []string `yaml:"-"`
 }
 
-// SiteConfigPath is the system-wide configuration file.
-var SiteConfigPath = "/etc/somaflow/config.yaml"
+// ConfigPath is the system-wide configuration file.
+var ConfigPath = "/etc/somaflow/config.yaml"
 
-// loadConfig reads the configuration files; a malformed file or an unknown
-// key is a usage error naming the file.
-func loadConfig() (*SiteConfig, error) {
-	cfg := &SiteConfig{}
+// LoadConfig reads the configuration files the CLI reads; a malformed
+// file or an unknown key is an error naming the file (ErrInvalid).
+func LoadConfig() (*Config, error) {
+	cfg := &Config{}
 	paths := []struct {
 		path     string
 		required bool
-	}{{SiteConfigPath, false}}
+	}{{ConfigPath, false}}
 	if p := os.Getenv("SOMAFLOW_CONFIG"); p != "" {
 		paths = append(paths, struct {
 			path     string
@@ -70,16 +70,16 @@ func loadConfig() (*SiteConfig, error) {
 			if os.IsNotExist(err) && !p.required {
 				continue
 			}
-			return nil, usagef("configuration %s: %v", p.path, err)
+			return nil, invalidf("configuration %s: %v", p.path, err)
 		}
-		var c SiteConfig
+		var c Config
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
-			return nil, usagef("configuration %s: %s", p.path, explainConfig(err))
+			return nil, invalidf("configuration %s: %s", p.path, explainConfig(err))
 		}
 		if c.MaxJobs < 0 {
-			return nil, usagef("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
+			return nil, invalidf("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
 		}
 		cfg.merge(&c)
 		cfg.Files = append(cfg.Files, p.path)
@@ -87,7 +87,7 @@ func loadConfig() (*SiteConfig, error) {
 	return cfg, nil
 }
 
-func (c *SiteConfig) merge(o *SiteConfig) {
+func (c *Config) merge(o *Config) {
 	for _, f := range []struct{ dst, src *string }{{&c.Backend, &o.Backend}, {&c.Queue, &o.Queue}, {&c.StateDir, &o.StateDir}, {&c.SpoolDir, &o.SpoolDir}} {
 		if *f.src != "" {
 			*f.dst = *f.src
@@ -104,11 +104,11 @@ func (c *SiteConfig) merge(o *SiteConfig) {
 	}
 }
 
-func (c *SiteConfig) String() string { return fmt.Sprintf("%+v", *c) }
+func (c *Config) String() string { return fmt.Sprintf("%+v", *c) }
 
 // configKeys are the keys a configuration file may hold.
 func configKeys() []string {
-	t := reflect.TypeFor[SiteConfig]()
+	t := reflect.TypeFor[Config]()
 	var keys []string
 	for i := range t.NumField() {
 		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
@@ -151,4 +151,15 @@ func explainConfig(err error) string {
 		}
 	}
 	return strings.Join(lines, "; ")
+}
+
+func invalidf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+}
+
+// Options are the client options the configuration gives (state dir,
+// backend, spool dir, backend settings), for a Go program that honours the
+// same files as the CLI; the caller adds or overrides the rest.
+func (c *Config) Options() Options {
+	return Options{StateDir: c.StateDir, Backend: c.Backend, SpoolDir: c.SpoolDir, Settings: c.Settings}
 }
