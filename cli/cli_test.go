@@ -533,3 +533,37 @@ func TestValidateShowsEverything(t *testing.T) {
 		t.Fatalf("first problem: %+v", p)
 	}
 }
+
+// run --dry-run and submit --dry-run print the jobs in an order that
+// respects the dependencies, with the sbatch options for Slurm, and store
+// and start nothing (issue 25.10).
+func TestDryRun(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	wf := write(t, "d.yaml", "jobs:\n  c: {shell: 'touch c', after: [g], cpus: 2, walltime: 90m}\n  a: {command: [touch, a]}\n  b: {command: [touch, b]}\ngroups:\n  g: [a, b]\n")
+	r := run(t, env, "run", "--dry-run", wf)
+	if r.code != 0 || !strings.Contains(r.stdout, "1. a:") || !strings.Contains(r.stdout, "3. c:") || !strings.Contains(r.stdout, "after a, b") {
+		t.Fatalf("run --dry-run: %+v", r)
+	}
+	r = run(t, env, "--backend", "slurm", "submit", "--dry-run", "--json", "--queue", "short", wf)
+	var plan []struct {
+		Name   string   `json:"name"`
+		After  []string `json:"after"`
+		Sbatch []string `json:"sbatch_options"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || r.code != 0 || len(plan) != 3 || plan[2].Name != "c" ||
+		strings.Join(plan[2].Sbatch, " ") != "--partition=short --cpus-per-task=2 --time=90" {
+		t.Fatalf("submit --dry-run --json: %v %+v", err, r)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("a dry run made the state dir (%v)", err)
+	}
+	for _, f := range []string{"a", "b", "c"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("a dry run ran job %s", f)
+		}
+	}
+	if r := run(t, env, "run", "--dry-run", write(t, "cyc.yaml", "jobs: {a: {command: [true], after: [b]}, b: {command: [true], after: [a]}}\n")); r.code != 2 {
+		t.Fatalf("dry run of a cycle: %+v", r)
+	}
+}

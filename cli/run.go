@@ -38,6 +38,7 @@ func runCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "keep-state", Usage: "keep the private state dir (its path is printed on stderr)"},
 			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
 			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print what would be submitted, in order (sbatch options too); store and start nothing"},
 			&ucli.StringFlag{Name: "trace", Usage: "write one row per job attempt to `FILE` (TSV, as `somaflow trace`) when the run ends"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error { return runRun(ctx, s, cmd) },
@@ -54,6 +55,9 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	w, format, err := readWorkflow(s, cmd.Args().First())
 	if err != nil {
 		return err
+	}
+	if cmd.Bool("dry-run") {
+		return dryRun(s, cmd, w)
 	}
 	// Jobs are this process's children; what escapes a job's process group
 	// (setsid) is reparented here too, and killed when run ends: run leaves

@@ -24,6 +24,7 @@ func submitCommand(s *IO) *ucli.Command {
 			&ucli.IntFlag{Name: "max-jobs", Value: s.cfg.MaxJobs, Usage: "jobs of this workflow running at once (default: share the backend's slots with the other workflows: the CPUs for local, unlimited for batch backends)"},
 			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
 			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print what would be submitted, in order (sbatch options too); store and start nothing"},
 			&ucli.StringFlag{Name: "expiration", Usage: "when the workflow is removed: RFC3339, YYYY-MM-DD or +DURATION (default +7d)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
@@ -44,6 +45,9 @@ func submitCommand(s *IO) *ucli.Command {
 			w, format, err := readWorkflow(s, cmd.Args().First())
 			if err != nil {
 				return err
+			}
+			if cmd.Bool("dry-run") {
+				return dryRun(s, cmd, w)
 			}
 			c, dir, err := openState(ctx, cmd)
 			if err != nil {

@@ -7,7 +7,10 @@
 // workflow's slices; file formats map their own ids onto those indexes.
 package model
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"sort"
+)
 
 // Workflow is a set of jobs with dependencies between them, as soma-workflow's
 // client_types.Workflow describes it.
@@ -325,4 +328,71 @@ type OptionPath struct {
 	Name       string
 	Pattern    string
 	Extra      map[string]json.RawMessage
+}
+
+// JobOrder returns the jobs' indexes in an order that runs every job after
+// the jobs it depends on (groups stand for their jobs, links imply
+// dependencies; file order among jobs that are ready together), and each
+// job's direct predecessor jobs. A cycle leaves its jobs out (Validate
+// reports it).
+func (w *Workflow) JobOrder() (order []int, preds [][]int) {
+	memo := map[int][]int{}
+	var jobsOf func(el Element, seen map[int]bool) []int
+	jobsOf = func(el Element, seen map[int]bool) []int {
+		if el.Kind == JobElement {
+			if el.Index >= 0 && el.Index < len(w.Jobs) {
+				return []int{el.Index}
+			}
+			return nil
+		}
+		if js, ok := memo[el.Index]; ok {
+			return js
+		}
+		if el.Index < 0 || el.Index >= len(w.Groups) || w.Groups[el.Index] == nil || seen[el.Index] {
+			return nil
+		}
+		seen[el.Index] = true
+		var js []int
+		for _, m := range w.Groups[el.Index].Elements {
+			js = append(js, jobsOf(m, seen)...)
+		}
+		memo[el.Index] = js
+		return js
+	}
+	n := len(w.Jobs)
+	preds = make([][]int, n)
+	succ := make([][]int, n)
+	indeg := make([]int, n)
+	edge := map[[2]int]bool{}
+	for _, d := range w.AllDependencies() {
+		for _, to := range jobsOf(d.To, map[int]bool{}) {
+			for _, from := range jobsOf(d.From, map[int]bool{}) {
+				if from == to || edge[[2]int{from, to}] {
+					continue
+				}
+				edge[[2]int{from, to}] = true
+				preds[to] = append(preds[to], from)
+				succ[from] = append(succ[from], to)
+				indeg[to]++
+			}
+		}
+	}
+	ready := []int{}
+	for i := range n {
+		if indeg[i] == 0 {
+			ready = append(ready, i)
+		}
+	}
+	for len(ready) > 0 {
+		sort.Ints(ready)
+		v := ready[0]
+		ready = ready[1:]
+		order = append(order, v)
+		for _, s := range succ[v] {
+			if indeg[s]--; indeg[s] == 0 {
+				ready = append(ready, s)
+			}
+		}
+	}
+	return order, preds
 }
