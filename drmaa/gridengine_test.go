@@ -478,3 +478,30 @@ func TestNativeSpecCannotReplaceCommand(t *testing.T) {
 		t.Fatalf("Submit: %v, want a StartError naming the word", err)
 	}
 }
+
+// A job's resources reach Grid Engine through the default templates:
+// qstat -j shows the time limit and memory asked (issue 25.1); a job
+// asking for CPUs without a cpus_option is refused, saying so.
+func TestResourcesReachGridEngine(t *testing.T) {
+	needGE(t)
+	b := newBackend(t, t.TempDir(), nil)
+	s := spec(t, "sleep", "60")
+	s.Resources = model.Resources{MemoryMB: 200, Walltime: 300}
+	h := submit(t, b, s)
+	defer qdel(t, h.ID)
+	out, err := exec.Command("qstat", "-j", h.ID).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qstat -j %s: %v\n%s", h.ID, err, out)
+	}
+	for _, want := range []string{"h_rt=300", "h_vmem=200M"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("qstat -j lacks %s:\n%s", want, out)
+		}
+	}
+	s = spec(t, "true")
+	s.Resources.CPUs = 2
+	var se *drms.StartError
+	if _, err := b.Submit(context.Background(), s); !errors.As(err, &se) || !strings.Contains(se.Reason, "cpus_option") {
+		t.Fatalf("cpus without a template: %v", err)
+	}
+}
