@@ -34,19 +34,11 @@ func logsCommand(s *IO) *ucli.Command {
 			&ucli.IntFlag{Name: "attempt", Usage: "an earlier attempt's logs (a job with retries; default: the latest)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			id, err := workflowArg(cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
-			if err != nil {
-				return err
-			}
-			c, _, err := openState(ctx, cmd)
+			c, doc, err := workflowDoc(ctx, cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			doc, err := c.WorkflowElementsStatus(ctx, id)
-			if err != nil {
-				return err
-			}
 			tail := int(cmd.Int("tail"))
 			if tail < 0 {
 				return usagef("--tail must be 0 or more, got %d", tail)

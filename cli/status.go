@@ -66,19 +66,11 @@ func statusCommand(s *IO) *ucli.Command {
 
 // statusOfJob prints one job of a workflow (status ID JOB).
 func statusOfJob(ctx context.Context, s *IO, cmd *ucli.Command) error {
-	id, err := workflowArg(cmd, 2, "status needs a workflow ID and a JOB")
-	if err != nil {
-		return err
-	}
-	c, _, err := openState(ctx, cmd)
+	c, doc, err := workflowDoc(ctx, cmd, 2, "status needs a workflow ID and a JOB")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	doc, err := c.WorkflowElementsStatus(ctx, id)
-	if err != nil {
-		return err
-	}
 	job, err := findJob(doc, cmd.Args().Get(1))
 	if err != nil {
 		return err

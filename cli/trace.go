@@ -29,19 +29,11 @@ func traceCommand(s *IO) *ucli.Command {
 			"`run --trace FILE` writes the same when the run ends.",
 		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the rows as a JSON array of objects"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			id, err := workflowArg(cmd, 1, "trace needs exactly one workflow ID")
-			if err != nil {
-				return err
-			}
-			c, _, err := openState(ctx, cmd)
+			c, doc, err := workflowDoc(ctx, cmd, 1, "trace needs exactly one workflow ID")
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			doc, err := c.WorkflowElementsStatus(ctx, id)
-			if err != nil {
-				return err
-			}
 			if cmd.Bool("json") {
 				rows := []map[string]string{}
 				for _, r := range traceRows(doc) {
