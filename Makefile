@@ -22,7 +22,7 @@ build-drmaa:
 	$(GO) build -tags drmaa -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/somaflow
 
 # make install PREFIX=/opt/somaflow/0.1.0: the binary, its man page, shell
-# completions and the modulefiles (PREFIX defaults to /usr/local; DESTDIR
+# completions, the modulefiles and systemd units (PREFIX defaults to /usr/local; DESTDIR
 # for packagers).
 PREFIX ?= /usr/local
 install: build man
@@ -34,7 +34,8 @@ install: build man
 	$(BIN) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/somaflow
 	$(BIN) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_somaflow
 	$(BIN) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/somaflow.fish
-	cp -R contrib/modulefiles $(DESTDIR)$(PREFIX)/share/somaflow/
+	cp -R contrib/modulefiles contrib/systemd $(DESTDIR)$(PREFIX)/share/somaflow/
+	sed -i "s#/usr/local/bin/somaflow#$(PREFIX)/bin/somaflow#" $(DESTDIR)$(PREFIX)/share/somaflow/systemd/*
 	sed -i "s#/opt/somaflow/0.1.0#$(PREFIX)#" $(DESTDIR)$(PREFIX)/share/somaflow/modulefiles/*/somaflow/*
 
 # The manual page, made from the command tree (somaflow man).

@@ -567,3 +567,29 @@ func TestDryRun(t *testing.T) {
 		t.Fatalf("dry run of a cycle: %+v", r)
 	}
 }
+
+// doctor checks the installation and exits 0 only when all is well
+// (issue 21).
+func TestDoctor(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	if r := run(t, env, "run", "--keep-state", write(t, "ok.yaml", okWF)); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	r := run(t, env, "doctor", "--json")
+	var doc struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 || !doc.OK || len(doc.Checks) < 4 {
+		t.Fatalf("doctor on a good state dir: %v %+v", err, r)
+	}
+	os.Chmod(state, 0o770)
+	defer os.Chmod(state, 0o700)
+	if r := run(t, env, "doctor"); r.code != 5 || !strings.Contains(r.stdout, "FAIL state dir") || !strings.Contains(r.stdout, "fix:") {
+		t.Fatalf("doctor on a group-writable state dir: %+v", r)
+	}
+}

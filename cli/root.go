@@ -109,6 +109,7 @@ func newRoot(s *IO) *ucli.Command {
 			validateCommand(s),
 			convertCommand(s),
 			engineCommand(s),
+			doctorCommand(s),
 			versionCommand(s),
 			manCommand(s),
 		},

@@ -190,6 +190,13 @@ func lockEngine(dir string) (*service.EngineLock, error) {
 	return lock, nil
 }
 
+// OnNetworkFS tells whether the state dir is on a network filesystem
+// (then SQLite's rollback journal is used instead of WAL).
+func (c *Client) OnNetworkFS() bool { return c.st.NetworkFS }
+
+// StateDir is the absolute state dir of the client.
+func (c *Client) StateDir() string { return c.st.Dir }
+
 // SchemaVersion is the version of the database schema this build writes.
 const SchemaVersion = store.SchemaVersion
 

@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/drmaa"
+	"github.com/somaflow/somaflow/drms/proc"
+	"github.com/somaflow/somaflow/drms/supervisor"
+	"github.com/somaflow/somaflow/privdir"
+	"github.com/somaflow/somaflow/service"
+)
+
+// check is one finding of `somaflow doctor`.
+type check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+func doctorCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "doctor",
+		Usage: "check the installation: configuration, state dir, database, engine, supervisor, backend",
+		Description: "Looks at what somaflow needs and says what is wrong and how to fix it. Exit 0 only when\n" +
+			"every check passed, 5 otherwise. Nothing is changed (the state dir is not even created).",
+		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the checks as JSON"}},
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			checks := doctor(ctx, s, cmd)
+			ok := true
+			for _, c := range checks {
+				ok = ok && c.OK
+			}
+			if cmd.Bool("json") {
+				if err := s.JSON(map[string]any{"ok": ok, "checks": checks}); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range checks {
+					mark := s.paint("32", "ok  ")
+					if !c.OK {
+						mark = s.paint("31", "FAIL")
+					}
+					fmt.Fprintf(s.Out, "%s %s: %s\n", mark, c.Name, printable(c.Detail))
+					if c.Fix != "" {
+						fmt.Fprintf(s.Out, "     fix: %s\n", c.Fix)
+					}
+				}
+			}
+			if !ok {
+				return silentExit{ExitInternal}
+			}
+			return nil
+		},
+	}
+}
+
+func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
+	var checks []check
+	add := func(name string, ok bool, detail, fix string) {
+		checks = append(checks, check{Name: name, OK: ok, Detail: detail, Fix: fix})
+	}
+	files := "none (built-in defaults)"
+	if len(s.cfg.Files) > 0 {
+		files = strings.Join(s.cfg.Files, ", ")
+	}
+	add("configuration", true, files, "")
+
+	dir, err := stateDir(cmd)
+	if err != nil {
+		add("state dir", false, err.Error(), "set --state-dir or SOMAFLOW_STATE_DIR")
+		return checks
+	}
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		add("state dir", true, dir+" (not created yet: the first submit or run makes it)", "")
+	} else if err := privdir.Check(dir); err != nil {
+		add("state dir", false, err.Error(), "use a state dir of your own, mode 0700 (chmod 700 "+dir+")")
+		return checks
+	} else {
+		c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+		if err != nil {
+			add("database", false, err.Error(), "see the message; a lost database is not recreated silently: move the state dir away to start afresh")
+		} else {
+			fs, journal := "a local filesystem", "WAL journal"
+			if c.OnNetworkFS() {
+				fs, journal = "a network filesystem", "rollback journal (slower than WAL; prefer a local disk when one engine host is enough)"
+			}
+			add("database", true, fmt.Sprintf("%s on %s, %s", dir, fs, journal), "")
+			c.Close()
+		}
+		var st syscall.Statfs_t
+		if syscall.Statfs(dir, &st) == nil {
+			free := st.Bavail * uint64(st.Bsize)
+			ok := free >= 100<<20
+			fix := ""
+			if !ok {
+				fix = "free space on that filesystem: the engine cannot record progress on a full disk"
+			}
+			add("free space", ok, fmt.Sprintf("%d MiB free under %s", free>>20, dir), fix)
+		}
+		h := service.Engine(dir)
+		switch {
+		case h.Running:
+			add("engine", true, fmt.Sprintf("running on %s, pid %d", h.Host, h.PID), "")
+			if p := service.ReadProblem(dir); p != nil {
+				add("engine progress", false, fmt.Sprintf("cannot record progress since %s: %s", p.Since.Local().Format(time.RFC3339), p.Message), "free space or fix the filesystem: the engine retries by itself")
+			}
+		default:
+			add("engine", true, "not running (submit starts one; it exits when idle)", "")
+		}
+		if b, err := supervisor.ReadBootstrap(dir); err == nil && b.PID > 0 {
+			alive := syscall.Kill(b.PID, 0) == nil
+			detail := fmt.Sprintf("pid %d", b.PID)
+			if !alive {
+				detail += " (gone; the next engine starts another and reads its journal)"
+			}
+			add("supervisor", true, detail, "")
+		}
+	}
+
+	backend := cmd.String("backend")
+	switch backend {
+	case "local", "":
+		cg := "no job cgroups here (cgroups v2 not writable): what escapes a job is found by the supervisor's sweep"
+		if c := proc.OpenCgroups("somaflow-doctor"); c != nil {
+			c.Close()
+			cg = "each job in a cgroup of its own"
+		}
+		add("backend local", true, fmt.Sprintf("%d slots (CPUs); %s", proc.CPUCount(), cg), "")
+	case "slurm":
+		missing := []string{}
+		for _, c := range []string{"sbatch", "squeue", "scancel", "sacct", "scontrol"} {
+			if _, err := exec.LookPath(c); err != nil {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			add("backend slurm", false, "not on PATH: "+strings.Join(missing, ", "), "load Slurm's module or add its bin directory to PATH")
+			break
+		}
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := exec.CommandContext(tctx, "squeue", "-h", "-u", fmt.Sprint(os.Getuid()), "-o", "%i").CombinedOutput()
+		cancel()
+		if err != nil {
+			add("backend slurm", false, "squeue fails: "+strings.TrimSpace(string(out)), "check that slurmctld answers (scontrol ping)")
+		} else {
+			add("backend slurm", true, "sbatch, squeue, scancel, sacct and scontrol found; the controller answers", "")
+		}
+	case "drmaa":
+		if !drmaa.Compiled {
+			add("backend drmaa", false, drmaa.ErrNotCompiled.Error(), "rebuild with make build-drmaa (libdrmaa and its header needed)")
+		} else {
+			add("backend drmaa", true, "compiled in", "")
+		}
+	default:
+		if err := client.CheckBackend(backend); err != nil {
+			add("backend "+backend, false, err.Error(), "use local, slurm or drmaa")
+		}
+	}
+	return checks
+}
