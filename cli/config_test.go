@@ -69,3 +69,26 @@ func TestBadValuesInWords(t *testing.T) {
 	run(t, env, "engine", "stop")
 	stopSupervisor(state)
 }
+
+// config show tells each setting's value and where it comes from (issue 21).
+func TestConfigShow(t *testing.T) {
+	cfg := write(t, "site.yaml", "queue: siteq\nbackend: slurm\nsettings: {sbatch_options: --account=x}\n")
+	env := []string{"SOMAFLOW_CONFIG=" + cfg, "XDG_CONFIG_HOME=" + t.TempDir(), "SOMAFLOW_STATE_DIR="}
+	r := run(t, env, "--backend", "local", "config", "show", "--json")
+	var doc struct {
+		Values []struct{ Key, Value, Source string } `json:"values"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 {
+		t.Fatalf("config show --json: %v %+v", err, r)
+	}
+	got := map[string]string{}
+	for _, v := range doc.Values {
+		got[v.Key] = v.Value + " @ " + v.Source
+	}
+	for k, want := range map[string]string{"backend": "local @ flag --backend", "queue": "siteq @ " + cfg,
+		"settings.sbatch_options": "--account=x @ " + cfg, "spool_dir": "STATE_DIR/spool @ default"} {
+		if got[k] != want {
+			t.Errorf("%s: %q, want %q", k, got[k], want)
+		}
+	}
+}

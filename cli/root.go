@@ -110,6 +110,7 @@ func newRoot(s *IO) *ucli.Command {
 			convertCommand(s),
 			engineCommand(s),
 			doctorCommand(s),
+			configCommand(s),
 			versionCommand(s),
 			manCommand(s),
 		},

@@ -34,6 +34,8 @@ type Config struct {
 	Settings map[string]string `yaml:"settings"`
 	// Files lists the files read, for `somaflow version`.
 	Files []string `yaml:"-"`
+	// Sources says which file set each key (settings as settings.KEY).
+	Sources map[string]string `yaml:"-"`
 }
 
 // ConfigPath is the system-wide configuration file.
@@ -81,20 +83,31 @@ func LoadConfig() (*Config, error) {
 		if c.MaxJobs < 0 {
 			return nil, invalidf("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
 		}
-		cfg.merge(&c)
+		cfg.merge(&c, p.path)
 		cfg.Files = append(cfg.Files, p.path)
 	}
 	return cfg, nil
 }
 
-func (c *Config) merge(o *Config) {
-	for _, f := range []struct{ dst, src *string }{{&c.Backend, &o.Backend}, {&c.Queue, &o.Queue}, {&c.StateDir, &o.StateDir}, {&c.SpoolDir, &o.SpoolDir}} {
+func (c *Config) merge(o *Config, path string) {
+	if c.Sources == nil {
+		c.Sources = map[string]string{}
+	}
+	for _, f := range []struct {
+		key      string
+		dst, src *string
+	}{{"backend", &c.Backend, &o.Backend}, {"queue", &c.Queue, &o.Queue}, {"state_dir", &c.StateDir, &o.StateDir}, {"spool_dir", &c.SpoolDir, &o.SpoolDir}} {
 		if *f.src != "" {
 			*f.dst = *f.src
+			c.Sources[f.key] = path
 		}
 	}
 	if o.MaxJobs > 0 {
 		c.MaxJobs = o.MaxJobs
+		c.Sources["max_jobs"] = path
+	}
+	for k := range o.Settings {
+		c.Sources["settings."+k] = path
 	}
 	for k, v := range o.Settings {
 		if c.Settings == nil {

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/service"
+)
+
+// configValue is one effective setting and where it comes from.
+type configValue struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Source string `json:"source"`
+}
+
+func configCommand(s *IO) *ucli.Command {
+	return &ucli.Command{
+		Name:  "config",
+		Usage: "show the effective configuration and where each value comes from (config show)",
+		Commands: []*ucli.Command{{
+			Name:  "show",
+			Usage: "print each setting, its value and its source: a flag, a SOMAFLOW_* variable, a file, or the default",
+			Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
+			Action: func(ctx context.Context, cmd *ucli.Command) error {
+				vals := effectiveConfig(s, cmd)
+				if cmd.Bool("json") {
+					return s.JSON(map[string]any{"files": s.cfg.Files, "values": vals})
+				}
+				tw := s.newTable()
+				fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
+				for _, v := range vals {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, printable(v.Value), v.Source)
+				}
+				return tw.Flush()
+			},
+		}},
+	}
+}
+
+// effectiveConfig lists the settings a command would use.
+func effectiveConfig(s *IO, cmd *ucli.Command) []configValue {
+	cfg := s.cfg
+	from := func(key, flag, env, value, dflt string) configValue {
+		switch {
+		case env != "" && os.Getenv(env) != "" && os.Getenv(env) == value:
+			return configValue{key, value, "environment " + env}
+		case flag != "" && cmd.IsSet(flag):
+			return configValue{key, value, "flag --" + flag}
+		case cfg.Sources[key] != "":
+			return configValue{key, value, cfg.Sources[key]}
+		}
+		if value == "" {
+			value = dflt
+		}
+		return configValue{key, value, "default"}
+	}
+	stateDir := cmd.String("state-dir")
+	dflt, _ := service.DefaultDir()
+	vals := []configValue{
+		from("backend", "backend", "SOMAFLOW_BACKEND", cmd.String("backend"), "local"),
+		from("state_dir", "state-dir", "SOMAFLOW_STATE_DIR", stateDir, dflt),
+		from("spool_dir", "spool-dir", "SOMAFLOW_SPOOL_DIR", cmd.String("spool-dir"), "STATE_DIR/spool"),
+		from("queue", "", "", cfg.Queue, "(none)"),
+		from("max_jobs", "", "", strconv.Itoa(cfg.MaxJobs), "0"),
+	}
+	if cfg.MaxJobs == 0 {
+		vals[len(vals)-1].Value = "0 (workflows share the backend's slots)"
+	}
+	keys := make([]string, 0, len(cfg.Settings))
+	for k := range cfg.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		vals = append(vals, configValue{"settings." + k, cfg.Settings[k], cfg.Sources["settings."+k]})
+	}
+	return vals
+}
