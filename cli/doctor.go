@@ -130,10 +130,13 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 	backend := cmd.String("backend")
 	switch backend {
 	case "local", "":
-		cg := "no job cgroups here (cgroups v2 not writable): what escapes a job is found by the supervisor's sweep"
-		if c := proc.OpenCgroups("somaflow-doctor"); c != nil {
-			c.Close()
-			cg = "each job in a cgroup of its own"
+		cg := "job cgroups off (SOMAFLOW_CGROUPS=1 turns them on): what escapes a job is found by the supervisor's sweep"
+		if os.Getenv(proc.CgroupsEnv) == "1" {
+			cg = "SOMAFLOW_CGROUPS=1 but cgroups v2 are not writable here: what escapes a job is found by the supervisor's sweep"
+			if c := proc.OpenCgroups("somaflow-doctor"); c != nil {
+				c.Close()
+				cg = "each job in a cgroup of its own"
+			}
 		}
 		add("backend local", true, fmt.Sprintf("%d slots (CPUs); %s", proc.CPUCount(), cg), "")
 	case "slurm":

@@ -432,14 +432,14 @@ func TestHostileFullDisk(t *testing.T) {
 	stopSupervisor(state)
 }
 
-// Where cgroups v2 are writable, every job runs in a cgroup of its own,
+// With SOMAFLOW_CGROUPS=1, where cgroups v2 are writable, every job runs in a cgroup of its own,
 // under run's engine and under the supervisor (whose end kills it whole;
 // drms/local's tests show the kill).
 func TestHostileJobsInCgroups(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
-	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_CGROUPS=1"}
 	wf := write(t, "cg.yaml", "jobs: {cg: {command: [cat, /proc/self/cgroup]}}\n")
-	runEnv := []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "run")}
+	runEnv := []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "run"), "SOMAFLOW_CGROUPS=1"}
 	r := run(t, runEnv, "run", "--keep-state", wf)
 	if r.code != 0 {
 		t.Fatalf("run: %+v", r)

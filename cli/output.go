@@ -263,6 +263,14 @@ func watchProblems(ctx context.Context, s *IO, c *client.Client, backend string)
 				fmt.Fprintln(s.ErrOut, "somaflow: the engine records its progress again")
 				shownEngine = nil
 			}
+			// At most one look a second: the jobs' own changes come many
+			// times a second, and each look is a query the engine's commits
+			// would wait for.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(problemLookInterval):
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -272,6 +280,10 @@ func watchProblems(ctx context.Context, s *IO, c *client.Client, backend string)
 	}()
 	return func() { cancel(); <-done }
 }
+
+// problemLookInterval is the shortest time between two looks of
+// watchProblems.
+const problemLookInterval = time.Second
 
 // startProgress draws a progress bar on a terminal until stop is called.
 func startProgress(ctx context.Context, s *IO, c *client.Client, id int64) (stop func()) {

@@ -16,6 +16,7 @@ import (
 // SOMAFLOW_REQUIRE names cgroups (CI, as root on a machine that has them).
 func needCgroups(t *testing.T, name string) *Cgroups {
 	t.Helper()
+	t.Setenv(CgroupsEnv, "1")
 	cg := OpenCgroups(name)
 	if cg == nil {
 		for _, s := range strings.Split(os.Getenv("SOMAFLOW_REQUIRE"), ",") {
@@ -111,6 +112,7 @@ func processAlive(pid int) bool {
 // BenchmarkStartTrue measures starting and reaping `true`, in a cgroup of
 // its own (removed at its end) and without.
 func BenchmarkStartTrue(b *testing.B) {
+	b.Setenv(CgroupsEnv, "1")
 	dir := b.TempDir()
 	spec := drms.JobSpec{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}, Dir: dir,
 		Stdout: "/dev/null", Stderr: "/dev/null"}
