@@ -57,7 +57,8 @@ func DefaultIdle() time.Duration {
 // host (the lock file's heartbeat says so), or SOMAFLOW_ENGINE_AUTOSTART=0
 // (the site runs the engine itself: systemd, a batch allocation). The
 // engine is detached: its own session, no terminal, its output appended
-// to <dir>/engine.log, so it survives the user's logout.
+// to <dir>/engine.log, so it survives the user's logout. It returns once
+// that engine holds the lock.
 func Ensure(dir string) error {
 	if os.Getenv("SOMAFLOW_ENGINE_AUTOSTART") == "0" {
 		return nil
@@ -89,8 +90,28 @@ func Ensure(dir string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start engine: %w", err)
 	}
-	return cmd.Process.Release()
+	// Return once the engine holds the lock (or exited: another engine won
+	// the race, or it failed and its log says why), so that what runs next
+	// (`engine status`, a wait) sees it.
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(startWait)
+	for time.Now().Before(deadline) {
+		if running, _ := Running(dir); running {
+			return nil
+		}
+		select {
+		case <-exited:
+			return nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
+
+// startWait bounds how long Ensure waits for the engine it started to take
+// the lock.
+const startWait = 10 * time.Second
 
 // ErrOtherHost is returned by Stop when the engine runs on another host.
 var ErrOtherHost = errors.New("the engine runs on another host")
