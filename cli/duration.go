@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/somaflow/somaflow/model"
 	ucli "github.com/urfave/cli/v3"
 )
 
@@ -25,23 +26,11 @@ func parseDuration(what, v string) (time.Duration, error) {
 		}
 		return time.Duration(f * float64(time.Second)), nil
 	}
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || n < 0 {
-			return 0, durationError(what, v)
-		}
-		days = time.Duration(n * 24 * float64(time.Hour))
-		s = s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	d, ok := model.ParseSpan(s)
+	if !ok {
 		return 0, durationError(what, v)
 	}
-	return days + d, nil
+	return d, nil
 }
 
 // maxDuration bounds durations (about 290 years fit in a time.Duration;

@@ -4,7 +4,6 @@ package engine
 // job states and outcomes.
 
 import (
-	"container/heap"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -207,12 +206,12 @@ func (e *Engine) retry(j *job, o *drms.Outcome) bool {
 	if o.Reason != "" {
 		how += ": " + o.Reason
 	}
-	reason := fmt.Sprintf("attempt %d failed (%s); retrying (%d retr%s left after this one)", j.row.Attempt, how, left-1, map[bool]string{true: "y", false: "ies"}[left-1 == 1])
+	reason := fmt.Sprintf("attempt %d failed (%s); retrying (retries left after this one: %d)", j.row.Attempt, how, left-1)
 	e.log.Info("retrying a failed job", "job", j.row.ID, "attempt", j.row.Attempt, "outcome", how)
 	j.row.Status, j.row.Reason = model.JobNotSubmitted, &reason
 	j.row.ExitStatus, j.row.ExitValue, j.row.Signal = nil, nil, nil
 	w.set(v, nReady)
-	heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
+	w.push(v, false)
 	e.markDirty(j)
 	return true
 }

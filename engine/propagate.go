@@ -75,6 +75,12 @@ func (e *Engine) rebuild(w *wfRun) {
 // again (a restart re-runs only what did not succeed), and a million
 // definitions are most of an engine's memory. Its row keeps what the
 // engine still reads of it (barrier, outputs).
+// push puts job v in the ready queue, by its priority (early: submitted
+// before its dependencies ended, see queueEarly).
+func (w *wfRun) push(v int, early bool) {
+	heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v), early: early})
+}
+
 func (w *wfRun) forget(v int) {
 	w.def.Jobs[v] = nil
 }
@@ -112,7 +118,7 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 		}
 		if !w.g.hidden(v) && !w.def.Jobs[v].NoProcess() {
 			w.set(v, nReady)
-			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
+			w.push(v, false)
 			continue
 		}
 		if w.g.hidden(v) {

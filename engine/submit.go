@@ -41,7 +41,7 @@ func (e *Engine) queueEarly(w *wfRun) {
 		}
 		if _, ok := e.earlyAfter(w, int(v)); ok {
 			w.set(int(v), nReady)
-			heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: v, early: true})
+			w.push(int(v), true)
 		}
 	}
 	w.early = w.early[:0]
@@ -373,7 +373,7 @@ func (e *Engine) requeue(j *job) {
 		w.early = append(w.early, int32(v))
 	} else {
 		w.set(v, nReady)
-		heap.Push(&w.ready, readyItem{prio: w.def.Jobs[v].Priority, idx: int32(v)})
+		w.push(v, false)
 	}
 	e.markDirty(j)
 }

@@ -109,26 +109,34 @@ func ParseWalltime(s string) (int64, error) {
 		}
 		return secs, nil
 	}
-	var days float64
-	if i := strings.IndexByte(t, 'd'); i > 0 {
-		n, err := strconv.ParseFloat(t[:i], 64)
-		if err != nil || n < 0 {
-			return 0, bad
-		}
-		days, t = n, t[i+1:]
-	}
-	var d time.Duration
-	if t != "" {
-		var err error
-		if d, err = time.ParseDuration(t); err != nil || d < 0 {
-			return 0, bad
-		}
-	}
-	secs := int64(days*86400) + int64((d+time.Second-1)/time.Second)
-	if secs <= 0 {
+	d, ok := ParseSpan(t)
+	secs := int64((d + time.Second - 1) / time.Second)
+	if !ok || secs <= 0 {
 		return 0, bad
 	}
 	return secs, nil
+}
+
+// ParseSpan reads a duration written with Go's units and, first, days:
+// `90m`, `2h30m`, `7d`, `1d12h`, `1.5d`. It is false for anything else or
+// a negative span.
+func ParseSpan(s string) (time.Duration, bool) {
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || n < 0 {
+			return 0, false
+		}
+		days, s = time.Duration(n*24*float64(time.Hour)), s[i+1:]
+		if s == "" {
+			return days, true
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, false
+	}
+	return days + d, true
 }
 
 // FormatWalltime writes seconds as Slurm's [D-]HH:MM:SS.
