@@ -10,6 +10,7 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,12 +99,8 @@ func (l *EngineLock) write(p *Problem) error {
 // ReadProblem returns the problem the engine holding the state dir's
 // lock recorded, or nil (none, or no engine runs).
 func ReadProblem(dir string) *Problem {
-	running, _ := Running(dir)
+	running, data := lockState(dir)
 	if !running {
-		return nil
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "engine.lock"))
-	if err != nil {
 		return nil
 	}
 	var p Problem
@@ -173,16 +170,22 @@ func (l *EngineLock) Unlock() error {
 // Running reports whether an engine holds the state dir's lock, and
 // what the lock file records of it ("host=H pid=P"). It changes nothing.
 func Running(dir string) (bool, string) {
-	path := filepath.Join(dir, "engine.lock")
-	f, err := os.Open(path)
+	running, data := lockState(dir)
+	return running, holderLine(data)
+}
+
+// lockState tells whether an engine holds the state dir's lock, and
+// returns the lock file's content, read through the one open file.
+func lockState(dir string) (bool, []byte) {
+	f, err := os.Open(filepath.Join(dir, "engine.lock"))
 	if err != nil {
-		return false, ""
+		return false, nil
 	}
 	defer f.Close()
-	holder, _ := os.ReadFile(path)
+	data, _ := io.ReadAll(f)
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK), holderLine(holder)
+		return errors.Is(err, unix.EWOULDBLOCK), data
 	}
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	return false, holderLine(holder)
+	return false, data
 }
