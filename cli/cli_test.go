@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -591,5 +592,50 @@ func TestDoctor(t *testing.T) {
 	defer os.Chmod(state, 0o700)
 	if r := run(t, env, "doctor"); r.code != 5 || !strings.Contains(r.stdout, "FAIL state dir") || !strings.Contains(r.stdout, "fix:") {
 		t.Fatalf("doctor on a group-writable state dir: %+v", r)
+	}
+}
+
+// Two workflows submitted at once share the local slots as the README
+// says: with max-jobs 2 in the settings, never more than 2 of their jobs
+// run together (issue 25.3).
+func TestTwoWorkflowsShareSlots(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	cfg := write(t, "site.yaml", "settings: {max-jobs: \"2\"}\n")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_CONFIG=" + cfg, "XDG_CONFIG_HOME=" + t.TempDir()}
+	log := filepath.Join(t.TempDir(), "times")
+	job := fmt.Sprintf("{shell: 'echo \"+ $(date +%%s%%N)\" >> %s; sleep 0.3; echo \"- $(date +%%s%%N)\" >> %s'}", log, log)
+	wf := write(t, "three.yaml", fmt.Sprintf("jobs:\n  a: %s\n  b: %s\n  c: %s\n", job, job, job))
+	for range 2 {
+		if r := run(t, env, "submit", wf); r.code != 0 {
+			t.Fatalf("submit: %+v", r)
+		}
+	}
+	defer func() { run(t, env, "engine", "stop"); stopSupervisor(state) }()
+	if r := run(t, env, "wait", "1", "2", "--timeout", "60"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	data, _ := os.ReadFile(log)
+	type ev struct {
+		t int64
+		d int
+	}
+	var evs []ev
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var sign string
+		var ts int64
+		fmt.Sscan(line, &sign, &ts)
+		evs = append(evs, ev{ts, map[string]int{"+": 1, "-": -1}[sign]})
+	}
+	if len(evs) != 12 {
+		t.Fatalf("%d records, want 12:\n%s", len(evs), data)
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].t < evs[j].t || evs[i].t == evs[j].t && evs[i].d < evs[j].d })
+	running, most := 0, 0
+	for _, e := range evs {
+		running += e.d
+		most = max(most, running)
+	}
+	if most != 2 {
+		t.Fatalf("at most %d jobs ran at once across two workflows on 2 slots, want 2", most)
 	}
 }
