@@ -325,21 +325,21 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 		}
 		return hs
 	}
-	out, stderr, err := b.run(ctx, b.submitTimeout, sbatchEnv(), "sbatch", args...)
+	out, stderr, err := b.cmds.Run(ctx, b.submitTimeout, sbatchEnv(), "sbatch", args...)
 	if err == nil {
 		id, _, _ := strings.Cut(strings.TrimSpace(out), ";")
 		if isNumber(id) {
 			return handles(id), nil
 		}
 		err = fmt.Errorf("sbatch printed %q, not a job id", strings.TrimSpace(out))
-	} else if !errors.Is(err, errTimeout) && !signaled(err) {
+	} else if !errors.Is(err, batch.ErrTimeout) && !batch.Signaled(err) {
 		cleanup()
 		if isUnavailable(stderr) {
-			return nil, fmt.Errorf("slurm: sbatch: %s: %w", oneLine(stderr), drms.ErrUnavailable)
+			return nil, fmt.Errorf("slurm: sbatch: %s: %w", batch.OneLine(stderr), drms.ErrUnavailable)
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return nil, &drms.StartError{Reason: refusal("sbatch refused the job array", ee, stderr)}
+			return nil, &drms.StartError{Reason: batch.Refusal("sbatch refused the job array", ee, stderr)}
 		}
 		return nil, fmt.Errorf("slurm: sbatch: %w", err)
 	}
@@ -410,7 +410,7 @@ func (b *Backend) locateTask(ctx context.Context, spec drms.JobSpec, arr, task s
 			return drms.Handle{}, false, false, err
 		}
 		if !ok && b.accounting(ctx) {
-			out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-X", "-u", b.user, "--name", arr, "-S", scriptInfo.ModTime().Add(-time.Hour).Format("2006-01-02T15:04:05"), "-o", "JobID,JobName")
+			out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-X", "-u", b.user, "--name", arr, "-S", scriptInfo.ModTime().Add(-time.Hour).Format("2006-01-02T15:04:05"), "-o", "JobID,JobName")
 			if err != nil {
 				return drms.Handle{}, false, false, b.cmdError("sacct", stderr, err)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/model"
 )
 
@@ -258,13 +259,13 @@ func TestParseHelpers(t *testing.T) {
 	if _, _, ok := parseExitCode("garbage"); ok {
 		t.Error("garbage exit code parsed")
 	}
-	w, err := SplitWords(`--time=10 --comment='a b' "--x=\"y\"" c\ d`)
+	w, err := batch.SplitWords(`--time=10 --comment='a b' "--x=\"y\"" c\ d`)
 	if err != nil || strings.Join(w, "|") != `--time=10|--comment=a b|--x="y"|c d` {
 		t.Errorf("SplitWords: %q %v", w, err)
 	}
 	for _, bad := range []string{`'x`, `"x`, `x\`} {
-		if _, err := SplitWords(bad); err == nil {
-			t.Errorf("SplitWords(%q): no error", bad)
+		if _, err := batch.SplitWords(bad); err == nil {
+			t.Errorf("batch.SplitWords(%q): no error", bad)
 		}
 	}
 }

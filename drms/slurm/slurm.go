@@ -28,7 +28,6 @@
 package slurm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,7 +39,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
@@ -72,7 +70,7 @@ type Backend struct {
 	lastQ      map[string]queueJob    // the last squeue listing (ours only)
 	lastQAt    time.Time              // when it was asked for
 	recent     map[string]time.Time   // job or array id -> when this backend submitted it
-	calls      map[string]int         // Slurm commands run, by name (for benchmarks)
+	cmds       batch.Commands         // Slurm commands run, counted (for benchmarks)
 }
 
 // handleState is the persisted part of a Slurm handle. Handle.ID is the
@@ -115,7 +113,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}, calls: map[string]int{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}}
 	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
 	dur := func(key string, def time.Duration) (time.Duration, error) {
 		v := set(key)
@@ -149,7 +147,7 @@ func New(cfg drms.Config) (*Backend, error) {
 		return nil, fmt.Errorf("slurm: setting accounting=%q: want auto, yes or no", v)
 	}
 	if v := set("sbatch_options"); v != "" {
-		if b.extraOpts, err = SplitWords(v); err != nil {
+		if b.extraOpts, err = batch.SplitWords(v); err != nil {
 			return nil, fmt.Errorf("slurm: setting sbatch_options: %w", err)
 		}
 	}
@@ -267,7 +265,7 @@ func ResourceOptions(r model.Resources) []string {
 func Directives(native []string) ([]string, error) {
 	var lines []string
 	for _, ns := range native {
-		words, err := SplitWords(ns)
+		words, err := batch.SplitWords(ns)
 		if err != nil {
 			return nil, &drms.StartError{Reason: fmt.Sprintf("native specification %q: %v", ns, err)}
 		}
@@ -330,7 +328,7 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 	if err != nil {
 		return drms.Handle{}, err
 	}
-	out, stderr, err := b.run(ctx, b.submitTimeout, sbatchEnv(), "sbatch", args...)
+	out, stderr, err := b.cmds.Run(ctx, b.submitTimeout, sbatchEnv(), "sbatch", args...)
 	if err == nil {
 		id, _, _ := strings.Cut(strings.TrimSpace(out), ";") // "ID" or "ID;cluster"
 		if isJobID(id) && !strings.Contains(id, "_") {
@@ -338,13 +336,13 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 			return b.handle(id, spec), nil
 		}
 		err = fmt.Errorf("sbatch printed %q, not a job id", strings.TrimSpace(out))
-	} else if !errors.Is(err, errTimeout) && !signaled(err) {
+	} else if !errors.Is(err, batch.ErrTimeout) && !batch.Signaled(err) {
 		if isUnavailable(stderr) {
-			return drms.Handle{}, fmt.Errorf("slurm: sbatch: %s: %w", oneLine(stderr), drms.ErrUnavailable)
+			return drms.Handle{}, fmt.Errorf("slurm: sbatch: %s: %w", batch.OneLine(stderr), drms.ErrUnavailable)
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.Exited() {
-			return drms.Handle{}, &drms.StartError{Reason: refusal("sbatch refused the job", ee, stderr)}
+			return drms.Handle{}, &drms.StartError{Reason: batch.Refusal("sbatch refused the job", ee, stderr)}
 		}
 		return drms.Handle{}, fmt.Errorf("slurm: sbatch: %w", err)
 	}
@@ -387,7 +385,7 @@ func sbatchEnv() []string {
 // findByName looks a job up by its name in squeue (one call): a plain job,
 // or with array an array (its array id); the newest wins.
 func (b *Backend) findByName(ctx context.Context, name string, array bool) (string, bool, error) {
-	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
+	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-n", name, "-o", squeueFormat)
 	if err != nil {
 		return "", false, b.cmdError("squeue", stderr, err)
 	}
@@ -418,7 +416,7 @@ func idLess(a, b string) bool {
 // dependencies are still known to slurmctld).
 func (b *Backend) squeue(ctx context.Context) (map[string]queueJob, error) {
 	at := time.Now()
-	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-o", squeueFormat)
+	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "squeue", "-h", "-r", "-t", "all", "-u", b.user, "-o", squeueFormat)
 	if err != nil {
 		return nil, b.cmdError("squeue", stderr, err)
 	}
@@ -670,7 +668,7 @@ func (b *Backend) records(ctx context.Context, ids []string) (map[string]record,
 	if b.accounting(ctx) {
 		for i := 0; i < len(ids); i += 500 {
 			j := min(i+500, len(ids))
-			out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-j", strings.Join(ids[i:j], ","), "-o", sacctFields)
+			out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-j", strings.Join(ids[i:j], ","), "-o", sacctFields)
 			if err != nil {
 				return nil, b.cmdError("sacct", stderr, err)
 			}
@@ -681,14 +679,14 @@ func (b *Backend) records(ctx context.Context, ids []string) (map[string]record,
 		return recs, nil
 	}
 	if len(ids) > 8 {
-		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o")
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o")
 		if err != nil {
 			return nil, b.cmdError("scontrol", stderr, err)
 		}
 		return parseScontrol(out), nil
 	}
 	for _, id := range ids {
-		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o", id)
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "scontrol", "show", "job", "-o", id)
 		if err != nil {
 			if m := out + stderr; strings.Contains(m, "Invalid job id") || strings.Contains(m, "not found") {
 				continue // purged (or a dropped array task: "Job 16_2 not found" on stdout)
@@ -720,7 +718,7 @@ func (b *Backend) accounting(ctx context.Context) bool {
 // loadConfig reads AccountingStorageType and MinJobAge from
 // `scontrol show config` once (again later if it failed).
 func (b *Backend) loadConfig(ctx context.Context) {
-	out, _, err := b.run(ctx, b.cmdTimeout, nil, "scontrol", "show", "config")
+	out, _, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "scontrol", "show", "config")
 	if err != nil {
 		return
 	}
@@ -772,7 +770,7 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 	b.mu.Lock()
 	b.killed[h.ID] = true
 	b.mu.Unlock()
-	out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "scancel", h.ID)
+	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "scancel", h.ID)
 	if err != nil {
 		if m := out + stderr; strings.Contains(m, "already completing or completed") || strings.Contains(m, "Invalid job id") || strings.Contains(m, "not found") {
 			return nil
@@ -824,7 +822,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 		return b.handle(id, spec), true, false, nil
 	}
 	if b.accounting(ctx) {
-		out, stderr, err := b.run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-X", "-u", b.user, "--name", spec.Name(), "-S", scriptInfo.ModTime().Add(-time.Hour).Format("2006-01-02T15:04:05"), "-o", "JobID,JobName")
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "sacct", "-n", "-P", "-X", "-u", b.user, "--name", spec.Name(), "-S", scriptInfo.ModTime().Add(-time.Hour).Format("2006-01-02T15:04:05"), "-o", "JobID,JobName")
 		if err != nil {
 			return drms.Handle{}, false, false, b.cmdError("sacct", stderr, err)
 		}
@@ -849,56 +847,16 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 	return drms.Handle{}, false, false, nil
 }
 
-// Calls returns how many times each Slurm command (sbatch, squeue, ...)
-// was run by this backend.
-func (b *Backend) Calls() map[string]int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m := make(map[string]int, len(b.calls))
-	for k, v := range b.calls {
-		m[k] = v
-	}
-	return m
-}
-
-var errTimeout = errors.New("timed out")
-
-// run runs a Slurm command with a timeout; env nil means the engine's
-// environment. It returns stdout and stderr.
-func (b *Backend) run(ctx context.Context, timeout time.Duration, env []string, name string, args ...string) (string, string, error) {
-	b.mu.Lock()
-	b.calls[name]++
-	b.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, name, args...)
-	cmd.Env = env
-	cmd.WaitDelay = 5 * time.Second
-	// Its own process group: a Ctrl-C or SIGTERM meant for somaflow (which
-	// then stops the workflow cleanly) must not kill an sbatch half-way,
-	// leaving it unknown whether the job was submitted.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%s %w after %v", name, errTimeout, timeout)
-	} else if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%s: %w", name, ctx.Err())
-	}
-	return so.String(), se.String(), err
-}
-
 // cmdError wraps a failed Slurm command: timeouts and controller errors
 // wrap drms.ErrUnavailable.
 func (b *Backend) cmdError(name, stderr string, err error) error {
-	if errors.Is(err, errTimeout) || isUnavailable(stderr) {
-		return fmt.Errorf("slurm: %s: %s: %w", name, strings.TrimSpace(err.Error()+" "+oneLine(stderr)), drms.ErrUnavailable)
+	if errors.Is(err, batch.ErrTimeout) || isUnavailable(stderr) {
+		return fmt.Errorf("slurm: %s: %s: %w", name, strings.TrimSpace(err.Error()+" "+batch.OneLine(stderr)), drms.ErrUnavailable)
 	}
 	if errors.Is(err, exec.ErrNotFound) {
 		return fmt.Errorf("slurm: %s not found on PATH (is Slurm's client installed?): %w", name, err)
 	}
-	return fmt.Errorf("slurm: %s: %v: %s", name, err, oneLine(stderr))
+	return fmt.Errorf("slurm: %s: %v: %s", name, err, batch.OneLine(stderr))
 }
 
 // isUnavailable reports whether a Slurm command's stderr says that the
@@ -919,84 +877,9 @@ func isUnavailable(stderr string) bool {
 	return false
 }
 
-// signaled tells whether a command was killed by a signal: like a
-// timeout, nothing says whether it did its work.
-func signaled(err error) bool {
-	var ee *exec.ExitError
-	return errors.As(err, &ee) && !ee.Exited()
-}
-
-// refusal is the reason of a job a DRMS command refused: its own words,
-// or its exit status when it said nothing.
-func refusal(what string, ee *exec.ExitError, stderr string) string {
-	if msg := oneLine(stderr); msg != "" {
-		return what + ": " + msg
-	}
-	return fmt.Sprintf("%s (exit status %d, no message)", what, ee.ExitCode())
-}
-
-func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	s = strings.ReplaceAll(s, "\n", "; ")
-	if len(s) > 500 {
-		s = s[:500] + "..."
-	}
-	return s
-}
-
-// SplitWords splits a shell-like option string into words: blanks separate
-// words; single quotes, double quotes and backslashes quote as in sh (no
-// expansion of any kind).
-func SplitWords(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case c == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("unterminated single quote")
-			}
-			cur.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, errors.New("unterminated double quote")
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 >= len(s) {
-				return nil, errors.New("trailing backslash")
-			}
-			i++
-			cur.WriteByte(s[i])
-			inWord = true
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
-}
+// Calls returns how many times each Slurm command (sbatch, squeue, ...)
+// was run by this backend.
+func (b *Backend) Calls() map[string]int { return b.cmds.Calls() }
 
 var (
 	_ drms.Backend = (*Backend)(nil)
