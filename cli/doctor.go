@@ -158,6 +158,25 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		} else {
 			add("backend slurm", true, "sbatch, squeue, scancel, sacct and scontrol found; the controller answers", "")
 		}
+	case "pbs":
+		missing := []string{}
+		for _, c := range []string{"qsub", "qstat", "qdel", "qhold", "qrls"} {
+			if _, err := exec.LookPath(c); err != nil {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			add("backend pbs", false, "not on PATH: "+strings.Join(missing, ", "), "load PBS's module or add its bin directory to PATH")
+			break
+		}
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := exec.CommandContext(tctx, "qstat").CombinedOutput()
+		cancel()
+		if err != nil && len(strings.TrimSpace(string(out))) > 0 {
+			add("backend pbs", false, "qstat fails: "+strings.TrimSpace(string(out)), "check that the PBS server answers (qstat -B)")
+		} else {
+			add("backend pbs", true, "qsub, qstat, qdel, qhold and qrls found; the server answers", "")
+		}
 	case "drmaa":
 		if !drmaa.Compiled {
 			add("backend drmaa", false, drmaa.ErrNotCompiled.Error(), "rebuild with make build-drmaa (libdrmaa and its header needed)")
@@ -166,7 +185,7 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		}
 	default:
 		if err := client.CheckBackend(backend); err != nil {
-			add("backend "+backend, false, err.Error(), "use local, slurm or drmaa")
+			add("backend "+backend, false, err.Error(), "use local, slurm, pbs or drmaa")
 		}
 	}
 	return checks

@@ -8,26 +8,25 @@ import (
 	"github.com/somaflow/somaflow/drmaa"
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
+	"github.com/somaflow/somaflow/drms/pbs"
 	"github.com/somaflow/somaflow/drms/slurm"
 	"github.com/somaflow/somaflow/drms/supervisor"
 )
 
 // Backends lists the backend names this build knows.
-var Backends = []string{"local", "slurm", "drmaa"}
+var Backends = []string{"local", "slurm", "pbs", "drmaa"}
 
 // CheckBackend tells whether this build can run workflows on the backend
 // called name, without opening it; the error is ErrInvalid.
 func CheckBackend(name string) error {
 	switch name {
-	case "local", "", "slurm":
+	case "local", "", "slurm", "pbs":
 		return nil
 	case "drmaa":
 		if !drmaa.Compiled {
 			return fmt.Errorf("%w: backend drmaa: %v", ErrInvalid, drmaa.ErrNotCompiled)
 		}
 		return nil
-	case "pbs":
-		return fmt.Errorf("%w: backend pbs is not implemented yet (use drmaa with pbs-drmaa)", ErrInvalid)
 	}
 	return fmt.Errorf("%w: unknown backend %q (known: %s)", ErrInvalid, name, strings.Join(Backends, ", "))
 }
@@ -60,6 +59,8 @@ func OpenBackend(name string, cfg drms.Config) (drms.Backend, error) {
 		return local.New(cfg), nil
 	case "slurm":
 		be, err = slurm.New(cfg)
+	case "pbs":
+		be, err = pbs.New(cfg)
 	case "drmaa":
 		be, err = drmaa.New(cfg)
 	}

@@ -21,7 +21,7 @@ import (
 // $XDG_CONFIG_HOME/somaflow/config.yaml (~/.config/somaflow/config.yaml).
 // Command-line flags and SOMAFLOW_* variables win over all of them.
 type Config struct {
-	// Backend is the default backend (local, slurm, drmaa).
+	// Backend is the default backend (local, slurm, pbs, drmaa).
 	Backend string `yaml:"backend"`
 	// Queue is the default queue (partition) for run and submit.
 	Queue string `yaml:"queue"`

@@ -1,0 +1,790 @@
+// Package pbs is the PBS backend (OpenPBS / PBS Pro, and Torque) through
+// its commands: every job attempt is a batch script in the spool dir that
+// `exec`s `somaflow exec-job` (which changes to the working directory, as
+// PBS Pro has no -d, and sets the job's environment from the spool's env
+// file, so qsub never exports one), submitted with qsub; Status makes ONE
+// qstat call for all the attempts it is asked about (`qstat -f -F json` on
+// PBS Pro, `qstat -f` in text on Torque, with the text form as fallback
+// when PBS Pro prints invalid JSON), and reads outcomes by design.md's
+// precedence: the exec-job status file, then PBS's record (`qstat -x -f`
+// on PBS Pro when job history is on; Torque's completed jobs), which also
+// gives the reason (a walltime or memory limit, a qdel outside somaflow).
+//
+// Settings (drms.Config.Settings), all optional:
+//
+//	dialect          pbspro | torque | auto (default auto: `qstat --version`
+//	                 prints pbs_version on PBS Pro)
+//	command_timeout  bound on each qstat/qdel/qhold/qrls call (default 60s)
+//	submit_timeout   bound on each qsub call (default 60s)
+//	lookup_delay     pause before the second look-up of a timed-out qsub (default 2s)
+//	status_grace     how long a job that PBS says ended, or no longer lists,
+//	                 may lack its status file (network filesystem lag)
+//	                 before PBS's record is used instead (default 5s)
+//	qsub_options     extra qsub options for every job, split like a shell line
+//	dependencies     true: SubmitAfter hands dependencies to PBS
+//	                 (-W depend=afterok:ID...) (default false)
+package pbs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
+	"github.com/somaflow/somaflow/model"
+)
+
+// HandleVersion is the version of the handles this package writes.
+const HandleVersion = 1
+
+// Backend runs jobs on PBS. It is safe for concurrent use.
+type Backend struct {
+	cfg   drms.Config
+	spool batch.Spool
+	cmds  batch.Commands
+
+	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
+	extraOpts                                     []string
+	deps                                          bool
+
+	mu         sync.Mutex
+	dialect    Dialect              // "" until known
+	killed     map[string]bool      // ids this backend deleted
+	noFileSeen map[string]time.Time // ended or gone at PBS, no status file yet: since when
+	lastRec    map[string]job       // the last final record seen of such a job
+}
+
+// handleState is the persisted part of a PBS handle; Handle.ID is the job
+// id qsub printed ("123.server").
+type handleState struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Started string `json:"started"`
+	Output  string `json:"output"`
+	// Deps: submitted with dependencies handed to PBS (SubmitAfter).
+	Deps bool `json:"deps,omitempty"`
+	// Ended is "dependency" when a dependency handed to PBS had already
+	// failed (nothing was submitted); Reason says why.
+	Ended  string `json:"ended,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// New returns a PBS backend. It checks the configuration but does not
+// contact the PBS server (so that an engine starts while it is down).
+func New(cfg drms.Config) (*Backend, error) {
+	if cfg.ExecPath == "" {
+		return nil, errors.New("pbs: no somaflow executable configured for exec-job (Config.ExecPath)")
+	}
+	if cfg.EngineTag == "" {
+		return nil, errors.New("pbs: no engine tag configured (Config.EngineTag)")
+	}
+	if strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
+		return nil, fmt.Errorf("pbs: engine tag %q must not contain '-', '|' or spaces", cfg.EngineTag)
+	}
+	exe, err := batch.ExecPath(cfg.ExecPath)
+	if err != nil {
+		return nil, fmt.Errorf("pbs: %w", err)
+	}
+	cfg.ExecPath = exe
+	sp, err := batch.NewSpool(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pbs: %w", err)
+	}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
+	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
+	dur := func(key string, def time.Duration) (time.Duration, error) {
+		v := set(key)
+		if v == "" {
+			return def, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("pbs: setting %s=%q is not a duration (e.g. 30s)", key, v)
+		}
+		return d, nil
+	}
+	if b.cmdTimeout, err = dur("command_timeout", 60*time.Second); err != nil {
+		return nil, err
+	}
+	if b.submitTimeout, err = dur("submit_timeout", 60*time.Second); err != nil {
+		return nil, err
+	}
+	if b.lookupDelay, err = dur("lookup_delay", 2*time.Second); err != nil {
+		return nil, err
+	}
+	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
+		return nil, err
+	}
+	switch v := set("dialect"); v {
+	case "", "auto":
+	case string(PBSPro), string(Torque):
+		b.dialect = Dialect(v)
+	default:
+		return nil, fmt.Errorf("pbs: setting dialect=%q: want pbspro, torque or auto", v)
+	}
+	if v := set("qsub_options"); v != "" {
+		words, err := batch.SplitWords(v)
+		if err != nil {
+			return nil, fmt.Errorf("pbs: setting qsub_options: %w", err)
+		}
+		if b.extraOpts, err = Options(words); err != nil {
+			return nil, fmt.Errorf("pbs: setting qsub_options: %w", err)
+		}
+	}
+	switch v := set("dependencies"); v {
+	case "", "false", "no":
+	case "true", "yes":
+		b.deps = true
+	default:
+		return nil, fmt.Errorf("pbs: setting dependencies=%q: want true or false", v)
+	}
+	return b, nil
+}
+
+// Capabilities implements drms.Backend.
+func (b *Backend) Capabilities() drms.Capabilities {
+	return drms.Capabilities{Name: "pbs", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true,
+		Dependencies: b.deps, Walltime: true}
+}
+
+// Close implements drms.Backend; jobs keep running.
+func (b *Backend) Close() error { return nil }
+
+// Calls returns how many times each PBS command (qsub, qstat, ...) was run
+// by this backend.
+func (b *Backend) Calls() map[string]int { return b.cmds.Calls() }
+
+func (b *Backend) prefix() string { return "sf-" + b.cfg.EngineTag + "-" }
+
+func (b *Backend) handle(id string, spec drms.JobSpec) drms.Handle {
+	p := b.spool.Paths(spec)
+	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output})
+	return drms.Handle{Version: HandleVersion, ID: id, State: st}
+}
+
+func decodeHandle(h drms.Handle) (handleState, error) {
+	var st handleState
+	if h.Version != HandleVersion {
+		return st, fmt.Errorf("pbs: handle %s has version %d, want %d", h.ID, h.Version, HandleVersion)
+	}
+	if err := json.Unmarshal(h.State, &st); err != nil {
+		return st, fmt.Errorf("pbs: handle %s: %w", h.ID, err)
+	}
+	return st, nil
+}
+
+// Dialect returns the PBS flavour: the setting, else what
+// `qstat --version` says (asked once; Torque when it does not say
+// pbs_version, as Torque's and Slurm's wrappers do not).
+func (b *Backend) Dialect(ctx context.Context) Dialect {
+	b.mu.Lock()
+	d := b.dialect
+	b.mu.Unlock()
+	if d != "" {
+		return d
+	}
+	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "--version")
+	if errors.Is(err, batch.ErrTimeout) || errors.Is(err, exec.ErrNotFound) {
+		return Torque // not known yet: asked again next time
+	}
+	d = Torque
+	if strings.Contains(strings.ToLower(out+stderr), "pbs_version") {
+		d = PBSPro
+	}
+	b.mu.Lock()
+	b.dialect = d
+	b.mu.Unlock()
+	return d
+}
+
+// qsub options: those that take a value (as the next word or attached),
+// and those that take none, in PBS Pro and Torque. Native specifications
+// may use them except the ones somaflow sets itself or that change what
+// qsub does (an interactive job, no job id printed, a job array).
+var (
+	valueOptions = "aAbcCdDeFjJkKlLmMNoPpqrRSTtuvWw"
+	flagOptions  = "fhnVxX"
+	ownOptions   = map[byte]string{
+		'N': "the job name (somaflow finds its jobs by name)", 'o': "the output path (exec-job writes the job's files)",
+		'e': "the error path (exec-job writes the job's files)", 'j': "joining (exec-job writes the job's files)",
+		'J': "a job array", 't': "a job array", 'I': "an interactive job", 'z': "no job id printed",
+	}
+)
+
+// Options checks qsub options given as words (a native specification, the
+// qsub_options setting) and returns them as qsub's argv: every word is an
+// option of one letter that qsub knows, followed by its value word when it
+// takes one and the value is not attached ("-l walltime=1:00:00" or
+// "-lwalltime=1:00:00"). Anything else is refused, so that no word can
+// become qsub's script operand, or "--" an executable to run; the options
+// somaflow sets (-N, -o, -e, -j) or that change qsub's behaviour (-I, -z,
+// -J, -t) are refused too. The error is a *drms.StartError naming the word.
+func Options(words []string) ([]string, error) {
+	refuse := func(format string, a ...any) ([]string, error) {
+		return nil, &drms.StartError{Reason: "native specification: " + fmt.Sprintf(format, a...)}
+	}
+	var argv []string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if strings.ContainsAny(w, "\x00\n\r") {
+			return refuse("word %q contains a newline, carriage return or NUL", w)
+		}
+		if len(w) < 2 || w[0] != '-' || w[1] == '-' {
+			return refuse("%q is not a qsub option (each word must be an option like -l, or its value)", w)
+		}
+		letter := w[1]
+		if why, ok := ownOptions[letter]; ok {
+			return refuse("qsub option %s is not allowed: it sets %s", w[:2], why)
+		}
+		switch {
+		case strings.IndexByte(flagOptions, letter) >= 0:
+			if len(w) > 2 {
+				return refuse("qsub option %s takes no value (%q)", w[:2], w)
+			}
+			argv = append(argv, w)
+		case strings.IndexByte(valueOptions, letter) >= 0:
+			if len(w) > 2 {
+				argv = append(argv, w)
+				continue
+			}
+			if i+1 >= len(words) {
+				return refuse("qsub option %s needs a value", w)
+			}
+			argv = append(argv, w, words[i+1])
+			i++
+		default:
+			return refuse("unknown qsub option %s", w[:2])
+		}
+	}
+	return argv, nil
+}
+
+// QsubArgs is the qsub command line (without "qsub") for spec, whose batch
+// script is at script and whose PBS output goes to output: job name,
+// output (joined), queue, resources in the dialect's form, the site's
+// qsub_options, the native specification, extra (a dependency), the script.
+func (b *Backend) QsubArgs(d Dialect, spec drms.JobSpec, script, output string, extra []string) ([]string, error) {
+	a := []string{"-N", spec.Name(), "-o", output, "-j", "oe"}
+	if spec.Queue != "" {
+		a = append(a, "-q", spec.Queue)
+	}
+	a = append(a, ResourceOptions(d, spec.Parallel, spec.Resources)...)
+	a = append(a, b.extraOpts...)
+	for _, ns := range spec.NativeSpec {
+		words, err := batch.SplitWords(ns)
+		if err != nil {
+			return nil, &drms.StartError{Reason: fmt.Sprintf("native specification %q: %v", ns, err)}
+		}
+		opts, err := Options(words)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, opts...)
+	}
+	a = append(a, extra...)
+	return append(a, script), nil
+}
+
+// ResourceOptions are the qsub -l options of a job's parallel info and
+// resources: PBS Pro asks with one select chunk per node
+// (select=N:ncpus=C:mpiprocs=C:mem=...:ngpus=G), Torque with
+// nodes=N:ppn=C:gpus=G and mem; both take walltime=HH:MM:SS.
+func ResourceOptions(d Dialect, pj *model.ParallelJobInfo, r model.Resources) []string {
+	nodes, cpus, procs := 1, r.CPUs, 0
+	if pj != nil {
+		nodes, procs = max(pj.NodesNumber, 1), max(pj.CPUPerNode, 1)
+		if strings.Contains(strings.ToLower(pj.ConfigName), "openmp") {
+			cpus, procs = max(procs, cpus), 1
+		} else {
+			cpus = max(procs*max(r.CPUs, 1), procs)
+		}
+	}
+	var a []string
+	if d == PBSPro {
+		if pj != nil || cpus > 0 || r.MemoryMB > 0 || r.GPUs > 0 {
+			sel := "select=" + strconv.Itoa(nodes) + ":ncpus=" + strconv.Itoa(max(cpus, 1))
+			if procs > 0 {
+				sel += ":mpiprocs=" + strconv.Itoa(procs)
+			}
+			if r.MemoryMB > 0 {
+				sel += ":mem=" + strconv.FormatInt(r.MemoryMB, 10) + "mb"
+			}
+			if r.GPUs > 0 {
+				sel += ":ngpus=" + strconv.Itoa(r.GPUs)
+			}
+			a = append(a, "-l", sel)
+		}
+	} else {
+		if pj != nil || cpus > 0 || r.GPUs > 0 {
+			n := "nodes=" + strconv.Itoa(nodes) + ":ppn=" + strconv.Itoa(max(cpus, 1))
+			if r.GPUs > 0 {
+				n += ":gpus=" + strconv.Itoa(r.GPUs)
+			}
+			a = append(a, "-l", n)
+		}
+		if r.MemoryMB > 0 {
+			a = append(a, "-l", "mem="+strconv.FormatInt(r.MemoryMB, 10)+"mb")
+		}
+	}
+	if r.Walltime > 0 {
+		s := r.Walltime
+		a = append(a, "-l", fmt.Sprintf("walltime=%02d:%02d:%02d", s/3600, s/60%60, s%60))
+	}
+	return a
+}
+
+// Submit implements drms.Backend: it writes the batch script and the job's
+// environment in the spool and runs qsub. A refused job (bad queue, bad
+// native specification) gives a *drms.StartError; an unreachable server an
+// error wrapping drms.ErrUnavailable (nothing submitted); a qsub that timed
+// out or printed garbage is looked up by job name twice and, if not found,
+// gives drms.ErrSubmitUncertain.
+func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
+	return b.submit(ctx, spec, nil)
+}
+
+func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string) (drms.Handle, error) {
+	if len(spec.Argv) == 0 {
+		return drms.Handle{}, &drms.StartError{Reason: "empty command"}
+	}
+	if spec.EngineTag != b.cfg.EngineTag {
+		return drms.Handle{}, fmt.Errorf("pbs: job %s has engine tag %q, this backend %q", spec.Name(), spec.EngineTag, b.cfg.EngineTag)
+	}
+	d := b.Dialect(ctx)
+	p := b.spool.Paths(spec)
+	args, err := b.QsubArgs(d, spec, p.Script, p.Output, extra)
+	if err != nil {
+		return drms.Handle{}, err
+	}
+	if p, err = b.spool.Prepare(spec); err != nil {
+		return drms.Handle{}, fmt.Errorf("pbs: %w", err)
+	}
+	header := []string{
+		"# somaflow job " + spec.Name() + ": " + strings.ReplaceAll(spec.JobName, "\n", " "),
+		"# Submitted with qsub: every option on its command line. exec-job changes to the",
+		"# working directory and sets the job's environment from " + p.Env + ".",
+	}
+	if err := batch.WriteScript(p.Script, batch.Script(header, b.spool.ExecArgv(b.cfg.ExecPath, spec))); err != nil {
+		return drms.Handle{}, fmt.Errorf("pbs: %w", err)
+	}
+	out, stderr, err := b.cmds.Run(ctx, b.submitTimeout, nil, "qsub", args...)
+	if err == nil {
+		if id := strings.TrimSpace(out); isJobID(id) {
+			return b.handle(id, spec), nil
+		}
+		err = fmt.Errorf("qsub printed %q, not a job id", batch.OneLine(out))
+	} else if !errors.Is(err, batch.ErrTimeout) && !batch.Signaled(err) {
+		if isUnavailable(out + stderr) {
+			return drms.Handle{}, fmt.Errorf("pbs: qsub: %s: %w", batch.OneLine(out+stderr), drms.ErrUnavailable)
+		}
+		if errors.Is(err, exec.ErrNotFound) {
+			return drms.Handle{}, b.cmdError("qsub", stderr, err)
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.Exited() {
+			return drms.Handle{}, &drms.StartError{Reason: batch.Refusal("qsub refused the job", ee, stderr+"\n"+out)}
+		}
+		return drms.Handle{}, fmt.Errorf("pbs: qsub: %w", err)
+	}
+	// Timed out, killed or garbage: the job may have reached the server.
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			select {
+			case <-time.After(b.lookupDelay):
+			case <-ctx.Done():
+				return drms.Handle{}, fmt.Errorf("pbs: qsub %s: %v: %w", spec.Name(), err, drms.ErrSubmitUncertain)
+			}
+		}
+		if jobs, lerr := b.list(ctx); lerr == nil {
+			if id, found := byName(jobs, spec.Name()); found {
+				return b.handle(id, spec), nil
+			}
+		}
+	}
+	return drms.Handle{}, fmt.Errorf("pbs: qsub %s: %v; not found by name afterwards: %w", spec.Name(), err, drms.ErrSubmitUncertain)
+}
+
+// isJobID tells whether qsub's output is a job id: "123", "123.server",
+// "123[].server".
+func isJobID(s string) bool {
+	q := seq(s)
+	q = strings.TrimSuffix(q, "[]")
+	if q == "" || strings.ContainsAny(s, " \t\n") {
+		return false
+	}
+	for _, c := range q {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// byName finds the newest job of jobs called name.
+func byName(jobs map[string]job, name string) (string, bool) {
+	best, bestSeq := "", int64(-1)
+	for s, j := range jobs {
+		if j.Name != name {
+			continue
+		}
+		if n, _ := strconv.ParseInt(s, 10, 64); n > bestSeq {
+			best, bestSeq = j.ID, n
+		}
+	}
+	return best, best != ""
+}
+
+// list is ONE qstat call for every job the server shows us, keeping
+// somaflow's (of this engine): `qstat -f -F json` on PBS Pro (falling back
+// to `qstat -f` when its JSON is invalid), `qstat -f` on Torque.
+func (b *Backend) list(ctx context.Context) (map[string]job, error) {
+	var jobs map[string]job
+	if b.Dialect(ctx) == PBSPro {
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-f", "-F", "json")
+		if err != nil {
+			return nil, b.cmdError("qstat", stderr, err)
+		}
+		if jobs, err = parseJSON([]byte(out)); err != nil {
+			jobs = nil
+		}
+	}
+	if jobs == nil {
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-f")
+		if err != nil && !(strings.TrimSpace(out) == "" && noJobs(stderr)) {
+			return nil, b.cmdError("qstat", stderr, err)
+		}
+		jobs = parseText(out)
+	}
+	for s, j := range jobs {
+		if !strings.HasPrefix(j.Name, b.prefix()) {
+			delete(jobs, s)
+		}
+	}
+	return jobs, nil
+}
+
+// noJobs tells whether qstat's complaint means there is nothing to list.
+func noJobs(stderr string) bool {
+	s := strings.ToLower(stderr)
+	return strings.TrimSpace(s) == "" || strings.Contains(s, "unknown job")
+}
+
+// history is PBS Pro's record of a finished job (`qstat -x -f -F json ID`,
+// job history on); ok is false when the server has none (history off).
+// On Torque the listing already holds completed jobs: nothing more to ask.
+func (b *Backend) history(ctx context.Context, id string) (job, bool, error) {
+	if b.Dialect(ctx) != PBSPro {
+		return job{}, false, nil
+	}
+	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-x", "-f", "-F", "json", id)
+	if err != nil {
+		if gone(out + stderr) {
+			return job{}, false, nil
+		}
+		return job{}, false, b.cmdError("qstat", stderr, err)
+	}
+	jobs, err := parseJSON([]byte(out))
+	if err != nil {
+		out, stderr, err = b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-x", "-f", id)
+		if err != nil {
+			return job{}, false, b.cmdError("qstat", stderr, err)
+		}
+		jobs = parseText(out)
+	}
+	j, ok := jobs[seq(id)]
+	return j, ok, nil
+}
+
+// gone tells whether a command's message says the job is not known (any
+// more) or already finished.
+func gone(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{"unknown job", "job has finished", "already completing", "already completed", "invalid job id", "job is in wrong state"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Status implements drms.Backend with one qstat call, plus, only for jobs
+// that ended without a readable status file (or that a signal ended, whose
+// reason the record gives) on PBS Pro, `qstat -x` for each.
+func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms.State, error) {
+	out := make(map[string]drms.State, len(hs))
+	if len(hs) == 0 {
+		return out, nil
+	}
+	jobs, err := b.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	d := b.Dialect(ctx)
+	for _, h := range hs {
+		st, err := decodeHandle(h)
+		if err != nil {
+			out[h.ID] = drms.State{Phase: drms.Ended, Outcome: drms.Undetermined(err.Error())}
+			continue
+		}
+		if st.Ended != "" {
+			out[h.ID] = ended(&drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore, Reason: st.Reason})
+			continue
+		}
+		j, listed := jobs[seq(h.ID)]
+		if listed && j.Name != st.Name {
+			listed = false // another job got this id: ours is gone
+		}
+		if listed {
+			if p, by, final := phase(j); !final {
+				s := drms.State{Phase: p, By: by}
+				if p == drms.Unknown {
+					s.Phase = drms.Queued
+				}
+				if p == drms.Running || p == drms.Suspended {
+					s.Started = j.Start
+					if si, _ := batch.ReadStarted(st.Started); si != nil && s.Started.IsZero() {
+						s.Started = si.Time
+					}
+				}
+				out[h.ID] = s
+				continue
+			}
+		}
+		o, done, err := b.outcome(ctx, d, h, st, j, listed, now)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			out[h.ID] = drms.State{Phase: drms.Running}
+			continue
+		}
+		out[h.ID] = ended(o)
+		b.forget(h.ID)
+	}
+	return out, nil
+}
+
+// outcome decides the outcome of a job PBS says finished (listed) or no
+// longer lists: done is false while its status file may still be on its
+// way (status_grace).
+func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st handleState, j job, listed bool, now time.Time) (*drms.Outcome, bool, error) {
+	file, ferr := batch.ReadOutcome(st.Status)
+	if ferr != nil {
+		file = nil // a damaged status file: PBS's record decides
+	}
+	killed := b.wasKilled(h.ID)
+	output := tail(st.Output)
+	if file != nil {
+		if file.Signal == "" || killed {
+			return file, true, nil
+		}
+		rec := &j
+		if !listed {
+			hj, ok, err := b.history(ctx, h.ID)
+			if err != nil {
+				return nil, false, err
+			}
+			rec = nil
+			if ok {
+				rec = &hj
+			}
+		}
+		r := &drms.Outcome{Reason: signalReason(d, rec, output, killed)}
+		if rec != nil {
+			r.Usage = rec.Usage
+		}
+		return batch.Combine(file, r), true, nil
+	}
+	si, _ := batch.ReadStarted(st.Started)
+	started := si != nil
+	b.mu.Lock()
+	first, seen := b.noFileSeen[h.ID]
+	if !seen {
+		b.noFileSeen[h.ID], first = now, now
+	}
+	if listed {
+		b.lastRec[h.ID] = j
+	}
+	b.mu.Unlock()
+	if now.Sub(first) < b.grace {
+		return nil, false, nil
+	}
+	if !listed {
+		b.mu.Lock()
+		j, listed = b.lastRec[h.ID]
+		b.mu.Unlock()
+	}
+	if !listed {
+		hj, ok, err := b.history(ctx, h.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		j, listed = hj, ok
+	}
+	switch {
+	case listed:
+		return recordOutcome(d, j, output, started, killed), true, nil
+	case !started && st.Deps && !killed:
+		return &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore,
+			Reason: fmt.Sprintf("PBS deleted job %s before it started: a dependency handed to PBS did not succeed", h.ID)}, true, nil
+	case !started && killed:
+		return drms.Unclear(fmt.Sprintf("deleted while queued (PBS no longer lists job %s)", h.ID)), true, nil
+	}
+	return drms.Undetermined(fmt.Sprintf("PBS no longer lists job %s (no job history) and exec-job left no status file %s", h.ID, st.Status)), true, nil
+}
+
+// tail is the end of the job's PBS output (where Torque and Slurm's
+// wrappers say why they killed a job), "" when there is none.
+func tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > 16384 {
+		_, _ = f.Seek(fi.Size()-16384, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 16384))
+	return string(b)
+}
+
+func ended(o *drms.Outcome) drms.State {
+	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
+}
+
+func (b *Backend) wasKilled(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.killed[id]
+}
+
+// forget drops what the backend remembers of an ended job.
+func (b *Backend) forget(id string) {
+	b.mu.Lock()
+	delete(b.noFileSeen, id)
+	delete(b.lastRec, id)
+	delete(b.killed, id)
+	b.mu.Unlock()
+}
+
+// Kill implements drms.Backend with qdel; a job that already ended is not
+// an error.
+func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
+	if st, err := decodeHandle(h); err == nil && st.Ended != "" {
+		return nil // never reached PBS
+	}
+	if !isJobID(h.ID) {
+		return fmt.Errorf("pbs: %q is not a job id", h.ID)
+	}
+	b.mu.Lock()
+	b.killed[h.ID] = true
+	b.mu.Unlock()
+	return b.jobCommand(ctx, "qdel", h.ID)
+}
+
+// Hold implements drms.Holder with qhold.
+func (b *Backend) Hold(ctx context.Context, h drms.Handle) error { return b.jobCommand(ctx, "qhold", h.ID) }
+
+// Release implements drms.Holder with qrls.
+func (b *Backend) Release(ctx context.Context, h drms.Handle) error {
+	return b.jobCommand(ctx, "qrls", h.ID)
+}
+
+// jobCommand runs qdel, qhold or qrls on one job; a job that is gone or
+// finished is not an error.
+func (b *Backend) jobCommand(ctx context.Context, name, id string) error {
+	if !isJobID(id) {
+		return fmt.Errorf("pbs: %q is not a job id", id)
+	}
+	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, name, id)
+	if err != nil {
+		if gone(out + stderr) {
+			return nil
+		}
+		return b.cmdError(name, out+stderr, err)
+	}
+	return nil
+}
+
+// Recover implements drms.Backend: the job's current state, exactly as
+// Status reports it.
+func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error) {
+	if _, err := decodeHandle(h); err != nil {
+		return drms.State{}, err
+	}
+	st, err := b.Status(ctx, []drms.Handle{h})
+	if err != nil {
+		return drms.State{}, err
+	}
+	return st[h.ID], nil
+}
+
+// Locate implements drms.Locator: an attempt whose handle was never
+// recorded is found by its spool's started file (exec-job wrote PBS_JOBID),
+// then by name in qstat. It was never submitted when its batch script was
+// never written; otherwise, as PBS forgets finished jobs, nobody can tell.
+func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, bool, bool, error) {
+	p := b.spool.Paths(spec)
+	if si, err := batch.ReadStarted(p.Started); err == nil && si != nil && isJobID(si.JobID) {
+		return b.handle(si.JobID, spec), true, false, nil
+	}
+	if _, err := os.Stat(p.Script); errors.Is(err, os.ErrNotExist) {
+		return drms.Handle{}, false, true, nil
+	}
+	jobs, err := b.list(ctx)
+	if err != nil {
+		return drms.Handle{}, false, false, err
+	}
+	if id, found := byName(jobs, spec.Name()); found {
+		return b.handle(id, spec), true, false, nil
+	}
+	return drms.Handle{}, false, false, nil
+}
+
+// cmdError wraps a failed PBS command: timeouts and a server that cannot
+// be reached wrap drms.ErrUnavailable.
+func (b *Backend) cmdError(name, msg string, err error) error {
+	if errors.Is(err, batch.ErrTimeout) || isUnavailable(msg) {
+		return fmt.Errorf("pbs: %s: %s: %w", name, strings.TrimSpace(err.Error()+" "+batch.OneLine(msg)), drms.ErrUnavailable)
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("pbs: %s not found on PATH (is the PBS client installed?): %w", name, err)
+	}
+	return fmt.Errorf("pbs: %s: %v: %s", name, err, batch.OneLine(msg))
+}
+
+// isUnavailable reports whether a PBS command's message says that the
+// server cannot be reached or is too busy now (PBS Pro: "Connection
+// refused", "cannot connect to server"; Torque: "Cannot connect to
+// default server host", "cannot connect to server"; Slurm's wrappers:
+// Slurm's own words).
+func isUnavailable(msg string) bool {
+	s := strings.ToLower(msg)
+	for _, m := range []string{
+		"cannot connect to server", "cannot connect to default server", "connection refused", "connection timed out",
+		"communication failure", "server is down", "pbs_server not running", "premature end of message",
+		"unable to contact slurm controller", "socket timed out", "try again", "resource temporarily unavailable",
+		"no server to connect to", "would exceed queue", "maximum number of jobs",
+	} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	_ drms.Backend = (*Backend)(nil)
+	_ drms.Locator = (*Backend)(nil)
+	_ drms.Holder  = (*Backend)(nil)
+)
