@@ -693,7 +693,9 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 }
 
 // Hold implements drms.Holder with qhold.
-func (b *Backend) Hold(ctx context.Context, h drms.Handle) error { return b.jobCommand(ctx, "qhold", h.ID) }
+func (b *Backend) Hold(ctx context.Context, h drms.Handle) error {
+	return b.jobCommand(ctx, "qhold", h.ID)
+}
 
 // Release implements drms.Holder with qrls.
 func (b *Backend) Release(ctx context.Context, h drms.Handle) error {
