@@ -12,17 +12,17 @@ import (
 )
 
 // batchBackend is the batch backend the end-to-end tests run on
-// (SOMAFLOW_E2E_BACKEND=slurm|drmaa, set by scripts/ci-*.sh); they skip
+// (SOMAFLOW_E2E_BACKEND=slurm|pbs|drmaa, set by scripts/ci-*.sh); they skip
 // without it, and fail when SOMAFLOW_REQUIRE names it.
 func batchBackend(t *testing.T) string {
 	b := os.Getenv("SOMAFLOW_E2E_BACKEND")
 	if b == "" {
 		for _, req := range strings.Split(os.Getenv("SOMAFLOW_REQUIRE"), ",") {
-			if req == "slurm" || req == "drmaa" {
+			if req == "slurm" || req == "drmaa" || req == "pbs" {
 				t.Fatalf("SOMAFLOW_REQUIRE=%s but SOMAFLOW_E2E_BACKEND is not set", req)
 			}
 		}
-		t.Skip("no batch backend: set SOMAFLOW_E2E_BACKEND=slurm or drmaa (scripts/ci-slurm.sh, ci-drmaa.sh)")
+		t.Skip("no batch backend: set SOMAFLOW_E2E_BACKEND=slurm, pbs or drmaa (scripts/ci-slurm.sh, ci-pbs.sh, ci-drmaa.sh)")
 	}
 	return b
 }

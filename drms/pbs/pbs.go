@@ -232,12 +232,14 @@ func Options(words []string) ([]string, error) {
 	refuse := func(format string, a ...any) ([]string, error) {
 		return nil, &drms.StartError{Reason: "native specification: " + fmt.Sprintf(format, a...)}
 	}
-	var argv []string
-	for i := 0; i < len(words); i++ {
-		w := words[i]
+	for _, w := range words {
 		if strings.ContainsAny(w, "\x00\n\r") {
 			return refuse("word %q contains a newline, carriage return or NUL", w)
 		}
+	}
+	var argv []string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
 		if len(w) < 2 || w[0] != '-' || w[1] == '-' {
 			return refuse("%q is not a qsub option (each word must be an option like -l, or its value)", w)
 		}
@@ -459,7 +461,8 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 	}
 	if jobs == nil {
 		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-f")
-		if err != nil && !(strings.TrimSpace(out) == "" && noJobs(stderr)) {
+		var ee *exec.ExitError
+		if err != nil && !(errors.As(err, &ee) && ee.Exited() && strings.TrimSpace(out) == "" && noJobs(stderr)) {
 			return nil, b.cmdError("qstat", stderr, err)
 		}
 		jobs = parseText(out)
@@ -472,7 +475,9 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 	return jobs, nil
 }
 
-// noJobs tells whether qstat's complaint means there is nothing to list.
+// noJobs tells whether the complaint of a qstat that failed and printed
+// nothing means there is nothing to list (Slurm's wrappers exit 153 and say
+// nothing).
 func noJobs(stderr string) bool {
 	s := strings.ToLower(stderr)
 	return strings.TrimSpace(s) == "" || strings.Contains(s, "unknown job")
@@ -709,13 +714,22 @@ func (b *Backend) jobCommand(ctx context.Context, name, id string) error {
 		return fmt.Errorf("pbs: %q is not a job id", id)
 	}
 	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, name, id)
-	if err != nil {
-		if gone(out + stderr) {
-			return nil
-		}
-		return b.cmdError(name, out+stderr, err)
+	if err == nil || gone(out+stderr) {
+		return nil
 	}
-	return nil
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.Exited() && strings.TrimSpace(out+stderr) == "" {
+		// No message (Slurm's wrappers say nothing for a finished job):
+		// the listing tells whether the job is still there.
+		if jobs, lerr := b.list(ctx); lerr == nil {
+			if j, ok := jobs[seq(id)]; !ok {
+				return nil
+			} else if _, _, final := phase(j); final {
+				return nil
+			}
+		}
+	}
+	return b.cmdError(name, out+stderr, err)
 }
 
 // Recover implements drms.Backend: the job's current state, exactly as
