@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -177,15 +178,21 @@ func TestBatchE2ESlurmOutage(t *testing.T) {
 	}
 }
 
-// TestBatchE2ESlurmArraysAndDependencies runs the demo and the outcome
-// workflow with job arrays and dependencies handed to Slurm: the same
-// outcomes, job by job.
-func TestBatchE2ESlurmArraysAndDependencies(t *testing.T) {
-	if batchBackend(t) != "slurm" {
-		t.Skip("slurm only")
+// TestBatchE2EArraysAndDependencies runs the demo and the outcome
+// workflow with dependencies handed to the DRMS (and job arrays on Slurm):
+// the same outcomes, job by job.
+func TestBatchE2EArraysAndDependencies(t *testing.T) {
+	backend := batchBackend(t)
+	settings := ""
+	switch backend {
+	case "slurm":
+		settings = "settings: {arrays: \"true\", dependencies: \"true\"}\n"
+	case "pbs":
+		settings = "settings: {dependencies: \"true\"}\n"
+	default:
+		t.Skipf("%s hands no dependencies to the DRMS", backend)
 	}
-	cfg := write(t, "cfg.yaml", "settings: {arrays: \"true\", dependencies: \"true\"}\n")
-	env := append(batchEnv(t, "slurm"), "SOMAFLOW_CONFIG="+cfg)
+	env := append(batchEnv(t, backend), "SOMAFLOW_CONFIG="+write(t, "cfg.yaml", settings))
 	dir := t.TempDir()
 	demo, _ := filepath.Abs("../examples/demo.yaml")
 	cmd := exec.Command(binary, "run", "--json", demo)
@@ -226,6 +233,70 @@ func TestBatchE2ESlurmArraysAndDependencies(t *testing.T) {
 	} {
 		if got[n] != w {
 			t.Errorf("%s: %s, want %s", n, got[n], w)
+		}
+	}
+}
+
+// TestBatchE2EEngineRestart kills the background engine (SIGKILL) while
+// batch jobs run and others wait for them: the next command starts a new
+// engine, which re-attaches to the running jobs; every job runs exactly
+// once and succeeds, and the outputs of the job that ran across the
+// restart are complete.
+func TestBatchE2EEngineRestart(t *testing.T) {
+	backend := batchBackend(t)
+	env, _ := service(t)
+	env = append(env, batchEnv(t, backend)...)
+	markers := t.TempDir()
+	var b strings.Builder
+	b.WriteString("jobs:\n")
+	for i := 0; i < 6; i++ {
+		fmt.Fprintf(&b, "  j%d: {shell: \"echo ran >> %s/%d; sleep 4; echo out%d\", stdout_file: %s/out%d", i, markers, i, i, markers, i)
+		if i >= 3 {
+			fmt.Fprintf(&b, ", after: [j%d]", i-3)
+		}
+		b.WriteString("}\n")
+	}
+	if r := run(t, env, "submit", write(t, "restart.yaml", b.String())); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("no job ever ran")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var eng struct {
+		PID int `json:"pid"`
+	}
+	json.Unmarshal([]byte(run(t, env, "engine", "status", "--json").stdout), &eng)
+	if eng.PID <= 0 {
+		t.Fatal("no engine pid")
+	}
+	if err := syscall.Kill(eng.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	w := run(t, env, "wait", "--json", "--timeout", "5m", "1")
+	if w.code != 0 {
+		t.Fatalf("wait after the engine was killed: %+v", w)
+	}
+	for i := 0; i < 6; i++ {
+		data, _ := os.ReadFile(filepath.Join(markers, fmt.Sprint(i)))
+		if n := strings.Count(string(data), "ran"); n != 1 {
+			t.Errorf("j%d ran %d times", i, n)
+		}
+		if out, _ := os.ReadFile(filepath.Join(markers, fmt.Sprint("out", i))); string(out) != fmt.Sprintf("out%d\n", i) {
+			t.Errorf("j%d stdout %q", i, out)
+		}
+	}
+	var docs []json.RawMessage
+	json.Unmarshal([]byte(w.stdout), &docs)
+	if len(docs) == 0 {
+		t.Fatalf("wait --json printed %q", w.stdout)
+	}
+	for n, o := range outcomes(t, string(docs[0])) {
+		if n != "<workflow>" && o != "done/finished_regularly/0" {
+			t.Errorf("%s: %s", n, o)
 		}
 	}
 }

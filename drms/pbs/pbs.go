@@ -570,7 +570,13 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			return nil, err
 		}
 		if !done {
-			out[h.ID] = drms.State{Phase: drms.Running}
+			// Its status file may be on its way: started or still queued,
+			// as exec-job's started file says.
+			s := drms.State{Phase: drms.Queued}
+			if si, _ := batch.ReadStarted(st.Started); si != nil {
+				s = drms.State{Phase: drms.Running, Started: si.Time}
+			}
+			out[h.ID] = s
 			continue
 		}
 		out[h.ID] = ended(o)
