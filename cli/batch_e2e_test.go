@@ -300,3 +300,36 @@ func TestBatchE2EEngineRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchE2EPendingReason: a job that waits at the DRMS shows why in
+// status (Slurm's squeue reason; PBS's comment, which Slurm's Torque
+// wrappers do not give, is tested on qstat outputs in drms/pbs).
+func TestBatchE2EPendingReason(t *testing.T) {
+	if batchBackend(t) != "slurm" {
+		t.Skip("slurm only: the other batch systems of CI give no pending reason")
+	}
+	env, _ := service(t)
+	env = append(env, batchEnv(t, "slurm")...)
+	wf := write(t, "held.yaml", "jobs:\n  held: {command: [\"true\"], native_specification: \"--hold\"}\n")
+	if r := run(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		doc := run(t, env, "status", "--json", "1").stdout
+		if strings.Contains(doc, `"reason":"waiting at the DRMS: JobHeldUser"`) && strings.Contains(doc, `"status":"user_on_hold"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never said why the held job waits: %s", doc)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if r := run(t, env, "stop", "1"); r.code != 0 {
+		t.Fatalf("stop: %+v", r)
+	}
+	w := run(t, env, "wait", "--json", "--timeout", "2m", "1")
+	if got := outcomes(t, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w.stdout), "["), "]")); got["held"] != "failed/aborted_before_running" {
+		t.Fatalf("held job after stop: %v (%+v)", got, w)
+	}
+}

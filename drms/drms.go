@@ -127,6 +127,10 @@ type State struct {
 	By By
 	// Started is when the job started running (zero if unknown or never).
 	Started time.Time
+	// Reason is why the job waits at the DRMS while Queued or Held (its
+	// pending reason in the DRMS's words: Slurm's squeue reason, PBS's
+	// comment); "" when it does not say.
+	Reason string
 	// Outcome is set when Phase is Ended.
 	Outcome *Outcome
 }

@@ -79,6 +79,16 @@ func (e *Engine) observe(j *job, s drms.State) {
 		j.row.Status = st
 		e.markDirty(j)
 	}
+	// While it waits at the DRMS, the job's reason says why (the reason of
+	// an active job is only ever that: submission clears it).
+	why := ""
+	if s.Reason != "" && (s.Phase == drms.Queued || s.Phase == drms.Held) {
+		why = "waiting at the DRMS: " + s.Reason
+	}
+	if (j.row.Reason == nil) != (why == "") || j.row.Reason != nil && *j.row.Reason != why {
+		j.row.Reason = strp(why)
+		e.markDirty(j)
+	}
 }
 
 // statusOf is the soma-workflow status of a job in a non-final phase.

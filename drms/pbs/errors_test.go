@@ -184,3 +184,23 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// TestPendingReason: a queued job's state carries PBS's comment (why it
+// waits), from the listing of testdata/pbspro/list.json.
+func TestPendingReason(t *testing.T) {
+	fakePBS(t, map[string]string{"qstat": "cat " + filepath.Join(mustAbs(t, "testdata"), "pbspro/list.json")})
+	b, err := New(drms.Config{StateDir: t.TempDir(), ExecPath: "/bin/true", EngineTag: "t1", Settings: map[string]string{"dialect": "pbspro"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := fakeSpec(t, "true")
+	spec.EngineTag, spec.JobID = "t1", 1
+	h := b.handle("101.pbs01", spec)
+	st, err := b.Status(context.Background(), []drms.Handle{h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st[h.ID]; s.Phase != drms.Queued || !strings.Contains(s.Reason, "Insufficient amount of resource: ncpus") {
+		t.Fatalf("queued job: %+v", s)
+	}
+}

@@ -555,6 +555,9 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 				if p == drms.Unknown {
 					s.Phase = drms.Queued
 				}
+				if s.Phase == drms.Queued || s.Phase == drms.Held {
+					s.Reason = strings.TrimSpace(j.Comment)
+				}
 				if p == drms.Running || p == drms.Suspended {
 					s.Started = j.Start
 					if si, _ := batch.ReadStarted(st.Started); si != nil && s.Started.IsZero() {

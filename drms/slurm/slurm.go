@@ -484,6 +484,9 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 				if p == drms.Unknown {
 					s.Phase = drms.Queued
 				}
+				if (s.Phase == drms.Queued || s.Phase == drms.Held) && qj.Reason != "None" {
+					s.Reason = qj.Reason
+				}
 				out[h.ID] = s
 				continue
 			}
