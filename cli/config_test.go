@@ -2,6 +2,9 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -90,5 +93,40 @@ func TestConfigShow(t *testing.T) {
 		if got[k] != want {
 			t.Errorf("%s: %q, want %q", k, got[k], want)
 		}
+	}
+}
+
+// TestConfigShowSomaWorkflow: a user's soma-workflow configuration is read
+// as the README says (SOMA_WORKFLOW_CONFIG or ~/.soma-workflow.cfg, resource
+// SOMAFLOW_SWF_RESOURCE): config show names where each value came from and
+// which keys have no meaning here; a workflow then runs with its limit.
+func TestConfigShowSomaWorkflow(t *testing.T) {
+	home := t.TempDir()
+	sw := filepath.Join(home, ".soma-workflow.cfg")
+	os.WriteFile(sw, []byte("[laptop]\nSCHEDULER_TYPE = local_basic\nCPU_NB = 1\nDATABASE_FILE = /x/db\n\n[cluster]\nSCHEDULER_TYPE = slurm\n"), 0o600)
+	env := []string{"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "SOMAFLOW_CONFIG=", "SOMA_WORKFLOW_CONFIG=",
+		"SOMAFLOW_SWF_RESOURCE=laptop", "SOMAFLOW_STATE_DIR=" + filepath.Join(home, "state"), "SOMAFLOW_BACKEND="}
+	r := run(t, env, "config", "show")
+	if r.code != 0 {
+		t.Fatalf("config show: %+v", r)
+	}
+	for _, want := range []string{"[laptop] SCHEDULER_TYPE (line 2)", "[laptop] CPU_NB (line 3)", "resource [laptop]", "DATABASE_FILE", "own database"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("config show lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// CPU_NB = 1: two jobs of one workflow never overlap.
+	marks := t.TempDir()
+	wf := write(t, "two.yaml", fmt.Sprintf("jobs:\n  a: {shell: \"echo start >> %[1]s/log; sleep 0.5; echo end >> %[1]s/log\"}\n  b: {shell: \"echo start >> %[1]s/log; sleep 0.5; echo end >> %[1]s/log\"}\n", marks))
+	if r := run(t, env, "run", wf); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	if data, _ := os.ReadFile(filepath.Join(marks, "log")); string(data) != "start\nend\nstart\nend\n" {
+		t.Errorf("jobs overlapped with CPU_NB = 1: %q", data)
+	}
+	// A malformed soma-workflow configuration is an error naming it.
+	os.WriteFile(sw, []byte("[laptop]\nCPU_NB = many\n"), 0o600)
+	if r := run(t, env, "config", "show"); r.code != 2 || !strings.Contains(r.stderr, sw) || !strings.Contains(r.stderr, "CPU_NB") {
+		t.Errorf("malformed cfg: %+v", r)
 	}
 }

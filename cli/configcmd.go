@@ -9,6 +9,7 @@ import (
 
 	ucli "github.com/urfave/cli/v3"
 
+	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/service"
 )
 
@@ -30,14 +31,17 @@ func configCommand(s *IO) *ucli.Command {
 			Action: func(ctx context.Context, cmd *ucli.Command) error {
 				vals := effectiveConfig(s, cmd)
 				if cmd.Bool("json") {
-					return s.JSON(map[string]any{"files": s.cfg.Files, "values": vals})
+					return s.JSON(map[string]any{"files": s.cfg.Files, "values": vals, "soma_workflow": s.cfg.SW})
 				}
 				tw := s.newTable()
 				fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
 				for _, v := range vals {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, printable(v.Value), v.Source)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				return printSWLayer(s, s.cfg.SW)
 			},
 		}},
 	}
@@ -81,4 +85,28 @@ func effectiveConfig(s *IO, cmd *ucli.Command) []configValue {
 		vals = append(vals, configValue{"settings." + k, cfg.Settings[k], cfg.Sources["settings."+k]})
 	}
 	return vals
+}
+
+// printSWLayer says which soma-workflow configuration was read, and which
+// of its keys have no meaning here and why.
+func printSWLayer(s *IO, sw *client.SWLayer) error {
+	if sw == nil {
+		return nil
+	}
+	if sw.Resource == "" {
+		fmt.Fprintf(s.Out, "\nsoma-workflow configuration %s: %s\n", sw.Path, sw.Note)
+		return nil
+	}
+	fmt.Fprintf(s.Out, "\nsoma-workflow configuration %s, resource [%s]", sw.Path, sw.Resource)
+	if len(sw.Ignored) == 0 {
+		fmt.Fprintln(s.Out, ": every key used")
+		return nil
+	}
+	fmt.Fprintln(s.Out, "; keys with no meaning here:")
+	tw := s.newTable()
+	fmt.Fprintln(tw, "KEY\tVALUE\tWHY")
+	for _, k := range sw.Ignored {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Key, printable(k.Value), k.Why)
+	}
+	return tw.Flush()
 }

@@ -43,6 +43,14 @@ func Run(ctx context.Context, s *IO, args []string) int {
 			}
 		}
 	}
+	// An empty SOMAFLOW_* variable means unset (as most tools read their
+	// variables): SOMAFLOW_BACKEND= must not override the configuration's
+	// backend with "".
+	for _, k := range []string{"SOMAFLOW_BACKEND", "SOMAFLOW_STATE_DIR", "SOMAFLOW_SPOOL_DIR"} {
+		if v, ok := os.LookupEnv(k); ok && v == "" {
+			os.Unsetenv(k)
+		}
+	}
 	cfg, err := client.LoadConfig()
 	if err != nil {
 		fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)

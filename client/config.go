@@ -36,15 +36,59 @@ type Config struct {
 	Files []string `yaml:"-"`
 	// Sources says which file set each key (settings as settings.KEY).
 	Sources map[string]string `yaml:"-"`
+	// SW is the soma-workflow configuration read first (the lowest
+	// layer): its file, the resource used, and the keys that have no
+	// meaning here.
+	SW *SWLayer `yaml:"-"`
 }
+
+// SWLayer is what LoadConfig took from soma-workflow's configuration.
+type SWLayer struct {
+	Path string `json:"path"`
+	// Resource is the section used ("" when none applies: Note says why).
+	Resource string      `json:"resource,omitempty"`
+	Note     string      `json:"note,omitempty"`
+	Ignored  []SWIgnored `json:"ignored,omitempty"`
+}
+
+// SWResourceEnv names the soma-workflow resource (section) whose keys
+// LoadConfig uses; by default the one named after this host, or the only one.
+const SWResourceEnv = "SOMAFLOW_SWF_RESOURCE"
 
 // ConfigPath is the system-wide configuration file.
 var ConfigPath = "/etc/somaflow/config.yaml"
 
 // LoadConfig reads the configuration files the CLI reads; a malformed
-// file or an unknown key is an error naming the file (ErrInvalid).
+// file or an unknown key is an error naming the file (ErrInvalid). First,
+// as the lowest layer, comes soma-workflow's configuration
+// (SWConfigPath: $SOMA_WORKFLOW_CONFIG, ~/.soma-workflow.cfg,
+// /etc/soma-workflow.cfg), resource $SOMAFLOW_SWF_RESOURCE or the one named
+// after this host or the only one; SOMAFLOW_SWF_RESOURCE=none skips it.
 func LoadConfig() (*Config, error) {
 	cfg := &Config{}
+	if p := SWConfigPath(); p != "" && os.Getenv(SWResourceEnv) != "none" {
+		sw, err := ReadSWConfig(p)
+		if err != nil {
+			return nil, err
+		}
+		layer := &SWLayer{Path: p}
+		r, ok, err := sw.Choose(os.Getenv(SWResourceEnv))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c, ignored, err := r.Apply(p)
+			if err != nil {
+				return nil, err
+			}
+			*cfg = *c
+			layer.Resource, layer.Ignored = r.Name, ignored
+		} else {
+			layer.Note = fmt.Sprintf("no resource used: none is named after this host and there are several (%s); set %s", strings.Join(sw.Names(), ", "), SWResourceEnv)
+		}
+		cfg.SW = layer
+		cfg.Files = append(cfg.Files, p)
+	}
 	paths := []struct {
 		path     string
 		required bool
