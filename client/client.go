@@ -50,7 +50,8 @@ const DefaultExpiration = 7 * 24 * time.Hour
 type Options struct {
 	// StateDir is the state dir (default: service.DefaultDir()).
 	StateDir string
-	// Backend is "local" (default), "slurm", "pbs" or "drmaa".
+	// Backend is "local" (default), "slurm", "pbs", "drmaa", or a backend
+	// of Registry.
 	Backend string
 	// SpoolDir, ExecPath and Settings are passed to batch backends.
 	SpoolDir string
@@ -66,6 +67,9 @@ type Options struct {
 	// Idle makes the engine stop after this long with nothing to run
 	// (0: never); EngineDone then reports it.
 	Idle time.Duration
+	// Registry opens backends by name (default NewRegistry(): the built-in
+	// ones); a Go program adds its own backends to it (Registry.Register).
+	Registry *Registry
 	// Supervised runs local jobs under the state dir's supervisor process
 	// (service mode: jobs outlive the engine) instead of as children of
 	// this process; it needs ExecPath, the somaflow binary.
@@ -126,9 +130,13 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		StateDir: st.Dir, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings,
 		EngineTag: engine.TagFor(st.Dir),
 	}
-	open := OpenBackend
+	reg := opts.Registry
+	if reg == nil {
+		reg = builtin
+	}
+	open := reg.Open
 	if opts.Supervised {
-		open = OpenSupervisedBackend
+		open = reg.openSupervised
 	}
 	be, err := open(opts.Backend, cfg)
 	if err != nil {
