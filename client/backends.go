@@ -8,6 +8,7 @@ import (
 
 	"github.com/somaflow/somaflow/drmaa"
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/command"
 	"github.com/somaflow/somaflow/drms/local"
 	"github.com/somaflow/somaflow/drms/pbs"
 	"github.com/somaflow/somaflow/drms/slurm"
@@ -15,7 +16,7 @@ import (
 )
 
 // Backends lists the names of the backends this build knows.
-var Backends = []string{"local", "slurm", "pbs", "drmaa"}
+var Backends = []string{"local", "slurm", "pbs", "drmaa", "command"}
 
 // BackendFactory opens a backend for a state dir's engine. An error means
 // the backend cannot run now (a missing command, a bad setting); Open then
@@ -35,13 +36,17 @@ type Registry struct {
 }
 
 // NewRegistry returns a registry of the built-in backends: local, slurm,
-// pbs and drmaa (drmaa only in builds with DRMAA support; CheckBackend says so).
+// pbs, drmaa (only in builds with DRMAA support; Check says so) and
+// command (commands described in the site configuration).
 func NewRegistry() *Registry {
 	return &Registry{factories: map[string]BackendFactory{
 		"local": func(cfg drms.Config) (drms.Backend, error) { return local.New(cfg), nil },
 		"slurm": func(cfg drms.Config) (drms.Backend, error) { return slurm.New(cfg) },
 		"pbs":   func(cfg drms.Config) (drms.Backend, error) { return pbs.New(cfg) },
 		"drmaa": func(cfg drms.Config) (drms.Backend, error) { return drmaa.New(cfg) },
+		// command: a batch system described in the site configuration
+		// (docs/command-backend.md).
+		"command": func(cfg drms.Config) (drms.Backend, error) { return command.New(cfg) },
 	}}
 }
 

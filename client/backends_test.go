@@ -26,7 +26,7 @@ func TestRegistry(t *testing.T) {
 	if _, err := reg.Open("empty", drms.Config{}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Open(empty): %v", err)
 	}
-	if err := reg.Check("nosuch"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "broken, drmaa, empty, local, pbs, slurm") {
+	if err := reg.Check("nosuch"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "broken, command, drmaa, empty, local, pbs, slurm") {
 		t.Errorf("Check(nosuch): %v", err)
 	}
 	// A registry is not global: the built-in one does not know "broken".

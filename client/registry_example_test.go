@@ -68,6 +68,6 @@ func ExampleRegistry() {
 	niceness, _ := os.ReadFile(out)
 	fmt.Print("backends: ", reg.Names(), "\nniceness of the job: ", string(niceness))
 	// Output:
-	// backends: [drmaa local nice pbs slurm]
+	// backends: [command drmaa local nice pbs slurm]
 	// niceness of the job: 10
 }

@@ -26,7 +26,7 @@ fi
 
 trap 'scripts/slurm-down.sh' EXIT
 
-own=(./drms/slurm/... ./drms/execjob/... ./drms/batch/...)
+own=(./drms/slurm/... ./drms/command/... ./drms/execjob/... ./drms/batch/...)
 round() { # round LABEL [slurm-up options]
 	local label=$1
 	shift

@@ -117,7 +117,8 @@ func TestErrorPaths(t *testing.T) {
 		name := fakeSpec(t, "true").Name()
 		fakePBS(t, map[string]string{"qstat": `printf 'garbage\nJob Id: 12.pbs01\n    no equals sign here\n    Job_Name = ` + name + `\n    job_state = R\n    =\n\n'`})
 		st, err := b.Status(ctx, []drms.Handle{h})
-		if err != nil || st["12.pbs01"].Phase != drms.Running {
+		// R, and exec-job has not started yet (no started file): starting.
+		if err != nil || st["12.pbs01"].Reason != "starting (state R)" {
 			t.Errorf("Status with garbage: %+v %v", st, err)
 		}
 	})
@@ -130,7 +131,7 @@ func TestErrorPaths(t *testing.T) {
 		fakePBS(t, map[string]string{"qstat": `case "$*" in *json*) cat ` + dir + `/bad.json;; *) cat ` + dir + `/full.txt;; esac`})
 		b := newB(t, "pbspro")
 		st, err := b.Status(ctx, []drms.Handle{b.handle("111.pbs01", fakeSpec(t, "true"))})
-		if err != nil || st["111.pbs01"].Phase != drms.Running {
+		if err != nil || st["111.pbs01"].Reason != "starting (state R)" {
 			t.Errorf("Status: %+v %v, want the job running from the text form", st, err)
 		}
 		if c := b.Calls(); c["qstat"] != 2 {

@@ -559,8 +559,12 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 					s.Reason = strings.TrimSpace(j.Comment)
 				}
 				if p == drms.Running || p == drms.Suspended {
-					s.Started = j.Start
-					if si, _ := batch.ReadStarted(st.Started); si != nil && s.Started.IsZero() {
+					// Started once exec-job says so: PBS calls a job
+					// running before its script has exec'd exec-job, and a
+					// job deleted in between never ran its command.
+					if si, _ := batch.ReadStarted(st.Started); si == nil {
+						s = drms.State{Phase: drms.Queued, Reason: "starting (state " + j.State + ")"}
+					} else if s.Started = j.Start; s.Started.IsZero() {
 						s.Started = si.Time
 					}
 				}
