@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -638,4 +639,77 @@ func TestTwoWorkflowsShareSlots(t *testing.T) {
 	if most != 2 {
 		t.Fatalf("at most %d jobs ran at once across two workflows on 2 slots, want 2", most)
 	}
+}
+
+// TestDoctorBroken: somaflow doctor on broken setups names each problem,
+// prints a fix, and exits non-zero: a backend's commands missing, a state
+// dir that cannot be written, a hung engine holding a stale lock, a
+// database from a newer somaflow.
+func TestDoctorBroken(t *testing.T) {
+	good := func(t *testing.T) (string, []string) {
+		state := filepath.Join(t.TempDir(), "state")
+		env := []string{"SOMAFLOW_STATE_DIR=" + state}
+		if r := run(t, env, "run", "--keep-state", write(t, "ok.yaml", okWF)); r.code != 0 {
+			t.Fatalf("run: %+v", r)
+		}
+		return state, env
+	}
+	expect := func(t *testing.T, env []string, name, detail string, args ...string) {
+		t.Helper()
+		r := run(t, env, append([]string{"doctor"}, args...)...)
+		if r.code == 0 || !strings.Contains(r.stdout, "FAIL "+name) || !strings.Contains(r.stdout, detail) || !strings.Contains(r.stdout, "fix:") {
+			t.Fatalf("doctor: want FAIL %s with %q and a fix, got %+v", name, detail, r)
+		}
+	}
+	t.Run("backend_commands_missing", func(t *testing.T) {
+		_, env := good(t)
+		env = append(env, "PATH="+t.TempDir())
+		expect(t, env, "backend slurm", "not on PATH: sbatch", "--backend", "slurm")
+		expect(t, env, "backend pbs", "not on PATH: qsub", "--backend", "pbs")
+		cfg := write(t, "cmd.yaml", "backend: command\nsettings: {submit: \"mysub {script}\", submit_id: \"(\\\\d+)\", status: \"mystat\", status_line: \"(?P<id>\\\\d+) (?P<state>\\\\w+)\", cancel: \"mydel {id}\"}\n")
+		expect(t, append(env, "SOMAFLOW_CONFIG="+cfg), "backend command", "submit: mysub")
+	})
+	t.Run("state_dir_not_writable", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to mount a read-only filesystem")
+		}
+		state, env := good(t)
+		if out, err := exec.Command("mount", "--bind", "-o", "ro", state, state).CombinedOutput(); err != nil {
+			t.Skipf("cannot bind-mount read-only here: %v %s", err, out)
+		}
+		defer exec.Command("umount", state).Run()
+		exec.Command("mount", "-o", "remount,bind,ro", state).Run()
+		expect(t, env, "state dir", "not writable")
+	})
+	t.Run("hung_engine_stale_lock", func(t *testing.T) {
+		state, env := good(t)
+		lock := filepath.Join(state, "engine.lock")
+		host, _ := os.Hostname()
+		// A process holds the engine's lock but never touches it (a hung engine).
+		holder := exec.Command("flock", lock, "sleep", "60")
+		if err := holder.Start(); err != nil {
+			t.Skip("no flock(1):", err)
+		}
+		defer holder.Process.Kill()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out := run(t, env, "engine", "status").stdout
+			if strings.Contains(out, "running") || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		os.WriteFile(lock, []byte(fmt.Sprintf("host=%s pid=%d\n", host, holder.Process.Pid)), 0o600)
+		old := time.Now().Add(-10 * time.Minute)
+		os.Chtimes(lock, old, old)
+		expect(t, env, "engine", "it is hung")
+	})
+	t.Run("newer_database_schema", func(t *testing.T) {
+		state, env := good(t)
+		py := `import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("update meta set value='99' where key='schema_version'"); c.commit()`
+		if out, err := exec.Command("python3", "-c", py, filepath.Join(state, "somaflow.db")).CombinedOutput(); err != nil {
+			t.Skipf("python3 sqlite3: %v %s", err, out)
+		}
+		expect(t, env, "database", "newer than this somaflow")
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/drmaa"
+	"github.com/somaflow/somaflow/drms/batch"
+	"github.com/somaflow/somaflow/drms/command"
 	"github.com/somaflow/somaflow/drms/proc"
 	"github.com/somaflow/somaflow/drms/supervisor"
 	"github.com/somaflow/somaflow/privdir"
@@ -85,6 +88,9 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 	} else if err := privdir.Check(dir); err != nil {
 		add("state dir", false, err.Error(), "use a state dir of your own, mode 0700 (chmod 700 "+dir+")")
 		return checks
+	} else if err := writable(dir); err != nil {
+		add("state dir", false, err.Error(), "make "+dir+" writable (a read-only mount, a full or quota-limited filesystem?) or use another state dir")
+		return checks
 	} else {
 		c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
 		if err != nil {
@@ -108,7 +114,15 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 			add("free space", ok, fmt.Sprintf("%d MiB free under %s", free>>20, dir), fix)
 		}
 		h := service.Engine(dir)
+		beat := time.Duration(0)
+		if fi, err := os.Stat(filepath.Join(dir, "engine.lock")); err == nil {
+			beat = time.Since(fi.ModTime())
+		}
 		switch {
+		case h.Running && beat > 6*service.HeartbeatPeriod:
+			add("engine", false, fmt.Sprintf("pid %d on %s holds the engine lock but has not touched it for %v (it does every %v): it is hung",
+				h.PID, h.Host, beat.Round(time.Second), service.HeartbeatPeriod),
+				fmt.Sprintf("kill it (kill %d; kill -9 %d if it stays); the next command starts a new engine, which re-attaches to the jobs", h.PID, h.PID))
 		case h.Running:
 			add("engine", true, fmt.Sprintf("running on %s, pid %d", h.Host, h.PID), "")
 			if p := service.ReadProblem(dir); p != nil {
@@ -177,6 +191,26 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		} else {
 			add("backend pbs", true, "qsub, qstat, qdel, qhold and qrls found; the server answers", "")
 		}
+	case "command":
+		settings := s.cfg.Settings
+		if err := command.Validate(settings); err != nil {
+			add("backend command", false, err.Error(), "fix the settings of the command backend in the site configuration (docs/command-backend.md)")
+			break
+		}
+		var missing []string
+		for _, key := range []string{"submit", "status", "cancel", "hold", "release"} {
+			words, _ := batch.SplitWords(settings[key])
+			if len(words) > 0 {
+				if _, err := exec.LookPath(words[0]); err != nil {
+					missing = append(missing, key+": "+words[0])
+				}
+			}
+		}
+		if len(missing) > 0 {
+			add("backend command", false, "commands not on PATH: "+strings.Join(missing, ", "), "load the batch system's module or add its bin directory to PATH")
+		} else {
+			add("backend command", true, "settings valid; submit, status and cancel commands found", "")
+		}
 	case "drmaa":
 		if !drmaa.Compiled {
 			add("backend drmaa", false, drmaa.ErrNotCompiled.Error(), "rebuild with make build-drmaa (libdrmaa and its header needed)")
@@ -189,4 +223,15 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		}
 	}
 	return checks
+}
+
+// writable tells whether a file can be created in dir (a read-only mount
+// or a full filesystem says no; permission bits alone do not stop root).
+func writable(dir string) error {
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err != nil {
+		return fmt.Errorf("state dir %s is not writable: %v", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

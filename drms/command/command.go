@@ -107,7 +107,41 @@ type handleState struct {
 // New returns a command backend from cfg.Settings; a missing or malformed
 // setting is an error naming it. It runs no command.
 func New(cfg drms.Config) (*Backend, error) {
-	set := func(k string) string { return strings.TrimSpace(cfg.Settings[k]) }
+	b, err := configure(cfg.Settings)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ExecPath == "" {
+		return nil, fmt.Errorf("%s backend: no somaflow executable configured for exec-job (Config.ExecPath)", b.name)
+	}
+	if cfg.EngineTag == "" || strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
+		return nil, fmt.Errorf("%s backend: engine tag %q must be set and must not contain '-', '|' or spaces", b.name, cfg.EngineTag)
+	}
+	if cfg.ExecPath, err = batch.ExecPath(cfg.ExecPath); err != nil {
+		return nil, fmt.Errorf("%s backend: %v", b.name, err)
+	}
+	b.cfg = cfg
+	u, err := user.Current()
+	if err != nil {
+		return nil, fmt.Errorf("%s backend: current user: %v", b.name, err)
+	}
+	b.user = u.Username
+	if b.spool, err = batch.NewSpool(cfg); err != nil {
+		return nil, fmt.Errorf("%s backend: %v", b.name, err)
+	}
+	return b, nil
+}
+
+// Validate checks the settings of a command backend as New does, without
+// creating anything (somaflow doctor).
+func Validate(settings map[string]string) error {
+	_, err := configure(settings)
+	return err
+}
+
+// configure reads the settings.
+func configure(settings map[string]string) (*Backend, error) {
+	set := func(k string) string { return strings.TrimSpace(settings[k]) }
 	name := set("name")
 	if name == "" {
 		name = "command"
@@ -115,18 +149,8 @@ func New(cfg drms.Config) (*Backend, error) {
 	fail := func(format string, a ...any) (*Backend, error) {
 		return nil, fmt.Errorf("%s backend: "+format, append([]any{name}, a...)...)
 	}
-	if cfg.ExecPath == "" {
-		return fail("no somaflow executable configured for exec-job (Config.ExecPath)")
-	}
-	if cfg.EngineTag == "" || strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
-		return fail("engine tag %q must be set and must not contain '-', '|' or spaces", cfg.EngineTag)
-	}
-	exe, err := batch.ExecPath(cfg.ExecPath)
-	if err != nil {
-		return fail("%v", err)
-	}
-	cfg.ExecPath = exe
-	b := &Backend{cfg: cfg, name: name, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastSeen: map[string]entry{}, phases: map[string]drms.Phase{}}
+	var err error
+	b := &Backend{name: name, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastSeen: map[string]entry{}, phases: map[string]drms.Phase{}}
 	tmpl := func(key string, required bool, must ...string) ([][]string, error) {
 		v := set(key)
 		if v == "" {
@@ -166,7 +190,7 @@ func New(cfg drms.Config) (*Backend, error) {
 		return nil, err
 	}
 	re := func(key, def string, groups ...string) (*regexp.Regexp, error) {
-		v := cfg.Settings[key]
+		v := settings[key]
 		if strings.TrimSpace(v) == "" {
 			v = def
 		}
@@ -227,14 +251,6 @@ func New(cfg drms.Config) (*Backend, error) {
 	}
 	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
 		return nil, err
-	}
-	u, err := user.Current()
-	if err != nil {
-		return fail("current user: %v", err)
-	}
-	b.user = u.Username
-	if b.spool, err = batch.NewSpool(cfg); err != nil {
-		return fail("%v", err)
 	}
 	return b, nil
 }
