@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Checks contrib/modulefiles with the real Lmod (Lua and Tcl files) from
-# Debian's package: load puts somaflow on PATH and sets SOMAFLOW_CONFIG when
-# the site config exists (and somaflow works when it does not), unload
-# removes both. Needs root for apt-get when lmod is missing.
+# Debian's package, as a site installs them: `make install PREFIX=...`, then
+# `module use PREFIX/share/somaflow/modulefiles/...`; load puts somaflow on
+# PATH and its man page on MANPATH, sets SOMAFLOW_CONFIG when the site
+# config exists (and somaflow works when it does not), and a workflow runs
+# through the loaded module; unload removes them. Needs root for apt-get
+# when lmod is missing.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$(readlink -f "${1:-$top/bin/somaflow}")
 if [ ! -f /usr/share/lmod/lmod/init/bash ]; then
 	apt-get install -y --no-install-recommends lmod >/dev/null
 fi
@@ -15,16 +17,21 @@ set -u
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
-mkdir -p "$prefix/bin" "$prefix/etc"
-cp "$bin" "$prefix/bin/somaflow"
-echo "queue: fromsite" > "$prefix/etc/somaflow.yaml"
+make -C "$top" install PREFIX="$prefix" >/dev/null
+mkdir -p "$prefix/etc"
+echo "max_jobs: 2" > "$prefix/etc/somaflow.yaml"
 for kind in lmod tcl; do
-	rm -rf "$work/mf" && cp -r "$top/contrib/modulefiles/$kind" "$work/mf"
-	sed -i "s#/opt/somaflow/0.1.0#$prefix#" "$work"/mf/somaflow/*
 	module purge
-	module use "$work/mf"
+	module use "$prefix/share/somaflow/modulefiles/$kind"
 	module load somaflow
 	[ "$(command -v somaflow)" = "$prefix/bin/somaflow" ] || { echo "$kind: somaflow not on PATH"; exit 1; }
+	case ":$MANPATH:" in *":$prefix/share/man:"*) ;; *) echo "$kind: man page dir not on MANPATH ($MANPATH)"; exit 1 ;; esac
+	[ -s "$prefix/share/man/man1/somaflow.1" ] || { echo "$kind: no man page installed"; exit 1; }
+	if command -v man >/dev/null; then
+		[ "$(man -w somaflow)" = "$prefix/share/man/man1/somaflow.1" ] || { echo "$kind: man finds $(man -w somaflow 2>&1)"; exit 1; }
+	fi
+	# A workflow runs through the loaded module, with the site's config.
+	SOMAFLOW_STATE_DIR=$work/state-$kind somaflow run "$top/examples/hello.json" >/dev/null || { echo "$kind: the example workflow failed"; exit 1; }
 	[ "$SOMAFLOW_CONFIG" = "$prefix/etc/somaflow.yaml" ] || { echo "$kind: SOMAFLOW_CONFIG not set"; exit 1; }
 	somaflow version | grep -q "$prefix/etc/somaflow.yaml" || { echo "$kind: site config not read"; exit 1; }
 	module unload somaflow
@@ -37,6 +44,6 @@ for kind in lmod tcl; do
 	somaflow version >/dev/null || { echo "$kind: somaflow broken by the module without a site config"; exit 1; }
 	module unload somaflow
 	mv "$work/saved.yaml" "$prefix/etc/somaflow.yaml"
-	module unuse "$work/mf"
+	module unuse "$prefix/share/somaflow/modulefiles/$kind"
 	echo "modulefile ($kind): ok"
 done

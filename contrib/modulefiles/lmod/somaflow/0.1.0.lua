@@ -3,7 +3,7 @@
 local prefix = "/opt/somaflow/0.1.0"
 
 help([[
-somaflow runs workflows of command-line jobs on Slurm, DRMAA systems or local
+somaflow runs workflows of command-line jobs on Slurm, PBS, DRMAA systems or local
 processes, and keeps their state in a per-user database.
 
   somaflow submit wf.json     submit; the engine runs in the background
@@ -20,6 +20,7 @@ whatis("URL: https://github.com/somaflow/somaflow")
 
 family("somaflow")
 prepend_path("PATH", pathJoin(prefix, "bin"))
+prepend_path("MANPATH", pathJoin(prefix, "share", "man"))
 setenv("SOMAFLOW_HOME", prefix)
 -- The site's configuration: default backend (e.g. slurm), queue, spool dir;
 -- only when the site wrote one (somaflow refuses a SOMAFLOW_CONFIG that
