@@ -219,7 +219,7 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		}
 	default:
 		if err := client.CheckBackend(backend); err != nil {
-			add("backend "+backend, false, err.Error(), "use local, slurm, pbs or drmaa")
+			add("backend "+backend, false, err.Error(), "use local, slurm, pbs, drmaa or command")
 		}
 	}
 	return checks
