@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
@@ -19,32 +18,12 @@ import (
 	"github.com/somaflow/somaflow/privdir"
 )
 
-// Job arrays (setting arrays=true).
-//
-// SubmitArray groups the specs it is given by workflow, partition, parallel
-// job info and native specification; a group of one is a plain sbatch, a
-// larger group is cut into chunks of at most MaxArraySize tasks, and each
-// chunk is ONE `sbatch --array=0-N` of ONE dispatcher script. Every task
-// keeps the spool files of a plain job (its own batch script, env file,
-// status and started files), so exec-job, Status and outcomes work exactly
-// as for a plain job; the dispatcher only picks the task's script by
-// $SLURM_ARRAY_TASK_ID, through a directory of links named by task id
-// (the only expansion in the dispatcher is that variable, quoted and
-// checked to be digits):
-//
-//	<spool>/<W>/<array>.sh            the dispatcher
-//	<spool>/<W>/<array>.tasks/<task>  a link to the task's script
-//	<spool>/<W>/<array>.jobid         the array's job id, written after sbatch answered
-//	<spool>/<W>/<array>.<task>.drms.out  Slurm's own output of each task
-//	<spool>/<W>/<attempt>.sh          the task's script, with a "# somaflow array <array> <task>" line
-//
-// The array's job name is sf-TAG-W-aJ-A (J and A of its first task). A
-// task's handle is ARRAYID_TASK, which squeue -r, scontrol, sacct and
-// scancel all take.
-
-// taskMark starts the line of a task's batch script that names its array
-// and task id; Locate reads it.
-const taskMark = "# somaflow array "
+// Job arrays (setting arrays=true), through drms/batch's arrays: the
+// dispatcher picks the task by $SLURM_ARRAY_TASK_ID; Slurm's own output of
+// each task goes to <spool>/<W>/<array>.<task>.drms.out, and the array's
+// job id to <spool>/<W>/<array>.jobid once sbatch answered. A task's
+// handle is ARRAYID_TASK, which squeue -r, scontrol, sacct and scancel all
+// take.
 
 // arrayLookup caches what Slurm said about an array's name, for the Locate
 // calls that follow an uncertain SubmitArray (one per task).
@@ -60,24 +39,6 @@ const arrayLookupTTL = 5 * time.Second
 func arrayOf(id string) string {
 	a, _, _ := strings.Cut(id, "_")
 	return a
-}
-
-// arrayName is the Slurm job name of an array whose first task is first.
-func arrayName(first drms.JobSpec) string {
-	return fmt.Sprintf("sf-%s-%d-a%d-%d", first.EngineTag, first.WorkflowID, first.JobID, first.Attempt)
-}
-
-// groupKey says which specs may share one array: same workflow (spool dir),
-// partition, parallel job info and native specification. Working dir,
-// command, environment and files differ freely (exec-job handles them).
-func groupKey(s drms.JobSpec) string {
-	k, _ := json.Marshal(struct {
-		W int64
-		Q string
-		N []string
-		P *model.ParallelJobInfo
-	}{s.WorkflowID, s.Queue, s.NativeSpec, s.Parallel})
-	return string(k)
 }
 
 // presetOutcome is the outcome of a handle whose job never reached Slurm.
@@ -128,81 +89,10 @@ func (b *Backend) SubmitArray(ctx context.Context, specs []drms.JobSpec) ([]drms
 			return nil, fmt.Errorf("slurm: job %s has engine tag %q, this backend %q", s.Name(), s.EngineTag, b.cfg.EngineTag)
 		}
 	}
-	hs := make([]drms.Handle, len(specs))
-	reasons := map[string]bool{}
-	refused := 0
-	var order []string
-	groups := map[string][]int{}
-	for i, s := range specs {
-		if len(s.Argv) == 0 {
-			hs[i] = b.presetHandle(s, "refused", "empty command")
-			reasons["empty command"] = true
-			refused++
-			continue
-		}
-		k := groupKey(s)
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], i)
-	}
-	max := b.arrayMax(ctx)
-	var chunks [][]int
-	for _, k := range order {
-		g := groups[k]
-		for len(g) > max {
-			chunks = append(chunks, g[:max])
-			g = g[max:]
-		}
-		chunks = append(chunks, g)
-	}
-	submitted := 0
-	var stop, unsure error // a failure that stops the loop; an uncertain chunk
-	for _, c := range chunks {
-		var got []drms.Handle
-		var err error
-		if len(c) == 1 {
-			var h drms.Handle
-			h, err = b.Submit(ctx, specs[c[0]])
-			got = []drms.Handle{h}
-		} else {
-			got, err = b.submitChunk(ctx, specs, c)
-		}
-		var se *drms.StartError
-		switch {
-		case err == nil:
-			for k, i := range c {
-				hs[i] = got[k]
-			}
-			submitted += len(c)
-		case errors.As(err, &se):
-			for _, i := range c {
-				hs[i] = b.presetHandle(specs[i], "refused", se.Reason)
-			}
-			reasons[se.Reason] = true
-			refused += len(c)
-		case errors.Is(err, drms.ErrSubmitUncertain):
-			unsure = err // Locate will tell; the other chunks go on
-		default:
-			stop = err
-		}
-		if stop != nil {
-			break // slurmctld unreachable, a spool error: the rest is not tried
-		}
-	}
-	switch {
-	case stop == nil && unsure == nil && refused == len(specs) && len(reasons) == 1:
-		for r := range reasons {
-			return nil, &drms.StartError{Reason: r}
-		}
-	case stop == nil && unsure == nil:
-		return hs, nil
-	case submitted == 0 && unsure == nil:
-		return nil, stop
-	case stop == nil:
-		stop = unsure
-	}
-	return nil, fmt.Errorf("slurm: %d of %d jobs surely submitted as arrays, then: %v: %w", submitted, len(specs), stop, drms.ErrSubmitUncertain)
+	return batch.ArraySubmit{
+		Name: "slurm", Max: b.arrayMax(ctx), One: b.Submit, Chunk: b.submitChunk,
+		Refused: func(spec drms.JobSpec, reason string) drms.Handle { return b.presetHandle(spec, "refused", reason) },
+	}.Submit(ctx, specs)
 }
 
 // arrayMax is the largest number of tasks in one array: slurmctld's
@@ -226,85 +116,15 @@ func (b *Backend) arrayMax(ctx context.Context) int {
 // submitChunk submits specs[idx...] (two or more, one group) as one array.
 func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []int) ([]drms.Handle, error) {
 	first := specs[idx[0]]
-	name := arrayName(first)
-	dir := b.spool.Paths(first).Dir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("slurm: create spool dir: %w", err)
-	}
-	dispatcher := filepath.Join(dir, name+".sh")
-	tasks := filepath.Join(dir, name+".tasks")
-	written := make([]bool, len(idx))
-	cleanup := func() {
-		for k, i := range idx {
-			if written[k] {
-				p := b.spool.Paths(specs[i])
-				os.Remove(p.Script)
-				os.Remove(p.Env)
-			}
-		}
-		os.Remove(dispatcher)
-		os.RemoveAll(tasks)
-	}
-	// Write every task's files, in parallel (each file is synced).
-	errs := make([]error, len(idx))
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < min(16, len(idx)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range work {
-				s := specs[idx[k]]
-				p, err := b.spool.Prepare(s)
-				if err == nil {
-					written[k] = true
-					header := []string{
-						"# somaflow job " + s.Name() + ": " + strings.ReplaceAll(s.JobName, "\n", " "),
-						taskMark + name + " " + strconv.Itoa(k),
-					}
-					err = batch.WriteScript(p.Script, batch.Script(header, b.spool.ExecArgv(b.cfg.ExecPath, s)))
-				}
-				errs[k] = err
-			}
-		}()
-	}
-	for k := range idx {
-		work <- k
-	}
-	close(work)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("slurm: %w", err)
-	}
-	// <array>.tasks/<task> links to each task's script, so that the
-	// dispatcher stays a few lines however many tasks (slurmctld sends it
-	// with every task it starts).
-	if err := os.Mkdir(tasks, 0o700); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("slurm: %w", err)
-	}
-	for k, i := range idx {
-		if err := os.Symlink(b.spool.Paths(specs[i]).Script, filepath.Join(tasks, strconv.Itoa(k))); err != nil {
-			cleanup()
-			return nil, fmt.Errorf("slurm: %w", err)
-		}
-	}
 	dirs, err := Directives(first.NativeSpec)
 	if err != nil {
-		cleanup()
 		return nil, err
 	}
-	sc := "#!/bin/sh\n# somaflow job array " + name + ": task N runs the batch script " + tasks + "/N links to\n" +
-		strings.Join(append(dirs, ""), "\n") +
-		"case \"$SLURM_ARRAY_TASK_ID\" in\n" +
-		"''|*[!0-9]*) echo \"somaflow: bad SLURM_ARRAY_TASK_ID\" >&2; exit 127 ;;\n" +
-		"esac\n" +
-		". " + batch.ShellQuote(tasks+"/") + "\"$SLURM_ARRAY_TASK_ID\"\n"
-	if err := batch.WriteScript(dispatcher, sc); err != nil {
-		cleanup()
+	af, err := b.spool.WriteArray(b.cfg.ExecPath, specs, idx, "$SLURM_ARRAY_TASK_ID", dirs)
+	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
+	name, dir, dispatcher, cleanup := af.Name, af.Dir, af.Dispatcher, af.Remove
 	output := filepath.Join(dir, name+".%a.drms.out")
 	args, err := b.sbatchArgs(first, name, dispatcher, dir, output, []string{fmt.Sprintf("--array=0-%d", len(idx)-1)})
 	if err != nil {
@@ -356,27 +176,6 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 		}
 	}
 	return nil, fmt.Errorf("slurm: sbatch array %s: %v; not found by name afterwards: %w", name, err, drms.ErrSubmitUncertain)
-}
-
-// readTaskScript reads the array and task id from an array task's batch
-// script; ok is false for a plain job's script or no script.
-func readTaskScript(path string) (arr, task string, ok bool) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", "", false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, found := strings.CutPrefix(line, taskMark); found {
-			f := strings.Fields(rest)
-			if len(f) == 2 && isNumber(f[1]) {
-				return f[0], f[1], true
-			}
-		}
-		if strings.HasPrefix(line, "exec ") {
-			break
-		}
-	}
-	return "", "", false
 }
 
 // locateTask is Locate for an attempt whose batch script says it is task

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/model"
 )
 
@@ -179,7 +180,7 @@ func TestArrays(t *testing.T) {
 				t.Fatalf("Locate task %d: %+v found=%v never=%v err=%v", i, h, found, never, err)
 			}
 		}
-		jobid := filepath.Join(b.spool.Paths(specs[0]).Dir, arrayName(specs[0])+".jobid")
+		jobid := filepath.Join(b.spool.Paths(specs[0]).Dir, batch.ArrayName(specs[0])+".jobid")
 		if data, err := os.ReadFile(jobid); err != nil || strings.TrimSpace(string(data)) != arr {
 			t.Fatalf("job id file: %q %v", data, err)
 		}
@@ -295,7 +296,7 @@ func TestArrayErrorPaths(t *testing.T) {
 	})
 	t.Run("timeout_found", func(t *testing.T) {
 		specs := two(t)
-		name := arrayName(specs[0])
+		name := batch.ArrayName(specs[0])
 		fakeSlurm(t, map[string]string{"sbatch": "exec sleep 30", "scontrol": "exit 1",
 			"squeue": `echo "4712|4711|1|RUNNING|None|N/A|N/A|n1|` + name + `"; echo "4711|4711|0|PENDING|None|N/A|N/A||` + name + `"`})
 		b := newB(t)

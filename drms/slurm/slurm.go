@@ -804,7 +804,7 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 // still lists every job of the last MinJobAge).
 func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, bool, bool, error) {
 	p := b.spool.Paths(spec)
-	if arr, task, ok := readTaskScript(p.Script); ok {
+	if arr, task, ok := batch.ReadTaskScript(p.Script); ok {
 		return b.locateTask(ctx, spec, arr, task)
 	}
 	if si, err := batch.ReadStarted(p.Started); err == nil && si != nil && isJobID(si.JobID) {
