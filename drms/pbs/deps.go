@@ -32,7 +32,7 @@ func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []dr
 			return drms.Handle{}, err
 		}
 		if st.Ended != "" {
-			return b.presetHandle(spec, fmt.Sprintf("dependency %s never ran (%s)", a.ID, st.Reason)), nil
+			return b.presetHandle(spec, "dependency", fmt.Sprintf("dependency %s never ran (%s)", a.ID, st.Reason)), nil
 		}
 		if !isJobID(a.ID) {
 			return drms.Handle{}, fmt.Errorf("pbs: dependency %q is not a PBS job id", a.ID)
@@ -61,7 +61,7 @@ func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []dr
 				continue
 			}
 			if o := s.Outcome; o == nil || !model.Succeeded(o.Status, o.ExitStatus, o.ExitValue) {
-				return b.presetHandle(spec, fmt.Sprintf("dependency %s did not succeed", a.ID)), nil
+				return b.presetHandle(spec, "dependency", fmt.Sprintf("dependency %s did not succeed", a.ID)), nil
 			}
 		}
 		if len(left) == len(ids) {
@@ -94,13 +94,15 @@ func keep(hs []drms.Handle, ids []string) []drms.Handle {
 	return out
 }
 
-// presetHandle is the handle of an attempt that was not submitted because
-// a dependency had already failed: Status ends it aborted_before_running.
-func (b *Backend) presetHandle(spec drms.JobSpec, reason string) drms.Handle {
-	h := b.handle("none-"+spec.Name(), spec)
+// presetHandle is the handle of an attempt that was not submitted and whose
+// outcome is known: kind "dependency" (a dependency had already failed:
+// aborted_before_running) or "refused" (qsub refused its array: failed /
+// aborted with reason). Status ends it at once; Kill does nothing.
+func (b *Backend) presetHandle(spec drms.JobSpec, kind, reason string) drms.Handle {
+	h := b.handle(kind+"-"+spec.Name(), spec)
 	var st handleState
 	_ = json.Unmarshal(h.State, &st)
-	st.Ended, st.Reason = "dependency", reason
+	st.Ended, st.Reason = kind, reason
 	h.State, _ = json.Marshal(st)
 	return h
 }

@@ -23,6 +23,11 @@
 //	qsub_options     extra qsub options for every job, split like a shell line
 //	dependencies     true: SubmitAfter hands dependencies to PBS
 //	                 (-W depend=afterok:ID...) (default false)
+//	arrays           true: SubmitArray puts the jobs of one engine cycle that
+//	                 share workflow, queue, resources and native
+//	                 specification into one job array (-J / -t) (default
+//	                 false; see array.go: not tested against a PBS server)
+//	max_array        the largest number of tasks in one array (default 1000)
 package pbs
 
 import (
@@ -54,7 +59,8 @@ type Backend struct {
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
 	extraOpts                                     []string
-	deps                                          bool
+	deps, arrays                                  bool
+	maxArray                                      int
 
 	mu         sync.Mutex
 	dialect    Dialect              // "" until known
@@ -72,8 +78,12 @@ type handleState struct {
 	Output  string `json:"output"`
 	// Deps: submitted with dependencies handed to PBS (SubmitAfter).
 	Deps bool `json:"deps,omitempty"`
-	// Ended is "dependency" when a dependency handed to PBS had already
-	// failed (nothing was submitted); Reason says why.
+	// Task is the task number of an array's task ("" for a plain job);
+	// Name is then the array's.
+	Task string `json:"task,omitempty"`
+	// Ended is an outcome known without PBS: "dependency" (a dependency
+	// handed to PBS had already failed) or "refused" (qsub refused the
+	// job's array); nothing was submitted; Reason says why.
 	Ended  string `json:"ended,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -140,12 +150,22 @@ func New(cfg drms.Config) (*Backend, error) {
 			return nil, fmt.Errorf("pbs: setting qsub_options: %w", err)
 		}
 	}
-	switch v := set("dependencies"); v {
-	case "", "false", "no":
-	case "true", "yes":
-		b.deps = true
-	default:
-		return nil, fmt.Errorf("pbs: setting dependencies=%q: want true or false", v)
+	for key, dst := range map[string]*bool{"arrays": &b.arrays, "dependencies": &b.deps} {
+		switch v := set(key); v {
+		case "", "false", "no":
+		case "true", "yes":
+			*dst = true
+		default:
+			return nil, fmt.Errorf("pbs: setting %s=%q: want true or false", key, v)
+		}
+	}
+	b.maxArray = 1000
+	if v := set("max_array"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("pbs: setting max_array=%q: want a number of tasks, at least 2", v)
+		}
+		b.maxArray = n
 	}
 	return b, nil
 }
@@ -153,7 +173,7 @@ func New(cfg drms.Config) (*Backend, error) {
 // Capabilities implements drms.Backend.
 func (b *Backend) Capabilities() drms.Capabilities {
 	return drms.Capabilities{Name: "pbs", Queues: true, ExternalCancel: true, SystemFailures: true, SurvivesEngine: true,
-		Dependencies: b.deps, Walltime: true}
+		Arrays: b.arrays, Dependencies: b.deps, Walltime: true}
 }
 
 // Close implements drms.Backend; jobs keep running.
@@ -270,12 +290,13 @@ func Options(words []string) ([]string, error) {
 	return argv, nil
 }
 
-// QsubArgs is the qsub command line (without "qsub") for spec, whose batch
-// script is at script and whose PBS output goes to output: job name,
-// output (joined), queue, resources in the dialect's form, the site's
-// qsub_options, the native specification, extra (a dependency), the script.
-func (b *Backend) QsubArgs(d Dialect, spec drms.JobSpec, script, output string, extra []string) ([]string, error) {
-	a := []string{"-N", spec.Name(), "-o", output, "-j", "oe"}
+// QsubArgs is the qsub command line (without "qsub") for spec, submitted
+// under the job name name, whose batch script is at script and whose PBS
+// output goes to output: job name, output (joined), queue, resources in
+// the dialect's form, the site's qsub_options, the native specification,
+// extra (a dependency, an array's range), the script.
+func (b *Backend) QsubArgs(d Dialect, name string, spec drms.JobSpec, script, output string, extra []string) ([]string, error) {
+	a := []string{"-N", name, "-o", output, "-j", "oe"}
 	if spec.Queue != "" {
 		a = append(a, "-q", spec.Queue)
 	}
@@ -363,7 +384,7 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 	}
 	d := b.Dialect(ctx)
 	p := b.spool.Paths(spec)
-	args, err := b.QsubArgs(d, spec, p.Script, p.Output, extra)
+	args, err := b.QsubArgs(d, spec.Name(), spec, p.Script, p.Output, extra)
 	if err != nil {
 		return drms.Handle{}, err
 	}
@@ -415,11 +436,16 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 	return drms.Handle{}, fmt.Errorf("pbs: qsub %s: %v; not found by name afterwards: %w", spec.Name(), err, drms.ErrSubmitUncertain)
 }
 
-// isJobID tells whether qsub's output is a job id: "123", "123.server",
-// "123[].server".
+// isJobID tells whether s is a job id: "123", "123.server", an array
+// "123[].server" or its task "123[4].server".
 func isJobID(s string) bool {
 	q := seq(s)
-	q = strings.TrimSuffix(q, "[]")
+	if i := strings.IndexByte(q, '['); i > 0 && strings.HasSuffix(q, "]") {
+		if t := q[i+1 : len(q)-1]; t != "" && strings.Trim(t, "0123456789") != "" {
+			return false
+		}
+		q = q[:i]
+	}
 	if q == "" || strings.ContainsAny(s, " \t\n") {
 		return false
 	}
@@ -431,14 +457,16 @@ func isJobID(s string) bool {
 	return true
 }
 
-// byName finds the newest job of jobs called name.
+// byName finds the newest job (or job array: "123[]") of jobs called
+// name; an array's tasks, which share its name, are skipped.
 func byName(jobs map[string]job, name string) (string, bool) {
 	best, bestSeq := "", int64(-1)
 	for s, j := range jobs {
 		if j.Name != name {
 			continue
 		}
-		if n, _ := strconv.ParseInt(s, 10, 64); n > bestSeq {
+		n, err := strconv.ParseInt(strings.TrimSuffix(s, "[]"), 10, 64)
+		if err == nil && n > bestSeq {
 			best, bestSeq = j.ID, n
 		}
 	}
@@ -451,7 +479,7 @@ func byName(jobs map[string]job, name string) (string, bool) {
 func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 	var jobs map[string]job
 	if b.Dialect(ctx) == PBSPro {
-		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-f", "-F", "json")
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", b.listArgs("-F", "json")...)
 		if err != nil {
 			return nil, b.cmdError("qstat", stderr, err)
 		}
@@ -460,7 +488,7 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 		}
 	}
 	if jobs == nil {
-		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", "-f")
+		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", b.listArgs()...)
 		var ee *exec.ExitError
 		if err != nil && !(errors.As(err, &ee) && ee.Exited() && strings.TrimSpace(out) == "" && noJobs(stderr)) {
 			return nil, b.cmdError("qstat", stderr, err)
@@ -473,6 +501,16 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 		}
 	}
 	return jobs, nil
+}
+
+// listArgs are qstat's arguments for the listing: -f, and -t (array
+// tasks) when arrays are on.
+func (b *Backend) listArgs(more ...string) []string {
+	a := []string{"-f"}
+	if b.arrays {
+		a = append(a, "-t")
+	}
+	return append(a, more...)
 }
 
 // noJobs tells whether the complaint of a qstat that failed and printed
@@ -539,6 +577,10 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		st, err := decodeHandle(h)
 		if err != nil {
 			out[h.ID] = drms.State{Phase: drms.Ended, Outcome: drms.Undetermined(err.Error())}
+			continue
+		}
+		if st.Ended == "refused" {
+			out[h.ID] = ended(drms.NotStarted(st.Reason))
 			continue
 		}
 		if st.Ended != "" {
@@ -764,6 +806,9 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 // never written; otherwise, as PBS forgets finished jobs, nobody can tell.
 func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, bool, bool, error) {
 	p := b.spool.Paths(spec)
+	if arr, task, ok := batch.ReadTaskScript(p.Script); ok {
+		return b.locateTask(ctx, spec, arr, task)
+	}
 	if si, err := batch.ReadStarted(p.Started); err == nil && si != nil && isJobID(si.JobID) {
 		return b.handle(si.JobID, spec), true, false, nil
 	}
