@@ -16,6 +16,9 @@
 //	command_timeout  bound on each squeue/scontrol/sacct/scancel call (default 60s)
 //	submit_timeout   bound on each sbatch call (default 60s)
 //	lookup_delay     pause before the second look-up of a timed-out sbatch (default 2s)
+//	squeue_interval  how often Status asks squeue while exec-job's files
+//	                 answer for every job (default 30s, at most half of
+//	                 MinJobAge without accounting; 0: at every Status)
 //	status_grace     how long a job that Slurm says ended may lack its status
 //	                 file (network filesystem lag) before Slurm's record is used
 //	                 instead (default 5s)
@@ -56,6 +59,7 @@ type Backend struct {
 	user  string
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
+	squeueEvery                                   time.Duration
 	extraOpts                                     []string
 	arrays, deps                                  bool
 
@@ -136,6 +140,9 @@ func New(cfg drms.Config) (*Backend, error) {
 		return nil, err
 	}
 	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
+		return nil, err
+	}
+	if b.squeueEvery, err = dur("squeue_interval", 30*time.Second); err != nil {
 		return nil, err
 	}
 	switch v := set("accounting"); v {
@@ -432,13 +439,21 @@ func (b *Backend) squeue(ctx context.Context) (map[string]queueJob, error) {
 	return jobs, nil
 }
 
-// Status implements drms.Backend with one squeue call, plus, only for jobs
-// that ended without a readable status file (or whose signal needs Slurm's
-// reason after they left squeue), one sacct call or scontrol calls.
+// Status implements drms.Backend. exec-job's files are the primary signal:
+// while every attempt asked about can be answered from its status file
+// (ended, by an exit or a failure to start), its started file (running),
+// or the last squeue listing (queued, held), and that listing is younger
+// than squeue_interval, no Slurm command runs at all. Otherwise it makes
+// one squeue call, plus, only for jobs that ended without a readable
+// status file (or whose signal needs Slurm's reason after they left
+// squeue), one sacct call or scontrol calls.
 func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms.State, error) {
 	out := make(map[string]drms.State, len(hs))
 	if len(hs) == 0 {
 		return out, nil
+	}
+	if fast, ok := b.fromFiles(hs); ok {
+		return fast, nil
 	}
 	q, err := b.squeue(ctx)
 	if err != nil {
@@ -615,6 +630,79 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 		b.forget(n.h.ID)
 	}
 	return out, nil
+}
+
+// fromFiles answers Status without Slurm when it can (see Status): ok is
+// false when one attempt needs Slurm (a signal's reason, an end without a
+// status file, our kill, a preset or undecodable handle) or the last
+// squeue listing is older than squeue_interval.
+func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
+	b.mu.Lock()
+	q, at, every := b.lastQ, b.lastQAt, b.squeueEvery
+	if b.acct == nil || !*b.acct {
+		// Without accounting, squeue is the only record of a job that
+		// ended without a status file, and only for MinJobAge: look well
+		// within it (and not at all before it is known).
+		every = min(every, b.minJobAge/2)
+	}
+	b.mu.Unlock()
+	if every <= 0 || q == nil || time.Since(at) >= every {
+		return nil, false
+	}
+	out := make(map[string]drms.State, len(hs))
+	for _, h := range hs {
+		st, err := decodeHandle(h)
+		if err != nil || st.Ended != "" || b.wasKilled(h.ID) {
+			return nil, false
+		}
+		file, ferr := batch.ReadOutcome(st.Status)
+		if ferr != nil || file != nil && file.Signal != "" {
+			return nil, false
+		}
+		if file != nil {
+			out[h.ID] = ended(file)
+			b.forget(h.ID)
+			continue
+		}
+		qj, listed := q[h.ID]
+		if listed && qj.Name != st.Name {
+			return nil, false
+		}
+		if !listed {
+			// Only a job submitted after the listing may be missing from
+			// it; one that left squeue needs Slurm's record.
+			b.mu.Lock()
+			sub, ok := b.recent[h.ID]
+			if st.Task != "" {
+				sub, ok = b.recent[arrayOf(h.ID)]
+			}
+			b.mu.Unlock()
+			if !ok || sub.Before(at) {
+				return nil, false
+			}
+		}
+		p, final := drms.Queued, false
+		if listed {
+			p, final = phaseOf(qj.State, qj.Reason)
+		}
+		if final || p == drms.Unknown {
+			return nil, false // ended at Slurm without a status file yet
+		}
+		s := drms.State{Phase: p, By: heldBy(qj.State, qj.Reason)}
+		if p == drms.Queued || p == drms.Held {
+			if listed && qj.Reason != "None" {
+				s.Reason = qj.Reason
+			}
+			if si, _ := batch.ReadStarted(st.Started); si != nil {
+				// Started since the listing (or a hold released).
+				s = drms.State{Phase: drms.Running, Started: si.Time}
+			}
+		} else if p == drms.Running || p == drms.Suspended {
+			s.Started = qj.Start
+		}
+		out[h.ID] = s
+	}
+	return out, true
 }
 
 // fileSignalReason is the reason to give a job whose status file says it
