@@ -69,6 +69,7 @@ type Backend struct {
 	earlyRec   map[string]record    // Slurm's final record of such a job, read when first seen
 	acct       *bool                // accounting configured (nil: not known yet)
 	minJobAge  time.Duration
+	configAt   time.Time // when Status last asked scontrol show config
 	maxArray   int                    // MaxArraySize (0: not known yet)
 	arrayIDs   map[string]arrayLookup // array name -> id, for Locate after an uncertain SubmitArray
 	lastQ      map[string]queueJob    // the last squeue listing (ours only)
@@ -454,6 +455,15 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	}
 	if fast, ok := b.fromFiles(hs); ok {
 		return fast, nil
+	}
+	b.mu.Lock()
+	ask := b.minJobAge == 0 && time.Since(b.configAt) > time.Minute
+	if ask {
+		b.configAt = time.Now()
+	}
+	b.mu.Unlock()
+	if ask {
+		b.loadConfig(ctx) // MinJobAge and accounting pace squeue (fromFiles)
 	}
 	q, err := b.squeue(ctx)
 	if err != nil {
