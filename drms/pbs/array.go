@@ -100,6 +100,7 @@ func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []i
 	out, stderr, err := b.cmds.Run(ctx, b.submitTimeout, nil, "qsub", args...)
 	if err == nil {
 		if id := strings.TrimSpace(out); isJobID(id) && strings.Contains(id, "[]") {
+			b.submitted(id)
 			return handles(id), nil
 		}
 		err = fmt.Errorf("qsub printed %q, not a job array id", batch.OneLine(out))

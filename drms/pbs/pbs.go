@@ -20,6 +20,8 @@
 //	status_grace     how long a job that PBS says ended, or no longer lists,
 //	                 may lack its status file (network filesystem lag)
 //	                 before PBS's record is used instead (default 5s)
+//	qstat_interval   how often Status asks qstat while exec-job's files
+//	                 answer for every job (default 30s; 0: at every Status)
 //	qsub_options     extra qsub options for every job, split like a shell line
 //	dependencies     true: SubmitAfter hands dependencies to PBS
 //	                 (-W depend=afterok:ID...) (default false)
@@ -58,6 +60,7 @@ type Backend struct {
 	cmds  batch.Commands
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
+	qstatEvery                                    time.Duration
 	extraOpts                                     []string
 	deps, arrays                                  bool
 	maxArray                                      int
@@ -67,6 +70,9 @@ type Backend struct {
 	killed     map[string]bool      // ids this backend deleted
 	noFileSeen map[string]time.Time // ended or gone at PBS, no status file yet: since when
 	lastRec    map[string]job       // the last final record seen of such a job
+	lastList   map[string]job       // the last listing (ours only)
+	lastListAt time.Time            // when it was asked for
+	recent     map[string]time.Time // job id -> when this backend submitted it
 }
 
 // handleState is the persisted part of a PBS handle; Handle.ID is the job
@@ -109,7 +115,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}, recent: map[string]time.Time{}}
 	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
 	dur := func(key string, def time.Duration) (time.Duration, error) {
 		v := set(key)
@@ -132,6 +138,9 @@ func New(cfg drms.Config) (*Backend, error) {
 		return nil, err
 	}
 	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
+		return nil, err
+	}
+	if b.qstatEvery, err = dur("qstat_interval", 30*time.Second); err != nil {
 		return nil, err
 	}
 	switch v := set("dialect"); v {
@@ -402,6 +411,7 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, extra []string)
 	out, stderr, err := b.cmds.Run(ctx, b.submitTimeout, nil, "qsub", args...)
 	if err == nil {
 		if id := strings.TrimSpace(out); isJobID(id) {
+			b.submitted(id)
 			return b.handle(id, spec), nil
 		}
 		err = fmt.Errorf("qsub printed %q, not a job id", batch.OneLine(out))
@@ -477,6 +487,7 @@ func byName(jobs map[string]job, name string) (string, bool) {
 // somaflow's (of this engine): `qstat -f -F json` on PBS Pro (falling back
 // to `qstat -f` when its JSON is invalid), `qstat -f` on Torque.
 func (b *Backend) list(ctx context.Context) (map[string]job, error) {
+	at := time.Now()
 	var jobs map[string]job
 	if b.Dialect(ctx) == PBSPro {
 		out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "qstat", b.listArgs("-F", "json")...)
@@ -500,7 +511,92 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 			delete(jobs, s)
 		}
 	}
+	b.mu.Lock()
+	b.lastList, b.lastListAt = jobs, at
+	b.mu.Unlock()
 	return jobs, nil
+}
+
+// submitted notes when this backend submitted a job (or array), so that
+// Status may answer for it from files before a listing shows it.
+func (b *Backend) submitted(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if len(b.recent) > 10000 {
+		for k, t := range b.recent {
+			if now.Sub(t) > time.Hour {
+				delete(b.recent, k)
+			}
+		}
+	}
+	b.recent[seq(id)] = now
+}
+
+// fromFiles answers Status without PBS when it can: every attempt is
+// ended by an exit or a failure to start in its status file, or still
+// queued, held, running or suspended in the last listing (or submitted
+// since, its started file saying whether it runs), and that listing is
+// younger than qstat_interval. ok is false when one needs PBS (a signal's
+// reason, an end without a status file, our kill, a job that left the
+// listing).
+func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
+	b.mu.Lock()
+	l, at := b.lastList, b.lastListAt
+	b.mu.Unlock()
+	if b.qstatEvery <= 0 || l == nil || time.Since(at) >= b.qstatEvery {
+		return nil, false
+	}
+	out := make(map[string]drms.State, len(hs))
+	for _, h := range hs {
+		st, err := decodeHandle(h)
+		if err != nil || st.Ended != "" || b.wasKilled(h.ID) {
+			return nil, false
+		}
+		file, ferr := batch.ReadOutcome(st.Status)
+		if ferr != nil || file != nil && file.Signal != "" {
+			return nil, false
+		}
+		if file != nil {
+			out[h.ID] = ended(file)
+			b.forget(h.ID)
+			continue
+		}
+		si, _ := batch.ReadStarted(st.Started)
+		j, listed := l[seq(h.ID)]
+		if listed && j.Name != st.Name {
+			return nil, false
+		}
+		s := drms.State{Phase: drms.Queued}
+		if listed {
+			p, by, final := phase(j)
+			if final || p == drms.Unknown {
+				return nil, false
+			}
+			s = drms.State{Phase: p, By: by}
+			if p == drms.Queued || p == drms.Held {
+				s.Reason = strings.TrimSpace(j.Comment)
+			}
+		} else {
+			b.mu.Lock()
+			sub, ok := b.recent[seq(h.ID)]
+			if st.Task != "" {
+				sub, ok = b.recent[seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1))]
+			}
+			b.mu.Unlock()
+			if !ok || sub.Before(at) {
+				return nil, false
+			}
+		}
+		switch {
+		case si != nil && s.Phase != drms.Suspended:
+			s = drms.State{Phase: drms.Running, Started: si.Time}
+		case si == nil && (s.Phase == drms.Running || s.Phase == drms.Suspended):
+			s = drms.State{Phase: drms.Queued, Reason: "starting (state " + j.State + ")"}
+		}
+		out[h.ID] = s
+	}
+	return out, true
 }
 
 // listArgs are qstat's arguments for the listing: -f, and -t (array
@@ -566,6 +662,9 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	out := make(map[string]drms.State, len(hs))
 	if len(hs) == 0 {
 		return out, nil
+	}
+	if fast, ok := b.fromFiles(hs); ok {
+		return fast, nil
 	}
 	jobs, err := b.list(ctx)
 	if err != nil {
