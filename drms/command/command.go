@@ -229,27 +229,10 @@ func configure(settings map[string]string) (*Backend, error) {
 		}
 	}
 	b.cancelled, b.timeout, b.memory = setOf(list(set("cancelled"))), setOf(list(set("timeout"))), setOf(list(set("memory")))
-	dur := func(key string, def time.Duration) (time.Duration, error) {
-		v := set(key)
-		if v == "" {
-			return def, nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return 0, fmt.Errorf("%s backend: setting %s=%q is not a duration (e.g. 30s)", name, key, v)
-		}
-		return d, nil
-	}
-	if b.cmdTimeout, err = dur("command_timeout", 60*time.Second); err != nil {
-		return nil, err
-	}
-	if b.submitTimeout, err = dur("submit_timeout", 60*time.Second); err != nil {
-		return nil, err
-	}
-	if b.lookupDelay, err = dur("lookup_delay", 2*time.Second); err != nil {
-		return nil, err
-	}
-	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
+	if err := (batch.Settings{Backend: name + " backend", M: settings}).Durations(
+		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace},
+		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second},
+	); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -775,13 +758,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 // cmdError wraps a failed command: timeouts and outputs matching
 // unavailable wrap drms.ErrUnavailable.
 func (b *Backend) cmdError(name, msg string, err error) error {
-	if errors.Is(err, batch.ErrTimeout) || b.unavailable.MatchString(msg) {
-		return fmt.Errorf("%s backend: %s: %s: %w", b.name, name, strings.TrimSpace(err.Error()+" "+batch.OneLine(msg)), drms.ErrUnavailable)
-	}
-	if errors.Is(err, exec.ErrNotFound) {
-		return fmt.Errorf("%s backend: %s not found on PATH: %w", b.name, name, err)
-	}
-	return fmt.Errorf("%s backend: %s: %v: %s", b.name, name, err, batch.OneLine(msg))
+	return batch.CommandError(b.name+" backend", name, msg, err, b.unavailable.MatchString, "is the batch system's client on PATH?")
 }
 
 var (

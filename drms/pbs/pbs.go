@@ -97,50 +97,21 @@ type handleState struct {
 // New returns a PBS backend. It checks the configuration but does not
 // contact the PBS server (so that an engine starts while it is down).
 func New(cfg drms.Config) (*Backend, error) {
-	if cfg.ExecPath == "" {
-		return nil, errors.New("pbs: no somaflow executable configured for exec-job (Config.ExecPath)")
-	}
-	if cfg.EngineTag == "" {
-		return nil, errors.New("pbs: no engine tag configured (Config.EngineTag)")
-	}
-	if strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
-		return nil, fmt.Errorf("pbs: engine tag %q must not contain '-', '|' or spaces", cfg.EngineTag)
-	}
-	exe, err := batch.ExecPath(cfg.ExecPath)
+	cfg, err := batch.CheckConfig("pbs", cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pbs: %w", err)
+		return nil, err
 	}
-	cfg.ExecPath = exe
 	sp, err := batch.NewSpool(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
 	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}, recent: map[string]time.Time{}}
-	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
-	dur := func(key string, def time.Duration) (time.Duration, error) {
-		v := set(key)
-		if v == "" {
-			return def, nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return 0, fmt.Errorf("pbs: setting %s=%q is not a duration (e.g. 30s)", key, v)
-		}
-		return d, nil
-	}
-	if b.cmdTimeout, err = dur("command_timeout", 60*time.Second); err != nil {
-		return nil, err
-	}
-	if b.submitTimeout, err = dur("submit_timeout", 60*time.Second); err != nil {
-		return nil, err
-	}
-	if b.lookupDelay, err = dur("lookup_delay", 2*time.Second); err != nil {
-		return nil, err
-	}
-	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
-		return nil, err
-	}
-	if b.qstatEvery, err = dur("qstat_interval", 30*time.Second); err != nil {
+	st := batch.Settings{Backend: "pbs", M: cfg.Settings}
+	set := st.Get
+	if err := st.Durations(
+		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace, "qstat_interval": &b.qstatEvery},
+		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second, "qstat_interval": 30 * time.Second},
+	); err != nil {
 		return nil, err
 	}
 	switch v := set("dialect"); v {
@@ -159,14 +130,11 @@ func New(cfg drms.Config) (*Backend, error) {
 			return nil, fmt.Errorf("pbs: setting qsub_options: %w", err)
 		}
 	}
-	for key, dst := range map[string]*bool{"arrays": &b.arrays, "dependencies": &b.deps} {
-		switch v := set(key); v {
-		case "", "false", "no":
-		case "true", "yes":
-			*dst = true
-		default:
-			return nil, fmt.Errorf("pbs: setting %s=%q: want true or false", key, v)
-		}
+	if b.arrays, err = st.Bool("arrays"); err != nil {
+		return nil, err
+	}
+	if b.deps, err = st.Bool("dependencies"); err != nil {
+		return nil, err
 	}
 	b.maxArray = 1000
 	if v := set("max_array"); v != "" {
@@ -927,13 +895,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 // cmdError wraps a failed PBS command: timeouts and a server that cannot
 // be reached wrap drms.ErrUnavailable.
 func (b *Backend) cmdError(name, msg string, err error) error {
-	if errors.Is(err, batch.ErrTimeout) || isUnavailable(msg) {
-		return fmt.Errorf("pbs: %s: %s: %w", name, strings.TrimSpace(err.Error()+" "+batch.OneLine(msg)), drms.ErrUnavailable)
-	}
-	if errors.Is(err, exec.ErrNotFound) {
-		return fmt.Errorf("pbs: %s not found on PATH (is the PBS client installed?): %w", name, err)
-	}
-	return fmt.Errorf("pbs: %s: %v: %s", name, err, batch.OneLine(msg))
+	return batch.CommandError("pbs", name, msg, err, isUnavailable, "is the PBS client installed?")
 }
 
 // isUnavailable reports whether a PBS command's message says that the

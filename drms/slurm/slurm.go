@@ -69,7 +69,7 @@ type Backend struct {
 	earlyRec   map[string]record    // Slurm's final record of such a job, read when first seen
 	acct       *bool                // accounting configured (nil: not known yet)
 	minJobAge  time.Duration
-	configAt   time.Time // when Status last asked scontrol show config
+	configAt   time.Time              // when Status last asked scontrol show config
 	maxArray   int                    // MaxArraySize (0: not known yet)
 	arrayIDs   map[string]arrayLookup // array name -> id, for Locate after an uncertain SubmitArray
 	lastQ      map[string]queueJob    // the last squeue listing (ours only)
@@ -100,50 +100,21 @@ type handleState struct {
 // New returns a Slurm backend. It checks the configuration but does not
 // contact Slurm (so that an engine starts while slurmctld is down).
 func New(cfg drms.Config) (*Backend, error) {
-	if cfg.ExecPath == "" {
-		return nil, errors.New("slurm: no somaflow executable configured for exec-job (Config.ExecPath)")
-	}
-	if cfg.EngineTag == "" {
-		return nil, errors.New("slurm: no engine tag configured (Config.EngineTag)")
-	}
-	if strings.ContainsAny(cfg.EngineTag, "-| \t\n") {
-		return nil, fmt.Errorf("slurm: engine tag %q must not contain '-', '|' or spaces", cfg.EngineTag)
-	}
-	exe, err := batch.ExecPath(cfg.ExecPath)
+	cfg, err := batch.CheckConfig("slurm", cfg)
 	if err != nil {
-		return nil, fmt.Errorf("slurm: %w", err)
+		return nil, err
 	}
-	cfg.ExecPath = exe
 	sp, err := batch.NewSpool(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
 	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}}
-	set := func(key string) string { return strings.TrimSpace(cfg.Settings[key]) }
-	dur := func(key string, def time.Duration) (time.Duration, error) {
-		v := set(key)
-		if v == "" {
-			return def, nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return 0, fmt.Errorf("slurm: setting %s=%q is not a duration (e.g. 30s)", key, v)
-		}
-		return d, nil
-	}
-	if b.cmdTimeout, err = dur("command_timeout", 60*time.Second); err != nil {
-		return nil, err
-	}
-	if b.submitTimeout, err = dur("submit_timeout", 60*time.Second); err != nil {
-		return nil, err
-	}
-	if b.lookupDelay, err = dur("lookup_delay", 2*time.Second); err != nil {
-		return nil, err
-	}
-	if b.grace, err = dur("status_grace", 5*time.Second); err != nil {
-		return nil, err
-	}
-	if b.squeueEvery, err = dur("squeue_interval", 30*time.Second); err != nil {
+	st := batch.Settings{Backend: "slurm", M: cfg.Settings}
+	set := st.Get
+	if err := st.Durations(
+		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace, "squeue_interval": &b.squeueEvery},
+		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second, "squeue_interval": 30 * time.Second},
+	); err != nil {
 		return nil, err
 	}
 	switch v := set("accounting"); v {
@@ -159,14 +130,11 @@ func New(cfg drms.Config) (*Backend, error) {
 			return nil, fmt.Errorf("slurm: setting sbatch_options: %w", err)
 		}
 	}
-	for key, dst := range map[string]*bool{"arrays": &b.arrays, "dependencies": &b.deps} {
-		switch v := set(key); v {
-		case "", "false", "no":
-		case "true", "yes":
-			*dst = true
-		default:
-			return nil, fmt.Errorf("slurm: setting %s=%q: want true or false", key, v)
-		}
+	if b.arrays, err = st.Bool("arrays"); err != nil {
+		return nil, err
+	}
+	if b.deps, err = st.Bool("dependencies"); err != nil {
+		return nil, err
 	}
 	b.user = set("user")
 	if b.user == "" {
@@ -951,13 +919,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (drms.Handle, b
 // cmdError wraps a failed Slurm command: timeouts and controller errors
 // wrap drms.ErrUnavailable.
 func (b *Backend) cmdError(name, stderr string, err error) error {
-	if errors.Is(err, batch.ErrTimeout) || isUnavailable(stderr) {
-		return fmt.Errorf("slurm: %s: %s: %w", name, strings.TrimSpace(err.Error()+" "+batch.OneLine(stderr)), drms.ErrUnavailable)
-	}
-	if errors.Is(err, exec.ErrNotFound) {
-		return fmt.Errorf("slurm: %s not found on PATH (is Slurm's client installed?): %w", name, err)
-	}
-	return fmt.Errorf("slurm: %s: %v: %s", name, err, batch.OneLine(stderr))
+	return batch.CommandError("slurm", name, stderr, err, isUnavailable, "is Slurm's client installed?")
 }
 
 // isUnavailable reports whether a Slurm command's stderr says that the
