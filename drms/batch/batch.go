@@ -18,6 +18,7 @@ package batch
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -261,6 +262,21 @@ func MergeUsage(a, b drms.Usage) drms.Usage {
 		a.Raw = raw
 	}
 	return a
+}
+
+// Tail is the last 16 KiB of a file (a DRMS's own output for a job, where
+// it says why it killed one), "" when it cannot be read.
+func Tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > 16384 {
+		_, _ = f.Seek(fi.Size()-16384, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 16384))
+	return string(b)
 }
 
 // ReadStarted reads the started file of an attempt: the DRMS job id, host,

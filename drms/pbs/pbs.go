@@ -37,7 +37,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -710,7 +709,6 @@ func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st hand
 		file = nil // a damaged status file: PBS's record decides
 	}
 	killed := b.wasKilled(h.ID)
-	output := tail(st.Output)
 	if file != nil {
 		if file.Signal == "" || killed {
 			return file, true, nil
@@ -726,7 +724,7 @@ func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st hand
 				rec = &hj
 			}
 		}
-		r := &drms.Outcome{Reason: signalReason(d, rec, output, killed)}
+		r := &drms.Outcome{Reason: signalReason(d, rec, batch.Tail(st.Output), killed)}
 		if rec != nil {
 			r.Usage = rec.Usage
 		}
@@ -760,7 +758,7 @@ func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st hand
 	}
 	switch {
 	case listed:
-		return recordOutcome(d, j, output, started, killed), true, nil
+		return recordOutcome(d, j, batch.Tail(st.Output), started, killed), true, nil
 	case !started && st.Deps && !killed:
 		return &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore,
 			Reason: fmt.Sprintf("PBS deleted job %s before it started: a dependency handed to PBS did not succeed", h.ID)}, true, nil
@@ -768,21 +766,6 @@ func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st hand
 		return drms.Unclear(fmt.Sprintf("deleted while queued (PBS no longer lists job %s)", h.ID)), true, nil
 	}
 	return drms.Undetermined(fmt.Sprintf("PBS no longer lists job %s (no job history) and exec-job left no status file %s", h.ID, st.Status)), true, nil
-}
-
-// tail is the end of the job's PBS output (where Torque and Slurm's
-// wrappers say why they killed a job), "" when there is none.
-func tail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > 16384 {
-		_, _ = f.Seek(fi.Size()-16384, io.SeekStart)
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, 16384))
-	return string(b)
 }
 
 func ended(o *drms.Outcome) drms.State {

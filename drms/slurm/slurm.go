@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -716,16 +715,7 @@ func (b *Backend) forget(id string) {
 // memoryHint reports whether the job's Slurm output mentions a memory
 // limit (slurmstepd's message when it kills an over-memory job without cgroups).
 func memoryHint(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > 16384 {
-		_, _ = f.Seek(fi.Size()-16384, io.SeekStart)
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, 16384))
-	s := strings.ToLower(string(b))
+	s := strings.ToLower(batch.Tail(path))
 	return strings.Contains(s, "memory limit") || strings.Contains(s, "oom-kill") || strings.Contains(s, "out of memory")
 }
 
