@@ -264,6 +264,37 @@ func MergeUsage(a, b drms.Usage) drms.Usage {
 	return a
 }
 
+// Live is the state of an attempt that the DRMS lists as not ended (s;
+// drmsState is the DRMS's own word for it), as exec-job's started file at
+// startedPath corrects it: a DRMS calls a job running before its script
+// has exec'd exec-job, and a job cancelled in between never ran its
+// command, so running or suspended counts only once that file exists
+// (until then the attempt is queued, "starting (<drmsState>)"). Started
+// is the DRMS's when it gives one, else the file's.
+func Live(s drms.State, drmsState, startedPath string) drms.State {
+	if s.Phase != drms.Running && s.Phase != drms.Suspended {
+		return s
+	}
+	si, _ := ReadStarted(startedPath)
+	if si == nil {
+		return drms.State{Phase: drms.Queued, Reason: "starting (" + drmsState + ")"}
+	}
+	if s.Started.IsZero() {
+		s.Started = si.Time
+	}
+	return s
+}
+
+// Pending is the state of an attempt whose end may still be on its way
+// (its status file not written yet): running when exec-job's started file
+// at startedPath exists, else queued.
+func Pending(startedPath string) drms.State {
+	if si, _ := ReadStarted(startedPath); si != nil {
+		return drms.State{Phase: drms.Running, Started: si.Time}
+	}
+	return drms.State{Phase: drms.Queued}
+}
+
 // Tail is the last 16 KiB of a file (a DRMS's own output for a job, where
 // it says why it killed one), "" when it cannot be read.
 func Tail(path string) string {

@@ -576,30 +576,16 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			}
 			if p != drms.Ended {
 				s := drms.State{Phase: p}
-				if p == drms.Running || p == drms.Suspended {
-					// Started once exec-job says so: the DRMS calls a job
-					// running before its script has exec'd exec-job, and a
-					// job cancelled in between never ran its command.
-					if si, _ := batch.ReadStarted(st.Started); si != nil {
-						s.Started = si.Time
-					} else {
-						s = drms.State{Phase: drms.Queued, Reason: "starting (" + e.State + ")"}
-					}
-				}
 				if p == drms.Queued || p == drms.Held {
 					s.Reason = e.Reason
 				}
-				out[h.ID] = s
+				out[h.ID] = batch.Live(s, e.State, st.Started)
 				continue
 			}
 		}
 		o, done := b.outcome(h, st, now)
 		if !done {
-			s := drms.State{Phase: drms.Queued}
-			if si, _ := batch.ReadStarted(st.Started); si != nil {
-				s = drms.State{Phase: drms.Running, Started: si.Time}
-			}
-			out[h.ID] = s
+			out[h.ID] = batch.Pending(st.Started) // its status file may be on its way
 			continue
 		}
 		out[h.ID] = drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}

@@ -529,7 +529,6 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 			b.forget(h.ID)
 			continue
 		}
-		si, _ := batch.ReadStarted(st.Started)
 		j, listed := l[seq(h.ID)]
 		if listed && j.Name != st.Name {
 			return nil, false
@@ -555,13 +554,15 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 				return nil, false
 			}
 		}
-		switch {
-		case si != nil && s.Phase != drms.Suspended:
-			s = drms.State{Phase: drms.Running, Started: si.Time}
-		case si == nil && (s.Phase == drms.Running || s.Phase == drms.Suspended):
-			s = drms.State{Phase: drms.Queued, Reason: "starting (state " + j.State + ")"}
+		if s.Phase == drms.Queued || s.Phase == drms.Held {
+			// Started since the listing, or still as listed.
+			if p := batch.Pending(st.Started); p.Phase == drms.Running {
+				s = p
+			}
+			out[h.ID] = s
+			continue
 		}
-		out[h.ID] = s
+		out[h.ID] = batch.Live(s, "state "+j.State, st.Started)
 	}
 	return out, true
 }
@@ -665,18 +666,10 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 				}
 				if s.Phase == drms.Queued || s.Phase == drms.Held {
 					s.Reason = strings.TrimSpace(j.Comment)
+				} else {
+					s.Started = j.Start
 				}
-				if p == drms.Running || p == drms.Suspended {
-					// Started once exec-job says so: PBS calls a job
-					// running before its script has exec'd exec-job, and a
-					// job deleted in between never ran its command.
-					if si, _ := batch.ReadStarted(st.Started); si == nil {
-						s = drms.State{Phase: drms.Queued, Reason: "starting (state " + j.State + ")"}
-					} else if s.Started = j.Start; s.Started.IsZero() {
-						s.Started = si.Time
-					}
-				}
-				out[h.ID] = s
+				out[h.ID] = batch.Live(s, "state "+j.State, st.Started)
 				continue
 			}
 		}
@@ -685,13 +678,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			return nil, err
 		}
 		if !done {
-			// Its status file may be on its way: started or still queued,
-			// as exec-job's started file says.
-			s := drms.State{Phase: drms.Queued}
-			if si, _ := batch.ReadStarted(st.Started); si != nil {
-				s = drms.State{Phase: drms.Running, Started: si.Time}
-			}
-			out[h.ID] = s
+			out[h.ID] = batch.Pending(st.Started) // its status file may be on its way
 			continue
 		}
 		out[h.ID] = ended(o)
