@@ -173,25 +173,18 @@ type ArrayFiles struct {
 // input) is digits; header lines (DRMS directives) come after the #! line.
 // On error nothing is left behind; Remove removes the files again.
 func (s Spool) WriteArray(execPath string, specs []drms.JobSpec, idx []int, indexExpr string, header []string) (ArrayFiles, error) {
-	first := specs[idx[0]]
-	name := ArrayName(first)
-	dir := s.Paths(first).Dir
-	af := ArrayFiles{Name: name, Dir: dir, Dispatcher: filepath.Join(dir, name+".sh"), Tasks: filepath.Join(dir, name+".tasks")}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	af := s.ArrayFiles(specs[idx[0]])
+	name := af.Name
+	if err := os.MkdirAll(af.Dir, 0o700); err != nil {
 		return af, fmt.Errorf("batch: create spool dir: %w", err)
 	}
 	written := make([]bool, len(idx))
-	for _, i := range idx {
-		p := s.Paths(specs[i])
-		af.files = append(af.files, p.Script, p.Env)
-	}
 	cleanup := func() {
-		files := af.files
-		af.files = nil
-		for k := range idx {
+		for k, i := range idx {
 			if written[k] {
-				os.Remove(files[2*k])
-				os.Remove(files[2*k+1])
+				p := s.Paths(specs[i])
+				os.Remove(p.Script)
+				os.Remove(p.Env)
 			}
 		}
 		af.Remove()
@@ -252,7 +245,19 @@ func (s Spool) WriteArray(execPath string, specs []drms.JobSpec, idx []int, inde
 		cleanup()
 		return af, fmt.Errorf("batch: %w", err)
 	}
+	for _, i := range idx {
+		p := s.Paths(specs[i])
+		af.files = append(af.files, p.Script, p.Env)
+	}
 	return af, nil
+}
+
+// ArrayFiles are the paths of the spool files of the array whose first
+// task is first (nothing is created).
+func (s Spool) ArrayFiles(first drms.JobSpec) ArrayFiles {
+	name := ArrayName(first)
+	dir := s.Paths(first).Dir
+	return ArrayFiles{Name: name, Dir: dir, Dispatcher: filepath.Join(dir, name+".sh"), Tasks: filepath.Join(dir, name+".tasks")}
 }
 
 // Remove removes the array's files: the tasks' scripts and env files, the

@@ -72,21 +72,20 @@ func (b *Backend) SubmitArray(ctx context.Context, specs []drms.JobSpec) ([]drms
 func (b *Backend) submitChunk(ctx context.Context, specs []drms.JobSpec, idx []int) ([]drms.Handle, error) {
 	d := b.Dialect(ctx)
 	first := specs[idx[0]]
+	af := b.spool.ArrayFiles(first)
 	rng := []string{"-J", fmt.Sprintf("0-%d", len(idx)-1)}
-	output := filepath.Join(b.spool.Paths(first).Dir, batch.ArrayName(first)+".^array_index^.drms.out")
+	output := filepath.Join(af.Dir, af.Name+".^array_index^.drms.out")
 	if d != PBSPro {
 		rng[0] = "-t"
-		output = filepath.Join(b.spool.Paths(first).Dir, batch.ArrayName(first)+".drms.out")
+		output = filepath.Join(af.Dir, af.Name+".drms.out")
 	}
-	args, err := b.QsubArgs(d, batch.ArrayName(first), first, "DISPATCHER", output, rng)
+	args, err := b.QsubArgs(d, af.Name, first, af.Dispatcher, output, rng)
 	if err != nil {
 		return nil, err // a bad native specification: nothing written
 	}
-	af, err := b.spool.WriteArray(b.cfg.ExecPath, specs, idx, arrayIndex, nil)
-	if err != nil {
+	if af, err = b.spool.WriteArray(b.cfg.ExecPath, specs, idx, arrayIndex, nil); err != nil {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
-	args[len(args)-1] = af.Dispatcher
 	handles := func(id string) []drms.Handle {
 		// Best effort: Locate finds the id here without asking PBS.
 		_ = privdir.WriteFileAtomic(filepath.Join(af.Dir, af.Name+".jobid"), []byte(id+"\n"))
