@@ -85,7 +85,7 @@ func (e *Engine) observe(j *job, s drms.State) {
 	if s.Reason != "" && (s.Phase == drms.Queued || s.Phase == drms.Held) {
 		why = "waiting at the DRMS: " + s.Reason
 	}
-	if (j.row.Reason == nil) != (why == "") || j.row.Reason != nil && *j.row.Reason != why {
+	if deref(j.row.Reason) != why {
 		j.row.Reason = strp(why)
 		e.markDirty(j)
 	}
