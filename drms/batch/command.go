@@ -170,3 +170,38 @@ func SplitWords(s string) ([]string, error) {
 	}
 	return words, nil
 }
+
+// Submissions remembers when a backend submitted each job (or array), for
+// an hour: a job submitted after a DRMS listing may be missing from it. It
+// is safe for concurrent use; the zero value is ready.
+type Submissions struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// Note records that id was submitted now.
+func (s *Submissions) Note(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.at == nil {
+		s.at = map[string]time.Time{}
+	}
+	if len(s.at) > 10000 {
+		for k, t := range s.at {
+			if now.Sub(t) > time.Hour {
+				delete(s.at, k)
+			}
+		}
+	}
+	s.at[id] = now
+}
+
+// At is when id was submitted; ok is false when this backend did not
+// (or more than an hour ago).
+func (s *Submissions) At(id string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.at[id]
+	return t, ok
+}

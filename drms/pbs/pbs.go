@@ -71,7 +71,7 @@ type Backend struct {
 	lastRec    map[string]job       // the last final record seen of such a job
 	lastList   map[string]job       // the last listing (ours only)
 	lastListAt time.Time            // when it was asked for
-	recent     map[string]time.Time // job id -> when this backend submitted it
+	recent     batch.Submissions    // job ids this backend submitted (by seq)
 }
 
 // handleState is the persisted part of a PBS handle; Handle.ID is the job
@@ -104,7 +104,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}, recent: map[string]time.Time{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
 	st := batch.Settings{Backend: "pbs", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
@@ -486,19 +486,7 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 
 // submitted notes when this backend submitted a job (or array), so that
 // Status may answer for it from files before a listing shows it.
-func (b *Backend) submitted(id string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	if len(b.recent) > 10000 {
-		for k, t := range b.recent {
-			if now.Sub(t) > time.Hour {
-				delete(b.recent, k)
-			}
-		}
-	}
-	b.recent[seq(id)] = now
-}
+func (b *Backend) submitted(id string) { b.recent.Note(seq(id)) }
 
 // fromFiles answers Status without PBS when it can: every attempt is
 // ended by an exit or a failure to start in its status file, or still
@@ -544,12 +532,10 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 				s.Reason = strings.TrimSpace(j.Comment)
 			}
 		} else {
-			b.mu.Lock()
-			sub, ok := b.recent[seq(h.ID)]
+			sub, ok := b.recent.At(seq(h.ID))
 			if st.Task != "" {
-				sub, ok = b.recent[seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1))]
+				sub, ok = b.recent.At(seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1)))
 			}
-			b.mu.Unlock()
 			if !ok || sub.Before(at) {
 				return nil, false
 			}

@@ -155,19 +155,7 @@ func (b *Backend) decideGone(ctx context.Context, spec drms.JobSpec, gone []drms
 }
 
 // submitted records that this backend just submitted job (or array) id.
-func (b *Backend) submitted(id string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	if len(b.recent) > 10000 {
-		for k, t := range b.recent {
-			if now.Sub(t) > time.Hour {
-				delete(b.recent, k)
-			}
-		}
-	}
-	b.recent[id] = now
-}
+func (b *Backend) submitted(id string) { b.recent.Note(id) }
 
 // unverified returns the ids of which it is not certain, without asking
 // Slurm, that slurmctld still knows them: known are jobs this backend
@@ -183,10 +171,10 @@ func (b *Backend) unverified(ids []string) map[string]bool {
 	safe := b.minJobAge / 2
 	for _, id := range ids {
 		if safe > 0 {
-			if t, ok := b.recent[arrayOf(id)]; ok && now.Sub(t) < safe {
+			if t, ok := b.recent.At(arrayOf(id)); ok && now.Sub(t) < safe {
 				continue
 			}
-			if t, ok := b.recent[id]; ok && now.Sub(t) < safe {
+			if t, ok := b.recent.At(id); ok && now.Sub(t) < safe {
 				continue
 			}
 			if j, ok := b.lastQ[id]; ok && now.Sub(b.lastQAt) < safe {

@@ -73,7 +73,7 @@ type Backend struct {
 	arrayIDs   map[string]arrayLookup // array name -> id, for Locate after an uncertain SubmitArray
 	lastQ      map[string]queueJob    // the last squeue listing (ours only)
 	lastQAt    time.Time              // when it was asked for
-	recent     map[string]time.Time   // job or array id -> when this backend submitted it
+	recent     batch.Submissions      // job or array ids this backend submitted
 	cmds       batch.Commands         // Slurm commands run, counted (for benchmarks)
 }
 
@@ -107,7 +107,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, recent: map[string]time.Time{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}}
 	st := batch.Settings{Backend: "slurm", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
@@ -648,12 +648,10 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 		if !listed {
 			// Only a job submitted after the listing may be missing from
 			// it; one that left squeue needs Slurm's record.
-			b.mu.Lock()
-			sub, ok := b.recent[h.ID]
+			sub, ok := b.recent.At(h.ID)
 			if st.Task != "" {
-				sub, ok = b.recent[arrayOf(h.ID)]
+				sub, ok = b.recent.At(arrayOf(h.ID))
 			}
-			b.mu.Unlock()
 			if !ok || sub.Before(at) {
 				return nil, false
 			}
