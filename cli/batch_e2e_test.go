@@ -333,3 +333,44 @@ func TestBatchE2EPendingReason(t *testing.T) {
 		t.Fatalf("held job after stop: %v (%+v)", got, w)
 	}
 }
+
+// TestBatchE2ECommandBackend: a site installs contrib/command-backends/
+// slurm.yaml as its configuration (docs/command-backend.md) and users run
+// workflows with no backend flag: outcomes, dependencies and doctor
+// through the binary.
+func TestBatchE2ECommandBackend(t *testing.T) {
+	if batchBackend(t) != "slurm" {
+		t.Skip("the command backend's worked example drives Slurm")
+	}
+	cfg, _ := filepath.Abs("../contrib/command-backends/slurm.yaml")
+	env := append(batchEnv(t, "slurm"), "SOMAFLOW_CONFIG="+cfg, "SOMAFLOW_BACKEND=", "SOMAFLOW_SWF_RESOURCE=none")
+	if r := run(t, env, "doctor"); !strings.Contains(r.stdout, "ok   backend command: settings valid") {
+		t.Fatalf("doctor with the command backend: %+v", r)
+	}
+	wf := write(t, "o.yaml", `jobs:
+  exit3: {shell: "exit 3"}
+  killed: {shell: "kill -KILL $$"}
+  notfound: {command: [no-such-command-somaflow]}
+  ok: {command: ["true"]}
+  after: {command: ["true"], after: [exit3]}
+  after_ok: {command: ["true"], after: [ok]}
+`)
+	r := run(t, env, "run", "--json", wf)
+	if r.code != 1 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	got := outcomes(t, r.stdout)
+	want := map[string]string{
+		"exit3": "done/finished_regularly/3", "killed": "done/finished_signal/SIGKILL",
+		"notfound": "failed/aborted", "ok": "done/finished_regularly/0",
+		"after": "failed/aborted_before_running", "after_ok": "done/finished_regularly/0",
+	}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: %s, want %s", n, got[n], w)
+		}
+	}
+	if !strings.Contains(r.stdout, `"backend":"command"`) {
+		t.Errorf("the workflow did not run on the command backend: %s", r.stdout)
+	}
+}

@@ -616,3 +616,46 @@ func TestResourcesReachSlurm(t *testing.T) {
 		}
 	}
 }
+
+// TestSqueuePacing: while exec-job's files answer, Status does not ask
+// squeue at every call: a job of a few seconds polled every 200 ms ends
+// (from its status file, noticed at the next poll) with a few squeue calls,
+// not one per poll; with squeue_interval 0, one per poll.
+func TestSqueuePacing(t *testing.T) {
+	requireSlurm(t)
+	for _, c := range []struct {
+		interval string
+		paced    bool
+	}{{"", true}, {"0s", false}} {
+		tag := testTag("p")
+		b := newBackend(t, t.TempDir(), tag, map[string]string{"squeue_interval": c.interval})
+		h := submit(t, b, spec(t, tag, "sh", "-c", "sleep 4; exit 7"))
+		polls := 0
+		var o *drms.Outcome
+		for deadline := time.Now().Add(2 * time.Minute); o == nil; {
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s did not end", h.ID)
+			}
+			polls++
+			st, err := b.Status(context.Background(), []drms.Handle{h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := st[h.ID]; s.Phase == drms.Ended {
+				o = s.Outcome
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if o.ExitValue == nil || *o.ExitValue != 7 {
+			t.Fatalf("interval %q: outcome %s", c.interval, describe(o))
+		}
+		squeue := b.Calls()["squeue"]
+		if c.paced && squeue*3 > polls {
+			t.Errorf("paced: %d squeue calls in %d polls", squeue, polls)
+		}
+		if !c.paced && squeue < polls {
+			t.Errorf("squeue_interval 0: %d squeue calls in %d polls, want one per poll", squeue, polls)
+		}
+		t.Logf("squeue_interval %q: %d squeue calls in %d polls", c.interval, squeue, polls)
+	}
+}
