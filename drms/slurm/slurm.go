@@ -18,7 +18,7 @@
 //	lookup_delay     pause before the second look-up of a timed-out sbatch (default 2s)
 //	squeue_interval  how often Status asks squeue while exec-job's files
 //	                 answer for every job (default 30s, at most half of
-//	                 MinJobAge without accounting; 0: at every Status)
+//	                 MinJobAge; 0: at every Status)
 //	status_grace     how long a job that Slurm says ended may lack its status
 //	                 file (network filesystem lag) before Slurm's record is used
 //	                 instead (default 5s)
@@ -615,13 +615,11 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 // squeue listing is older than squeue_interval.
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
-	q, at, every := b.lastQ, b.lastQAt, b.squeueEvery
-	if b.acct == nil || !*b.acct {
-		// Without accounting, squeue is the only record of a job that
-		// ended without a status file, and only for MinJobAge: look well
-		// within it (and not at all before it is known).
-		every = min(every, b.minJobAge/2)
-	}
+	// A job that ends without a status file is listed by squeue for
+	// MinJobAge only, and some of its outcome is only there (a dependency
+	// Slurm cancelled it for: sacct keeps no such reason), with or without
+	// accounting: look well within MinJobAge (not at all before it is known).
+	q, at, every := b.lastQ, b.lastQAt, min(b.squeueEvery, b.minJobAge/2)
 	b.mu.Unlock()
 	if every <= 0 || q == nil || time.Since(at) >= every {
 		return nil, false
