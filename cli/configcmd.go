@@ -20,7 +20,16 @@ type configValue struct {
 	Source string `json:"source"`
 }
 
-func configCommand(s *IO) *ucli.Command {
+// configOptions are config show's flags, and the global flags' values as
+// the command saw them (with whether each was given on the command line).
+type configOptions struct {
+	*Factory
+	JSON bool
+	// flagSet says whether a global flag was given on the command line.
+	flagSet func(name string) bool
+}
+
+func configCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:  "config",
 		Usage: "show the effective configuration and where each value comes from (config show)",
@@ -29,32 +38,36 @@ func configCommand(s *IO) *ucli.Command {
 			Usage: "print each setting, its value and its source: a flag, a SOMAFLOW_* variable, a file, or the default",
 			Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
 			Action: func(ctx context.Context, cmd *ucli.Command) error {
-				vals := effectiveConfig(s, cmd)
-				if cmd.Bool("json") {
-					return s.JSON(map[string]any{"files": s.cfg.Files, "values": vals, "soma_workflow": s.cfg.SW})
-				}
-				tw := s.newTable()
-				fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
-				for _, v := range vals {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, printable(v.Value), v.Source)
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				return printSWLayer(s, s.cfg.SW)
+				return configShowRun(ctx, f.IO, &configOptions{Factory: f, JSON: cmd.Bool("json"), flagSet: cmd.IsSet})
 			},
 		}},
 	}
 }
 
+func configShowRun(ctx context.Context, s *IO, o *configOptions) error {
+	vals := effectiveConfig(o)
+	if o.JSON {
+		return s.JSON(map[string]any{"files": o.Config.Files, "values": vals, "soma_workflow": o.Config.SW})
+	}
+	tw := s.newTable()
+	fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
+	for _, v := range vals {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, printable(v.Value), v.Source)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printSWLayer(s, o.Config.SW)
+}
+
 // effectiveConfig lists the settings a command would use.
-func effectiveConfig(s *IO, cmd *ucli.Command) []configValue {
-	cfg := s.cfg
+func effectiveConfig(o *configOptions) []configValue {
+	cfg := o.Config
 	from := func(key, flag, env, value, dflt string) configValue {
 		switch {
 		case env != "" && os.Getenv(env) != "" && os.Getenv(env) == value:
 			return configValue{key, value, "environment " + env}
-		case flag != "" && cmd.IsSet(flag):
+		case flag != "" && o.flagSet(flag):
 			return configValue{key, value, "flag --" + flag}
 		case cfg.Sources[key] != "":
 			return configValue{key, value, cfg.Sources[key]}
@@ -64,12 +77,12 @@ func effectiveConfig(s *IO, cmd *ucli.Command) []configValue {
 		}
 		return configValue{key, value, "default"}
 	}
-	stateDir := cmd.String("state-dir")
+	stateDir := o.global.stateDir
 	dflt, _ := service.DefaultDir()
 	vals := []configValue{
-		from("backend", "backend", "SOMAFLOW_BACKEND", cmd.String("backend"), "local"),
+		from("backend", "backend", "SOMAFLOW_BACKEND", o.global.backend, "local"),
 		from("state_dir", "state-dir", "SOMAFLOW_STATE_DIR", stateDir, dflt),
-		from("spool_dir", "spool-dir", "SOMAFLOW_SPOOL_DIR", cmd.String("spool-dir"), "STATE_DIR/spool"),
+		from("spool_dir", "spool-dir", "SOMAFLOW_SPOOL_DIR", o.global.spoolDir, "STATE_DIR/spool"),
 		from("queue", "", "", cfg.Queue, "(none)"),
 		from("max_jobs", "", "", strconv.Itoa(cfg.MaxJobs), "0"),
 	}

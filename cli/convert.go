@@ -2,16 +2,20 @@ package cli
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	ucli "github.com/urfave/cli/v3"
 
-	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/model"
 )
 
-func convertCommand(s *IO) *ucli.Command {
+// convertOptions are convert's arguments and flags.
+type convertOptions struct {
+	File   string
+	To     model.Format
+	Output string // "": stdout
+}
+
+func convertCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "convert",
 		Usage:     "convert a workflow file between soma-workflow JSON and the native format",
@@ -24,26 +28,19 @@ func convertCommand(s *IO) *ucli.Command {
 			if cmd.Args().Len() != 1 {
 				return usagef("convert needs exactly one FILE")
 			}
-			to := model.Format(cmd.String("to"))
-			if to != model.FormatSoma && to != model.FormatNative {
-				return usagef("--to must be soma or native, got %q", to)
-			}
-			w, _, err := readWorkflow(s, cmd.Args().First())
+			to, err := formatFlag(cmd)
 			if err != nil {
 				return err
 			}
-			data, err := client.Serialize(w, to)
-			if err != nil {
-				return err
-			}
-			if out := cmd.String("output"); out != "" {
-				if err := os.WriteFile(out, data, 0o644); err != nil {
-					return fmt.Errorf("write %s: %w", out, err)
-				}
-				return nil
-			}
-			_, err = s.Out.Write(data)
-			return err
+			return convertRun(ctx, f.IO, &convertOptions{File: cmd.Args().First(), To: to, Output: cmd.String("output")})
 		},
 	}
+}
+
+func convertRun(ctx context.Context, s *IO, o *convertOptions) error {
+	w, _, err := readWorkflow(s, o.File)
+	if err != nil {
+		return err
+	}
+	return writeWorkflow(s, w, o.To, o.Output)
 }

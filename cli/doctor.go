@@ -30,7 +30,13 @@ type check struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
-func doctorCommand(s *IO) *ucli.Command {
+// doctorOptions are doctor's flags.
+type doctorOptions struct {
+	*Factory
+	JSON bool
+}
+
+func doctorCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:  "doctor",
 		Usage: "check the installation: configuration, state dir, database, engine, supervisor, backend",
@@ -38,47 +44,51 @@ func doctorCommand(s *IO) *ucli.Command {
 			"every check passed, 5 otherwise. Nothing is changed (the state dir is not even created).",
 		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the checks as JSON"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			checks := doctor(ctx, s, cmd)
-			ok := true
-			for _, c := range checks {
-				ok = ok && c.OK
-			}
-			if cmd.Bool("json") {
-				if err := s.JSON(map[string]any{"ok": ok, "checks": checks}); err != nil {
-					return err
-				}
-			} else {
-				for _, c := range checks {
-					mark := s.paint("32", "ok  ")
-					if !c.OK {
-						mark = s.paint("31", "FAIL")
-					}
-					fmt.Fprintf(s.Out, "%s %s: %s\n", mark, c.Name, printable(c.Detail))
-					if c.Fix != "" {
-						fmt.Fprintf(s.Out, "     fix: %s\n", c.Fix)
-					}
-				}
-			}
-			if !ok {
-				return silentExit{ExitInternal}
-			}
-			return nil
+			return doctorRun(ctx, f.IO, &doctorOptions{Factory: f, JSON: cmd.Bool("json")})
 		},
 	}
 }
 
-func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
+func doctorRun(ctx context.Context, s *IO, o *doctorOptions) error {
+	checks := doctor(ctx, o)
+	ok := true
+	for _, c := range checks {
+		ok = ok && c.OK
+	}
+	if o.JSON {
+		if err := s.JSON(map[string]any{"ok": ok, "checks": checks}); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range checks {
+			mark := s.paint("32", "ok  ")
+			if !c.OK {
+				mark = s.paint("31", "FAIL")
+			}
+			fmt.Fprintf(s.Out, "%s %s: %s\n", mark, c.Name, printable(c.Detail))
+			if c.Fix != "" {
+				fmt.Fprintf(s.Out, "     fix: %s\n", c.Fix)
+			}
+		}
+	}
+	if !ok {
+		return silentExit{ExitInternal}
+	}
+	return nil
+}
+
+func doctor(ctx context.Context, o *doctorOptions) []check {
 	var checks []check
 	add := func(name string, ok bool, detail, fix string) {
 		checks = append(checks, check{Name: name, OK: ok, Detail: detail, Fix: fix})
 	}
 	files := "none (built-in defaults)"
-	if len(s.cfg.Files) > 0 {
-		files = strings.Join(s.cfg.Files, ", ")
+	if len(o.Config.Files) > 0 {
+		files = strings.Join(o.Config.Files, ", ")
 	}
 	add("configuration", true, files, "")
 
-	dir, err := stateDir(cmd)
+	dir, err := o.StateDir()
 	if err != nil {
 		add("state dir", false, err.Error(), "set --state-dir or SOMAFLOW_STATE_DIR")
 		return checks
@@ -92,7 +102,7 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		add("state dir", false, err.Error(), "make "+dir+" writable (a read-only mount, a full or quota-limited filesystem?) or use another state dir")
 		return checks
 	} else {
-		c, err := client.Open(ctx, client.Options{StateDir: dir, NoEngine: true})
+		c, err := o.Client(ctx)
 		if err != nil {
 			add("database", false, err.Error(), "see the message; a lost database is not recreated silently: move the state dir away to start afresh")
 		} else {
@@ -101,7 +111,6 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 				fs, journal = "a network filesystem", "rollback journal (slower than WAL; prefer a local disk when one engine host is enough)"
 			}
 			add("database", true, fmt.Sprintf("%s on %s, %s", dir, fs, journal), "")
-			c.Close()
 		}
 		var st syscall.Statfs_t
 		if syscall.Statfs(dir, &st) == nil {
@@ -141,7 +150,7 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 		}
 	}
 
-	backend := cmd.String("backend")
+	backend := o.Backend()
 	switch backend {
 	case "local", "":
 		cg := "job cgroups off (SOMAFLOW_CGROUPS=1 turns them on): what escapes a job is found by the supervisor's sweep"
@@ -192,7 +201,7 @@ func doctor(ctx context.Context, s *IO, cmd *ucli.Command) []check {
 			add("backend pbs", true, "qsub, qstat, qdel, qhold and qrls found; the server answers", "")
 		}
 	case "command":
-		settings := s.cfg.Settings
+		settings := o.Config.Settings
 		if err := command.Validate(settings); err != nil {
 			add("backend command", false, err.Error(), "fix the settings of the command backend in the site configuration (docs/command-backend.md)")
 			break

@@ -12,7 +12,13 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func dotCommand(s *IO) *ucli.Command {
+// dotOptions are dot's argument: a stored workflow's ID or a FILE.
+type dotOptions struct {
+	*Factory
+	Arg string
+}
+
+func dotCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "dot",
 		Usage:     "print a workflow as a Graphviz graph (a stored workflow, coloured by status, or a FILE)",
@@ -21,39 +27,37 @@ func dotCommand(s *IO) *ucli.Command {
 			if cmd.Args().Len() != 1 {
 				return usagef("dot needs a workflow ID or FILE")
 			}
-			arg := cmd.Args().First()
-			var w *model.Workflow
-			var status []string
-			if id, err := strconv.ParseInt(arg, 10, 64); err == nil && id > 0 {
-				c, _, err := openState(ctx, cmd)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				if w, err = c.Workflow(ctx, id); err != nil {
-					return err
-				}
-				doc, err := c.WorkflowElementsStatus(ctx, id)
-				if err != nil {
-					return err
-				}
-				for _, j := range doc.Jobs {
-					st := j.Status
-					if model.JobEnded(j.Status) && !model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
-						st = "failed"
-					}
-					status = append(status, st)
-				}
-			} else {
-				var err error
-				if w, _, err = readWorkflow(s, arg); err != nil {
-					return err
-				}
-			}
-			writeDot(s.Out, w, status)
-			return nil
+			return dotRun(ctx, f.IO, &dotOptions{Factory: f, Arg: cmd.Args().First()})
 		},
 	}
+}
+
+func dotRun(ctx context.Context, s *IO, o *dotOptions) error {
+	var w *model.Workflow
+	var status []string
+	if id, err := strconv.ParseInt(o.Arg, 10, 64); err == nil && id > 0 {
+		c, doc, err := o.workflowDoc(ctx, id)
+		if err != nil {
+			return err
+		}
+		if w, err = c.Workflow(ctx, id); err != nil {
+			return err
+		}
+		for _, j := range doc.Jobs {
+			st := j.Status
+			if model.JobEnded(j.Status) && !model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
+				st = "failed"
+			}
+			status = append(status, st)
+		}
+	} else {
+		var err error
+		if w, _, err = readWorkflow(s, o.Arg); err != nil {
+			return err
+		}
+	}
+	writeDot(s.Out, w, status)
+	return nil
 }
 
 var dotColors = map[string]string{

@@ -10,7 +10,6 @@ import (
 	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/drms/slurm"
 	"github.com/somaflow/somaflow/model"
-	ucli "github.com/urfave/cli/v3"
 )
 
 // plannedJob is one job of a dry run (`run --dry-run --json`).
@@ -167,19 +166,18 @@ func printPlan(s *IO, w *model.Workflow, plan []plannedJob, backend string) {
 
 // dryRun checks a workflow as run and submit would, then prints what they
 // would submit (--json: the plan as an array); nothing is stored.
-func dryRun(s *IO, cmd *ucli.Command, w *model.Workflow) error {
-	backend := cmd.String("backend")
+func dryRun(s *IO, w *model.Workflow, backend, queue string, asJSON bool) error {
 	if err := client.CheckBackend(backend); err != nil {
 		return err
 	}
 	if err := client.Check(w); err != nil {
 		return err
 	}
-	plan, err := planWorkflow(w, backend, cmd.String("queue"))
+	plan, err := planWorkflow(w, backend, queue)
 	if err != nil {
 		return err
 	}
-	if cmd.Bool("json") {
+	if asJSON {
 		return s.JSON(plan)
 	}
 	printPlan(s, w, plan, backend)

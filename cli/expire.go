@@ -8,7 +8,15 @@ import (
 	ucli "github.com/urfave/cli/v3"
 )
 
-func expireCommand(s *IO) *ucli.Command {
+// expireOptions are expire's arguments and flags.
+type expireOptions struct {
+	*Factory
+	ID   int64
+	When time.Time
+	JSON bool
+}
+
+func expireCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "expire",
 		Usage:     "change when a workflow is removed (RFC3339, YYYY-MM-DD or +DURATION)",
@@ -23,19 +31,22 @@ func expireCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			c, _, err := openState(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := c.ChangeWorkflowExpirationDate(ctx, id, t); err != nil {
-				return err
-			}
-			if cmd.Bool("json") {
-				return s.JSON(map[string]string{"id": fmt.Sprint(id), "expiration": t.UTC().Format(time.RFC3339)})
-			}
-			fmt.Fprintf(s.Out, "workflow %d expires %s\n", id, t.Format(time.RFC3339))
-			return nil
+			return expireRun(ctx, f.IO, &expireOptions{Factory: f, ID: id, When: t, JSON: cmd.Bool("json")})
 		},
 	}
+}
+
+func expireRun(ctx context.Context, s *IO, o *expireOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.ChangeWorkflowExpirationDate(ctx, o.ID, o.When); err != nil {
+		return err
+	}
+	if o.JSON {
+		return s.JSON(map[string]string{"id": fmt.Sprint(o.ID), "expiration": o.When.UTC().Format(time.RFC3339)})
+	}
+	fmt.Fprintf(s.Out, "workflow %d expires %s\n", o.ID, o.When.Format(time.RFC3339))
+	return nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	ucli "github.com/urfave/cli/v3"
@@ -10,7 +11,15 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func exportCommand(s *IO) *ucli.Command {
+// exportOptions are export's arguments and flags.
+type exportOptions struct {
+	*Factory
+	ID     int64
+	To     model.Format
+	Output string // "": stdout
+}
+
+func exportCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "export",
 		Usage:     "print a stored workflow's definition (soma-workflow JSON or native)",
@@ -24,28 +33,48 @@ func exportCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			to := model.Format(cmd.String("to"))
-			if to != model.FormatSoma && to != model.FormatNative {
-				return usagef("--to must be soma or native, got %q", to)
-			}
-			c, _, err := openState(ctx, cmd)
+			to, err := formatFlag(cmd)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			w, err := c.Workflow(ctx, id)
-			if err != nil {
-				return err
-			}
-			data, err := client.Serialize(w, to)
-			if err != nil {
-				return err
-			}
-			if out := cmd.String("output"); out != "" {
-				return os.WriteFile(out, data, 0o644)
-			}
-			_, err = s.Out.Write(data)
-			return err
+			return exportRun(ctx, f.IO, &exportOptions{Factory: f, ID: id, To: to, Output: cmd.String("output")})
 		},
 	}
+}
+
+func exportRun(ctx context.Context, s *IO, o *exportOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	w, err := c.Workflow(ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	return writeWorkflow(s, w, o.To, o.Output)
+}
+
+// formatFlag reads --to: soma or native.
+func formatFlag(cmd *ucli.Command) (model.Format, error) {
+	to := model.Format(cmd.String("to"))
+	if to != model.FormatSoma && to != model.FormatNative {
+		return "", usagef("--to must be soma or native, got %q", to)
+	}
+	return to, nil
+}
+
+// writeWorkflow writes w in format to, to the file out or ("") to Out.
+func writeWorkflow(s *IO, w *model.Workflow, to model.Format, out string) error {
+	data, err := client.Serialize(w, to)
+	if err != nil {
+		return err
+	}
+	if out != "" {
+		if err := os.WriteFile(out, data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", out, err)
+		}
+		return nil
+	}
+	_, err = s.Out.Write(data)
+	return err
 }

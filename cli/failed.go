@@ -12,7 +12,15 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func failedCommand(s *IO) *ucli.Command {
+// failedOptions are failed's arguments and flags.
+type failedOptions struct {
+	*Factory
+	ID                                int64
+	JSON, IncludeAborted, IncludeKill bool
+	Statuses                          []string
+}
+
+func failedCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "failed",
 		Usage:     "list the jobs of a workflow that did not succeed (soma-workflow's list_failed_jobs)",
@@ -33,35 +41,38 @@ func failedCommand(s *IO) *ucli.Command {
 					return usagef("--status %q is not an exit status (one of %s)", st, strings.Join(model.ExitStatuses, ", "))
 				}
 			}
-			c, _, err := openState(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ids, err := c.ListFailedJobs(ctx, id, client.ListFailedOptions{
-				IncludeAborted: cmd.Bool("include-aborted"), IncludeUserKilled: cmd.Bool("include-user-killed"),
-				ExitStatuses: cmd.StringSlice("status"),
-			})
-			if err != nil {
-				return err
-			}
-			docs := make([]client.JobDoc, 0, len(ids))
-			for _, jid := range ids {
-				d, err := c.JobTerminationStatus(ctx, jid)
-				if err != nil {
-					return err
-				}
-				docs = append(docs, *d)
-			}
-			if cmd.Bool("json") {
-				return s.JSON(docs)
-			}
-			tw := s.newTable()
-			fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tREASON")
-			for _, j := range docs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, printable(j.Name), j.Status, deref(j.ExitStatus), outcomeText(j), printable(deref(j.Reason)))
-			}
-			return tw.Flush()
+			return failedRun(ctx, f.IO, &failedOptions{Factory: f, ID: id, JSON: cmd.Bool("json"),
+				IncludeAborted: cmd.Bool("include-aborted"), IncludeKill: cmd.Bool("include-user-killed"), Statuses: cmd.StringSlice("status")})
 		},
 	}
+}
+
+func failedRun(ctx context.Context, s *IO, o *failedOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	ids, err := c.ListFailedJobs(ctx, o.ID, client.ListFailedOptions{
+		IncludeAborted: o.IncludeAborted, IncludeUserKilled: o.IncludeKill, ExitStatuses: o.Statuses,
+	})
+	if err != nil {
+		return err
+	}
+	docs := make([]client.JobDoc, 0, len(ids))
+	for _, jid := range ids {
+		d, err := c.JobTerminationStatus(ctx, jid)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, *d)
+	}
+	if o.JSON {
+		return s.JSON(docs)
+	}
+	tw := s.newTable()
+	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tEXIT STATUS\tOUTCOME\tREASON")
+	for _, j := range docs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, printable(j.Name), j.Status, deref(j.ExitStatus), outcomeText(j), printable(deref(j.Reason)))
+	}
+	return tw.Flush()
 }

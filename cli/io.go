@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/somaflow/somaflow/client"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,14 +21,23 @@ type IO struct {
 	inTTY       bool
 	outTTY      bool
 	errTTY      bool
-	// cfg is the site and user configuration (defaults for flags).
-	cfg *client.Config
 }
 
 // System returns the process's streams.
 func System() *IO {
 	return &IO{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, inTTY: isTTY(os.Stdin), outTTY: isTTY(os.Stdout), errTTY: isTTY(os.Stderr)}
 }
+
+// Test returns streams for tests: buffers for In, Out and ErrOut, no
+// terminal (SetTTY changes that), as gh's iostreams.Test.
+func Test() (s *IO, in, out, errOut *bytes.Buffer) {
+	in, out, errOut = &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
+	return &IO{In: in, Out: out, ErrOut: errOut}, in, out, errOut
+}
+
+// SetTTY makes the streams behave as a terminal (true) or not: indented
+// JSON, colour, progress and questions follow.
+func (s *IO) SetTTY(tty bool) { s.inTTY, s.outTTY, s.errTTY = tty, tty, tty }
 
 func isTTY(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)

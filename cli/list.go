@@ -5,44 +5,57 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/somaflow/somaflow/client"
 	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
 )
 
-func listCommand(s *IO) *ucli.Command {
+// listOptions are list's flags.
+type listOptions struct {
+	*Factory
+	JSON bool
+}
+
+func listCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:  "list",
 		Usage: "list the workflows of the state dir",
-		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
+		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON (the status document's workflow fields, times in UTC)"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			c, _, err := openState(ctx, cmd)
-			if err != nil {
-				return err
+			if cmd.Args().Len() > 0 {
+				return usagef("list takes no arguments")
 			}
-			defer c.Close()
-			ws, err := c.Workflows(ctx)
-			if err != nil {
-				return err
-			}
-			rows := make([]client.WorkflowHeader, 0, len(ws))
-			for _, w := range ws {
-				rows = append(rows, w.Header())
-			}
-			if cmd.Bool("json") {
-				return s.JSON(rows)
-			}
-			tw := s.newTable()
-			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKEND\tSUBMITTED\tEXPIRES")
-			for _, w := range ws {
-				name := ""
-				if w.Name != nil {
-					name = printable(*w.Name)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", w.ID, name, w.Status, w.Backend, localTime(w.Submitted), localTime(w.Expiration))
-			}
-			return tw.Flush()
+			return listRun(ctx, f.IO, &listOptions{Factory: f, JSON: cmd.Bool("json")})
 		},
 	}
+}
+
+func listRun(ctx context.Context, s *IO, o *listOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	ws, err := c.Workflows(ctx)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		rows := make([]client.WorkflowHeader, 0, len(ws))
+		for _, w := range ws {
+			rows = append(rows, w.Header())
+		}
+		return s.JSON(rows)
+	}
+	tw := s.newTable()
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKEND\tSUBMITTED\tEXPIRES")
+	for _, w := range ws {
+		name := ""
+		if w.Name != nil {
+			name = printable(*w.Name)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", w.ID, name, w.Status, w.Backend, localTime(w.Submitted), localTime(w.Expiration))
+	}
+	return tw.Flush()
 }
 
 // localTime is a time for people: RFC3339 in the local zone, "" if unset.

@@ -19,7 +19,18 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func logsCommand(s *IO) *ucli.Command {
+// logsOptions are logs's arguments and flags.
+type logsOptions struct {
+	*Factory
+	ID                  int64
+	Job                 string
+	JSON, Paths         bool
+	StdoutOnly, ErrOnly bool
+	Tail, Attempt       int
+	Follow              bool
+}
+
+func logsCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "logs",
 		Usage:     "show a job's stdout and stderr (JOB is a job id or name)",
@@ -34,105 +45,115 @@ func logsCommand(s *IO) *ucli.Command {
 			&ucli.IntFlag{Name: "attempt", Usage: "an earlier attempt's logs (a job with retries; default: the latest)"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			c, doc, err := workflowDoc(ctx, cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
+			id, err := workflowArg(cmd, 2, "logs needs a workflow ID and a JOB (id or name)")
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			tail := int(cmd.Int("tail"))
-			if tail < 0 {
-				return usagef("--tail must be 0 or more, got %d", tail)
+			o := &logsOptions{Factory: f, ID: id, Job: cmd.Args().Get(1), JSON: cmd.Bool("json"), Paths: cmd.Bool("paths"),
+				StdoutOnly: cmd.Bool("stdout"), ErrOnly: cmd.Bool("stderr"), Tail: int(cmd.Int("tail")), Attempt: int(cmd.Int("attempt")),
+				Follow: cmd.Bool("follow")}
+			if o.Tail < 0 {
+				return usagef("--tail must be 0 or more, got %d", o.Tail)
 			}
-			job, err := findJob(doc, cmd.Args().Get(1))
-			if err != nil {
-				return err
-			}
-			if k := int(cmd.Int("attempt")); k != 0 {
-				if job, err = attemptLogs(job, k); err != nil {
-					return err
-				}
-			}
-			follow := cmd.Bool("follow")
-			if follow && (cmd.Bool("json") || cmd.Bool("paths")) {
+			if o.Follow && (o.JSON || o.Paths) {
 				return usagef("--follow prints the logs as they grow: not with --json or --paths")
 			}
-			type stream struct {
-				name string
-				path *string
-			}
-			var streams []stream
-			if !cmd.Bool("stderr") {
-				streams = append(streams, stream{"stdout", job.Stdout})
-			}
-			if !cmd.Bool("stdout") && (job.Stderr == nil || job.Stdout == nil || *job.Stderr != *job.Stdout) {
-				streams = append(streams, stream{"stderr", job.Stderr})
-			}
-			if cmd.Bool("json") {
-				out := map[string]any{"job": job.ID, "name": job.Name}
-				for _, st := range streams {
-					out[st.name+"_path"] = st.path
-					if st.path != nil && !cmd.Bool("paths") {
-						var b strings.Builder
-						cut, err := copyLog(&b, *st.path, tail, maxJSONLog)
-						if err == nil {
-							out[st.name] = b.String()
-						} else {
-							out[st.name] = nil
-						}
-						if cut {
-							out[st.name+"_truncated"] = true
-						}
-					}
-				}
-				return s.JSON(out)
-			}
-			var names, paths []string
-			var offsets []int64
-			for _, st := range streams {
-				if cmd.Bool("paths") {
-					fmt.Fprintf(s.Out, "%s\t%s\n", st.name, deref(st.path))
-					continue
-				}
-				if len(streams) > 1 {
-					fmt.Fprintf(s.Out, "==> %s (%s) <==\n", st.name, deref(st.path))
-				}
-				if st.path == nil {
-					continue
-				}
-				end, _, err := copyLogFrom(s.Out, *st.path, -1, tail, -1)
-				if err != nil {
-					fmt.Fprintf(s.ErrOut, "somaflow: %s: %v\n", st.name, err)
-					continue
-				}
-				names, paths, offsets = append(names, st.name), append(paths, *st.path), append(offsets, end)
-			}
-			if !follow {
-				return nil
-			}
-			jobID, _ := strconv.ParseInt(job.ID, 10, 64)
-			for len(paths) == 0 && !model.JobEnded(job.Status) {
-				// Not submitted yet: its files are known once it is.
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(followInterval):
-				}
-				if job, err = c.JobTerminationStatus(ctx, jobID); err != nil {
-					return err
-				}
-				for _, p := range []struct {
-					name string
-					path *string
-					skip bool
-				}{{"stdout", job.Stdout, cmd.Bool("stderr")}, {"stderr", job.Stderr, cmd.Bool("stdout") || (job.Stdout != nil && job.Stderr != nil && *job.Stdout == *job.Stderr)}} {
-					if p.path != nil && !p.skip {
-						names, paths, offsets = append(names, p.name), append(paths, *p.path), append(offsets, 0)
-					}
-				}
-			}
-			return followLogs(ctx, s, c, jobID, names, paths, offsets)
+			return logsRun(ctx, f.IO, o)
 		},
 	}
+}
+
+func logsRun(ctx context.Context, s *IO, o *logsOptions) error {
+	c, doc, err := o.workflowDoc(ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	tail := o.Tail
+	job, err := findJob(doc, o.Job)
+	if err != nil {
+		return err
+	}
+	if k := o.Attempt; k != 0 {
+		if job, err = attemptLogs(job, k); err != nil {
+			return err
+		}
+	}
+	follow := o.Follow
+	type stream struct {
+		name string
+		path *string
+	}
+	var streams []stream
+	if !o.ErrOnly {
+		streams = append(streams, stream{"stdout", job.Stdout})
+	}
+	if !o.StdoutOnly && (job.Stderr == nil || job.Stdout == nil || *job.Stderr != *job.Stdout) {
+		streams = append(streams, stream{"stderr", job.Stderr})
+	}
+	if o.JSON {
+		out := map[string]any{"job": job.ID, "name": job.Name}
+		for _, st := range streams {
+			out[st.name+"_path"] = st.path
+			if st.path != nil && !o.Paths {
+				var b strings.Builder
+				cut, err := copyLog(&b, *st.path, tail, maxJSONLog)
+				if err == nil {
+					out[st.name] = b.String()
+				} else {
+					out[st.name] = nil
+				}
+				if cut {
+					out[st.name+"_truncated"] = true
+				}
+			}
+		}
+		return s.JSON(out)
+	}
+	var names, paths []string
+	var offsets []int64
+	for _, st := range streams {
+		if o.Paths {
+			fmt.Fprintf(s.Out, "%s\t%s\n", st.name, deref(st.path))
+			continue
+		}
+		if len(streams) > 1 {
+			fmt.Fprintf(s.Out, "==> %s (%s) <==\n", st.name, deref(st.path))
+		}
+		if st.path == nil {
+			continue
+		}
+		end, _, err := copyLogFrom(s.Out, *st.path, -1, tail, -1)
+		if err != nil {
+			fmt.Fprintf(s.ErrOut, "somaflow: %s: %v\n", st.name, err)
+			continue
+		}
+		names, paths, offsets = append(names, st.name), append(paths, *st.path), append(offsets, end)
+	}
+	if !follow {
+		return nil
+	}
+	jobID, _ := strconv.ParseInt(job.ID, 10, 64)
+	for len(paths) == 0 && !model.JobEnded(job.Status) {
+		// Not submitted yet: its files are known once it is.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(followInterval):
+		}
+		if job, err = c.JobTerminationStatus(ctx, jobID); err != nil {
+			return err
+		}
+		for _, p := range []struct {
+			name string
+			path *string
+			skip bool
+		}{{"stdout", job.Stdout, o.ErrOnly}, {"stderr", job.Stderr, o.StdoutOnly || (job.Stdout != nil && job.Stderr != nil && *job.Stdout == *job.Stderr)}} {
+			if p.path != nil && !p.skip {
+				names, paths, offsets = append(names, p.name), append(paths, *p.path), append(offsets, 0)
+			}
+		}
+	}
+	return followLogs(ctx, s, c, jobID, names, paths, offsets)
 }
 
 // attemptLogs is the job with the log paths of its attempt k: the engine

@@ -11,13 +11,13 @@ import (
 
 // manCommand prints the manual page, made from the command tree (so that
 // it cannot drift from --help): `make man` writes it to docs/somaflow.1.
-func manCommand(s *IO) *ucli.Command {
+func manCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:   "man",
 		Usage:  "print the manual page (roff) made from the commands and flags",
 		Hidden: true,
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			return writeMan(s.Out, cmd.Root())
+			return writeMan(f.IO.Out, cmd.Root())
 		},
 	}
 }

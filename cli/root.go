@@ -25,6 +25,14 @@ var Version = "dev"
 // Run runs the somaflow command line with args (os.Args) and returns the
 // process exit code.
 func Run(ctx context.Context, s *IO, args []string) int {
+	return NewFactory(s).Run(ctx, args)
+}
+
+// Run runs the command line with args (os.Args) on the factory's streams
+// and returns the exit code: the one place where errors become exit codes
+// and messages.
+func (f *Factory) Run(ctx context.Context, args []string) int {
+	s := f.IO
 	if len(args) > 1 && args[1] == "exec-job" {
 		// The batch-job wrapper: no CLI parsing, nothing between the DRMS and the job.
 		return execjob.Main(args[2:])
@@ -35,11 +43,11 @@ func Run(ctx context.Context, s *IO, args []string) int {
 		defer stop()
 		return supervisor.Main(sctx, args[2:])
 	}
-	if path := os.Getenv("SOMAFLOW_CPUPROFILE"); path != "" {
+	if path := os.Getenv("SOMAFLOW_CPUPROFILE"); path != "" && f.OwnProcess {
 		// For benchmarks: a CPU profile of this process (run, engine, ...).
-		if f, err := os.Create(path); err == nil {
-			if pprof.StartCPUProfile(f) == nil {
-				defer func() { pprof.StopCPUProfile(); f.Close() }()
+		if pf, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(pf) == nil {
+				defer func() { pprof.StopCPUProfile(); pf.Close() }()
 			}
 		}
 	}
@@ -51,15 +59,19 @@ func Run(ctx context.Context, s *IO, args []string) int {
 			os.Unsetenv(k)
 		}
 	}
-	cfg, err := client.LoadConfig()
-	if err != nil {
-		fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
-		return ExitBadInput
+	if f.Config == nil {
+		cfg, err := client.LoadConfig()
+		if err != nil {
+			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
+			return ExitBadInput
+		}
+		f.Config = cfg
 	}
-	s.cfg = cfg
-	root := newRoot(s)
+	defer f.Close()
+	root := newRoot(f)
 	setUsageErrors(root)
-	err = root.Run(ctx, args)
+	f.bindGlobals(root)
+	err := root.Run(ctx, args)
 	if err != nil {
 		var se silentExit
 		if !asSilent(err, &se) && err != errJobsFailed {
@@ -69,7 +81,8 @@ func Run(ctx context.Context, s *IO, args []string) int {
 	return ExitCode(err)
 }
 
-func newRoot(s *IO) *ucli.Command {
+func newRoot(f *Factory) *ucli.Command {
+	s, cfg := f.IO, f.Config
 	return &ucli.Command{
 		Name:  "somaflow",
 		Usage: "run workflows of command-line jobs on Slurm, PBS, DRMAA or local processes",
@@ -95,32 +108,32 @@ func newRoot(s *IO) *ucli.Command {
 			return ucli.ShowAppHelp(cmd)
 		},
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "state-dir", Value: s.cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
-			&ucli.StringFlag{Name: "backend", Value: or(s.cfg.Backend, "local"), Usage: "backend: local, slurm, pbs, drmaa or command", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
-			&ucli.StringFlag{Name: "spool-dir", Value: s.cfg.SpoolDir, Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
+			&ucli.StringFlag{Name: "state-dir", Value: cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
+			&ucli.StringFlag{Name: "backend", Value: or(cfg.Backend, "local"), Usage: "backend: local, slurm, pbs, drmaa or command", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
+			&ucli.StringFlag{Name: "spool-dir", Value: cfg.SpoolDir, Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
 		},
 		Commands: []*ucli.Command{
-			submitCommand(s),
-			runCommand(s),
-			listCommand(s),
-			statusCommand(s),
-			waitCommand(s),
-			stopCommand(s),
-			restartCommand(s),
-			deleteCommand(s),
-			failedCommand(s),
-			logsCommand(s),
-			exportCommand(s),
-			expireCommand(s),
-			traceCommand(s),
-			dotCommand(s),
-			validateCommand(s),
-			convertCommand(s),
-			engineCommand(s),
-			doctorCommand(s),
-			configCommand(s),
-			versionCommand(s),
-			manCommand(s),
+			submitCommand(f),
+			runCommand(f),
+			listCommand(f),
+			statusCommand(f),
+			waitCommand(f),
+			stopCommand(f),
+			restartCommand(f),
+			deleteCommand(f),
+			failedCommand(f),
+			logsCommand(f),
+			exportCommand(f),
+			expireCommand(f),
+			traceCommand(f),
+			dotCommand(f),
+			validateCommand(f),
+			convertCommand(f),
+			engineCommand(f),
+			doctorCommand(f),
+			configCommand(f),
+			versionCommand(f),
+			manCommand(f),
 		},
 	}
 }

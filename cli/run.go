@@ -22,7 +22,15 @@ import (
 	"github.com/somaflow/somaflow/service"
 )
 
-func runCommand(s *IO) *ucli.Command {
+// runOptions are run's argument and flags.
+type runOptions struct {
+	*Factory
+	workflowOptions
+	KeepState bool
+	Trace     string // "": no trace file
+}
+
+func runCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "run",
 		Usage:     "run a workflow to the end in this process and report its outcome",
@@ -32,55 +40,53 @@ func runCommand(s *IO) *ucli.Command {
 			"in $TMPDIR, removed at exit unless --keep-state is given. Jobs are children of this\n" +
 			"process; SIGINT/SIGTERM stop the workflow (running jobs end killed_by_user) before exiting.\n" +
 			"Exit 0 when every job succeeded, 1 when one did not, 2 for a bad file.\n\n" + exitHelp,
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the status document (JSON) instead of a summary"},
-			&ucli.IntFlag{Name: "max-jobs", Value: s.cfg.MaxJobs, Usage: "jobs of this workflow running at once (default: share the backend's slots with the other workflows: the CPUs for local, unlimited for batch backends)"},
 			&ucli.BoolFlag{Name: "keep-state", Usage: "keep the private state dir (its path is printed on stderr)"},
-			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
-			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
-			&ucli.BoolFlag{Name: "dry-run", Usage: "print what would be submitted, in order (sbatch options too); store and start nothing"},
 			&ucli.StringFlag{Name: "trace", Usage: "write one row per job attempt to `FILE` (TSV, as `somaflow trace`) when the run ends"},
+		}, workflowFlags(f.Config)...),
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			wo, err := readWorkflowOptions(cmd, "run")
+			if err != nil {
+				return err
+			}
+			return runRun(ctx, f.IO, &runOptions{Factory: f, workflowOptions: wo, KeepState: cmd.Bool("keep-state"), Trace: cmd.String("trace")})
 		},
-		Action: func(ctx context.Context, cmd *ucli.Command) error { return runRun(ctx, s, cmd) },
 	}
 }
 
-func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
-	if cmd.Args().Len() != 1 {
-		return usagef("run needs exactly one workflow FILE")
-	}
-	if cmd.Int("max-jobs") < 0 {
-		return usagef("--max-jobs must be positive, got %d", cmd.Int("max-jobs"))
-	}
-	w, format, err := readWorkflow(s, cmd.Args().First())
+func runRun(ctx context.Context, s *IO, o *runOptions) error {
+	w, format, err := readWorkflow(s, o.File)
 	if err != nil {
 		return err
 	}
-	if cmd.Bool("dry-run") {
-		return dryRun(s, cmd, w)
+	if o.DryRun {
+		return dryRun(s, w, o.Backend(), o.Queue, o.JSON)
 	}
-	// Jobs are this process's children; what escapes a job's process group
-	// (setsid) is reparented here too, and killed when run ends: run leaves
-	// nothing behind.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err == nil {
-		defer proc.KillOrphans(func(int, func() string) bool { return false })
+	if o.OwnProcess {
+		// Jobs are this process's children; what escapes a job's process
+		// group (setsid) is reparented here too, and killed when run ends:
+		// run leaves nothing behind.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err == nil {
+			defer proc.KillOrphans(func(int, func() string) bool { return false })
+		}
 	}
 	// --state-dir, SOMAFLOW_STATE_DIR and the config's state_dir all reach
 	// the flag: a state dir named anywhere is used; only with none is the
 	// state private.
-	stateDir := cmd.String("state-dir")
+	stateDir := o.global.stateDir
 	private := stateDir == ""
 	if private {
 		if stateDir, err = os.MkdirTemp("", "somaflow-run-"); err != nil {
 			return fmt.Errorf("private state dir: %w", err)
 		}
-		if !cmd.Bool("keep-state") {
+		if !o.KeepState {
 			defer os.RemoveAll(stateDir)
 		} else {
 			fmt.Fprintf(s.ErrOut, "somaflow: state kept in %s\n", stateDir)
 		}
 	}
-	spool := cmd.String("spool-dir")
+	spool := o.global.spoolDir
 	if spool == "" && private {
 		// $TMPDIR is not visible from compute nodes: batch jobs spool under
 		// the default state dir all the same.
@@ -88,10 +94,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 			spool = filepath.Join(d, "spool")
 		}
 	}
-	exe, _ := os.Executable()
-	c, err := client.Open(ctx, client.Options{
-		StateDir: stateDir, Backend: cmd.String("backend"), SpoolDir: spool, ExecPath: exe, Settings: s.cfg.Settings,
-	})
+	c, err := o.OpenEngine(ctx, client.Options{StateDir: stateDir, SpoolDir: spool})
 	if errors.Is(err, client.ErrEngineRunning) {
 		return fmt.Errorf("%w (use `somaflow submit`, or another --state-dir)", err)
 	}
@@ -100,7 +103,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	}
 	defer c.Close()
 	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
-		Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")), Format: string(format),
+		Name: o.Name, Queue: o.Queue, MaxJobs: o.MaxJobs, Format: string(format),
 	})
 	if err != nil {
 		return err
@@ -141,12 +144,12 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	if err != nil {
 		return err
 	}
-	if path := cmd.String("trace"); path != "" {
-		if err := saveTrace(path, doc); err != nil {
+	if o.Trace != "" {
+		if err := saveTrace(o.Trace, doc); err != nil {
 			return err
 		}
 	}
-	if cmd.Bool("json") {
+	if o.JSON {
 		if err := s.JSON(doc); err != nil {
 			return err
 		}
@@ -165,7 +168,7 @@ func readWorkflow(s *IO, path string) (*model.Workflow, model.Format, error) {
 	var data []byte
 	var err error
 	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
+		data, err = io.ReadAll(s.In)
 	} else {
 		data, err = os.ReadFile(path)
 	}

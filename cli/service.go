@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,28 +16,14 @@ import (
 	"github.com/somaflow/somaflow/service"
 )
 
-// stateDir is the state dir the command works on.
-func stateDir(cmd *ucli.Command) (string, error) {
-	if d := cmd.String("state-dir"); d != "" {
-		return filepath.Abs(d)
-	}
-	d, err := service.DefaultDir()
-	if err != nil {
-		return "", usageError{err}
-	}
-	return d, nil
+// engineOptions are engine's flags.
+type engineOptions struct {
+	*Factory
+	Idle       time.Duration // 0: never idle-exit
+	Background bool
 }
 
-// ensureEngine starts a background engine on the state dir unless one runs
-// (service.Ensure).
-func ensureEngine(dir string) error {
-	if err := service.Ensure(dir); err != nil {
-		return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
-	}
-	return nil
-}
-
-func engineCommand(s *IO) *ucli.Command {
+func engineCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:  "engine",
 		Usage: "run the engine of a state dir in the foreground (or: engine status, engine stop)",
@@ -51,45 +36,11 @@ func engineCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "background", Usage: "started by submit: exit quietly if an engine already runs", Hidden: true},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			dir, err := stateDir(cmd)
-			if err != nil {
-				return err
-			}
 			idle, err := durationFlag(cmd, "idle")
 			if err != nil {
 				return err
 			}
-			idle = max(idle, 0) // none: never
-			// Caught, not ignored, so that jobs and the supervisor started
-			// from here do not inherit an ignored SIGHUP.
-			signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-			defer signal.Stop(sigs)
-			exe, _ := os.Executable()
-			c, err := client.Open(ctx, client.Options{
-				StateDir: dir, Backend: cmd.String("backend"), SpoolDir: cmd.String("spool-dir"),
-				ExecPath: exe, Idle: idle, Logger: engineLogger(s), Settings: s.cfg.Settings,
-				Supervised: true,
-			})
-			if errors.Is(err, client.ErrEngineRunning) && cmd.Bool("background") {
-				return nil // started by submit while another engine started: that one runs
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(s.ErrOut, "somaflow engine: running on %s (pid %d)\n", dir, os.Getpid())
-			select {
-			case sig := <-sigs:
-				fmt.Fprintf(s.ErrOut, "somaflow engine: %v: exiting (jobs keep running)\n", sig)
-			case <-c.EngineDone():
-				if err := c.EngineErr(); err != nil {
-					c.Close()
-					return fmt.Errorf("%w: engine: %v", client.ErrUnavailable, err)
-				}
-				fmt.Fprintf(s.ErrOut, "somaflow engine: idle for %v: exiting\n", idle)
-			}
-			return c.Close()
+			return engineRun(ctx, f.IO, &engineOptions{Factory: f, Idle: max(idle, 0), Background: cmd.Bool("background")})
 		},
 		Commands: []*ucli.Command{
 			{
@@ -97,46 +48,91 @@ func engineCommand(s *IO) *ucli.Command {
 				Usage: "tell whether an engine runs on the state dir, where and with which pid",
 				Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
 				Action: func(ctx context.Context, cmd *ucli.Command) error {
-					dir, err := stateDir(cmd)
-					if err != nil {
-						return err
-					}
-					h := service.Engine(dir)
-					if cmd.Bool("json") {
-						return s.JSON(map[string]any{"running": h.Running, "host": h.Host, "pid": h.PID, "state_dir": dir})
-					}
-					if h.Running {
-						fmt.Fprintf(s.Out, "engine running on %s, pid %d (state dir %s)\n", h.Host, h.PID, dir)
-					} else {
-						fmt.Fprintf(s.Out, "no engine running (state dir %s)\n", dir)
-					}
-					return nil
+					return engineStatusRun(ctx, f.IO, f, cmd.Bool("json"))
 				},
 			},
 			{
 				Name:  "stop",
 				Usage: "stop the engine of the state dir (jobs keep running; the next submit restarts it)",
 				Action: func(ctx context.Context, cmd *ucli.Command) error {
-					dir, err := stateDir(cmd)
-					if err != nil {
-						return err
-					}
-					h, err := service.Stop(dir, 30*time.Second)
-					switch {
-					case errors.Is(err, service.ErrNotStopped):
-						return fmt.Errorf("%w: %v", client.ErrTimeout, err)
-					case err != nil:
-						return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
-					case !h.Running:
-						fmt.Fprintln(s.Out, "no engine running")
-					default:
-						fmt.Fprintf(s.Out, "engine stopped (pid %d)\n", h.PID)
-					}
-					return nil
+					return engineStopRun(ctx, f.IO, f)
 				},
 			},
 		},
 	}
+}
+
+func engineRun(ctx context.Context, s *IO, o *engineOptions) error {
+	dir, err := o.StateDir()
+	if err != nil {
+		return err
+	}
+	idle := o.Idle
+	// Caught, not ignored, so that jobs and the supervisor started
+	// from here do not inherit an ignored SIGHUP.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	c, err := o.OpenEngine(ctx, client.Options{
+		StateDir: dir, SpoolDir: o.global.spoolDir, Idle: idle, Logger: engineLogger(s), Supervised: true,
+	})
+	if errors.Is(err, client.ErrEngineRunning) && o.Background {
+		return nil // started by submit while another engine started: that one runs
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.ErrOut, "somaflow engine: running on %s (pid %d)\n", dir, os.Getpid())
+	select {
+	case sig := <-sigs:
+		fmt.Fprintf(s.ErrOut, "somaflow engine: %v: exiting (jobs keep running)\n", sig)
+	case <-c.EngineDone():
+		if err := c.EngineErr(); err != nil {
+			c.Close()
+			return fmt.Errorf("%w: engine: %v", client.ErrUnavailable, err)
+		}
+		fmt.Fprintf(s.ErrOut, "somaflow engine: idle for %v: exiting\n", idle)
+	}
+	return c.Close()
+}
+
+// engineStatusRun says whether an engine runs on the state dir.
+func engineStatusRun(ctx context.Context, s *IO, f *Factory, asJSON bool) error {
+	dir, err := f.StateDir()
+	if err != nil {
+		return err
+	}
+	h := service.Engine(dir)
+	if asJSON {
+		return s.JSON(map[string]any{"running": h.Running, "host": h.Host, "pid": h.PID, "state_dir": dir})
+	}
+	if h.Running {
+		fmt.Fprintf(s.Out, "engine running on %s, pid %d (state dir %s)\n", h.Host, h.PID, dir)
+	} else {
+		fmt.Fprintf(s.Out, "no engine running (state dir %s)\n", dir)
+	}
+	return nil
+}
+
+// engineStopRun stops the state dir's engine.
+func engineStopRun(ctx context.Context, s *IO, f *Factory) error {
+	dir, err := f.StateDir()
+	if err != nil {
+		return err
+	}
+	h, err := service.Stop(dir, 30*time.Second)
+	switch {
+	case errors.Is(err, service.ErrNotStopped):
+		return fmt.Errorf("%w: %v", client.ErrTimeout, err)
+	case err != nil:
+		return fmt.Errorf("%w: %v", client.ErrUnavailable, err)
+	case !h.Running:
+		fmt.Fprintln(s.Out, "no engine running")
+	default:
+		fmt.Fprintf(s.Out, "engine stopped (pid %d)\n", h.PID)
+	}
+	return nil
 }
 
 // engineLogger writes the engine's log as text lines on stderr.

@@ -10,7 +10,16 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func statusCommand(s *IO) *ucli.Command {
+// statusOptions are status's arguments and flags.
+type statusOptions struct {
+	*Factory
+	ID    int64
+	Job   string // "": the whole workflow
+	JSON  bool
+	Watch bool
+}
+
+func statusCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "status",
 		Usage:     "show a workflow's status and every job's outcome",
@@ -23,59 +32,65 @@ func statusCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "watch", Usage: "print again at each change until the workflow is done"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() == 2 {
-				return statusOfJob(ctx, s, cmd)
+			if n := cmd.Args().Len(); n != 1 && n != 2 {
+				return usagef("status needs a workflow ID (and optionally a JOB)")
 			}
-			id, err := workflowArg(cmd, 1, "status needs a workflow ID (and optionally a JOB)")
+			id, err := parseID(cmd.Args().First())
 			if err != nil {
 				return err
 			}
-			c, _, err := openState(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			next, stop := c.Watch()
-			defer stop()
-			for {
-				changed := next()
-				doc, err := c.WorkflowElementsStatus(ctx, id)
-				if err != nil {
-					return err
-				}
-				if cmd.Bool("watch") && s.Progress() {
-					fmt.Fprint(s.Out, "\x1b[H\x1b[2J")
-				}
-				if cmd.Bool("json") {
-					err = s.JSON(doc)
-				} else {
-					printJobs(s, doc)
-				}
-				if err != nil || !cmd.Bool("watch") || doc.Status == model.WorkflowDone {
-					return err
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-changed:
-				}
-			}
+			o := &statusOptions{Factory: f, ID: id, Job: cmd.Args().Get(1), JSON: cmd.Bool("json"), Watch: cmd.Bool("watch")}
+			return statusRun(ctx, f.IO, o)
 		},
 	}
 }
 
+func statusRun(ctx context.Context, s *IO, o *statusOptions) error {
+	if o.Job != "" {
+		return statusOfJob(ctx, s, o)
+	}
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	next, stop := c.Watch()
+	defer stop()
+	for {
+		changed := next()
+		doc, err := c.WorkflowElementsStatus(ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		if o.Watch && s.Progress() {
+			fmt.Fprint(s.Out, "\x1b[H\x1b[2J")
+		}
+		if o.JSON {
+			err = s.JSON(doc)
+		} else {
+			printJobs(s, doc)
+		}
+		if err != nil || !o.Watch || doc.Status == model.WorkflowDone {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
 // statusOfJob prints one job of a workflow (status ID JOB).
-func statusOfJob(ctx context.Context, s *IO, cmd *ucli.Command) error {
-	c, doc, err := workflowDoc(ctx, cmd, 2, "status needs a workflow ID and a JOB")
+func statusOfJob(ctx context.Context, s *IO, o *statusOptions) error {
+	_, doc, err := o.workflowDoc(ctx, o.ID)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	job, err := findJob(doc, cmd.Args().Get(1))
+	job, err := findJob(doc, o.Job)
 	if err != nil {
 		return err
 	}
-	if cmd.Bool("json") {
+	if o.JSON {
 		return s.JSON(job)
 	}
 	one := *doc

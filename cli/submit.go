@@ -11,7 +11,46 @@ import (
 	"github.com/somaflow/somaflow/client"
 )
 
-func submitCommand(s *IO) *ucli.Command {
+// workflowOptions are what submit and run share: the workflow file and
+// how to submit it.
+type workflowOptions struct {
+	File        string
+	JSON        bool
+	MaxJobs     int
+	Queue, Name string
+	DryRun      bool
+}
+
+// workflowFlags are the flags of workflowOptions.
+func workflowFlags(cfg *client.Config) []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.IntFlag{Name: "max-jobs", Value: cfg.MaxJobs, Usage: "jobs of this workflow running at once (default: share the backend's slots with the other workflows: the CPUs for local, unlimited for batch backends)"},
+		&ucli.StringFlag{Name: "queue", Value: cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
+		&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
+		&ucli.BoolFlag{Name: "dry-run", Usage: "print what would be submitted, in order (sbatch options too); store and start nothing"},
+	}
+}
+
+// readWorkflowOptions reads the FILE argument and workflowFlags of verb.
+func readWorkflowOptions(cmd *ucli.Command, verb string) (workflowOptions, error) {
+	if cmd.Args().Len() != 1 {
+		return workflowOptions{}, usagef("%s needs exactly one workflow FILE", verb)
+	}
+	if cmd.Int("max-jobs") < 0 {
+		return workflowOptions{}, usagef("--max-jobs must be positive, got %d", cmd.Int("max-jobs"))
+	}
+	return workflowOptions{File: cmd.Args().First(), JSON: cmd.Bool("json"), MaxJobs: int(cmd.Int("max-jobs")),
+		Queue: cmd.String("queue"), Name: cmd.String("name"), DryRun: cmd.Bool("dry-run")}, nil
+}
+
+// submitOptions are submit's argument and flags.
+type submitOptions struct {
+	*Factory
+	workflowOptions
+	Expiration time.Time // zero: the default
+}
+
+func submitCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "submit",
 		Usage:     "store a workflow and have the background engine run it; prints its id",
@@ -19,61 +58,55 @@ func submitCommand(s *IO) *ucli.Command {
 		Description: "Validates and stores the workflow, starts the state dir's engine in the background if none\n" +
 			"runs, prints the workflow id and returns. The workflow keeps this shell's working directory\n" +
 			"and environment. Exit 0, or 2 for a bad file (nothing is stored).",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print {\"id\": ...} as JSON"},
-			&ucli.IntFlag{Name: "max-jobs", Value: s.cfg.MaxJobs, Usage: "jobs of this workflow running at once (default: share the backend's slots with the other workflows: the CPUs for local, unlimited for batch backends)"},
-			&ucli.StringFlag{Name: "queue", Value: s.cfg.Queue, Usage: "DRMS queue (partition) for the jobs"},
-			&ucli.StringFlag{Name: "name", Usage: "workflow name (default: the file's)"},
-			&ucli.BoolFlag{Name: "dry-run", Usage: "print what would be submitted, in order (sbatch options too); store and start nothing"},
 			&ucli.StringFlag{Name: "expiration", Usage: "when the workflow is removed: RFC3339, YYYY-MM-DD or +DURATION (default +7d)"},
-		},
+		}, workflowFlags(f.Config)...),
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			if cmd.Args().Len() != 1 {
-				return usagef("submit needs exactly one workflow FILE")
+			wo, err := readWorkflowOptions(cmd, "submit")
+			if err != nil {
+				return err
 			}
-			if cmd.Int("max-jobs") < 0 {
-				return usagef("--max-jobs must be positive, got %d", cmd.Int("max-jobs"))
-			}
-			var exp time.Time
+			o := &submitOptions{Factory: f, workflowOptions: wo}
 			if v := cmd.String("expiration"); v != "" {
-				t, err := parseDate(v)
-				if err != nil {
+				if o.Expiration, err = parseDate(v); err != nil {
 					return err
 				}
-				exp = t
 			}
-			w, format, err := readWorkflow(s, cmd.Args().First())
-			if err != nil {
-				return err
-			}
-			if cmd.Bool("dry-run") {
-				return dryRun(s, cmd, w)
-			}
-			c, dir, err := openState(ctx, cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := client.CheckBackend(cmd.String("backend")); err != nil {
-				return err
-			}
-			id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
-				Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")),
-				Format: string(format), Expiration: exp,
-			})
-			if err != nil {
-				return err
-			}
-			if err := ensureEngine(dir); err != nil {
-				return err
-			}
-			if cmd.Bool("json") {
-				return s.JSON(map[string]string{"id": fmt.Sprint(id)})
-			}
-			fmt.Fprintln(s.Out, id)
-			return nil
+			return submitRun(ctx, f.IO, o)
 		},
 	}
+}
+
+func submitRun(ctx context.Context, s *IO, o *submitOptions) error {
+	w, format, err := readWorkflow(s, o.File)
+	if err != nil {
+		return err
+	}
+	if o.DryRun {
+		return dryRun(s, w, o.Backend(), o.Queue, o.JSON)
+	}
+	if err := client.CheckBackend(o.Backend()); err != nil {
+		return err
+	}
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
+		Name: o.Name, Queue: o.Queue, MaxJobs: o.MaxJobs, Format: string(format), Expiration: o.Expiration,
+	})
+	if err != nil {
+		return err
+	}
+	if err := o.EnsureEngine(); err != nil {
+		return err
+	}
+	if o.JSON {
+		return s.JSON(map[string]string{"id": fmt.Sprint(id)})
+	}
+	fmt.Fprintln(s.Out, id)
+	return nil
 }
 
 // parseDate reads RFC3339, YYYY-MM-DD (local midnight) or +DURATION.

@@ -19,7 +19,14 @@ import (
 var traceColumns = []string{"workflow", "job", "name", "attempt", "backend", "drms_id", "submitted", "started", "ended",
 	"status", "exit_status", "exit_value", "signal", "wall_s", "cpu_s", "max_rss_kib", "reason"}
 
-func traceCommand(s *IO) *ucli.Command {
+// traceOptions are trace's argument and flags.
+type traceOptions struct {
+	*Factory
+	ID   int64
+	JSON bool
+}
+
+func traceCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "trace",
 		Usage:     "print one row per job attempt (times, outcome, resource usage) as TSV",
@@ -29,25 +36,32 @@ func traceCommand(s *IO) *ucli.Command {
 			"`run --trace FILE` writes the same when the run ends.",
 		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the rows as a JSON array of objects"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
-			c, doc, err := workflowDoc(ctx, cmd, 1, "trace needs exactly one workflow ID")
+			id, err := workflowArg(cmd, 1, "trace needs exactly one workflow ID")
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			if cmd.Bool("json") {
-				rows := []map[string]string{}
-				for _, r := range traceRows(doc) {
-					m := map[string]string{}
-					for i, col := range traceColumns {
-						m[col] = r[i]
-					}
-					rows = append(rows, m)
-				}
-				return s.JSON(rows)
-			}
-			return writeTrace(s.Out, doc)
+			return traceRun(ctx, f.IO, &traceOptions{Factory: f, ID: id, JSON: cmd.Bool("json")})
 		},
 	}
+}
+
+func traceRun(ctx context.Context, s *IO, o *traceOptions) error {
+	_, doc, err := o.workflowDoc(ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		rows := []map[string]string{}
+		for _, r := range traceRows(doc) {
+			m := map[string]string{}
+			for i, col := range traceColumns {
+				m[col] = r[i]
+			}
+			rows = append(rows, m)
+		}
+		return s.JSON(rows)
+	}
+	return writeTrace(s.Out, doc)
 }
 
 // traceRows are the trace's rows of a status document.

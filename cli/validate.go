@@ -11,7 +11,13 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func validateCommand(s *IO) *ucli.Command {
+// validateOptions are validate's arguments and flags.
+type validateOptions struct {
+	File string
+	JSON bool
+}
+
+func validateCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "validate",
 		Usage:     "check a workflow file without running it",
@@ -28,34 +34,38 @@ func validateCommand(s *IO) *ucli.Command {
 			if cmd.Args().Len() != 1 {
 				return usagef("validate needs exactly one FILE")
 			}
-			path := cmd.Args().First()
-			w, format, err := readWorkflow(s, path)
-			if err == nil {
-				err = client.Check(w)
-			}
-			if cmd.Bool("json") {
-				res := map[string]any{"file": path, "valid": err == nil, "format": format}
-				if err != nil {
-					res["error"] = err.Error()
-					res["problems"] = problemDocs(path, err)
-				} else {
-					res["jobs"], res["dependencies"], res["groups"] = len(w.Jobs), len(w.AllDependencies()), len(w.Groups)
-				}
-				if jerr := s.JSON(res); jerr != nil {
-					return jerr
-				}
-				if err != nil {
-					return silentExit{ExitCode(err)}
-				}
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(s.Out, "%s: valid %s workflow: %d jobs, %d dependencies, %d groups\n", path, format, len(w.Jobs), len(w.AllDependencies()), len(w.Groups))
-			return nil
+			return validateRun(ctx, f.IO, &validateOptions{File: cmd.Args().First(), JSON: cmd.Bool("json")})
 		},
 	}
+}
+
+func validateRun(ctx context.Context, s *IO, o *validateOptions) error {
+	path := o.File
+	w, format, err := readWorkflow(s, path)
+	if err == nil {
+		err = client.Check(w)
+	}
+	if o.JSON {
+		res := map[string]any{"file": path, "valid": err == nil, "format": format}
+		if err != nil {
+			res["error"] = err.Error()
+			res["problems"] = problemDocs(path, err)
+		} else {
+			res["jobs"], res["dependencies"], res["groups"] = len(w.Jobs), len(w.AllDependencies()), len(w.Groups)
+		}
+		if jerr := s.JSON(res); jerr != nil {
+			return jerr
+		}
+		if err != nil {
+			return silentExit{ExitCode(err)}
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Out, "%s: valid %s workflow: %d jobs, %d dependencies, %d groups\n", path, format, len(w.Jobs), len(w.AllDependencies()), len(w.Groups))
+	return nil
 }
 
 // problemDoc is one problem of `validate --json`.

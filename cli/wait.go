@@ -12,7 +12,16 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-func waitCommand(s *IO) *ucli.Command {
+// waitOptions are wait's arguments and flags.
+type waitOptions struct {
+	*Factory
+	IDs     []int64
+	JSON    bool
+	Timeout time.Duration // < 0: forever
+	Job     string        // "": whole workflows
+}
+
+func waitCommand(f *Factory) *ucli.Command {
 	return &ucli.Command{
 		Name:      "wait",
 		Usage:     "wait until workflows are done; exit 1 if a job did not succeed, 4 on timeout",
@@ -35,93 +44,97 @@ func waitCommand(s *IO) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			c, dir, err := openState(ctx, cmd)
-			if err != nil {
-				return err
+			if cmd.String("job") != "" && len(ids) != 1 {
+				return usagef("wait --job takes one workflow ID")
 			}
-			defer c.Close()
-			if err := ensureEngine(dir); err != nil {
-				return err
-			}
-			// An engine that dies while we wait (crash, OOM kill) is started
-			// again, so that a wait never hangs on a workflow nobody runs.
-			keep, stopKeep := context.WithCancel(ctx)
-			defer stopKeep()
-			go func() {
-				tick := time.NewTicker(5 * time.Second)
-				defer tick.Stop()
-				for {
-					select {
-					case <-keep.Done():
-						return
-					case <-tick.C:
-						if err := ensureEngine(dir); err != nil {
-							fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
-						}
-					}
-				}
-			}()
-			if name := cmd.String("job"); name != "" {
-				if len(ids) != 1 {
-					return usagef("wait --job takes one workflow ID")
-				}
-				return waitForJob(ctx, s, cmd, c, ids[0], name, timeout)
-			}
-			deadline := time.Now().Add(timeout)
-			var codes []int
-			var docs []*client.WorkflowDoc
-			for _, id := range ids {
-				left := time.Duration(-1)
-				if timeout >= 0 {
-					left = max(0, time.Until(deadline))
-				}
-				stop := startProgress(ctx, s, c, id)
-				var stopWatch func()
-				if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
-					stopWatch = watchProblems(ctx, s, c, infos[0].Backend)
-				} else {
-					stopWatch = func() {}
-				}
-				err := c.WaitWorkflow(ctx, id, left)
-				stopWatch()
-				stop()
-				if err != nil {
-					fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
-					codes = append(codes, ExitCode(err))
-					continue
-				}
-				doc, err := c.WorkflowElementsStatus(ctx, id)
-				if err != nil {
-					codes = append(codes, ExitCode(err))
-					continue
-				}
-				docs = append(docs, doc)
-				if failedJobs(doc) > 0 {
-					codes = append(codes, ExitJobFailed)
-				} else {
-					codes = append(codes, ExitOK)
-				}
-			}
-			if cmd.Bool("json") {
-				if err := s.JSON(docs); err != nil {
-					return err
-				}
-			} else {
-				for _, d := range docs {
-					printSummary(s, d, elapsed(d))
-				}
-			}
-			if code := worst(codes...); code != ExitOK {
-				return silentExit{code}
-			}
-			return nil
+			return waitRun(ctx, f.IO, &waitOptions{Factory: f, IDs: ids, JSON: cmd.Bool("json"), Timeout: timeout, Job: cmd.String("job")})
 		},
 	}
 }
 
+func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
+	c, err := o.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := o.EnsureEngine(); err != nil {
+		return err
+	}
+	// An engine that dies while we wait (crash, OOM kill) is started
+	// again, so that a wait never hangs on a workflow nobody runs.
+	keep, stopKeep := context.WithCancel(ctx)
+	defer stopKeep()
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-keep.Done():
+				return
+			case <-tick.C:
+				if err := o.EnsureEngine(); err != nil {
+					fmt.Fprintf(s.ErrOut, "somaflow: %v\n", err)
+				}
+			}
+		}
+	}()
+	if o.Job != "" {
+		return waitForJob(ctx, s, o, c)
+	}
+	deadline := time.Now().Add(o.Timeout)
+	var codes []int
+	var docs []*client.WorkflowDoc
+	for _, id := range o.IDs {
+		left := time.Duration(-1)
+		if o.Timeout >= 0 {
+			left = max(0, time.Until(deadline))
+		}
+		stop := startProgress(ctx, s, c, id)
+		var stopWatch func()
+		if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
+			stopWatch = watchProblems(ctx, s, c, infos[0].Backend)
+		} else {
+			stopWatch = func() {}
+		}
+		err := c.WaitWorkflow(ctx, id, left)
+		stopWatch()
+		stop()
+		if err != nil {
+			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
+			codes = append(codes, ExitCode(err))
+			continue
+		}
+		doc, err := c.WorkflowElementsStatus(ctx, id)
+		if err != nil {
+			codes = append(codes, ExitCode(err))
+			continue
+		}
+		docs = append(docs, doc)
+		if failedJobs(doc) > 0 {
+			codes = append(codes, ExitJobFailed)
+		} else {
+			codes = append(codes, ExitOK)
+		}
+	}
+	if o.JSON {
+		if err := s.JSON(docs); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range docs {
+			printSummary(s, d, elapsed(d))
+		}
+	}
+	if code := worst(codes...); code != ExitOK {
+		return silentExit{code}
+	}
+	return nil
+}
+
 // waitForJob waits for one job of a workflow (wait ID --job JOB) and exits
 // as wait does: 0 if it succeeded, 1 if not, 4 on timeout.
-func waitForJob(ctx context.Context, s *IO, cmd *ucli.Command, c *client.Client, id int64, name string, timeout time.Duration) error {
+func waitForJob(ctx context.Context, s *IO, o *waitOptions, c *client.Client) error {
+	id, name := o.IDs[0], o.Job
 	doc, err := c.WorkflowElementsStatus(ctx, id)
 	if err != nil {
 		return withID(id, err)
@@ -131,13 +144,13 @@ func waitForJob(ctx context.Context, s *IO, cmd *ucli.Command, c *client.Client,
 		return err
 	}
 	jobID, _ := strconv.ParseInt(job.ID, 10, 64)
-	if err := c.WaitJob(ctx, []int64{jobID}, timeout); err != nil {
+	if err := c.WaitJob(ctx, []int64{jobID}, o.Timeout); err != nil {
 		return fmt.Errorf("workflow %d, job %s: %w", id, name, err)
 	}
 	if job, err = c.JobTerminationStatus(ctx, jobID); err != nil {
 		return err
 	}
-	if cmd.Bool("json") {
+	if o.JSON {
 		if err := s.JSON(job); err != nil {
 			return err
 		}

@@ -52,14 +52,14 @@ func DefaultIdle() time.Duration {
 	return 5 * time.Minute
 }
 
-// Ensure starts a background engine on the state dir (`somaflow engine
-// --background`, the running binary) unless one runs, here or on another
+// Ensure starts a background engine on the state dir (`exe engine
+// --background`; exe "" is the running binary) unless one runs, here or on another
 // host (the lock file's heartbeat says so), or SOMAFLOW_ENGINE_AUTOSTART=0
 // (the site runs the engine itself: systemd, a batch allocation). The
 // engine is detached: its own session, no terminal, its output appended
 // to <dir>/engine.log, so it survives the user's logout. It returns once
 // that engine holds the lock.
-func Ensure(dir string) error {
+func Ensure(dir, exe string) error {
 	if os.Getenv("SOMAFLOW_ENGINE_AUTOSTART") == "0" {
 		return nil
 	}
@@ -69,9 +69,11 @@ func Ensure(dir string) error {
 	if other, _ := OtherHost(dir); other {
 		return nil // its engine will see the intents in the database
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("cannot find the somaflow binary to start the engine: %w", err)
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("cannot find the somaflow binary to start the engine: %w", err)
+		}
 	}
 	logf, err := privdir.OpenFile(filepath.Join(dir, "engine.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
