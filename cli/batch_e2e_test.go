@@ -72,7 +72,7 @@ func TestBatchE2EOutcomes(t *testing.T) {
   ok: {command: ["true"]}
   after: {command: ["true"], after: [exit3]}
 `)
-	r := run(t, batchEnv(t, backend), "run", "--json", wf)
+	r := runBin(t, batchEnv(t, backend), "run", "--json", wf)
 	if r.code != 1 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -97,35 +97,35 @@ func TestBatchE2EStopRestartDelete(t *testing.T) {
 	env = append(env, batchEnv(t, backend)...)
 	flag := filepath.Join(t.TempDir(), "flag")
 	wf := write(t, "s.yaml", fmt.Sprintf("jobs:\n  long: {shell: \"test -e %s || exec sleep 300\"}\n  next: {command: [\"true\"], after: [long]}\n", flag))
-	if r := run(t, env, "submit", wf); r.code != 0 {
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`) {
+	for !strings.Contains(runBin(t, env, "status", "--json", "1").stdout, `"status":"running"`) {
 		if time.Now().After(deadline) {
 			t.Fatal("the job never ran")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if r := run(t, env, "stop", "1"); r.code != 0 {
+	if r := runBin(t, env, "stop", "1"); r.code != 0 {
 		t.Fatalf("stop: %+v", r)
 	}
-	w := run(t, env, "wait", "--json", "--timeout", "2m", "1")
+	w := runBin(t, env, "wait", "--json", "--timeout", "2m", "1")
 	got := outcomes(t, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w.stdout), "["), "]"))
 	if w.code != 1 || got["long"] != "failed/killed_by_user" || got["next"] != "failed/aborted_before_running" {
 		t.Fatalf("after stop: %v (%+v)", got, w)
 	}
 	os.WriteFile(flag, nil, 0o644)
-	if r := run(t, env, "restart", "1"); r.code != 0 {
+	if r := runBin(t, env, "restart", "1"); r.code != 0 {
 		t.Fatalf("restart: %+v", r)
 	}
-	if r := run(t, env, "wait", "--timeout", "3m", "1"); r.code != 0 {
+	if r := runBin(t, env, "wait", "--timeout", "3m", "1"); r.code != 0 {
 		t.Fatalf("wait after restart: %+v", r)
 	}
-	if r := run(t, env, "delete", "1"); r.code != 0 {
+	if r := runBin(t, env, "delete", "1"); r.code != 0 {
 		t.Fatalf("delete: %+v", r)
 	}
-	if r := run(t, env, "status", "1"); r.code != 3 {
+	if r := runBin(t, env, "status", "1"); r.code != 3 {
 		t.Fatalf("status after delete: %+v", r)
 	}
 }
@@ -148,7 +148,7 @@ func TestBatchE2ESlurmOutage(t *testing.T) {
 		}
 		b.WriteString("}\n")
 	}
-	if r := run(t, env, "submit", "--max-jobs", "16", write(t, "outage.yaml", b.String())); r.code != 0 {
+	if r := runBin(t, env, "submit", "--max-jobs", "16", write(t, "outage.yaml", b.String())); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	time.Sleep(3 * time.Second) // let the workflow get going (not a wait for a condition)
@@ -159,7 +159,7 @@ func TestBatchE2ESlurmOutage(t *testing.T) {
 	if out, err := exec.Command("bash", "../scripts/slurm-up.sh").CombinedOutput(); err != nil {
 		t.Fatalf("start slurmctld: %v %s", err, out)
 	}
-	w := run(t, env, "wait", "--json", "--timeout", "10m", "1")
+	w := runBin(t, env, "wait", "--json", "--timeout", "10m", "1")
 	if w.code != 0 {
 		t.Fatalf("wait: %+v", w)
 	}
@@ -221,7 +221,7 @@ func TestBatchE2EArraysAndDependencies(t *testing.T) {
   after_bad: {command: ["true"], after: [a2]}
   after_after: {command: ["true"], after: [after_bad]}
 `)
-	r := run(t, env, "run", "--json", wf)
+	r := runBin(t, env, "run", "--json", wf)
 	if r.code != 1 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -256,11 +256,11 @@ func TestBatchE2EEngineRestart(t *testing.T) {
 		}
 		b.WriteString("}\n")
 	}
-	if r := run(t, env, "submit", write(t, "restart.yaml", b.String())); r.code != 0 {
+	if r := runBin(t, env, "submit", write(t, "restart.yaml", b.String())); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`) {
+	for !strings.Contains(runBin(t, env, "status", "--json", "1").stdout, `"status":"running"`) {
 		if time.Now().After(deadline) {
 			t.Fatal("no job ever ran")
 		}
@@ -269,14 +269,14 @@ func TestBatchE2EEngineRestart(t *testing.T) {
 	var eng struct {
 		PID int `json:"pid"`
 	}
-	json.Unmarshal([]byte(run(t, env, "engine", "status", "--json").stdout), &eng)
+	json.Unmarshal([]byte(runBin(t, env, "engine", "status", "--json").stdout), &eng)
 	if eng.PID <= 0 {
 		t.Fatal("no engine pid")
 	}
 	if err := syscall.Kill(eng.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	w := run(t, env, "wait", "--json", "--timeout", "5m", "1")
+	w := runBin(t, env, "wait", "--json", "--timeout", "5m", "1")
 	if w.code != 0 {
 		t.Fatalf("wait after the engine was killed: %+v", w)
 	}
@@ -311,12 +311,12 @@ func TestBatchE2EPendingReason(t *testing.T) {
 	env, _ := service(t)
 	env = append(env, batchEnv(t, "slurm")...)
 	wf := write(t, "held.yaml", "jobs:\n  held: {command: [\"true\"], native_specification: \"--hold\"}\n")
-	if r := run(t, env, "submit", wf); r.code != 0 {
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		doc := run(t, env, "status", "--json", "1").stdout
+		doc := runBin(t, env, "status", "--json", "1").stdout
 		if strings.Contains(doc, `"reason":"waiting at the DRMS: JobHeldUser"`) && strings.Contains(doc, `"status":"user_on_hold"`) {
 			break
 		}
@@ -325,10 +325,10 @@ func TestBatchE2EPendingReason(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if r := run(t, env, "stop", "1"); r.code != 0 {
+	if r := runBin(t, env, "stop", "1"); r.code != 0 {
 		t.Fatalf("stop: %+v", r)
 	}
-	w := run(t, env, "wait", "--json", "--timeout", "2m", "1")
+	w := runBin(t, env, "wait", "--json", "--timeout", "2m", "1")
 	if got := outcomes(t, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w.stdout), "["), "]")); got["held"] != "failed/aborted_before_running" {
 		t.Fatalf("held job after stop: %v (%+v)", got, w)
 	}
@@ -344,7 +344,7 @@ func TestBatchE2ECommandBackend(t *testing.T) {
 	}
 	cfg, _ := filepath.Abs("../contrib/command-backends/slurm.yaml")
 	env := append(batchEnv(t, "slurm"), "SOMAFLOW_CONFIG="+cfg, "SOMAFLOW_BACKEND=", "SOMAFLOW_SWF_RESOURCE=none")
-	if r := run(t, env, "doctor"); !strings.Contains(r.stdout, "ok   backend command: settings valid") {
+	if r := runBin(t, env, "doctor"); !strings.Contains(r.stdout, "ok   backend command: settings valid") {
 		t.Fatalf("doctor with the command backend: %+v", r)
 	}
 	wf := write(t, "o.yaml", `jobs:
@@ -355,7 +355,7 @@ func TestBatchE2ECommandBackend(t *testing.T) {
   after: {command: ["true"], after: [exit3]}
   after_ok: {command: ["true"], after: [ok]}
 `)
-	r := run(t, env, "run", "--json", wf)
+	r := runBin(t, env, "run", "--json", wf)
 	if r.code != 1 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}

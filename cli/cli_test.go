@@ -46,7 +46,9 @@ type result struct {
 	code           int
 }
 
-func run(t *testing.T, env []string, args ...string) result {
+// runBin runs the somaflow binary: for what needs its own process (signals,
+// crashes, concurrent clients, the batch systems' end-to-end runs).
+func runBin(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
@@ -426,12 +428,12 @@ func TestOneJob(t *testing.T) {
 // (issue 25.8): every visible command is completed and documented.
 func TestCompletionAndMan(t *testing.T) {
 	for _, sh := range []string{"bash", "zsh", "fish"} {
-		if r := run(t, nil, "completion", sh); r.code != 0 || !strings.Contains(r.stdout, "somaflow") {
+		if r := runBin(t, nil, "completion", sh); r.code != 0 || !strings.Contains(r.stdout, "somaflow") {
 			t.Fatalf("completion %s: %+v", sh, r)
 		}
 	}
-	cmds := run(t, nil, "--generate-shell-completion").stdout
-	flags := run(t, nil, "wait", "--", "--generate-shell-completion").stdout
+	cmds := runBin(t, nil, "--generate-shell-completion").stdout
+	flags := runBin(t, nil, "wait", "--", "--generate-shell-completion").stdout
 	man := run(t, nil, "man")
 	if man.code != 0 || !strings.HasPrefix(man.stdout, ".TH SOMAFLOW 1") {
 		t.Fatalf("man: %+v", man)
@@ -694,7 +696,7 @@ func TestDoctorBroken(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			out := run(t, env, "engine", "status").stdout
-			if strings.Contains(out, "running") || time.Now().After(deadline) {
+			if strings.HasPrefix(out, "engine running") || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)

@@ -29,7 +29,7 @@ func TestConcurrentClients(t *testing.T) {
 		go func(c int) {
 			defer wg.Done()
 			for r := 0; r < rounds; r++ {
-				s := run(t, env, "submit", wf)
+				s := runBin(t, env, "submit", wf)
 				if s.code != 0 {
 					fail("client %d submit: %+v", c, s)
 					continue
@@ -38,14 +38,14 @@ func TestConcurrentClients(t *testing.T) {
 				mu.Lock()
 				ids = append(ids, id)
 				mu.Unlock()
-				if st := run(t, env, "status", "--json", id); st.code != 0 {
+				if st := runBin(t, env, "status", "--json", id); st.code != 0 {
 					fail("client %d status %s: %+v", c, id, st)
 				}
-				if l := run(t, env, "list", "--json"); l.code != 0 {
+				if l := runBin(t, env, "list", "--json"); l.code != 0 {
 					fail("client %d list: %+v", c, l)
 				}
 				if r%2 == 1 {
-					if st := run(t, env, "stop", id); st.code != 0 {
+					if st := runBin(t, env, "stop", id); st.code != 0 {
 						fail("client %d stop %s: %+v", c, id, st)
 					}
 				}
@@ -59,11 +59,11 @@ func TestConcurrentClients(t *testing.T) {
 	if len(ids) != clients*rounds {
 		t.Fatalf("%d workflows submitted, want %d", len(ids), clients*rounds)
 	}
-	w := run(t, env, append([]string{"wait", "--json", "--timeout", "2m"}, ids...)...)
+	w := runBin(t, env, append([]string{"wait", "--json", "--timeout", "2m"}, ids...)...)
 	if w.code != 0 && w.code != 1 {
 		t.Fatalf("wait: %+v", w)
 	}
-	l := run(t, env, "list", "--json")
+	l := runBin(t, env, "list", "--json")
 	var rows []struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`

@@ -132,7 +132,7 @@ func TestCrashSafety(t *testing.T) {
 	refDir, crashDir := filepath.Join(work, "ref"), filepath.Join(work, "crash")
 	wfRef := crashWorkflow(t, refDir, 42)
 	wfCrash := crashWorkflow(t, crashDir, 42)
-	ref := run(t, nil, "run", "--json", "--max-jobs", "8", wfRef)
+	ref := runBin(t, nil, "run", "--json", "--max-jobs", "8", wfRef)
 	if ref.code != 1 {
 		t.Fatalf("reference run: exit %d, want 1 (it has failures)\n%s", ref.code, ref.stderr)
 	}
@@ -141,7 +141,7 @@ func TestCrashSafety(t *testing.T) {
 	state := filepath.Join(work, "state")
 	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_ENGINE_AUTOSTART=0"}
 	t.Cleanup(func() { stopSupervisor(state) })
-	if r := run(t, env, "submit", "--max-jobs", "8", wfCrash); r.code != 0 {
+	if r := runBin(t, env, "submit", "--max-jobs", "8", wfCrash); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	maxSup := 0
@@ -168,7 +168,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}()
 	done := func() bool {
-		r := run(t, env, "status", "--json", "1")
+		r := runBin(t, env, "status", "--json", "1")
 		return strings.Contains(r.stdout, `"status":"workflow_done"`)
 	}
 	// Every failpoint in turn, each at its 3rd hit.
@@ -199,7 +199,7 @@ func TestCrashSafety(t *testing.T) {
 	var w result
 	for attempt := 0; attempt < 5; attempt++ {
 		cmd := engine("")
-		w = run(t, env, "wait", "--json", "--timeout", "1m", "1")
+		w = runBin(t, env, "wait", "--json", "--timeout", "1m", "1")
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if w.code != 4 {
@@ -240,13 +240,13 @@ func TestSupervisorKilled(t *testing.T) {
 	env, state := service(t)
 	marker := filepath.Join(t.TempDir(), "marker")
 	wf := write(t, "wf.yaml", fmt.Sprintf("jobs:\n  long: {shell: \"echo ran >> %s; exec sleep 120\"}\n  after: {command: [\"true\"], after: [long]}\n", marker))
-	if r := run(t, env, "submit", wf); r.code != 0 {
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	var jobPID string
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		r := run(t, env, "status", "--json", "1")
+		r := runBin(t, env, "status", "--json", "1")
 		if strings.Contains(r.stdout, `"status":"running"`) {
 			var d struct {
 				Jobs []struct {
@@ -271,7 +271,7 @@ func TestSupervisorKilled(t *testing.T) {
 		t.Fatalf("bootstrap file: %s", data)
 	}
 	syscall.Kill(boot.PID, syscall.SIGKILL)
-	w := run(t, env, "wait", "--json", "--timeout", "1m", "1")
+	w := runBin(t, env, "wait", "--json", "--timeout", "1m", "1")
 	if w.code != 1 {
 		t.Fatalf("wait: %+v", w)
 	}

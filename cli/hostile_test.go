@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,14 +33,14 @@ func TestHostileAliasBomb(t *testing.T) {
 	bomb := write(t, "bomb.yaml", aliasBomb())
 	for _, cmd := range [][]string{{"validate", bomb}, {"run", bomb}, {"convert", "--to", "soma", bomb}} {
 		// Before the bound this took minutes and gigabytes (then the OOM killer).
-		r := run(t, nil, cmd...)
+		r := runBin(t, nil, cmd...)
 		if r.code != 2 || !strings.Contains(r.stderr, "aliases expand to more than") {
 			t.Fatalf("%v on an alias bomb: want exit 2 naming the aliases, got %+v", cmd, r)
 		}
 	}
 	// Aliases within bounds still work.
 	ok := write(t, "ok.yaml", "jobs:\n  a: {command: &c [echo, hi]}\n  b: {command: *c, after: [a]}\n")
-	if r := run(t, nil, "validate", ok); r.code != 0 {
+	if r := runBin(t, nil, "validate", ok); r.code != 0 {
 		t.Fatalf("validate a file with a small alias: %+v", r)
 	}
 }
@@ -55,7 +56,7 @@ func TestHostileForeignStateDir(t *testing.T) {
 		if err := os.Chown(foreign, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		r := run(t, nil, "--state-dir", foreign, "list")
+		r := runBin(t, nil, "--state-dir", foreign, "list")
 		if r.code == 0 || !strings.Contains(r.stderr, "not owned by you") || !strings.Contains(r.stderr, "uid 65534") {
 			t.Fatalf("a state dir owned by uid 65534: want a refusal naming the owner, got %+v", r)
 		}
@@ -64,16 +65,16 @@ func TestHostileForeignStateDir(t *testing.T) {
 		}
 		// A database file another user planted in the user's own state dir.
 		own := t.TempDir()
-		if r := run(t, nil, "--state-dir", own, "run", wf); r.code != 0 {
+		if r := runBin(t, nil, "--state-dir", own, "run", wf); r.code != 0 {
 			t.Fatalf("run: %+v", r)
 		}
 		os.Chown(filepath.Join(own, "somaflow.db"), 65534, 65534)
-		if r := run(t, nil, "--state-dir", own, "list"); r.code == 0 || !strings.Contains(r.stderr, "not owned by you") {
+		if r := runBin(t, nil, "--state-dir", own, "list"); r.code == 0 || !strings.Contains(r.stderr, "not owned by you") {
 			t.Fatalf("a database owned by uid 65534: want a refusal, got %+v", r)
 		}
 	}
 	state := t.TempDir()
-	if r := run(t, nil, "--state-dir", state, "run", wf); r.code != 0 {
+	if r := runBin(t, nil, "--state-dir", state, "run", wf); r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
 	target := filepath.Join(t.TempDir(), "victim")
@@ -82,8 +83,8 @@ func TestHostileForeignStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"SOMAFLOW_STATE_DIR=" + state}
-	t.Cleanup(func() { run(t, env, "engine", "stop") })
-	r := run(t, env, "submit", wf)
+	t.Cleanup(func() { runBin(t, env, "engine", "stop") })
+	r := runBin(t, env, "submit", wf)
 	if r.code == 0 || !strings.Contains(r.stderr, "symbolic link") {
 		t.Fatalf("submit with engine.log planted as a symlink: want a refusal, got %+v", r)
 	}
@@ -97,7 +98,7 @@ func TestHostileForeignStateDir(t *testing.T) {
 func TestHostileTruncatedDatabase(t *testing.T) {
 	for _, how := range []string{"truncated", "removed"} {
 		state := t.TempDir()
-		if r := run(t, nil, "--state-dir", state, "run", write(t, "ok.yaml", okWF)); r.code != 0 {
+		if r := runBin(t, nil, "--state-dir", state, "run", write(t, "ok.yaml", okWF)); r.code != 0 {
 			t.Fatalf("run: %+v", r)
 		}
 		db := filepath.Join(state, "somaflow.db")
@@ -108,7 +109,7 @@ func TestHostileTruncatedDatabase(t *testing.T) {
 		} else {
 			os.Remove(db)
 		}
-		r := run(t, nil, "--state-dir", state, "list")
+		r := runBin(t, nil, "--state-dir", state, "list")
 		if r.code != 5 || !strings.Contains(r.stderr, "database missing or empty") {
 			t.Fatalf("list with the database %s: want exit 5 saying so, got %+v", how, r)
 		}
@@ -124,8 +125,8 @@ func TestHostileTruncatedDatabase(t *testing.T) {
 func TestHostileControlCharacters(t *testing.T) {
 	state := t.TempDir()
 	wf := write(t, "esc.json", `{"name": "wf\u001b[2J", "jobs": {"evil\u001b]0;title\u0007\nFORGED ROW": {"shell": "printf 'boom\\033[31m\\r' >&2; exit 3"}}}`)
-	r := run(t, nil, "--state-dir", state, "run", wf)
-	for _, out := range []result{r, run(t, nil, "--state-dir", state, "status", "1"), run(t, nil, "--state-dir", state, "list"), run(t, nil, "--state-dir", state, "failed", "1")} {
+	r := runBin(t, nil, "--state-dir", state, "run", wf)
+	for _, out := range []result{r, runBin(t, nil, "--state-dir", state, "status", "1"), runBin(t, nil, "--state-dir", state, "list"), runBin(t, nil, "--state-dir", state, "failed", "1")} {
 		if strings.ContainsAny(out.stdout, "\x1b\r\a") || strings.Contains(out.stdout, "\nFORGED ROW") {
 			t.Fatalf("raw control characters reached the output:\n%q", out.stdout)
 		}
@@ -133,7 +134,7 @@ func TestHostileControlCharacters(t *testing.T) {
 	if !strings.Contains(r.stdout, `evil\x1b]0;title\a\nFORGED ROW`) || !strings.Contains(r.stdout, `boom\x1b[31m`) {
 		t.Fatalf("run's summary should show the escaped name and stderr line:\n%s", r.stdout)
 	}
-	if j := run(t, nil, "--state-dir", state, "status", "--json", "1"); !strings.Contains(j.stdout, `"name":"evil\u001b]0;title\u0007\nFORGED ROW"`) {
+	if j := runBin(t, nil, "--state-dir", state, "status", "--json", "1"); !strings.Contains(j.stdout, `"name":"evil\u001b]0;title\u0007\nFORGED ROW"`) {
 		t.Fatalf("--json must keep the exact name: %s", j.stdout)
 	}
 }
@@ -144,17 +145,32 @@ func TestHostileHugeLogs(t *testing.T) {
 	state := t.TempDir()
 	big := filepath.Join(t.TempDir(), "big.out")
 	wf := write(t, "big.yaml", "jobs:\n  big: {shell: 'yes 0123456789012345678901234567890123456789012345678 | head -n 4000000; echo last-line', stdout_file: "+big+"}\n  zero: {command: [\"true\"], stdout_file: /dev/zero}\n")
-	if r := run(t, nil, "--state-dir", state, "run", wf); r.code != 0 {
+	if r := runBin(t, nil, "--state-dir", state, "run", wf); r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
+	// The peak memory of logs is measured from a small python3 between:
+	// a process this test starts itself reports at least the test
+	// process's size (it shares the test's memory until it execs).
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 to measure a process's peak memory:", err)
+	}
+	const peak = `import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+sys.stderr.write("%d" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(code)`
 	logs := func(args ...string) (string, int64) {
-		cmd := exec.Command(binary, append([]string{"--state-dir", state, "logs"}, args...)...)
-		var out strings.Builder
-		cmd.Stdout = &out
+		cmd := exec.Command(py, append([]string{"-c", peak, binary, "--state-dir", state, "logs"}, args...)...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("logs %v: %v", args, err)
+			t.Fatalf("logs %v: %v %s", args, err, errb.String())
 		}
-		return out.String(), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+		rss, err := strconv.ParseInt(errb.String(), 10, 64)
+		if err != nil {
+			t.Fatalf("logs %v: peak memory: %v", args, err)
+		}
+		return out.String(), rss // KiB
 	}
 	out, rss := logs("--stdout", "--tail", "2", "1", "big")
 	if out != "0123456789012345678901234567890123456789012345678\nlast-line\n" {
@@ -167,7 +183,7 @@ func TestHostileHugeLogs(t *testing.T) {
 	if rss > 64<<10 || rss2 > 64<<10 {
 		t.Fatalf("logs of a 200 MB file peaked at %d / %d KiB of memory: not streamed", rss, rss2)
 	}
-	r := run(t, nil, "--state-dir", state, "logs", "--stdout", "1", "zero")
+	r := runBin(t, nil, "--state-dir", state, "logs", "--stdout", "1", "zero")
 	if !strings.Contains(r.stderr, "not a regular file") {
 		t.Fatalf("logs of stdout_file /dev/zero: %+v", r)
 	}
@@ -183,7 +199,7 @@ func TestHostileUnrunnableCommands(t *testing.T) {
 		"nul":  `{"jobs": {"a": {"command": ["echo", "a\u0000b"]}}}`,
 		"long": `{"jobs": {"a": {"command": ["echo", "` + long + `"]}}}`,
 	} {
-		r := run(t, nil, "validate", write(t, name+".json", doc))
+		r := runBin(t, nil, "validate", write(t, name+".json", doc))
 		if r.code != 2 || !strings.Contains(r.stderr, `job "a": command[1]`) {
 			t.Fatalf("%s argument: want exit 2 naming job and field, got %+v", name, r)
 		}
@@ -197,19 +213,19 @@ func TestHostileUnrunnableCommands(t *testing.T) {
 		state := t.TempDir()
 		env := []string{"SOMAFLOW_STATE_DIR=" + state}
 		if mode == "run" {
-			if r := run(t, env, "run", wf); r.code != 1 {
+			if r := runBin(t, env, "run", wf); r.code != 1 {
 				t.Fatalf("run: want exit 1 (consume cannot start), got %+v", r)
 			}
 		} else {
-			t.Cleanup(func() { run(t, env, "engine", "stop") })
-			if r := run(t, env, "submit", wf); r.code != 0 {
+			t.Cleanup(func() { runBin(t, env, "engine", "stop") })
+			if r := runBin(t, env, "submit", wf); r.code != 0 {
 				t.Fatalf("submit: %+v", r)
 			}
-			if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 1 {
+			if r := runBin(t, env, "wait", "1", "--timeout", "60s"); r.code != 1 {
 				t.Fatalf("wait: want exit 1, got %+v", r)
 			}
 		}
-		r := run(t, env, "status", "--json", "1")
+		r := runBin(t, env, "status", "--json", "1")
 		if !strings.Contains(r.stdout, `"name":"consume","status":"failed","exit_status":"aborted"`) || !strings.Contains(r.stdout, "argument list too long") {
 			t.Fatalf("%s: consume should fail with the system's words: %s", mode, r.stdout)
 		}
@@ -225,7 +241,7 @@ func TestHostileUnrunnableCommands(t *testing.T) {
 func TestHostileStateDirRemoved(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	env := []string{"SOMAFLOW_STATE_DIR=" + state}
-	if r := run(t, env, "submit", write(t, "slow.yaml", "jobs: {s: {command: [sleep, \"300\"]}}\n")); r.code != 0 {
+	if r := runBin(t, env, "submit", write(t, "slow.yaml", "jobs: {s: {command: [sleep, \"300\"]}}\n")); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	var st struct {
@@ -233,19 +249,19 @@ func TestHostileStateDirRemoved(t *testing.T) {
 		PID     int
 	}
 	waitFor(t, "the engine to run", func() bool {
-		json.Unmarshal([]byte(run(t, env, "engine", "status", "--json").stdout), &st)
+		json.Unmarshal([]byte(runBin(t, env, "engine", "status", "--json").stdout), &st)
 		return st.Running && st.PID > 0
 	})
 	// The engine's loop runs once it started the job.
 	waitFor(t, "the job to run", func() bool {
-		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`)
+		return strings.Contains(runBin(t, env, "status", "--json", "1").stdout, `"status":"running"`)
 	})
 	var doc struct {
 		Jobs []struct {
 			DRMSID string `json:"drms_id"`
 		}
 	}
-	json.Unmarshal([]byte(run(t, env, "status", "--json", "1").stdout), &doc)
+	json.Unmarshal([]byte(runBin(t, env, "status", "--json", "1").stdout), &doc)
 	sup := supervisorPID(state)
 	t.Cleanup(func() {
 		var job int
@@ -299,7 +315,7 @@ func TestHostileSetsidEscapes(t *testing.T) {
 	dir := t.TempDir()
 
 	// run: gone when run returns.
-	if r := run(t, nil, "run", write(t, "run.yaml", "jobs:\n"+escapee(dir, "r", false))); r.code != 0 {
+	if r := runBin(t, nil, "run", write(t, "run.yaml", "jobs:\n"+escapee(dir, "r", false))); r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
 	// Killed as run ended (SIGKILL is delivered a moment later).
@@ -309,7 +325,7 @@ func TestHostileSetsidEscapes(t *testing.T) {
 
 	// service: killed once its job ended; and at a stop.
 	env, _ := service(t)
-	if r := run(t, env, "submit", write(t, "svc.yaml", "jobs:\n"+escapee(dir, "s", false)+escapee(dir, "k", true))); r.code != 0 {
+	if r := runBin(t, env, "submit", write(t, "svc.yaml", "jobs:\n"+escapee(dir, "s", false)+escapee(dir, "k", true))); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	s, k := pidOf(dir, "s"), pidOf(dir, "k")
@@ -319,7 +335,7 @@ func TestHostileSetsidEscapes(t *testing.T) {
 	if !alive(k) {
 		t.Fatal("the escapee of a job still running was killed")
 	}
-	if r := run(t, env, "stop", "1"); r.code != 0 {
+	if r := runBin(t, env, "stop", "1"); r.code != 0 {
 		t.Fatalf("stop: %+v", r)
 	}
 	waitFor(t, "the escapee of a stopped job to be killed", func() bool { return !alive(k) })
@@ -369,7 +385,7 @@ func TestHostileFullDisk(t *testing.T) {
   b: {command: [echo, b], after: [a]}
   c: {command: [echo, c], after: [b]}
 `, gate))
-	if r := run(t, env, "submit", wf); r.code != 0 {
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	var eng struct {
@@ -377,9 +393,9 @@ func TestHostileFullDisk(t *testing.T) {
 		PID     int
 	}
 	waitFor(t, "a to run", func() bool {
-		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"status":"running"`)
+		return strings.Contains(runBin(t, env, "status", "--json", "1").stdout, `"status":"running"`)
 	})
-	json.Unmarshal([]byte(run(t, env, "engine", "status", "--json").stdout), &eng)
+	json.Unmarshal([]byte(runBin(t, env, "engine", "status", "--json").stdout), &eng)
 	free := fill()
 	freed := false
 	defer func() {
@@ -389,9 +405,9 @@ func TestHostileFullDisk(t *testing.T) {
 	}()
 	os.WriteFile(gate, nil, 0o600) // a ends: the engine cannot record it
 	waitFor(t, "the engine's problem in status", func() bool {
-		return strings.Contains(run(t, env, "status", "1").stdout, "the engine cannot record progress")
+		return strings.Contains(runBin(t, env, "status", "1").stdout, "the engine cannot record progress")
 	})
-	r := run(t, env, "status", "--json", "1")
+	r := runBin(t, env, "status", "--json", "1")
 	var doc struct {
 		EngineProblem *struct{ Since, Message string } `json:"engine_problem"`
 	}
@@ -399,13 +415,13 @@ func TestHostileFullDisk(t *testing.T) {
 		!strings.Contains(doc.EngineProblem.Message, "full") {
 		t.Fatalf("status --json on a full disk: want engine_problem naming the full filesystem, got %+v", r)
 	}
-	if r := run(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, "workflow_in_progress") {
+	if r := runBin(t, env, "list"); r.code != 0 || !strings.Contains(r.stdout, "workflow_in_progress") {
 		t.Fatalf("list on a full disk: %+v", r)
 	}
-	if r := run(t, env, "wait", "1", "--timeout", "1s"); r.code != 4 || !strings.Contains(r.stderr, "cannot record progress") {
+	if r := runBin(t, env, "wait", "1", "--timeout", "1s"); r.code != 4 || !strings.Contains(r.stderr, "cannot record progress") {
 		t.Fatalf("wait on a full disk: want exit 4 saying why, got %+v", r)
 	}
-	if r := run(t, env, "submit", wf); r.code != 5 || !strings.Contains(r.stderr, "full") {
+	if r := runBin(t, env, "submit", wf); r.code != 5 || !strings.Contains(r.stderr, "full") {
 		t.Fatalf("submit on a full disk: want exit 5 naming the full disk, got %+v", r)
 	}
 	if !alive(eng.PID) {
@@ -413,7 +429,7 @@ func TestHostileFullDisk(t *testing.T) {
 	}
 	free()
 	freed = true
-	r = run(t, env, "wait", "1", "--timeout", "60s", "--json")
+	r = runBin(t, env, "wait", "1", "--timeout", "60s", "--json")
 	if r.code != 0 {
 		t.Fatalf("wait once space is back: %+v", r)
 	}
@@ -422,13 +438,13 @@ func TestHostileFullDisk(t *testing.T) {
 			t.Fatalf("job %s did not end once, done, exit 0: %s", j, r.stdout)
 		}
 	}
-	if r := run(t, env, "status", "--json", "1"); !strings.Contains(r.stdout, `"engine_problem":null`) {
+	if r := runBin(t, env, "status", "--json", "1"); !strings.Contains(r.stdout, `"engine_problem":null`) {
 		t.Fatalf("the engine's problem is still shown once solved: %s", r.stdout)
 	}
 	if !alive(eng.PID) {
 		t.Fatalf("the engine (pid %d) did not survive the full disk", eng.PID)
 	}
-	run(t, env, "engine", "stop")
+	runBin(t, env, "engine", "stop")
 	stopSupervisor(state)
 }
 
@@ -440,19 +456,19 @@ func TestHostileJobsInCgroups(t *testing.T) {
 	env := []string{"SOMAFLOW_STATE_DIR=" + state, "SOMAFLOW_CGROUPS=1"}
 	wf := write(t, "cg.yaml", "jobs: {cg: {command: [cat, /proc/self/cgroup]}}\n")
 	runEnv := []string{"SOMAFLOW_STATE_DIR=" + filepath.Join(t.TempDir(), "run"), "SOMAFLOW_CGROUPS=1"}
-	r := run(t, runEnv, "run", "--keep-state", wf)
+	r := runBin(t, runEnv, "run", "--keep-state", wf)
 	if r.code != 0 {
 		t.Fatalf("run: %+v", r)
 	}
-	if r := run(t, env, "submit", wf); r.code != 0 {
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
-	defer func() { run(t, env, "engine", "stop"); stopSupervisor(state) }()
-	if r := run(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
+	defer func() { runBin(t, env, "engine", "stop"); stopSupervisor(state) }()
+	if r := runBin(t, env, "wait", "1", "--timeout", "60s"); r.code != 0 {
 		t.Fatalf("wait: %+v", r)
 	}
-	sup := run(t, env, "logs", "1", "cg")
-	inRun := run(t, runEnv, "logs", "1", "cg")
+	sup := runBin(t, env, "logs", "1", "cg")
+	inRun := runBin(t, runEnv, "logs", "1", "cg")
 	has := func(out, prefix string) bool {
 		for _, line := range strings.Split(out, "\n") {
 			if rest, ok := strings.CutPrefix(line, "0::"); ok && strings.Contains(rest, "/"+prefix) {
