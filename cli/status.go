@@ -57,20 +57,29 @@ func statusRun(ctx context.Context, s *IO, o *statusOptions) error {
 	defer stop()
 	for {
 		changed := next()
-		doc, err := c.WorkflowElementsStatus(ctx, o.ID)
-		if err != nil {
-			return err
-		}
 		if o.Watch && s.Progress() {
 			fmt.Fprint(s.Out, "\x1b[H\x1b[2J")
 		}
+		var status string
 		if o.JSON {
-			err = s.JSON(doc)
+			// Streamed job by job: a million-job document needs no
+			// million-job buffer.
+			if err := c.WriteWorkflowElementsStatus(ctx, o.ID, s.Out, s.outTTY); err != nil || !o.Watch {
+				return err
+			}
+			if status, err = c.WorkflowStatus(ctx, o.ID); err != nil {
+				return err
+			}
 		} else {
+			doc, err := c.WorkflowElementsStatus(ctx, o.ID)
+			if err != nil {
+				return err
+			}
 			printJobs(s, doc)
+			status = doc.Status
 		}
-		if err != nil || !o.Watch || doc.Status == model.WorkflowDone {
-			return err
+		if !o.Watch || status == model.WorkflowDone {
+			return nil
 		}
 		select {
 		case <-ctx.Done():

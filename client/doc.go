@@ -1,8 +1,12 @@
 package client
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -96,6 +100,78 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 		return nil, err
 	}
 	return d, nil
+}
+
+// WriteWorkflowElementsStatus writes the status document of workflow id
+// to w as JSON, job by job as the store reads them: the same bytes as
+// encoding WorkflowElementsStatus's document (without HTML escaping; with
+// indent, two spaces as json.MarshalIndent), in memory that does not grow
+// with the number of jobs. A trailing newline ends it.
+func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io.Writer, indent bool) error {
+	row, err := c.st.GetWorkflow(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	d := &WorkflowDoc{WorkflowHeader: WorkflowInfo{ID: row.ID, Name: row.Name, Status: row.Status, Backend: row.Backend,
+		Queue: row.Queue, Submitted: row.Submitted, Expiration: row.Expiration}.Header(), Jobs: []JobDoc{}}
+	if d.BackendUnreachable, err = c.BackendUnreachable(ctx, row.Backend); err != nil {
+		return err
+	}
+	d.EngineProblem = c.EngineProblem()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if indent {
+		enc.SetIndent("", "  ")
+	}
+	if err := enc.Encode(d); err != nil {
+		return err
+	}
+	// The document with no jobs, cut where they go: the key "jobs" can
+	// only appear as the key (quotes in values are escaped).
+	empty := `"jobs":[]`
+	if indent {
+		empty = `"jobs": []`
+	}
+	head, tail, ok := bytes.Cut(buf.Bytes(), []byte(empty))
+	if !ok {
+		return fmt.Errorf("status document of workflow %d: no jobs key", id)
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	bw.Write(head)
+	bw.WriteString(empty[:len(empty)-1]) // up to and including '['
+	tail = bytes.Clone(tail)
+	buf.Reset()
+	if indent {
+		enc.SetIndent("    ", "  ")
+	}
+	n := 0
+	err = c.st.EachJobStateInOrder(ctx, id, func(j *store.Job) error {
+		switch {
+		case n > 0 && indent:
+			bw.WriteString(",\n    ")
+		case n > 0:
+			bw.WriteByte(',')
+		case indent:
+			bw.WriteString("\n    ")
+		}
+		n++
+		buf.Reset()
+		if err := enc.Encode(jobDoc(j)); err != nil {
+			return err
+		}
+		_, err := bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 && indent {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteByte(']')
+	bw.Write(tail)
+	return bw.Flush()
 }
 
 // BackendUnreachable tells whether the engine cannot reach a backend now:

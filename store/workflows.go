@@ -420,6 +420,48 @@ func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int),
 	return s.eachJob(ctx, wfID, false, alloc, put)
 }
 
+// EachJobStateInOrder gives put the jobs of a workflow one at a time in
+// definition order (Index 0, 1, ...), with the columns of EachJobState:
+// what a status document streamed job by job needs, in memory that does
+// not grow with the workflow. The job is reused once put returns; an
+// error from put stops the reading and is returned. A workflow whose rows
+// do not have the indexes 0..n-1 exactly is an error.
+func (s *Store) EachJobStateInOrder(ctx context.Context, wfID int64, put func(j *Job) error) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	q, err := jobStatements(s.db)
+	if err != nil {
+		return err
+	}
+	rows, err := sqlDB.QueryContext(ctx, q.selectState+` WHERE workflow_id = ? ORDER BY `+q.name("Index"), wfID)
+	if err != nil {
+		return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
+	}
+	defer rows.Close()
+	var j Job
+	dest := jobDests(&j, false)
+	next := 0
+	for rows.Next() {
+		j = Job{WorkflowID: wfID}
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
+		}
+		if j.Index != next {
+			return fmt.Errorf("read jobs of workflow %d: job %d has index %d where %d was expected", wfID, j.ID, j.Index, next)
+		}
+		next++
+		if err := put(&j); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
+	}
+	return nil
+}
+
 func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
 	sqlDB, err := s.db.DB()
 	if err != nil {
