@@ -35,7 +35,7 @@ func TestWriteWorkflowElementsStatus(t *testing.T) {
 	ctx := context.Background()
 	c := open(t)
 	wfs := map[string]string{
-		"mixed": mixed,
+		"mixed":  mixed,
 		"quotes": "name: 'q\"<&>\\u2028'\njobs:\n  'a\"jobs\":[]': {command: [\"true\"], stdout_file: '/tmp/x\"y'}\n  b: {shell: 'echo ok', after: ['a\"jobs\":[]']}\n",
 		"one":    "jobs:\n  only: {command: [\"false\"]}\n",
 	}
