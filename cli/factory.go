@@ -30,8 +30,9 @@ type Factory struct {
 	// that call Run in-process leave it false.
 	OwnProcess bool
 
-	global globalFlags    // the global flags, as the running command sees them
-	client *client.Client // opened by Client, closed by Close
+	global    globalFlags    // the global flags, as the running command sees them
+	gcPercent int            // the GC percent at the start of Run, restored at its end
+	client    *client.Client // opened by Client, closed by Close
 }
 
 // globalFlags are the flags every command inherits from the root.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"syscall"
@@ -68,6 +69,9 @@ func (f *Factory) Run(ctx context.Context, args []string) int {
 		f.Config = cfg
 	}
 	defer f.Close()
+	f.gcPercent = debug.SetGCPercent(100)
+	debug.SetGCPercent(f.gcPercent)
+	defer debug.SetGCPercent(f.gcPercent)
 	root := newRoot(f)
 	setUsageErrors(root)
 	f.bindGlobals(root)
