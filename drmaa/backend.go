@@ -243,11 +243,27 @@ func (b *Backend) state(ctx context.Context, h drms.Handle) (drms.State, error) 
 	if o := b.ss.outcome(j); o != nil {
 		return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
 	}
-	ps, err := b.ss.ps(h.ID)
-	if err != nil && !isDRMAA(err, godrmaa.InvalidJob) {
-		return drms.State{}, fmt.Errorf("drmaa: status of job %s: %w", h.ID, err)
+	// drmaa_job_ps is one request to the scheduler per job: asked once per
+	// ps_interval; in between, exec-job's files say what changed.
+	ps, known := b.ss.psCached(j, b.opts.psInterval)
+	switch {
+	case known && !b.ss.waitable(j) && exists(hs.Status):
+		// Ended (exec-job wrote its status): read below, whatever the
+		// last answer said. drmaa_wait reports this session's jobs.
+		known = false
+	case known:
+		if ps == godrmaa.PsQueuedActive && !b.started(j).IsZero() {
+			ps = godrmaa.PsRunning // exec-job began since the last answer
+		}
+	default:
+		var err error
+		ps, err = b.ss.psOf(j)
+		if err != nil && !isDRMAA(err, godrmaa.InvalidJob) {
+			return drms.State{}, fmt.Errorf("drmaa: status of job %s: %w", h.ID, err)
+		}
+		known = err == nil
 	}
-	if err == nil {
+	if known {
 		switch ps {
 		case godrmaa.PsQueuedActive:
 			return drms.State{Phase: drms.Queued}, nil
@@ -287,6 +303,12 @@ func (b *Backend) state(ctx context.Context, h drms.Handle) (drms.State, error) 
 	}
 	o = b.ss.finish(j, o)
 	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}, nil
+}
+
+// exists tells whether a file is there.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // started is when exec-job began (its started file), zero if unknown.

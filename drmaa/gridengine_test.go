@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/model"
@@ -488,7 +489,10 @@ func TestResourcesReachGridEngine(t *testing.T) {
 	s := spec(t, "sleep", "60")
 	s.Resources = model.Resources{MemoryMB: 200, Walltime: 300}
 	h := submit(t, b, s)
-	defer qdel(t, h.ID)
+	// Not qdel(t, ...): the job may be gone already, Grid Engine ending it
+	// when a loaded machine gives exec-job more threads (virtual memory)
+	// than h_vmem=200M allows. What is checked is what qstat -j shows.
+	defer exec.Command("qdel", h.ID).Run()
 	out, err := exec.Command("qstat", "-j", h.ID).CombinedOutput()
 	if err != nil {
 		t.Fatalf("qstat -j %s: %v\n%s", h.ID, err, out)
@@ -503,5 +507,45 @@ func TestResourcesReachGridEngine(t *testing.T) {
 	var se *drms.StartError
 	if _, err := b.Submit(context.Background(), s); !errors.As(err, &se) || !strings.Contains(se.Reason, "cpus_option") {
 		t.Fatalf("cpus without a template: %v", err)
+	}
+}
+
+// drmaa_job_ps is one request to the scheduler per job: a job's state is
+// asked at most once per ps_interval however often the engine polls, and
+// at every poll with ps_interval 0s. Its start is still seen at once
+// (exec-job's started file) and its end too (drmaa_wait).
+func TestPsPacing(t *testing.T) {
+	needGE(t)
+	for _, tc := range []struct {
+		interval string
+		min, max int64 // drmaa_job_ps calls over the polls
+	}{
+		{"", 0, 1},       // the default, 30s: the answer of waitPhase still holds
+		{"0s", 20, 1000}, // every poll
+	} {
+		settings := map[string]string{}
+		if tc.interval != "" {
+			settings[SettingPsInterval] = tc.interval
+		}
+		b := newBackend(t, "", settings)
+		marker := filepath.Join(t.TempDir(), "go")
+		h := submit(t, b, spec(t, "sh", "-c", "while [ ! -e "+marker+" ]; do sleep 0.1; done"))
+		waitPhase(t, b, h, drms.Running)
+		before := b.ss.psCalls.Load()
+		for i := 0; i < 20; i++ {
+			st, err := b.Status(context.Background(), []drms.Handle{h})
+			if err != nil || st[h.ID].Phase != drms.Running {
+				t.Fatalf("ps_interval %q: poll %d: %+v %v", tc.interval, i, st[h.ID], err)
+			}
+			time.Sleep(20 * time.Millisecond) // the engine's polls, faster than its own
+		}
+		if n := b.ss.psCalls.Load() - before; n < tc.min || n > tc.max {
+			t.Errorf("ps_interval %q: %d drmaa_job_ps calls over 20 polls, want %d to %d", tc.interval, n, tc.min, tc.max)
+		}
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, waitEnd(t, b, h), model.JobDone, model.ExitFinishedRegular, intp(0), "", "")
+		b.Close()
 	}
 }

@@ -59,6 +59,9 @@ type options struct {
 	// accounting before it ends without a record (accounting is written
 	// with a delay: Grid Engine's reporting flush_time, 15 s by default).
 	forgetGrace time.Duration
+	// psInterval is how long a job's drmaa_job_ps answer is used before
+	// the DRMS is asked again (0: at every poll).
+	psInterval time.Duration
 }
 
 // Setting keys beyond those in doc.go.
@@ -75,10 +78,16 @@ const (
 	SettingMemoryOption   = "memory_option"
 	SettingWalltimeOption = "walltime_option"
 	SettingGPUsOption     = "gpus_option"
+	// SettingPsInterval is how often (a Go duration, default 30s; 0: at
+	// every poll) a job's state is asked of the DRMS with drmaa_job_ps, one
+	// request to the scheduler per job. A job's end is known sooner than
+	// that: from drmaa_wait for the jobs of this session, from exec-job's
+	// status file for the others; its start from exec-job's started file.
+	SettingPsInterval = "ps_interval"
 )
 
 func parseOptions(s map[string]string) (options, error) {
-	o := options{queueOption: "-q", parallelOption: "-pe {config} {slots}", forgetGrace: 2 * time.Minute,
+	o := options{queueOption: "-q", parallelOption: "-pe {config} {slots}", forgetGrace: 2 * time.Minute, psInterval: 30 * time.Second,
 		memoryOption: "-l h_vmem={mb}M", walltimeOption: "-l h_rt={seconds}"}
 	for k, v := range s {
 		switch k {
@@ -114,6 +123,12 @@ func parseOptions(s map[string]string) (options, error) {
 				return o, fmt.Errorf("drmaa: setting %s=%q: want a duration such as 2m", k, v)
 			}
 			o.forgetGrace = d
+		case SettingPsInterval:
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return o, fmt.Errorf("drmaa: setting %s=%q: want a duration such as 30s (0s: ask at every poll)", k, v)
+			}
+			o.psInterval = d
 		}
 	}
 	return o, nil

@@ -197,7 +197,7 @@ func TestNativeSpec(t *testing.T) {
 	}
 	for _, bad := range []map[string]string{
 		{SettingQueueOption: ""}, {SettingQueueOption: "-q x"}, {SettingAccounting: "x"},
-		{SettingForgetGrace: "soon"}, {SettingParallelOption: " "},
+		{SettingForgetGrace: "soon"}, {SettingPsInterval: "-1s"}, {SettingPsInterval: "often"}, {SettingParallelOption: " "},
 	} {
 		if _, err := parseOptions(bad); err == nil {
 			t.Errorf("no error for settings %v", bad)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	godrmaa "github.com/dgruber/drmaa"
@@ -30,6 +31,8 @@ type session struct {
 	refs    int
 	closing bool
 	done    chan struct{} // closed when the waiter has returned
+	// psCalls counts drmaa_job_ps calls (the load on the scheduler).
+	psCalls atomic.Int64
 }
 
 // job is what the session knows of one DRMS job.
@@ -45,6 +48,10 @@ type job struct {
 	// accounting and to the spool.
 	missingSince time.Time
 	started      time.Time
+	// psLast is the last drmaa_job_ps answer, at psAt (zero: none, or a
+	// control call since made it stale).
+	psLast godrmaa.PsType
+	psAt   time.Time
 }
 
 var (
@@ -174,13 +181,49 @@ func unavailable(err error) error {
 }
 
 func (ss *session) ps(id string) (godrmaa.PsType, error) {
+	ss.psCalls.Add(1)
 	ps, err := ss.s.JobPs(id)
 	return ps, unavailable(err)
+}
+
+// psOf asks the DRMS for job j's state and keeps the answer for psCached.
+func (ss *session) psOf(j *job) (godrmaa.PsType, error) {
+	ps, err := ss.ps(j.id)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if err == nil {
+		j.psLast, j.psAt = ps, time.Now()
+	} else {
+		j.psAt = time.Time{}
+	}
+	return ps, err
+}
+
+// psCached is job j's last drmaa_job_ps answer if it is younger than
+// every.
+func (ss *session) psCached(j *job, every time.Duration) (godrmaa.PsType, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if j.psAt.IsZero() || time.Since(j.psAt) >= every {
+		return 0, false
+	}
+	return j.psLast, true
+}
+
+// psStale makes the next state of job id ask the DRMS (a hold, release or
+// kill changed it).
+func (ss *session) psStale(id string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if j := ss.jobs[id]; j != nil {
+		j.psAt = time.Time{}
+	}
 }
 
 // control applies one of the binding's control methods
 // ((*godrmaa.Session).TerminateJob, HoldJob, ReleaseJob) to job id.
 func (ss *session) control(id string, action func(*godrmaa.Session, string) error) error {
+	defer ss.psStale(id)
 	return unavailable(action(&ss.s, id))
 }
 
