@@ -427,11 +427,7 @@ func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int),
 // error from put stops the reading and is returned. A workflow whose rows
 // do not have the indexes 0..n-1 exactly is an error.
 func (s *Store) EachJobStateInOrder(ctx context.Context, wfID int64, put func(j *Job) error) error {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return err
-	}
-	q, err := jobStatements(s.db)
+	sqlDB, q, err := s.jobReader()
 	if err != nil {
 		return err
 	}
@@ -462,12 +458,19 @@ func (s *Store) EachJobStateInOrder(ctx context.Context, wfID int64, put func(j 
 	return nil
 }
 
-func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
+// jobReader is the database and the job statements, for reading job rows
+// outside GORM.
+func (s *Store) jobReader() (*sql.DB, *jobSQL, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	q, err := jobStatements(s.db)
+	return sqlDB, q, err
+}
+
+func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
+	sqlDB, q, err := s.jobReader()
 	if err != nil {
 		return err
 	}
