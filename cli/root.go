@@ -113,6 +113,8 @@ func newRoot(s *IO) *ucli.Command {
 			exportCommand(s),
 			expireCommand(s),
 			traceCommand(s),
+			dashboardCommand(s),
+			reportCommand(s),
 			dotCommand(s),
 			validateCommand(s),
 			convertCommand(s),
