@@ -113,13 +113,27 @@ func workflowURL(prefix string, id string, page int, filter string) string {
 // workflowData builds one workflow's page: summary, a page of the job
 // table, the graph and the page's timeline.
 func (s *Server) workflowData(ctx context.Context, id int64, q workflowQuery) (*pageData, error) {
-	sn, err := s.snapshot(ctx, id)
+	// The definition (decoded and laid out once) is read while the
+	// status document is: a big workflow's first page costs the longer of
+	// the two, not their sum.
+	infos, err := s.c.Workflows(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	de, err := s.definition(ctx, id, deref(sn.doc.Submitted))
+	var de *defEntry
+	var derr error
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		de, derr = s.definition(ctx, id, deref(infos[0].Header().Submitted))
+	}()
+	sn, err := s.snapshot(ctx, id)
+	<-loaded
 	if err != nil {
 		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
 	}
 	now := s.opts.Now()
 	h := sn.doc.WorkflowHeader

@@ -64,9 +64,12 @@ type Server struct {
 	next  func() <-chan struct{}
 	stopW func()
 
+	// mu guards the readings (held while one is read: reads are one at a
+	// time), defMu the definitions.
 	mu    sync.Mutex
 	snaps map[int64]*snapshot
 	sums  map[int64]*summary
+	defMu sync.Mutex
 	defs  map[int64]*defEntry
 }
 
@@ -219,7 +222,6 @@ func Serve(ctx context.Context, c *client.Client, port int, logger *slog.Logger,
 func (s *Server) snapshot(ctx context.Context, id int64) (*snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.opts.Now()
 	if sn := s.snaps[id]; sn != nil && sn.fresh(time.Now()) {
 		return sn, nil
 	}
@@ -229,7 +231,6 @@ func (s *Server) snapshot(ctx context.Context, id int64) (*snapshot, error) {
 		delete(s.snaps, id)
 		return nil, err
 	}
-	_ = now
 	s.snaps[id] = sn
 	s.sums[id] = sn.summary()
 	// Keep the others while the jobs they hold fit the bound.
@@ -251,20 +252,21 @@ func (s *Server) snapshot(ctx context.Context, id int64) (*snapshot, error) {
 // per workflow (a definition never changes; the submission time tells a
 // new workflow that got a removed one's id).
 func (s *Server) definition(ctx context.Context, id int64, submitted string) (*defEntry, error) {
-	s.mu.Lock()
+	s.defMu.Lock()
 	e := s.defs[id]
-	s.mu.Unlock()
 	if e != nil && e.submitted == submitted {
 		e.used = time.Now()
+		s.defMu.Unlock()
 		return e, nil
 	}
+	s.defMu.Unlock()
 	def, err := s.c.Workflow(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	e = &defEntry{submitted: submitted, def: def, layout: newLayout(def), used: time.Now()}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.defMu.Lock()
+	defer s.defMu.Unlock()
 	s.defs[id] = e
 	for len(s.defs) > maxCachedDefs {
 		var oldest int64

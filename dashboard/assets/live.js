@@ -19,6 +19,7 @@
           last[id] = html;
         });
         if (state) { state.textContent = "live · read " + d.updated; }
+        document.body.setAttribute("data-polled", d.updated);
         delay = d.interval_ms || 2000;
       })
       .catch(function (e) {
