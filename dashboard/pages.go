@@ -78,6 +78,14 @@ func (s *Server) listAPI(w http.ResponseWriter, r *http.Request) {
 	s.fragments(w, r, d, map[string]string{"workflows": "workflows-table"}, false)
 }
 
+// A workflow page of asyncGraphJobs jobs or more waits graphWait at most
+// for its graph's layout once its status document is read; a smaller one
+// waits for it.
+const (
+	graphWait      = 200 * time.Millisecond
+	asyncGraphJobs = 10_000
+)
+
 // workflowQuery is what a workflow page's URL asks: page and filter.
 type workflowQuery struct {
 	page   int
@@ -114,26 +122,32 @@ func workflowURL(prefix string, id string, page int, filter string) string {
 // table, the graph and the page's timeline.
 func (s *Server) workflowData(ctx context.Context, id int64, q workflowQuery) (*pageData, error) {
 	// The definition (decoded and laid out once) is read while the
-	// status document is: a big workflow's first page costs the longer of
-	// the two, not their sum.
+	// status document is; if it takes longer (a big workflow's first
+	// page), the page comes without its graph, which the next poll brings.
 	infos, err := s.c.Workflows(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	var de *defEntry
-	var derr error
-	loaded := make(chan struct{})
-	go func() {
-		defer close(loaded)
-		de, derr = s.definition(ctx, id, deref(infos[0].Header().Submitted))
-	}()
+	de := s.loadDefinition(id, deref(infos[0].Header().Submitted))
 	sn, err := s.snapshot(ctx, id)
-	<-loaded
 	if err != nil {
 		return nil, err
 	}
-	if derr != nil {
-		return nil, derr
+	var timeout <-chan time.Time
+	if len(sn.doc.Jobs) >= asyncGraphJobs {
+		wait := time.NewTimer(graphWait)
+		defer wait.Stop()
+		timeout = wait.C
+	}
+	select {
+	case <-de.ready:
+		if de.err != nil {
+			return nil, de.err
+		}
+	case <-timeout:
+		de = nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	now := s.opts.Now()
 	h := sn.doc.WorkflowHeader
@@ -153,12 +167,14 @@ func (s *Server) workflowData(ctx context.Context, id int64, q workflowQuery) (*
 	}
 	d.Pager.AllHref = workflowURL("", h.ID, 1, "")
 	d.Pager.Counts = countViews(sn.counts, len(sn.doc.Jobs), d.Pager.Filter, func(f string) string { return workflowURL("", h.ID, 1, f) })
-	d.Graph = de.layout.view(sn, func(j int) string {
-		if j < len(sn.doc.Jobs) {
-			return "/w/" + h.ID + "/j/" + sn.doc.Jobs[j].ID
-		}
-		return ""
-	})
+	if de != nil {
+		d.Graph = de.layout.view(sn, func(j int) string {
+			if j < len(sn.doc.Jobs) {
+				return "/w/" + h.ID + "/j/" + sn.doc.Jobs[j].ID
+			}
+			return ""
+		})
+	}
 	d.Timeline = timeline(sn, d.Rows, now)
 	d.Live = workflowURL("/api", h.ID, d.Pager.Page, d.Pager.Filter)
 	return d, nil

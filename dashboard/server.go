@@ -76,9 +76,11 @@ type Server struct {
 // defEntry is a workflow definition with its graph layout.
 type defEntry struct {
 	submitted string
+	ready     chan struct{} // closed once def and layout, or err, are set
 	def       *model.Workflow
 	layout    *layout
-	used      time.Time
+	err       error
+	used      time.Time // guarded by Server.defMu
 }
 
 // Cache bounds: the snapshots kept hold at most maxCachedJobs jobs in all,
@@ -222,10 +224,21 @@ func Serve(ctx context.Context, c *client.Client, port int, logger *slog.Logger,
 func (s *Server) snapshot(ctx context.Context, id int64) (*snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sn := s.snaps[id]; sn != nil && sn.fresh(time.Now()) {
+	sn := s.snaps[id]
+	if sn != nil && sn.fresh(time.Now()) {
 		return sn, nil
 	}
 	changed := s.next()
+	if sn != nil && sn.doc.Status == model.WorkflowDone {
+		// A done workflow's jobs change only through a restart, which
+		// changes its status first: one row read instead of every job.
+		if st, err := s.c.WorkflowStatus(ctx, id); err == nil && st == model.WorkflowDone {
+			renewed := *sn
+			renewed.changed, renewed.read = changed, time.Now()
+			s.snaps[id] = &renewed
+			return &renewed, nil
+		}
+	}
 	sn, err := readSnapshot(ctx, s.c, id, changed)
 	if err != nil {
 		delete(s.snaps, id)
@@ -250,23 +263,28 @@ func (s *Server) snapshot(ctx context.Context, id int64) (*snapshot, error) {
 
 // definition returns the workflow's definition and graph layout, made once
 // per workflow (a definition never changes; the submission time tells a
-// new workflow that got a removed one's id).
+// new workflow that got a removed one's id), waiting for it at most until
+// ctx ends.
 func (s *Server) definition(ctx context.Context, id int64, submitted string) (*defEntry, error) {
-	s.defMu.Lock()
-	e := s.defs[id]
-	if e != nil && e.submitted == submitted {
-		e.used = time.Now()
-		s.defMu.Unlock()
-		return e, nil
+	e := s.loadDefinition(id, submitted)
+	select {
+	case <-e.ready:
+		return e, e.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	s.defMu.Unlock()
-	def, err := s.c.Workflow(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	e = &defEntry{submitted: submitted, def: def, layout: newLayout(def), used: time.Now()}
+}
+
+// loadDefinition returns the entry of a workflow's definition, starting to
+// read and lay it out when no request did yet (once, whoever asks).
+func (s *Server) loadDefinition(id int64, submitted string) *defEntry {
 	s.defMu.Lock()
 	defer s.defMu.Unlock()
+	if e := s.defs[id]; e != nil && e.submitted == submitted {
+		e.used = time.Now()
+		return e
+	}
+	e := &defEntry{submitted: submitted, ready: make(chan struct{}), used: time.Now()}
 	s.defs[id] = e
 	for len(s.defs) > maxCachedDefs {
 		var oldest int64
@@ -278,8 +296,29 @@ func (s *Server) definition(ctx context.Context, id int64, submitted string) (*d
 		}
 		delete(s.defs, oldest)
 	}
-	return e, nil
+	go func() {
+		// Not the request's context: other requests wait for it too.
+		ctx, cancel := context.WithTimeout(context.Background(), defTimeout)
+		defer cancel()
+		def, err := s.c.Workflow(ctx, id)
+		if err == nil {
+			e.def, e.layout = def, newLayout(def)
+		}
+		e.err = err
+		close(e.ready)
+		if err != nil {
+			s.defMu.Lock()
+			if s.defs[id] == e {
+				delete(s.defs, id) // the next request tries again
+			}
+			s.defMu.Unlock()
+		}
+	}()
+	return e
 }
+
+// defTimeout bounds the reading of one definition.
+const defTimeout = 5 * time.Minute
 
 // summaryOf is what the list shows of a workflow: its cached summary when
 // the workflow is done and was done then (a done workflow's jobs change
