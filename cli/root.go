@@ -136,6 +136,8 @@ func newRoot(f *Factory) *ucli.Command {
 			engineCommand(f),
 			doctorCommand(f),
 			configCommand(f),
+			dashboardCommand(f),
+			reportCommand(f),
 			versionCommand(f),
 			manCommand(f),
 		},

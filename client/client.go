@@ -451,6 +451,28 @@ func (c *Client) Jobs(ctx context.Context, ids ...int64) ([]JobInfo, error) {
 	return out, nil
 }
 
+// JobPlace tells which workflow a job belongs to and its index in that
+// workflow's definition (Workflow(ctx, workflowID).Jobs[index]), reading
+// the job's row only: a page about one job of a big workflow needs no scan
+// of the others.
+func (c *Client) JobPlace(ctx context.Context, jobID int64) (workflowID int64, index int, err error) {
+	j, err := c.st.GetJob(ctx, jobID)
+	if err != nil {
+		return 0, 0, err
+	}
+	return j.WorkflowID, j.Index, nil
+}
+
+// WorkflowCwd is the working directory the workflow was submitted from:
+// where its jobs start unless they name their own.
+func (c *Client) WorkflowCwd(ctx context.Context, id int64) (string, error) {
+	row, err := c.st.GetWorkflow(ctx, id, false)
+	if err != nil {
+		return "", err
+	}
+	return row.Cwd, nil
+}
+
 func commandText(def *model.Workflow, idx int) []string {
 	mj := def.Jobs[idx]
 	if mj.Shell != "" {
