@@ -172,7 +172,7 @@ func dryRun(s *IO, cmd *ucli.Command, w *model.Workflow) error {
 	if err := client.CheckBackend(backend); err != nil {
 		return err
 	}
-	if err := client.Check(w); err != nil {
+	if err := client.CheckTranslated(w, s.cfg.TranslationFiles); err != nil {
 		return err
 	}
 	plan, err := planWorkflow(w, backend, cmd.String("queue"))

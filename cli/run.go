@@ -101,6 +101,7 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	defer c.Close()
 	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
 		Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")), Format: string(format),
+		TranslationFiles: s.cfg.TranslationFiles,
 	})
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ func validateCommand(s *IO) *ucli.Command {
 			path := cmd.Args().First()
 			w, format, err := readWorkflow(s, path)
 			if err == nil {
-				err = client.Check(w)
+				err = client.CheckTranslated(w, s.cfg.TranslationFiles)
 			}
 			if cmd.Bool("json") {
 				res := map[string]any{"file": path, "valid": err == nil, "format": format}

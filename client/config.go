@@ -32,6 +32,9 @@ type Config struct {
 	MaxJobs int `yaml:"max_jobs"`
 	// Settings are backend options (see docs/slurm.md, docs/drmaa.md).
 	Settings map[string]string `yaml:"settings"`
+	// TranslationFiles translate shared resource paths on this machine
+	// (soma-workflow's PATH_TRANSLATION_FILES: namespace{file} entries).
+	TranslationFiles TranslationFiles `yaml:"translation_files"`
 	// Files lists the files read, for `somaflow version`.
 	Files []string `yaml:"-"`
 	// Sources says which file set each key (settings as settings.KEY).
@@ -145,6 +148,10 @@ func (c *Config) merge(o *Config, path string) {
 			*f.dst = *f.src
 			c.Sources[f.key] = path
 		}
+	}
+	if len(o.TranslationFiles) > 0 {
+		c.TranslationFiles = o.TranslationFiles
+		c.Sources["translation_files"] = path
 	}
 	if o.MaxJobs > 0 {
 		c.MaxJobs = o.MaxJobs

@@ -184,7 +184,6 @@ var swUnused = map[string]string{
 	"LIGHT_MODE":                 "somaflow has one mode: an engine per state dir that outlives its client",
 	"REMOVE_ORPHAN_FILES":        "transfers are not supported yet",
 	"TRANSFERED_FILES_DIR":       "file transfers are not supported yet",
-	"PATH_TRANSLATION_FILES":     "shared resource paths are not supported yet",
 	"CLUSTER_ADDRESS":            "remote resources are not supported yet: run somaflow on the cluster",
 	"SUBMITTING_MACHINES":        "remote resources are not supported yet: run somaflow on the cluster",
 	"LOGIN":                      "remote resources are not supported yet: run somaflow on the cluster",
@@ -290,6 +289,9 @@ func (r SWResource) Apply(path string) (*Config, []SWIgnored, error) {
 				return nil, nil, bad(k, "%q is not a number of CPUs", k.Value)
 			}
 			cpuNB, cpuSrc = n, src(k)
+		case "PATH_TRANSLATION_FILES":
+			c.TranslationFiles = strings.Fields(k.Value)
+			c.Sources["translation_files"] = src(k)
 		case "NATIVE_SPECIFICATION":
 			kk := k
 			native = &kk

@@ -150,6 +150,9 @@ type wfRun struct {
 	force     bool
 
 	tempPaths []string
+	// sharedPaths are the translated shared resource paths (by index; ""
+	// when not translated), from the submission.
+	sharedPaths []string
 
 	// preds and early serve dependencies handed to the DRMS
 	// (Capabilities.Dependencies): predecessors of each node, and nodes to

@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -126,6 +127,11 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	for _, l := range def.ParamLinks {
 		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
 	}
+	if len(row.SharedPaths) > 0 {
+		if err := json.Unmarshal(row.SharedPaths, &w.sharedPaths); err != nil {
+			return e.refuse(ctx, row, "translated shared resource paths: "+err.Error())
+		}
+	}
 	env := environ(row)
 	if def.EnvBuilderCode != "" {
 		built, err := buildEnv(ctx, def.EnvBuilderCode, env, row.Cwd)
@@ -139,7 +145,7 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	// of megabytes for 100,000 jobs) is not kept for the workflow's life,
 	// nor the dependencies and groups, which the graph holds, nor the
 	// parameter links, which linksTo holds.
-	row.Definition, row.Edges, row.Environ = nil, nil, nil
+	row.Definition, row.Edges, row.Environ, row.SharedPaths = nil, nil, nil, nil
 	def.Dependencies, def.Groups, def.Root, def.ParamLinks = nil, nil, nil, nil
 	// One allocation for every job, pointing at the rows as read (no
 	// copy of them).

@@ -59,6 +59,8 @@ type NewWorkflow struct {
 	Expiration time.Time
 	Cwd        string
 	Environ    []string
+	// SharedPaths are the translated shared resource paths, by index.
+	SharedPaths []string
 }
 
 // CreateWorkflow stores a (validated) workflow and its jobs in ONE
@@ -72,18 +74,22 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 		return 0, fmt.Errorf("encode workflow: %w", err)
 	}
 	env, _ := json.Marshal(nw.Environ)
+	var shared []byte
+	if len(nw.SharedPaths) > 0 {
+		shared, _ = json.Marshal(nw.SharedPaths)
+	}
 	now := time.Now().UTC()
 	row := Workflow{
 		Name: nw.Name, Status: model.WorkflowNotStarted, Backend: nw.Backend, Queue: nw.Queue,
 		MaxJobs: nw.MaxJobs, Submitted: now, Expiration: nw.Expiration.UTC(),
 		Definition: defJSON, Edges: EncodeEdges(deps), Format: nw.Format,
-		Cwd: nw.Cwd, Environ: env,
+		Cwd: nw.Cwd, Environ: env, SharedPaths: shared,
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ}).Error; err != nil {
+		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ, SharedPaths: row.SharedPaths}).Error; err != nil {
 			return err
 		}
 		return insertJobs(ctx, tx, row.ID, def.Jobs)
@@ -331,7 +337,7 @@ func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow
 		if err := s.db.WithContext(ctx).Where("workflow_id = ?", id).Limit(1).Find(&d).Error; err != nil {
 			return nil, fmt.Errorf("read workflow %d: %w", id, err)
 		}
-		w.Definition, w.Edges, w.Environ = d.Body, d.Edges, d.Environ
+		w.Definition, w.Edges, w.Environ, w.SharedPaths = d.Body, d.Edges, d.Environ, d.SharedPaths
 	}
 	return &w, nil
 }
