@@ -119,6 +119,7 @@ func newRoot(s *IO) *ucli.Command {
 			engineCommand(s),
 			doctorCommand(s),
 			configCommand(s),
+			transferCommand(s),
 			versionCommand(s),
 			manCommand(s),
 		},

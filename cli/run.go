@@ -101,8 +101,11 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	defer c.Close()
 	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
 		Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")), Format: string(format),
-		TranslationFiles: s.cfg.TranslationFiles,
+		TranslationFiles: s.cfg.TranslationFiles, StageTransfers: s.cfg.StageTransfers,
 	})
+	if err == nil {
+		err = runInputs(ctx, s, c, id) // transfer.go
+	}
 	if err != nil {
 		return err
 	}
@@ -128,6 +131,9 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	err = c.WaitWorkflow(waitCtx, id, -1)
 	stopBackend()
 	stopProgress()
+	if err == nil {
+		err = runOutputs(ctx, s, c, id) // transfer.go
+	}
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func submitCommand(s *IO) *ucli.Command {
 			id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
 				Name: cmd.String("name"), Queue: cmd.String("queue"), MaxJobs: int(cmd.Int("max-jobs")),
 				Format: string(format), Expiration: exp, TranslationFiles: s.cfg.TranslationFiles,
+				StageTransfers: s.cfg.StageTransfers,
 			})
 			if err != nil {
 				return err

@@ -260,6 +260,12 @@ type SubmitOptions struct {
 	// workflow. A workflow with a shared resource path is refused when
 	// its namespace or uuid has no translation.
 	TranslationFiles []string
+	// StageTransfers copies the workflow's file transfers into the state
+	// dir's transfer dir: jobs use the copies, and wait until their input
+	// transfers are done (TransferInputFiles); outputs come back with
+	// TransferOutputFiles. Without it (soma-workflow's light mode on this
+	// machine) jobs use the client paths and nothing is copied.
+	StageTransfers bool
 }
 
 // SubmitWorkflow validates a workflow and stores it in one transaction (a
@@ -300,6 +306,7 @@ func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 	id, err := c.st.CreateWorkflow(ctx, store.NewWorkflow{
 		Def: w, Format: opts.Format, Name: name, Backend: c.backend, Queue: opts.Queue,
 		MaxJobs: opts.MaxJobs, Expiration: exp, Cwd: cwd, Environ: env, SharedPaths: shared,
+		StageTransfers: opts.StageTransfers,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)

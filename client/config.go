@@ -35,6 +35,9 @@ type Config struct {
 	// TranslationFiles translate shared resource paths on this machine
 	// (soma-workflow's PATH_TRANSLATION_FILES: namespace{file} entries).
 	TranslationFiles TranslationFiles `yaml:"translation_files"`
+	// StageTransfers makes file transfers real on this machine: copied
+	// into the state dir's transfer dir (see SubmitOptions.StageTransfers).
+	StageTransfers bool `yaml:"stage_transfers"`
 	// Files lists the files read, for `somaflow version`.
 	Files []string `yaml:"-"`
 	// Sources says which file set each key (settings as settings.KEY).
@@ -152,6 +155,10 @@ func (c *Config) merge(o *Config, path string) {
 	if len(o.TranslationFiles) > 0 {
 		c.TranslationFiles = o.TranslationFiles
 		c.Sources["translation_files"] = path
+	}
+	if o.StageTransfers {
+		c.StageTransfers = true
+		c.Sources["stage_transfers"] = path
 	}
 	if o.MaxJobs > 0 {
 		c.MaxJobs = o.MaxJobs

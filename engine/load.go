@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
@@ -74,6 +73,7 @@ func (e *Engine) scan(ctx context.Context, startup bool) error {
 		w.deleting, w.force = true, true
 		e.stop(w)
 	}
+	e.releaseInputs(ctx)
 	for _, w := range e.runs {
 		e.maybeFinish(w)
 	}
@@ -160,6 +160,9 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		row.Loaded = true
 		e.dirtyWf[w] = true
 	}
+	if err := e.loadTransfers(ctx, w); err != nil {
+		e.log.Warn("file transfers", "workflow", row.ID, "err", err)
+	}
 	if err := e.makeTempPaths(w); err != nil {
 		e.log.Warn("temporary paths", "workflow", row.ID, "err", err)
 	}
@@ -241,7 +244,7 @@ func (e *Engine) makeTempPaths(w *wfRun) error {
 	}
 	w.tempPaths = make([]string, len(w.def.TempPaths))
 	for i, tp := range w.def.TempPaths {
-		p := filepath.Join(dir, fmt.Sprintf("tmp%d%s", i, tp.Suffix))
+		p := TempPathFor(e.opts.StateDir, w.row.ID, i, tp.Suffix)
 		w.tempPaths[i] = p
 		if _, err := os.Stat(p); err == nil {
 			continue

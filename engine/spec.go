@@ -342,6 +342,9 @@ func (w *wfRun) resolvePath(r model.PathRef) (string, error) {
 			return "", fmt.Errorf("unknown file transfer %d", r.Index)
 		}
 		base = d.Transfers[r.Index].ClientPath
+		if r.Index < len(w.tr.enginePaths) && w.tr.enginePaths[r.Index] != "" {
+			base = w.tr.enginePaths[r.Index]
+		}
 	case model.TempPath:
 		if r.Index < 0 || r.Index >= len(w.tempPaths) {
 			return "", fmt.Errorf("unknown temporary path %d", r.Index)
@@ -484,6 +487,13 @@ func (e *Engine) logDir(wf int64) string {
 
 func (e *Engine) paramDir(wf int64) string {
 	return filepath.Join(e.opts.StateDir, "params", strconv.FormatInt(wf, 10))
+}
+
+// TempPathFor is the engine-side path of temporary path i (with its
+// suffix) of workflow wf in a state dir: created when the workflow is
+// loaded, removed with it or when it is done.
+func TempPathFor(stateDir string, wf int64, i int, suffix string) string {
+	return filepath.Join(stateDir, "tmp", strconv.FormatInt(wf, 10), fmt.Sprintf("tmp%d%s", i, suffix))
 }
 
 func (e *Engine) tmpDir(wf int64) string {

@@ -31,7 +31,7 @@ import (
 
 // SchemaVersion is the version of the schema this code writes; Open migrates
 // older databases and refuses newer ones.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // ErrNotFound is returned for unknown workflow or job ids.
 var ErrNotFound = errors.New("unknown object")
@@ -107,6 +107,9 @@ type Definition struct {
 	Environ    []byte
 	// SharedPaths: see Workflow.SharedPaths (schema 4).
 	SharedPaths []byte
+	// TempPaths: the definition's temporary paths (JSON array of
+	// TempPathInfo, schema 5), read by status documents.
+	TempPaths []byte
 }
 
 // Intent is a command for the engine: stop, restart or delete a workflow.
@@ -252,7 +255,7 @@ func (s *Store) migrate() error {
 				return fmt.Errorf("database schema version %d is newer than this somaflow's (%d): upgrade somaflow", v, SchemaVersion)
 			}
 		}
-		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}, &Definition{}); err != nil {
+		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}, &Definition{}, &Transfer{}); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		if v == 1 {

@@ -61,6 +61,10 @@ type NewWorkflow struct {
 	Environ    []string
 	// SharedPaths are the translated shared resource paths, by index.
 	SharedPaths []string
+	// StageTransfers copies the workflow's file transfers into the state
+	// dir's transfer dir (a remote resource's way); without it, jobs use
+	// the client paths themselves (soma-workflow's light mode).
+	StageTransfers bool
 }
 
 // CreateWorkflow stores a (validated) workflow and its jobs in ONE
@@ -89,7 +93,10 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ, SharedPaths: row.SharedPaths}).Error; err != nil {
+		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ, SharedPaths: row.SharedPaths, TempPaths: tempPathInfos(&def)}).Error; err != nil {
+			return err
+		}
+		if err := createTransfers(tx, s.Dir, row.ID, &def, !nw.StageTransfers, row.Expiration); err != nil {
 			return err
 		}
 		return insertJobs(ctx, tx, row.ID, def.Jobs)
@@ -530,7 +537,7 @@ func (s *Store) RemoveWorkflow(ctx context.Context, wfID int64) error {
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("workflow %d: %w", wfID, ErrNotFound)
 		}
-		for _, q := range removeQueries[:3] {
+		for _, q := range removeQueries[:4] {
 			if err := tx.Exec(q, wfID).Error; err != nil {
 				return fmt.Errorf("remove workflow %d: %w", wfID, err)
 			}
