@@ -13,6 +13,9 @@ import (
 // database and writes intents through it. It returns the state dir too,
 // for ensureEngine.
 func openState(ctx context.Context, cmd *ucli.Command) (*client.Client, string, error) {
+	if err := refuseResource(cmd); err != nil { // remote.go
+		return nil, "", err
+	}
 	dir, err := stateDir(cmd)
 	if err != nil {
 		return nil, "", err

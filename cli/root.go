@@ -46,7 +46,7 @@ func Run(ctx context.Context, s *IO, args []string) int {
 	// An empty SOMAFLOW_* variable means unset (as most tools read their
 	// variables): SOMAFLOW_BACKEND= must not override the configuration's
 	// backend with "".
-	for _, k := range []string{"SOMAFLOW_BACKEND", "SOMAFLOW_STATE_DIR", "SOMAFLOW_SPOOL_DIR"} {
+	for _, k := range []string{"SOMAFLOW_BACKEND", "SOMAFLOW_STATE_DIR", "SOMAFLOW_SPOOL_DIR", "SOMAFLOW_RESOURCE"} {
 		if v, ok := os.LookupEnv(k); ok && v == "" {
 			os.Unsetenv(k)
 		}
@@ -97,6 +97,7 @@ func newRoot(s *IO) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "state-dir", Value: s.cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
 			&ucli.StringFlag{Name: "backend", Value: or(s.cfg.Backend, "local"), Usage: "backend: local, slurm, pbs, drmaa or command", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
+			&ucli.StringFlag{Name: "resource", Usage: "run on the remote resource `NAME` of the configuration, over ssh (run, status, transfer)", Sources: ucli.EnvVars("SOMAFLOW_RESOURCE")},
 			&ucli.StringFlag{Name: "spool-dir", Value: s.cfg.SpoolDir, Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
 		},
 		Commands: []*ucli.Command{
@@ -120,6 +121,7 @@ func newRoot(s *IO) *ucli.Command {
 			doctorCommand(s),
 			configCommand(s),
 			transferCommand(s),
+			serveCommand(s),
 			versionCommand(s),
 			manCommand(s),
 		},

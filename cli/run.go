@@ -59,6 +59,9 @@ func runRun(ctx context.Context, s *IO, cmd *ucli.Command) error {
 	if cmd.Bool("dry-run") {
 		return dryRun(s, cmd, w)
 	}
+	if name := cmd.String("resource"); name != "" {
+		return runRemote(ctx, s, cmd, name) // remote.go
+	}
 	// Jobs are this process's children; what escapes a job's process group
 	// (setsid) is reparented here too, and killed when run ends: run leaves
 	// nothing behind.

@@ -23,6 +23,9 @@ func statusCommand(s *IO) *ucli.Command {
 			&ucli.BoolFlag{Name: "watch", Usage: "print again at each change until the workflow is done"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if name := cmd.String("resource"); name != "" {
+				return remoteStatus(ctx, s, cmd, name) // remote.go
+			}
 			if cmd.Args().Len() == 2 {
 				return statusOfJob(ctx, s, cmd)
 			}

@@ -42,7 +42,7 @@ func transferCommand(s *IO) *ucli.Command {
 					if cmd.Args().Len() != 0 {
 						return usagef("transfer list takes no argument (--workflow ID selects a workflow)")
 					}
-					c, _, err := openState(ctx, cmd)
+					c, err := openTransfers(ctx, s, cmd)
 					if err != nil {
 						return err
 					}
@@ -70,7 +70,7 @@ func transferCommand(s *IO) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					c, _, err := openState(ctx, cmd)
+					c, err := openTransfers(ctx, s, cmd)
 					if err != nil {
 						return err
 					}
@@ -93,7 +93,7 @@ func transferCommand(s *IO) *ucli.Command {
 					if err != nil {
 						return err
 					}
-					c, _, err := openState(ctx, cmd)
+					c, err := openTransfers(ctx, s, cmd)
 					if err != nil {
 						return err
 					}
@@ -134,7 +134,7 @@ func transferMove(ctx context.Context, s *IO, cmd *ucli.Command, in bool) error 
 	if err != nil {
 		return err
 	}
-	c, _, err := openState(ctx, cmd)
+	c, err := openTransfers(ctx, s, cmd)
 	if err != nil {
 		return err
 	}
@@ -149,9 +149,39 @@ func transferMove(ctx context.Context, s *IO, cmd *ucli.Command, in bool) error 
 	return printTransfers(s, cmd.Bool("json"), ts)
 }
 
+// transferAPI is what the transfer commands use: a local client or a
+// remote resource.
+type transferAPI interface {
+	Transfers(ctx context.Context, ids ...int64) ([]client.TransferInfo, error)
+	WorkflowTransfers(ctx context.Context, id int64) ([]client.TransferInfo, error)
+	DeleteTransfer(ctx context.Context, id int64) (bool, error)
+	TransferInputFiles(ctx context.Context, id int64, opts client.TransferOptions) error
+	TransferOutputFiles(ctx context.Context, id int64, opts client.TransferOptions) error
+	Close() error
+}
+
+// openTransfers opens the resource --resource names, else the local state.
+func openTransfers(ctx context.Context, s *IO, cmd *ucli.Command) (transferAPI, error) {
+	if name := cmd.String("resource"); name != "" {
+		return dialResource(ctx, s, name)
+	}
+	c, _, err := openState(ctx, cmd)
+	return c, err
+}
+
 // moveFiles sends a workflow's inputs (in) or brings back its outputs,
 // with progress (bytes done of total) on a terminal.
-func moveFiles(ctx context.Context, s *IO, c *client.Client, id int64, in bool) error {
+func moveFiles(ctx context.Context, s *IO, c transferAPI, id int64, in bool) error {
+	opts, stop := progressOptions(s)
+	defer stop()
+	if in {
+		return c.TransferInputFiles(ctx, id, opts)
+	}
+	return c.TransferOutputFiles(ctx, id, opts)
+}
+
+// progressOptions show a transfer's progress on a terminal.
+func progressOptions(s *IO) (client.TransferOptions, func()) {
 	opts := client.TransferOptions{}
 	stop := func() {}
 	if s.Progress() {
@@ -168,11 +198,7 @@ func moveFiles(ctx context.Context, s *IO, c *client.Client, id int64, in bool) 
 		}
 		stop = func() { fmt.Fprint(s.ErrOut, "\r\x1b[K") }
 	}
-	defer stop()
-	if in {
-		return c.TransferInputFiles(ctx, id, opts)
-	}
-	return c.TransferOutputFiles(ctx, id, opts)
+	return opts, stop
 }
 
 func byteSize(n int64) string {

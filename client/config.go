@@ -38,6 +38,8 @@ type Config struct {
 	// StageTransfers makes file transfers real on this machine: copied
 	// into the state dir's transfer dir (see SubmitOptions.StageTransfers).
 	StageTransfers bool `yaml:"stage_transfers"`
+	// Resources are the remote computing resources, by name (--resource).
+	Resources map[string]Resource `yaml:"resources"`
 	// Files lists the files read, for `somaflow version`.
 	Files []string `yaml:"-"`
 	// Sources says which file set each key (settings as settings.KEY).
@@ -133,6 +135,11 @@ func LoadConfig() (*Config, error) {
 		if c.MaxJobs < 0 {
 			return nil, invalidf("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
 		}
+		for name, r := range c.Resources {
+			if err := r.Check(name); err != nil {
+				return nil, invalidf("configuration %s: %v", p.path, err)
+			}
+		}
 		cfg.merge(&c, p.path)
 		cfg.Files = append(cfg.Files, p.path)
 	}
@@ -155,6 +162,13 @@ func (c *Config) merge(o *Config, path string) {
 	if len(o.TranslationFiles) > 0 {
 		c.TranslationFiles = o.TranslationFiles
 		c.Sources["translation_files"] = path
+	}
+	for name, r := range o.Resources {
+		if c.Resources == nil {
+			c.Resources = map[string]Resource{}
+		}
+		c.Resources[name] = r
+		c.Sources["resources."+name] = path
 	}
 	if o.StageTransfers {
 		c.StageTransfers = true
