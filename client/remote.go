@@ -49,6 +49,12 @@ type Resource struct {
 	// arguments put before the host (e.g. ["-o", "ProxyJump=gateway"]).
 	SSH        string   `yaml:"ssh"`
 	SSHOptions []string `yaml:"ssh_options"`
+	// Password and Passphrase (the seed's password and rsa_key_pass) are
+	// for Go programs only, never read from a file: ssh gets them through
+	// an SSH_ASKPASS helper while it connects. Without them ssh runs in
+	// batch mode (keys, agent).
+	Password   string `yaml:"-"`
+	Passphrase string `yaml:"-"`
 }
 
 // Check says what is wrong with a resource's configuration.
@@ -89,7 +95,11 @@ func (r *Resource) SSHArgv() []string {
 	if ssh == "" {
 		ssh = "ssh"
 	}
-	argv := []string{ssh, "-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15"}
+	batch := "yes"
+	if r.Password != "" || r.Passphrase != "" {
+		batch = "no" // the askpass helper answers
+	}
+	argv := []string{ssh, "-T", "-o", "BatchMode=" + batch, "-o", "ServerAliveInterval=15"}
 	if r.Port != 0 {
 		argv = append(argv, "-p", strconv.Itoa(r.Port))
 	}
@@ -167,6 +177,13 @@ func Dial(ctx context.Context, name string, r Resource) (*Remote, error) {
 	}
 	argv := r.SSHArgv()
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if r.Password != "" || r.Passphrase != "" {
+		dir, err := askpass(cmd, r.Password, r.Passphrase)
+		if err != nil {
+			return nil, fmt.Errorf("%w: resource %q: %v", ErrUnavailable, name, err)
+		}
+		defer os.RemoveAll(dir) // ssh needs it only while it connects
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -194,6 +211,37 @@ func Dial(ctx context.Context, name string, r Resource) (*Remote, error) {
 		return nil, fmt.Errorf("%w: resource %q speaks protocol %d, this somaflow %d: install the same somaflow on both sides", ErrUnavailable, name, hello.Protocol, ProtocolVersion)
 	}
 	return rm, nil
+}
+
+// askpassScript answers ssh's prompts: the passphrase for a key's, the
+// password otherwise. The secrets are in its environment (ssh's child's),
+// never in a file or an argument.
+const askpassScript = `#!/bin/sh
+case "$1" in
+*assphrase*) printf '%s\n' "$SOMAFLOW_SSH_PASSPHRASE" ;;
+*) printf '%s\n' "$SOMAFLOW_SSH_PASSWORD" ;;
+esac
+`
+
+// askpass makes ssh ask a private helper script for its secrets
+// (SSH_ASKPASS_REQUIRE=force, OpenSSH 8.4 and later); it returns the
+// helper's directory, to remove once connected.
+func askpass(cmd *exec.Cmd, password, passphrase string) (string, error) {
+	dir, err := os.MkdirTemp("", "somaflow-askpass-")
+	if err != nil {
+		return "", err
+	}
+	script := filepath.Join(dir, "askpass")
+	if err := os.WriteFile(script, []byte(askpassScript), 0o700); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	cmd.Env = append(os.Environ(), "SSH_ASKPASS="+script, "SSH_ASKPASS_REQUIRE=force",
+		"SOMAFLOW_SSH_PASSWORD="+password, "SOMAFLOW_SSH_PASSPHRASE="+passphrase)
+	if os.Getenv("DISPLAY") == "" {
+		cmd.Env = append(cmd.Env, "DISPLAY=none") // older ssh wants one to use askpass
+	}
+	return dir, nil
 }
 
 // Name is the resource's name.

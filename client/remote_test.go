@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,14 +17,36 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-// buildSomaflow builds the somaflow binary for the far side.
+var (
+	buildOnce sync.Once
+	binDir    string
+	binErr    error
+)
+
+// TestMain removes the somaflow binary the remote tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildSomaflow builds the somaflow binary for the far side, once.
 func buildSomaflow(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "somaflow")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/somaflow").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v: %s", err, out)
+	buildOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "somaflow-remote-test-"); binErr != nil {
+			return
+		}
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "somaflow"), "../cmd/somaflow").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build: %v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	return bin
+	return filepath.Join(binDir, "somaflow")
 }
 
 // TestRemoteCutTransfer: a transfer whose ssh connection is killed in the
@@ -140,3 +164,26 @@ func TestSSHArgvQuoting(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestRemoteKeyPassphrase: the Go API takes a key's passphrase, as the
+// seed's rsa_key_pass; without it (batch mode) the key cannot be used.
+func TestRemoteKeyPassphrase(t *testing.T) {
+	srv := sshtest.Start(t)
+	bin := buildSomaflow(t)
+	t.Setenv("SSH_AUTH_SOCK", "")
+	res := client.Resource{Host: "127.0.0.1", Port: srv.Port, User: srv.User, IdentityFile: srv.LockedIdentity,
+		Somaflow: bin, StateDir: t.TempDir(), SSHOptions: append([]string{"-o", "IdentitiesOnly=yes"}, srv.Options...)}
+	ctx := context.Background()
+	if r, err := client.Dial(ctx, "locked", res); !errors.Is(err, client.ErrUnavailable) {
+		if r != nil {
+			r.Close()
+		}
+		t.Fatalf("a locked key without its passphrase: %v", err)
+	}
+	res.Passphrase = srv.Passphrase
+	r, err := client.Dial(ctx, "locked", res)
+	if err != nil {
+		t.Fatalf("with the passphrase: %v", err)
+	}
+	r.Close()
+}

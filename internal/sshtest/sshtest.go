@@ -25,6 +25,9 @@ type Server struct {
 	// host keys.
 	Identity   string
 	KnownHosts string
+	// LockedIdentity is a second user key, protected by Passphrase.
+	LockedIdentity string
+	Passphrase     string
 	// Options are the ssh options a client needs for this server.
 	Options []string
 }
@@ -71,10 +74,19 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("ssh-keygen: %v: %s", err, out)
 		}
 	}
+	const passphrase = "correct horse 'battery' staple"
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", filepath.Join(dir, "locked")).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
 	pub, err := os.ReadFile(filepath.Join(dir, "user.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	lockedPub, err := os.ReadFile(filepath.Join(dir, "locked.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub = append(pub, lockedPub...)
 	auth := filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(auth, pub, 0o600); err != nil {
 		t.Fatal(err)
@@ -112,7 +124,8 @@ func Start(t testing.TB) *Server {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s := &Server{Port: port, User: u.Username, Identity: filepath.Join(dir, "user"), KnownHosts: filepath.Join(dir, "known_hosts")}
+	s := &Server{Port: port, User: u.Username, Identity: filepath.Join(dir, "user"), KnownHosts: filepath.Join(dir, "known_hosts"),
+		LockedIdentity: filepath.Join(dir, "locked"), Passphrase: passphrase}
 	s.Options = []string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=" + s.KnownHosts, "-o", "LogLevel=ERROR", "-F", "/dev/null"}
 	out, err := exec.Command("ssh", append(append([]string{"-i", s.Identity, "-p", strconv.Itoa(port), "-o", "BatchMode=yes"}, s.Options...), "-l", s.User, "127.0.0.1", "true")...).CombinedOutput()
 	if err != nil {
