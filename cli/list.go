@@ -15,6 +15,9 @@ func listCommand(s *IO) *ucli.Command {
 		Usage: "list the workflows of the state dir",
 		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print as JSON"}},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if name := cmd.String("resource"); name != "" {
+				return remoteList(ctx, s, cmd, name) // remote.go
+			}
 			c, _, err := openState(ctx, cmd)
 			if err != nil {
 				return err

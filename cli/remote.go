@@ -17,10 +17,11 @@ import (
 	ucli "github.com/urfave/cli/v3"
 
 	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
 )
 
 // remoteCommands are the commands that honour --resource.
-var remoteCommands = []string{"run", "status", "transfer"}
+var remoteCommands = []string{"run", "submit", "wait", "status", "list", "transfer"}
 
 // refuseResource refuses --resource for a command that does not work on
 // remote resources yet (called where commands open the local state).
@@ -175,4 +176,133 @@ func remoteStatus(ctx context.Context, s *IO, cmd *ucli.Command, name string) er
 	}
 	printJobs(s, doc)
 	return nil
+}
+
+// submitRemote is `submit --resource NAME FILE`: the workflow is stored and
+// run on the resource, its inputs sent; it prints the id (of the far
+// side's state dir) and returns.
+func submitRemote(ctx context.Context, s *IO, cmd *ucli.Command, name string, w *model.Workflow, format model.Format, exp time.Time) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", client.ErrInvalid, err)
+	}
+	r, err := dialResource(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	id, err := r.SubmitWorkflow(ctx, w, client.SubmitOptions{Name: cmd.String("name"), Queue: cmd.String("queue"),
+		MaxJobs: int(cmd.Int("max-jobs")), Format: string(format), Expiration: exp})
+	if err != nil {
+		return err
+	}
+	if err := moveRemote(ctx, s, r, id, true); err != nil {
+		return fmt.Errorf("workflow %d submitted to resource %s, but its inputs are not all there (somaflow --resource %s transfer in %d): %w", id, name, name, id, err)
+	}
+	if cmd.Bool("json") {
+		return s.JSON(map[string]string{"id": fmt.Sprint(id)})
+	}
+	fmt.Fprintln(s.Out, id)
+	return nil
+}
+
+// remoteWait is `wait --resource NAME ID...`: waits on the resource and
+// reports as wait does (outputs stay there: transfer out).
+func remoteWait(ctx context.Context, s *IO, cmd *ucli.Command, name string) error {
+	ids, err := parseIDs(cmd, "wait")
+	if err != nil {
+		return err
+	}
+	if cmd.String("job") != "" {
+		return usagef("wait --job does not work with --resource yet")
+	}
+	timeout, err := durationFlag(cmd, "timeout")
+	if err != nil {
+		return err
+	}
+	r, err := dialResource(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	deadline := time.Now().Add(timeout)
+	var codes []int
+	var docs []*client.WorkflowDoc
+	for _, id := range ids {
+		left := time.Duration(-1)
+		if timeout >= 0 {
+			left = max(0, time.Until(deadline))
+		}
+		err := r.WaitWorkflow(ctx, id, left)
+		var doc *client.WorkflowDoc
+		if err == nil {
+			doc, err = r.WorkflowElementsStatus(ctx, id)
+		}
+		if err != nil {
+			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
+			codes = append(codes, ExitCode(err))
+			continue
+		}
+		docs = append(docs, doc)
+		if failedJobs(doc) > 0 {
+			codes = append(codes, ExitJobFailed)
+		} else {
+			codes = append(codes, ExitOK)
+		}
+	}
+	if cmd.Bool("json") {
+		if err := s.JSON(docs); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range docs {
+			printSummary(s, d, elapsed(d))
+		}
+	}
+	if code := worst(codes...); code != ExitOK {
+		return silentExit{code}
+	}
+	return nil
+}
+
+// remoteList is `list --resource NAME`.
+func remoteList(ctx context.Context, s *IO, cmd *ucli.Command, name string) error {
+	r, err := dialResource(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	hs, err := r.Workflows(ctx)
+	if err != nil {
+		return err
+	}
+	if hs == nil {
+		hs = []client.WorkflowHeader{}
+	}
+	return printWorkflowRows(s, cmd, hs)
+}
+
+// printWorkflowRows prints `list` rows of a remote resource.
+func printWorkflowRows(s *IO, cmd *ucli.Command, hs []client.WorkflowHeader) error {
+	if cmd.Bool("json") {
+		return s.JSON(hs)
+	}
+	text := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		if t, err := time.Parse(time.RFC3339, *p); err == nil {
+			return localTime(t)
+		}
+		return printable(*p)
+	}
+	tw := s.newTable()
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKEND\tSUBMITTED\tEXPIRES")
+	for _, h := range hs {
+		name := ""
+		if h.Name != nil {
+			name = printable(*h.Name)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, name, h.Status, h.Backend, text(h.Submitted), text(h.Expiration))
+	}
+	return tw.Flush()
 }

@@ -80,8 +80,8 @@ func TestRemoteRunRoundTrip(t *testing.T) {
 		t.Fatalf("transfer delete --resource: %+v", r)
 	}
 	// A command that does not work remotely says so; an unknown resource too.
-	if r := run(t, env, "--resource", "cluster", "list"); r.code != 2 || !strings.Contains(r.stderr, "does not work on remote resources") {
-		t.Fatalf("list --resource: %+v", r)
+	if r := run(t, env, "--resource", "cluster", "stop", "1"); r.code != 2 || !strings.Contains(r.stderr, "does not work on remote resources") {
+		t.Fatalf("stop --resource: %+v", r)
 	}
 	if r := run(t, env, "--resource", "nowhere", "status", "1"); r.code != 2 || !strings.Contains(r.stderr, `unknown resource "nowhere"`) || !strings.Contains(r.stderr, "cluster") {
 		t.Fatalf("unknown resource: %+v", r)
@@ -102,5 +102,36 @@ func TestRemoteStatusDocumentGolden(t *testing.T) {
 	}
 	if got := normalise(t, []byte(r.stdout)); string(got) != string(want) {
 		t.Fatalf("remote status document differs from the local one:\n%s", got)
+	}
+}
+
+// TestRemoteSubmitWaitOut: submit --resource stores the workflow on the
+// cluster and sends its inputs; wait, list and transfer out work across
+// the connection; the output comes back byte for byte.
+func TestRemoteSubmitWaitOut(t *testing.T) {
+	env, _ := remoteEnv(t)
+	env = append(env, "SOMAFLOW_RESOURCE=cluster")
+	f := newTransferFixture(t)
+	if r := run(t, env, "submit", "--json", f.wf); r.code != 0 || !strings.Contains(r.stdout, `"id":"1"`) {
+		t.Fatalf("submit --resource: %+v", r)
+	}
+	if r := run(t, env, "wait", "--json", "--timeout", "60s", "1"); r.code != 0 || !strings.Contains(r.stdout, `"workflow_done"`) {
+		t.Fatalf("wait --resource: %+v", r)
+	}
+	if r := run(t, env, "list", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"name":"transfers"`) {
+		t.Fatalf("list --resource: %+v", r)
+	}
+	if _, err := os.Stat(f.outFile); err == nil {
+		t.Fatalf("the output came back before transfer out")
+	}
+	if r := run(t, env, "transfer", "out", "1"); r.code != 0 {
+		t.Fatalf("transfer out --resource: %+v", r)
+	}
+	got, err := os.ReadFile(f.outFile)
+	if err != nil || !bytes.Equal(got, f.wantOut()) {
+		t.Fatalf("output back: %d bytes (%v)", len(got), err)
+	}
+	if r := run(t, env, "wait", "7"); r.code != 3 {
+		t.Fatalf("wait --resource on an unknown id: %+v", r)
 	}
 }

@@ -97,7 +97,7 @@ func newRoot(s *IO) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "state-dir", Value: s.cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
 			&ucli.StringFlag{Name: "backend", Value: or(s.cfg.Backend, "local"), Usage: "backend: local, slurm, pbs, drmaa or command", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
-			&ucli.StringFlag{Name: "resource", Usage: "run on the remote resource `NAME` of the configuration, over ssh (run, status, transfer)", Sources: ucli.EnvVars("SOMAFLOW_RESOURCE")},
+			&ucli.StringFlag{Name: "resource", Usage: "work on the remote resource `NAME` of the configuration, over ssh (run, submit, wait, status, list, transfer)", Sources: ucli.EnvVars("SOMAFLOW_RESOURCE")},
 			&ucli.StringFlag{Name: "spool-dir", Value: s.cfg.SpoolDir, Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
 		},
 		Commands: []*ucli.Command{

@@ -49,6 +49,9 @@ func submitCommand(s *IO) *ucli.Command {
 			if cmd.Bool("dry-run") {
 				return dryRun(s, cmd, w)
 			}
+			if name := cmd.String("resource"); name != "" {
+				return submitRemote(ctx, s, cmd, name, w, format, exp) // remote.go
+			}
 			c, dir, err := openState(ctx, cmd)
 			if err != nil {
 				return err

@@ -27,6 +27,9 @@ func waitCommand(s *IO) *ucli.Command {
 			&ucli.StringFlag{Name: "job", Usage: "wait for this `JOB` (id or name) of the workflow only"},
 		},
 		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			if name := cmd.String("resource"); name != "" {
+				return remoteWait(ctx, s, cmd, name) // remote.go
+			}
 			ids, err := parseIDs(cmd, "wait")
 			if err != nil {
 				return err

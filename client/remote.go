@@ -360,7 +360,11 @@ func (r *Remote) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 	var res struct {
 		ID int64 `json:"id"`
 	}
-	err = r.call(ctx, "submit", submitParams{Workflow: string(text), Format: opts.Format, Name: opts.Name, Queue: queue, MaxJobs: opts.MaxJobs, TranslationFiles: tf}, &res)
+	sp := submitParams{Workflow: string(text), Format: opts.Format, Name: opts.Name, Queue: queue, MaxJobs: opts.MaxJobs, TranslationFiles: tf}
+	if !opts.Expiration.IsZero() {
+		sp.Expiration = opts.Expiration.UTC().Format(time.RFC3339Nano)
+	}
+	err = r.call(ctx, "submit", sp, &res)
 	return res.ID, err
 }
 
@@ -402,6 +406,13 @@ func (r *Remote) WaitWorkflow(ctx context.Context, id int64, timeout time.Durati
 			return ErrTimeout
 		}
 	}
+}
+
+// Workflows lists the workflows of the resource (`list --json` rows).
+func (r *Remote) Workflows(ctx context.Context) ([]WorkflowHeader, error) {
+	var hs []WorkflowHeader
+	err := r.call(ctx, "workflows", nil, &hs)
+	return hs, err
 }
 
 // StopWorkflow stops a workflow on the resource.

@@ -202,6 +202,7 @@ type (
 		Queue            string   `json:"queue"`
 		MaxJobs          int      `json:"max_jobs"`
 		TranslationFiles []string `json:"translation_files"`
+		Expiration       string   `json:"expiration,omitempty"`
 	}
 	idParams struct {
 		ID      int64 `json:"id"`
@@ -266,6 +267,16 @@ func (s *server) handle(ctx context.Context, method string, raw json.RawMessage)
 		return s.read(cp)
 	case "transfers":
 		return s.c.Transfers(ctx)
+	case "workflows":
+		ws, err := s.c.Workflows(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hs := make([]WorkflowHeader, len(ws))
+		for i, w := range ws {
+			hs[i] = w.Header()
+		}
+		return hs, nil
 	default:
 		return nil, fmt.Errorf("%w: unknown method %q", ErrInvalid, method)
 	}
@@ -316,8 +327,14 @@ func (s *server) submit(ctx context.Context, p submitParams) (any, error) {
 	if err != nil {
 		home = s.c.StateDir()
 	}
+	var exp time.Time
+	if p.Expiration != "" {
+		if exp, err = time.Parse(time.RFC3339Nano, p.Expiration); err != nil {
+			return nil, fmt.Errorf("%w: expiration %q: %v", ErrInvalid, p.Expiration, err)
+		}
+	}
 	id, err := s.c.SubmitWorkflow(ctx, w, SubmitOptions{Name: p.Name, Queue: p.Queue, MaxJobs: p.MaxJobs, Format: string(format),
-		Cwd: home, TranslationFiles: p.TranslationFiles, StageTransfers: true})
+		Cwd: home, TranslationFiles: p.TranslationFiles, StageTransfers: true, Expiration: exp})
 	if err != nil {
 		return nil, err
 	}
