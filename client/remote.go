@@ -80,8 +80,12 @@ func (r *Resource) Check(name string) error {
 }
 
 // shellQuote quotes a word for the far side's shell: ssh joins its
-// remote command's words into one line that a shell runs there.
+// remote command's words into one line that a shell runs there. A leading
+// ~/ stays unquoted, so that the far shell expands it to the home there.
 func shellQuote(s string) string {
+	if rest, ok := strings.CutPrefix(s, "~/"); ok && rest != "" {
+		return "~/" + shellQuote(rest)
+	}
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
 		return s
 	}

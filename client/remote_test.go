@@ -156,6 +156,12 @@ func TestSSHArgvQuoting(t *testing.T) {
 	if err != nil || string(out) != "/opt/my somaflow/bin/somaflow\n--state-dir\n/scratch/it's $HOME\nserve-stdio\n" {
 		t.Fatalf("the far shell splits it as %q (%v)", out, err)
 	}
+	home := client.Resource{Host: "h", Somaflow: "~/bin/some flow", StateDir: "~/state"}
+	argv = home.SSHArgv()
+	out, err = exec.Command("sh", "-c", "HOME=/home/x; printf '%s\\n' "+argv[len(argv)-1]).Output()
+	if err != nil || string(out) != "/home/x/bin/some flow\n--state-dir\n/home/x/state\nserve-stdio\n" {
+		t.Fatalf("~/ is not expanded on the far side: %q (%v)", out, err)
+	}
 	for _, bad := range []client.Resource{{}, {Host: "-oProxyCommand=x"}, {Host: "h", Port: 70000}, {Host: "h", User: "-x"}} {
 		if _, err := client.Dial(context.Background(), "bad", bad); !errors.Is(err, client.ErrInvalid) {
 			t.Errorf("%+v: %v", bad, err)
