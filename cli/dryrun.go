@@ -166,11 +166,11 @@ func printPlan(s *IO, w *model.Workflow, plan []plannedJob, backend string) {
 
 // dryRun checks a workflow as run and submit would, then prints what they
 // would submit (--json: the plan as an array); nothing is stored.
-func dryRun(s *IO, w *model.Workflow, backend, queue string, asJSON bool) error {
+func dryRun(s *IO, w *model.Workflow, backend, queue string, translationFiles []string, asJSON bool) error {
 	if err := client.CheckBackend(backend); err != nil {
 		return err
 	}
-	if err := client.Check(w); err != nil {
+	if err := client.CheckTranslated(w, translationFiles); err != nil {
 		return err
 	}
 	plan, err := planWorkflow(w, backend, queue)

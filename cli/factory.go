@@ -38,6 +38,8 @@ type Factory struct {
 // globalFlags are the flags every command inherits from the root.
 type globalFlags struct {
 	stateDir, backend, spoolDir string
+	resource                    string // --resource: a remote resource's name
+	command                     string // the command running, for messages
 }
 
 // NewFactory returns the factory of the running somaflow process.
@@ -51,13 +53,17 @@ func NewFactory(s *IO) *Factory {
 // parsed, and a subcommand's after its parent's: the leaf's values win).
 func (f *Factory) bindGlobals(cmd *ucli.Command) {
 	cmd.Before = func(ctx context.Context, c *ucli.Command) (context.Context, error) {
-		f.global = globalFlags{stateDir: c.String("state-dir"), backend: c.String("backend"), spoolDir: c.String("spool-dir")}
+		f.global = globalFlags{stateDir: c.String("state-dir"), backend: c.String("backend"), spoolDir: c.String("spool-dir"),
+			resource: c.String("resource"), command: c.Name}
 		return ctx, nil
 	}
 	for _, c := range cmd.Commands {
 		f.bindGlobals(c)
 	}
 }
+
+// Resource is the remote resource --resource names ("": this machine).
+func (f *Factory) Resource() string { return f.global.resource }
 
 // Backend is the backend the global flags name.
 func (f *Factory) Backend() string { return f.global.backend }
@@ -81,6 +87,9 @@ func (f *Factory) Client(ctx context.Context) (*client.Client, error) {
 	if f.client != nil {
 		return f.client, nil
 	}
+	if err := f.refuseResource(); err != nil {
+		return nil, err
+	}
 	dir, err := f.StateDir()
 	if err != nil {
 		return nil, err
@@ -97,6 +106,9 @@ func (f *Factory) Client(ctx context.Context) (*client.Client, error) {
 // engine): o gets the global backend, the configuration's settings and the
 // executable unless it names its own. The caller closes the client.
 func (f *Factory) OpenEngine(ctx context.Context, o client.Options) (*client.Client, error) {
+	if err := f.refuseResource(); err != nil {
+		return nil, err
+	}
 	o.Backend = or(o.Backend, f.global.backend)
 	o.ExecPath = or(o.ExecPath, f.Executable)
 	if o.Settings == nil {

@@ -31,6 +31,9 @@ func listCommand(f *Factory) *ucli.Command {
 }
 
 func listRun(ctx context.Context, s *IO, o *listOptions) error {
+	if name := o.Resource(); name != "" {
+		return remoteList(ctx, s, o, name) // remote.go
+	}
 	c, err := o.Client(ctx)
 	if err != nil {
 		return err

@@ -55,7 +55,7 @@ func (f *Factory) Run(ctx context.Context, args []string) int {
 	// An empty SOMAFLOW_* variable means unset (as most tools read their
 	// variables): SOMAFLOW_BACKEND= must not override the configuration's
 	// backend with "".
-	for _, k := range []string{"SOMAFLOW_BACKEND", "SOMAFLOW_STATE_DIR", "SOMAFLOW_SPOOL_DIR"} {
+	for _, k := range []string{"SOMAFLOW_BACKEND", "SOMAFLOW_STATE_DIR", "SOMAFLOW_SPOOL_DIR", "SOMAFLOW_RESOURCE"} {
 		if v, ok := os.LookupEnv(k); ok && v == "" {
 			os.Unsetenv(k)
 		}
@@ -114,6 +114,7 @@ func newRoot(f *Factory) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "state-dir", Value: cfg.StateDir, Usage: "state directory (default $XDG_STATE_HOME/somaflow or ~/.local/state/somaflow)", Sources: ucli.EnvVars("SOMAFLOW_STATE_DIR")},
 			&ucli.StringFlag{Name: "backend", Value: or(cfg.Backend, "local"), Usage: "backend: local, slurm, pbs, drmaa or command", Sources: ucli.EnvVars("SOMAFLOW_BACKEND")},
+			&ucli.StringFlag{Name: "resource", Usage: "work on the remote resource `NAME` of the configuration, over ssh (run, submit, wait, status, list, transfer)", Sources: ucli.EnvVars("SOMAFLOW_RESOURCE")},
 			&ucli.StringFlag{Name: "spool-dir", Value: cfg.SpoolDir, Usage: "spool directory for batch backends (default STATE_DIR/spool)", Sources: ucli.EnvVars("SOMAFLOW_SPOOL_DIR")},
 		},
 		Commands: []*ucli.Command{
@@ -138,6 +139,8 @@ func newRoot(f *Factory) *ucli.Command {
 			configCommand(f),
 			dashboardCommand(f),
 			reportCommand(f),
+			transferCommand(f),
+			serveCommand(f),
 			versionCommand(f),
 			manCommand(f),
 		},

@@ -62,7 +62,10 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 		return err
 	}
 	if o.DryRun {
-		return dryRun(s, w, o.Backend(), o.Queue, o.JSON)
+		return dryRun(s, w, o.Backend(), o.Queue, o.Config.TranslationFiles, o.JSON)
+	}
+	if name := o.Resource(); name != "" {
+		return runRemote(ctx, s, o, name, w, format) // remote.go
 	}
 	if o.OwnProcess {
 		// Jobs are this process's children; what escapes a job's process
@@ -105,7 +108,11 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 	defer c.Close()
 	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
 		Name: o.Name, Queue: o.Queue, MaxJobs: o.MaxJobs, Format: string(format),
+		TranslationFiles: o.Config.TranslationFiles, StageTransfers: o.Config.StageTransfers,
 	})
+	if err == nil {
+		err = runInputs(ctx, s, c, id) // transfer.go
+	}
 	if err != nil {
 		return err
 	}
@@ -132,6 +139,9 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 	err = c.WaitWorkflow(waitCtx, id, -1)
 	stopBackend()
 	stopProgress()
+	if err == nil {
+		err = runOutputs(ctx, s, c, id) // transfer.go
+	}
 	if err != nil {
 		return err
 	}

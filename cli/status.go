@@ -46,6 +46,9 @@ func statusCommand(f *Factory) *ucli.Command {
 }
 
 func statusRun(ctx context.Context, s *IO, o *statusOptions) error {
+	if name := o.Resource(); name != "" {
+		return remoteStatus(ctx, s, o, name) // remote.go
+	}
 	if o.Job != "" {
 		return statusOfJob(ctx, s, o)
 	}

@@ -84,7 +84,10 @@ func submitRun(ctx context.Context, s *IO, o *submitOptions) error {
 		return err
 	}
 	if o.DryRun {
-		return dryRun(s, w, o.Backend(), o.Queue, o.JSON)
+		return dryRun(s, w, o.Backend(), o.Queue, o.Config.TranslationFiles, o.JSON)
+	}
+	if name := o.Resource(); name != "" {
+		return submitRemote(ctx, s, o, name, w, format) // remote.go
 	}
 	if err := client.CheckBackend(o.Backend()); err != nil {
 		return err
@@ -95,6 +98,7 @@ func submitRun(ctx context.Context, s *IO, o *submitOptions) error {
 	}
 	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
 		Name: o.Name, Queue: o.Queue, MaxJobs: o.MaxJobs, Format: string(format), Expiration: o.Expiration,
+		TranslationFiles: o.Config.TranslationFiles, StageTransfers: o.Config.StageTransfers,
 	})
 	if err != nil {
 		return err

@@ -13,8 +13,9 @@ import (
 
 // validateOptions are validate's arguments and flags.
 type validateOptions struct {
-	File string
-	JSON bool
+	File             string
+	JSON             bool
+	TranslationFiles []string // the configuration's, for shared resource paths
 }
 
 func validateCommand(f *Factory) *ucli.Command {
@@ -34,7 +35,7 @@ func validateCommand(f *Factory) *ucli.Command {
 			if cmd.Args().Len() != 1 {
 				return usagef("validate needs exactly one FILE")
 			}
-			return validateRun(ctx, f.IO, &validateOptions{File: cmd.Args().First(), JSON: cmd.Bool("json")})
+			return validateRun(ctx, f.IO, &validateOptions{File: cmd.Args().First(), JSON: cmd.Bool("json"), TranslationFiles: f.Config.TranslationFiles})
 		},
 	}
 }
@@ -43,7 +44,7 @@ func validateRun(ctx context.Context, s *IO, o *validateOptions) error {
 	path := o.File
 	w, format, err := readWorkflow(s, path)
 	if err == nil {
-		err = client.Check(w)
+		err = client.CheckTranslated(w, o.TranslationFiles)
 	}
 	if o.JSON {
 		res := map[string]any{"file": path, "valid": err == nil, "format": format}

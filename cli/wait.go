@@ -53,6 +53,9 @@ func waitCommand(f *Factory) *ucli.Command {
 }
 
 func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
+	if name := o.Resource(); name != "" {
+		return remoteWait(ctx, s, o, name) // remote.go
+	}
 	c, err := o.Client(ctx)
 	if err != nil {
 		return err

@@ -254,6 +254,18 @@ type SubmitOptions struct {
 	// the current process's when empty.
 	Cwd     string
 	Environ []string
+	// TranslationFiles translate the workflow's shared resource paths
+	// (soma-workflow's PATH_TRANSLATION_FILES entries, namespace{file}):
+	// they are read at submission, and the translated paths stored with the
+	// workflow. A workflow with a shared resource path is refused when
+	// its namespace or uuid has no translation.
+	TranslationFiles []string
+	// StageTransfers copies the workflow's file transfers into the state
+	// dir's transfer dir: jobs use the copies, and wait until their input
+	// transfers are done (TransferInputFiles); outputs come back with
+	// TransferOutputFiles. Without it (soma-workflow's light mode on this
+	// machine) jobs use the client paths and nothing is copied.
+	StageTransfers bool
 }
 
 // SubmitWorkflow validates a workflow and stores it in one transaction (a
@@ -263,7 +275,8 @@ func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 	if w == nil {
 		return 0, fmt.Errorf("%w: no workflow", ErrInvalid)
 	}
-	if err := Check(w); err != nil {
+	shared, err := check(w, opts.TranslationFiles)
+	if err != nil {
 		return 0, err
 	}
 	exp := opts.Expiration
@@ -292,7 +305,8 @@ func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 	}
 	id, err := c.st.CreateWorkflow(ctx, store.NewWorkflow{
 		Def: w, Format: opts.Format, Name: name, Backend: c.backend, Queue: opts.Queue,
-		MaxJobs: opts.MaxJobs, Expiration: exp, Cwd: cwd, Environ: env,
+		MaxJobs: opts.MaxJobs, Expiration: exp, Cwd: cwd, Environ: env, SharedPaths: shared,
+		StageTransfers: opts.StageTransfers,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -301,26 +315,56 @@ func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 	return id, nil
 }
 
-// Check validates a workflow and checks that this machine can run it; the
-// error (ErrInvalid) names every offending job and field.
+// Check validates a workflow and checks that this machine can run it with
+// no shared-path translation; the error (ErrInvalid) names every offending
+// job and field. CheckTranslated checks with translation files.
 func Check(w *model.Workflow) error {
-	if err := w.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if err := runnable(w); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return nil
+	_, err := check(w, nil)
+	return err
 }
 
-// runnable refuses, naming the job, what this machine cannot run: shared
-// resource paths need a namespace translation, which no resource has yet.
-func runnable(w *model.Workflow) error {
+// CheckTranslated is Check with the resource's translation files
+// (namespace{file} entries): a shared resource path whose namespace or
+// uuid they do not translate is refused, naming the job, namespace and uuid.
+func CheckTranslated(w *model.Workflow, translationFiles []string) error {
+	_, err := check(w, translationFiles)
+	return err
+}
+
+// check validates w and returns the engine-side base of each of its shared
+// resource paths (by index), translated through the files given.
+func check(w *model.Workflow, translationFiles []string) ([]string, error) {
+	if err := w.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var tr *Translations
+	if len(w.SharedPaths) > 0 && len(translationFiles) > 0 {
+		var err error
+		if tr, err = LoadTranslations(translationFiles); err != nil {
+			return nil, err
+		}
+	}
+	shared, err := runnable(w, tr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return shared, nil
+}
+
+// runnable refuses, naming the job, what this machine cannot run: a
+// shared resource path needs its namespace and uuid translated. It returns
+// the translation of every shared path ("" for one no job uses).
+func runnable(w *model.Workflow, tr *Translations) ([]string, error) {
 	var problems []string
 	if w.EnvBuilderCode != "" {
 		if _, err := engine.FindPython(os.Environ()); err != nil {
 			problems = append(problems, err.Error())
 		}
+	}
+	var shared []string
+	seen := map[string]bool{}
+	if len(w.SharedPaths) > 0 {
+		shared = make([]string, len(w.SharedPaths))
 	}
 	for i, j := range w.Jobs {
 		refs := append(append([]model.Arg(nil), j.Command...), j.ReferencedInputFiles...)
@@ -330,20 +374,53 @@ func runnable(w *model.Workflow) error {
 				refs = append(refs, *p)
 			}
 		}
+		refs = append(refs, paramRefs(w, j)...)
 		for _, a := range flatten(refs) {
 			if (a.Kind == model.ArgPath || a.Kind == model.ArgPathIn) && a.Path.Kind == model.SharedPath {
-				sp := w.SharedPaths[a.Path.Index]
-				problems = append(problems, fmt.Sprintf("job %q: shared resource path %q (namespace %q) has no translation configured on this resource",
-					w.JobLabel(i), sp.RelativePath, sp.Namespace))
-				break
+				if a.Path.Index < 0 || a.Path.Index >= len(w.SharedPaths) {
+					continue // Validate reports it
+				}
+				p, err := tr.Translate(w.SharedPaths[a.Path.Index])
+				if err != nil {
+					msg := fmt.Sprintf("job %q: %v", w.JobLabel(i), err)
+					if !seen[msg] {
+						seen[msg] = true
+						problems = append(problems, msg)
+					}
+					continue
+				}
+				shared[a.Path.Index] = p
+			}
+		}
+	}
+	// Shared paths reached only through option paths or parameters are
+	// translated too when they can be; the engine refuses them at run time
+	// otherwise.
+	for i, sp := range w.SharedPaths {
+		if shared[i] == "" {
+			if p, err := tr.Translate(sp); err == nil {
+				shared[i] = p
 			}
 		}
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return errors.New(joinLines(problems))
+		return nil, errors.New(joinLines(problems))
 	}
-	return nil
+	return shared, nil
+}
+
+// paramRefs lists the special paths a job's parameters reference.
+func paramRefs(w *model.Workflow, j *model.Job) []model.Arg {
+	var out []model.Arg
+	for _, v := range j.ParamDict {
+		for _, id := range model.PathIDsIn(v) {
+			if r, ok := w.PathRefByID(id); ok {
+				out = append(out, model.Arg{Kind: model.ArgPath, Path: r})
+			}
+		}
+	}
+	return out
 }
 
 func flatten(args []model.Arg) []model.Arg {

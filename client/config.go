@@ -32,6 +32,14 @@ type Config struct {
 	MaxJobs int `yaml:"max_jobs"`
 	// Settings are backend options (see docs/slurm.md, docs/drmaa.md).
 	Settings map[string]string `yaml:"settings"`
+	// TranslationFiles translate shared resource paths on this machine
+	// (soma-workflow's PATH_TRANSLATION_FILES: namespace{file} entries).
+	TranslationFiles TranslationFiles `yaml:"translation_files"`
+	// StageTransfers makes file transfers real on this machine: copied
+	// into the state dir's transfer dir (see SubmitOptions.StageTransfers).
+	StageTransfers bool `yaml:"stage_transfers"`
+	// Resources are the remote computing resources, by name (--resource).
+	Resources map[string]Resource `yaml:"resources"`
 	// Files lists the files read, for `somaflow version`.
 	Files []string `yaml:"-"`
 	// Sources says which file set each key (settings as settings.KEY).
@@ -127,6 +135,11 @@ func LoadConfig() (*Config, error) {
 		if c.MaxJobs < 0 {
 			return nil, invalidf("configuration %s: max_jobs must be positive, got %d", p.path, c.MaxJobs)
 		}
+		for name, r := range c.Resources {
+			if err := r.Check(name); err != nil {
+				return nil, invalidf("configuration %s: %v", p.path, err)
+			}
+		}
 		cfg.merge(&c, p.path)
 		cfg.Files = append(cfg.Files, p.path)
 	}
@@ -145,6 +158,21 @@ func (c *Config) merge(o *Config, path string) {
 			*f.dst = *f.src
 			c.Sources[f.key] = path
 		}
+	}
+	if len(o.TranslationFiles) > 0 {
+		c.TranslationFiles = o.TranslationFiles
+		c.Sources["translation_files"] = path
+	}
+	for name, r := range o.Resources {
+		if c.Resources == nil {
+			c.Resources = map[string]Resource{}
+		}
+		c.Resources[name] = r
+		c.Sources["resources."+name] = path
+	}
+	if o.StageTransfers {
+		c.StageTransfers = true
+		c.Sources["stage_transfers"] = path
 	}
 	if o.MaxJobs > 0 {
 		c.MaxJobs = o.MaxJobs

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
+	"github.com/somaflow/somaflow/engine"
+	"github.com/somaflow/somaflow/model"
 	"github.com/somaflow/somaflow/service"
 	"github.com/somaflow/somaflow/store"
 )
@@ -26,6 +29,49 @@ type WorkflowDoc struct {
 	// progress (its database cannot be written: a full disk); it retries.
 	EngineProblem *ProblemDoc `json:"engine_problem"`
 	Jobs          []JobDoc    `json:"jobs"`
+	// Transfers and TemporaryPaths are the file transfers and temporary
+	// paths of workflow_elements_status ([] when it has none).
+	Transfers      []TransferDoc `json:"transfers"`
+	TemporaryPaths []TempPathDoc `json:"temporary_paths"`
+}
+
+// TransferDoc is one file transfer of the status document: soma-workflow's
+// (transfer id, (status, progression, engine path, client path, client
+// paths)), with whether a job makes it, why its last transfer failed, and
+// whether its deletion waits for its workflow.
+type TransferDoc struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Status      string   `json:"status"`
+	Progression []any    `json:"progression"`
+	EnginePath  string   `json:"engine_path"`
+	ClientPath  string   `json:"client_path"`
+	ClientPaths []string `json:"client_paths"`
+	Output      bool     `json:"output"`
+	// Error says why the last transfer failed (it can be started again).
+	Error         *string `json:"error"`
+	DeletePending bool    `json:"delete_pending"`
+}
+
+// TempPathDoc is one temporary path of the status document: soma-workflow's
+// (temp path id, engine path, status); the status is "on computing
+// resource side" while the path exists, "do not exist" otherwise.
+type TempPathDoc struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	EnginePath  string `json:"engine_path"`
+	Status      string `json:"status"`
+	IsDirectory bool   `json:"is_directory"`
+}
+
+// TransferDocOf is the status document's entry of a transfer.
+func TransferDocOf(t *TransferInfo) TransferDoc {
+	d := TransferDoc{ID: strconv.FormatInt(t.ID, 10), Name: t.Name, Status: t.Status, EnginePath: t.EnginePath,
+		ClientPath: t.ClientPath, ClientPaths: t.ClientPaths, Output: t.Output, Error: nonEmpty(t.Error), DeletePending: t.DeletePending}
+	if transfering(t.Status) {
+		d.Progression = t.Progression.Tuple()
+	}
+	return d
 }
 
 // WorkflowHeader is what the status document says of the workflow itself,
@@ -84,20 +130,51 @@ type UsageDoc struct {
 // WorkflowElementsStatus returns the status document of a workflow: its
 // status and every job's status, outcome, DRMS id, times, files and usage.
 func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*WorkflowDoc, error) {
+	d, err := c.docWithoutJobs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	// Each job goes straight into the document (no slice of rows first).
+	err = c.st.EachJobState(ctx, id, func(n int) { d.Jobs = make([]JobDoc, n) }, func(j *store.Job) { d.Jobs[j.Index] = jobDoc(j) })
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// docWithoutJobs is the status document of workflow id but its jobs.
+func (c *Client) docWithoutJobs(ctx context.Context, id int64) (*WorkflowDoc, error) {
 	row, err := c.st.GetWorkflow(ctx, id, false)
 	if err != nil {
 		return nil, err
 	}
 	d := &WorkflowDoc{WorkflowHeader: WorkflowInfo{ID: row.ID, Name: row.Name, Status: row.Status, Backend: row.Backend,
-		Queue: row.Queue, Submitted: row.Submitted, Expiration: row.Expiration}.Header()}
+		Queue: row.Queue, Submitted: row.Submitted, Expiration: row.Expiration}.Header(), Jobs: []JobDoc{}}
 	if d.BackendUnreachable, err = c.BackendUnreachable(ctx, row.Backend); err != nil {
 		return nil, err
 	}
 	d.EngineProblem = c.EngineProblem()
-	// Each job goes straight into the document (no slice of rows first).
-	err = c.st.EachJobState(ctx, id, func(n int) { d.Jobs = make([]JobDoc, n) }, func(j *store.Job) { d.Jobs[j.Index] = jobDoc(j) })
+	ts, err := c.st.Transfers(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	d.Transfers = make([]TransferDoc, len(ts))
+	for i := range ts {
+		ti := transferInfo(&ts[i])
+		d.Transfers[i] = TransferDocOf(&ti)
+	}
+	tps, err := c.st.TempPaths(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	d.TemporaryPaths = make([]TempPathDoc, len(tps))
+	for i, tp := range tps {
+		p := engine.TempPathFor(c.st.Dir, id, i, tp.Suffix)
+		st := model.TransferDoNotExist
+		if _, err := os.Stat(p); err == nil {
+			st = model.TransferOnCRSide
+		}
+		d.TemporaryPaths[i] = TempPathDoc{ID: strconv.Itoa(i), Name: tp.Name, EnginePath: p, Status: st, IsDirectory: tp.IsDirectory}
 	}
 	return d, nil
 }
@@ -108,16 +185,10 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 // indent, two spaces as json.MarshalIndent), in memory that does not grow
 // with the number of jobs. A trailing newline ends it.
 func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io.Writer, indent bool) error {
-	row, err := c.st.GetWorkflow(ctx, id, false)
+	d, err := c.docWithoutJobs(ctx, id)
 	if err != nil {
 		return err
 	}
-	d := &WorkflowDoc{WorkflowHeader: WorkflowInfo{ID: row.ID, Name: row.Name, Status: row.Status, Backend: row.Backend,
-		Queue: row.Queue, Submitted: row.Submitted, Expiration: row.Expiration}.Header(), Jobs: []JobDoc{}}
-	if d.BackendUnreachable, err = c.BackendUnreachable(ctx, row.Backend); err != nil {
-		return err
-	}
-	d.EngineProblem = c.EngineProblem()
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -182,14 +182,13 @@ var swUnused = map[string]string{
 	"SOMA_WORKFLOW_DIR":          "somaflow keeps its state in its own state dir (state_dir, --state-dir)",
 	"SERVER_NAME":                "somaflow has no database server: one engine per state dir",
 	"LIGHT_MODE":                 "somaflow has one mode: an engine per state dir that outlives its client",
-	"REMOVE_ORPHAN_FILES":        "transfers are not supported yet",
-	"TRANSFERED_FILES_DIR":       "file transfers are not supported yet",
-	"PATH_TRANSLATION_FILES":     "shared resource paths are not supported yet",
-	"CLUSTER_ADDRESS":            "remote resources are not supported yet: run somaflow on the cluster",
-	"SUBMITTING_MACHINES":        "remote resources are not supported yet: run somaflow on the cluster",
-	"LOGIN":                      "remote resources are not supported yet: run somaflow on the cluster",
-	"SSHPORT":                    "remote resources are not supported yet: run somaflow on the cluster",
-	"INSTALLPATH":                "remote resources are not supported yet: run somaflow on the cluster",
+	"REMOVE_ORPHAN_FILES":        "transferred files go with their workflow (or delete_transfer)",
+	"TRANSFERED_FILES_DIR":       "transfers go to the state dir's transfers/ (docs/transfers.md)",
+	"CLUSTER_ADDRESS":            "remote resources are configured under resources: in somaflow's configuration (docs/transfers.md)",
+	"SUBMITTING_MACHINES":        "remote resources are configured under resources: in somaflow's configuration (docs/transfers.md)",
+	"LOGIN":                      "remote resources are configured under resources: in somaflow's configuration (docs/transfers.md)",
+	"SSHPORT":                    "remote resources are configured under resources: in somaflow's configuration (docs/transfers.md)",
+	"INSTALLPATH":                "remote resources are configured under resources: in somaflow's configuration (docs/transfers.md)",
 	"SERVER_LOG_FILE":            "somaflow's engine logs to engine.log in its state dir",
 	"SERVER_LOG_LEVEL":           "somaflow's engine logs to engine.log in its state dir",
 	"SERVER_LOG_FORMAT":          "somaflow's engine logs to engine.log in its state dir",
@@ -199,7 +198,7 @@ var swUnused = map[string]string{
 	"MPI_LOG_DIR":                "there is no MPI scheduler in somaflow",
 	"MPI_LOG_FORMAT":             "there is no MPI scheduler in somaflow",
 	"MPI_JOB_TIMEOUT":            "there is no MPI scheduler in somaflow (a job's walltime bounds it)",
-	"SHARED_TEMPORARY_DIR":       "temporary paths are not supported yet",
+	"SHARED_TEMPORARY_DIR":       "temporary paths live in the state dir's tmp/",
 	"DRMAA_IMPLEMENTATION":       "the drmaa backend uses the libdrmaa it was built with (make build-drmaa)",
 	"QUEUES":                     "somaflow takes any queue the DRMS knows (queue:, --queue); the list only fed soma-workflow's GUI",
 	"MAX_CPU_NB":                 "the local backend uses every CPU (or CPU_NB)",
@@ -290,6 +289,9 @@ func (r SWResource) Apply(path string) (*Config, []SWIgnored, error) {
 				return nil, nil, bad(k, "%q is not a number of CPUs", k.Value)
 			}
 			cpuNB, cpuSrc = n, src(k)
+		case "PATH_TRANSLATION_FILES":
+			c.TranslationFiles = strings.Fields(k.Value)
+			c.Sources["translation_files"] = src(k)
 		case "NATIVE_SPECIFICATION":
 			kk := k
 			native = &kk

@@ -85,7 +85,7 @@ func (e *Engine) markDirty(j *job) {
 func (e *Engine) commit(ctx context.Context) error {
 	e.deferred = false
 	backends := e.backendChanges()
-	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 && len(backends) == 0 && !e.clearBackends {
+	if len(e.dirty) == 0 && len(e.dirtyWf) == 0 && len(e.removed) == 0 && len(e.intents) == 0 && len(backends) == 0 && !e.clearBackends && len(e.outputsReady) == 0 {
 		return nil
 	}
 	e.failpoint("before-commit")
@@ -93,7 +93,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	for _, id := range e.removed {
 		removed[id] = true
 	}
-	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed, Backends: backends, ClearBackends: e.clearBackends}
+	b := &store.Batch{DoneIntents: e.intents, Removed: e.removed, Backends: backends, ClearBackends: e.clearBackends, OutputsReady: e.outputsReady}
 	for _, j := range e.dirty {
 		b.Jobs = append(b.Jobs, j.row)
 	}
@@ -112,13 +112,14 @@ func (e *Engine) commit(ctx context.Context) error {
 	}
 	wfTouched := len(e.dirtyWf) > 0 || len(e.removed) > 0 || len(e.intents) > 0 || len(backends) > 0
 	for id := range removed {
-		for _, d := range []string{e.logDir(id), e.paramDir(id), e.tmpDir(id)} {
+		for _, d := range []string{e.logDir(id), e.paramDir(id), e.tmpDir(id), store.WorkflowTransfersDir(e.st.Dir, id)} {
 			os.RemoveAll(d)
 		}
 	}
 	e.dirty = e.dirty[:0]
 	clear(e.dirtyWf)
 	e.removed = e.removed[:0]
+	e.outputsReady = e.outputsReady[:0]
 	e.intents = e.intents[:0]
 	// Finished workflows leave memory; a restart intent reloads them.
 	for id, w := range e.runs {

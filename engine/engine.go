@@ -107,12 +107,14 @@ type Engine struct {
 	dirty    []*job
 	dirtyWf  map[*wfRun]bool
 	removed  []int64 // workflows to delete in the next commit
-	intents  []int64 // processed intents to delete in the next commit
-	toKill   []*job
-	lastScan time.Time
-	acks     map[*backendRun][]drms.Handle
-	fpHits   int
-	deferred bool // changes wait for the next commit (see settle)
+	// outputsReady are output transfers made transferable, for the next commit.
+	outputsReady []store.TransferRef
+	intents      []int64 // processed intents to delete in the next commit
+	toKill       []*job
+	lastScan     time.Time
+	acks         map[*backendRun][]drms.Handle
+	fpHits       int
+	deferred     bool // changes wait for the next commit (see settle)
 
 	// problem is set while the store cannot be written (or read); nothing
 	// new is submitted before retryAt, when the commit is tried again.
@@ -150,6 +152,11 @@ type wfRun struct {
 	force     bool
 
 	tempPaths []string
+	// tr holds its file transfers (transfers.go).
+	tr transferState
+	// sharedPaths are the translated shared resource paths (by index; ""
+	// when not translated), from the submission.
+	sharedPaths []string
 
 	// preds and early serve dependencies handed to the DRMS
 	// (Capabilities.Dependencies): predecessors of each node, and nodes to

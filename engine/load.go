@@ -5,10 +5,10 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
@@ -73,6 +73,7 @@ func (e *Engine) scan(ctx context.Context, startup bool) error {
 		w.deleting, w.force = true, true
 		e.stop(w)
 	}
+	e.releaseInputs(ctx)
 	for _, w := range e.runs {
 		e.maybeFinish(w)
 	}
@@ -126,6 +127,11 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	for _, l := range def.ParamLinks {
 		w.linksTo[l.Dest] = append(w.linksTo[l.Dest], l)
 	}
+	if len(row.SharedPaths) > 0 {
+		if err := json.Unmarshal(row.SharedPaths, &w.sharedPaths); err != nil {
+			return e.refuse(ctx, row, "translated shared resource paths: "+err.Error())
+		}
+	}
 	env := environ(row)
 	if def.EnvBuilderCode != "" {
 		built, err := buildEnv(ctx, def.EnvBuilderCode, env, row.Cwd)
@@ -139,7 +145,7 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	// of megabytes for 100,000 jobs) is not kept for the workflow's life,
 	// nor the dependencies and groups, which the graph holds, nor the
 	// parameter links, which linksTo holds.
-	row.Definition, row.Edges, row.Environ = nil, nil, nil
+	row.Definition, row.Edges, row.Environ, row.SharedPaths = nil, nil, nil, nil
 	def.Dependencies, def.Groups, def.Root, def.ParamLinks = nil, nil, nil, nil
 	// One allocation for every job, pointing at the rows as read (no
 	// copy of them).
@@ -153,6 +159,9 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	if !row.Loaded {
 		row.Loaded = true
 		e.dirtyWf[w] = true
+	}
+	if err := e.loadTransfers(ctx, w); err != nil {
+		e.log.Warn("file transfers", "workflow", row.ID, "err", err)
 	}
 	if err := e.makeTempPaths(w); err != nil {
 		e.log.Warn("temporary paths", "workflow", row.ID, "err", err)
@@ -235,7 +244,7 @@ func (e *Engine) makeTempPaths(w *wfRun) error {
 	}
 	w.tempPaths = make([]string, len(w.def.TempPaths))
 	for i, tp := range w.def.TempPaths {
-		p := filepath.Join(dir, fmt.Sprintf("tmp%d%s", i, tp.Suffix))
+		p := TempPathFor(e.opts.StateDir, w.row.ID, i, tp.Suffix)
 		w.tempPaths[i] = p
 		if _, err := os.Stat(p); err == nil {
 			continue

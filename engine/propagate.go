@@ -117,6 +117,9 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 			continue
 		}
 		if !w.g.hidden(v) && !w.def.Jobs[v].NoProcess() {
+			if w.holdForInputs(v) {
+				continue // made ready when its input transfers arrive
+			}
 			w.set(v, nReady)
 			w.push(v, false)
 			continue
@@ -182,6 +185,9 @@ func (e *Engine) abortFrom(w *wfRun, v int) {
 // counters change together.
 func (e *Engine) endJob(j *job, o *drms.Outcome) {
 	e.endRow(j, o)
+	if o.Status == model.JobDone {
+		e.outputsMade(j)
+	}
 	if succeeded(j) {
 		j.w.set(j.row.Index, nSucceeded)
 	} else {

@@ -332,7 +332,7 @@ func (w *wfRun) renderArg(a model.Arg, params map[string]any) (string, error) {
 // resolvePath gives the engine-side path of a special path: a transfer is
 // its client path (this machine is the computing resource, as in
 // soma-workflow's light mode), a temporary path lives in the state dir, a
-// shared resource path needs a namespace translation (none configured yet).
+// shared resource path is the translation stored at submission.
 func (w *wfRun) resolvePath(r model.PathRef) (string, error) {
 	var base string
 	d := w.def
@@ -342,6 +342,9 @@ func (w *wfRun) resolvePath(r model.PathRef) (string, error) {
 			return "", fmt.Errorf("unknown file transfer %d", r.Index)
 		}
 		base = d.Transfers[r.Index].ClientPath
+		if r.Index < len(w.tr.enginePaths) && w.tr.enginePaths[r.Index] != "" {
+			base = w.tr.enginePaths[r.Index]
+		}
 	case model.TempPath:
 		if r.Index < 0 || r.Index >= len(w.tempPaths) {
 			return "", fmt.Errorf("unknown temporary path %d", r.Index)
@@ -351,8 +354,12 @@ func (w *wfRun) resolvePath(r model.PathRef) (string, error) {
 		if r.Index < 0 || r.Index >= len(d.SharedPaths) {
 			return "", fmt.Errorf("unknown shared resource path %d", r.Index)
 		}
+		if r.Index < len(w.sharedPaths) && w.sharedPaths[r.Index] != "" {
+			base = w.sharedPaths[r.Index]
+			break
+		}
 		sp := d.SharedPaths[r.Index]
-		return "", fmt.Errorf("shared resource path %q in namespace %q has no translation configured on this resource", sp.RelativePath, sp.Namespace)
+		return "", fmt.Errorf("shared resource path %q (namespace %q, uuid %q) has no translation on this resource", sp.RelativePath, sp.Namespace, sp.UUID)
 	case model.OptionPathKind:
 		if r.Index < 0 || r.Index >= len(d.OptionPaths) {
 			return "", fmt.Errorf("unknown option path %d", r.Index)
@@ -480,6 +487,13 @@ func (e *Engine) logDir(wf int64) string {
 
 func (e *Engine) paramDir(wf int64) string {
 	return filepath.Join(e.opts.StateDir, "params", strconv.FormatInt(wf, 10))
+}
+
+// TempPathFor is the engine-side path of temporary path i (with its
+// suffix) of workflow wf in a state dir: created when the workflow is
+// loaded, removed with it or when it is done.
+func TempPathFor(stateDir string, wf int64, i int, suffix string) string {
+	return filepath.Join(stateDir, "tmp", strconv.FormatInt(wf, 10), fmt.Sprintf("tmp%d%s", i, suffix))
 }
 
 func (e *Engine) tmpDir(wf int64) string {

@@ -298,6 +298,10 @@ type FileTransfer struct {
 	Extra           map[string]json.RawMessage
 }
 
+// IsOutput tells whether a job makes the transfer's files (initial status
+// "do not exist"); they then come back from the computing resource.
+func (t *FileTransfer) IsOutput() bool { return t.InitialStatus == TransferDoNotExist }
+
 // SharedResourcePath is a path relative to a namespace translated per resource.
 type SharedResourcePath struct {
 	RelativePath    string

@@ -152,3 +152,14 @@ func mapPathIDs(d []byte, f func(int) (int, error)) (json.RawMessage, error) {
 func unknownPathErr(n int) error {
 	return fmt.Errorf("reference to unknown special path id %d", n)
 }
+
+// PathIDsIn lists the model path IDs (see PathID) that a raw JSON value
+// (a parameter value) references as ["<tuple>", "<id>", N].
+func PathIDsIn(d json.RawMessage) []int {
+	var ids []int
+	_, _ = mapPathIDs(d, func(n int) (int, error) {
+		ids = append(ids, n)
+		return n, nil
+	})
+	return ids
+}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+
+	"github.com/somaflow/somaflow/model"
 )
 
 // Batch is everything one engine cycle changed; Commit writes it in one
@@ -21,16 +23,25 @@ type Batch struct {
 	// ClearBackends clears every recorded backend problem first (an
 	// engine starting does not vouch for an earlier engine's view).
 	ClearBackends bool
+	// OutputsReady are output transfers whose job ended: those still
+	// "do not exist" become "on computing resource side".
+	OutputsReady []TransferRef
+}
+
+// TransferRef names a transfer of a workflow by its index.
+type TransferRef struct {
+	WorkflowID int64
+	Index      int
 }
 
 // removeQueries remove a workflow (its id the only argument), the
 // workflow's row last.
 var removeQueries = []string{`DELETE FROM jobs WHERE workflow_id = ?`, `DELETE FROM intents WHERE workflow_id = ?`,
-	`DELETE FROM definitions WHERE workflow_id = ?`, `DELETE FROM workflows WHERE id = ?`}
+	`DELETE FROM definitions WHERE workflow_id = ?`, `DELETE FROM transfers WHERE workflow_id = ?`, `DELETE FROM workflows WHERE id = ?`}
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0 && len(b.Backends) == 0 && !b.ClearBackends
+	return len(b.Jobs) == 0 && len(b.Workflows) == 0 && len(b.DoneIntents) == 0 && len(b.Removed) == 0 && len(b.Backends) == 0 && !b.ClearBackends && len(b.OutputsReady) == 0
 }
 
 // Commit writes a batch in ONE transaction.
@@ -83,6 +94,15 @@ func (s *Store) Commit(ctx context.Context, b *Batch) error {
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE workflows SET status = ?, loaded = ?, ended = ?, queue = ? WHERE id = ?`, w.Status, w.Loaded, w.Ended, w.Queue, w.ID); err != nil {
 			return fmt.Errorf("save workflow %d: %w", w.ID, err)
+		}
+	}
+	for _, r := range b.OutputsReady {
+		if removed[r.WorkflowID] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET status = ? WHERE workflow_id = ? AND "index" = ? AND status = ?`,
+			model.TransferOnCRSide, r.WorkflowID, r.Index, model.TransferDoNotExist); err != nil {
+			return fmt.Errorf("output transfer %d of workflow %d: %w", r.Index, r.WorkflowID, err)
 		}
 	}
 	for _, id := range b.DoneIntents {

@@ -31,7 +31,7 @@ import (
 
 // SchemaVersion is the version of the schema this code writes; Open migrates
 // older databases and refuses newer ones.
-const SchemaVersion = 3
+const SchemaVersion = 5
 
 // ErrNotFound is returned for unknown workflow or job ids.
 var ErrNotFound = errors.New("unknown object")
@@ -58,6 +58,10 @@ type Workflow struct {
 	// Cwd is the submitter's working directory.
 	Cwd     string
 	Environ []byte `gorm:"-"`
+	// SharedPaths are the engine-side paths of the definition's shared
+	// resource paths (JSON array, by index), translated at submission; in
+	// the definitions table, filled by GetWorkflow(full).
+	SharedPaths []byte `gorm:"-"`
 	// Loaded is set by the engine once it has taken the workflow in hand.
 	Loaded bool `gorm:"index"`
 	Ended  *time.Time
@@ -101,6 +105,11 @@ type Definition struct {
 	Body       []byte
 	Edges      []byte
 	Environ    []byte
+	// SharedPaths: see Workflow.SharedPaths (schema 4).
+	SharedPaths []byte
+	// TempPaths: the definition's temporary paths (JSON array of
+	// TempPathInfo, schema 5), read by status documents.
+	TempPaths []byte
 }
 
 // Intent is a command for the engine: stop, restart or delete a workflow.
@@ -246,7 +255,7 @@ func (s *Store) migrate() error {
 				return fmt.Errorf("database schema version %d is newer than this somaflow's (%d): upgrade somaflow", v, SchemaVersion)
 			}
 		}
-		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}, &Definition{}); err != nil {
+		if err := tx.AutoMigrate(&Workflow{}, &Job{}, &Intent{}, &Definition{}, &Transfer{}); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		if v == 1 {

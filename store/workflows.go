@@ -59,6 +59,12 @@ type NewWorkflow struct {
 	Expiration time.Time
 	Cwd        string
 	Environ    []string
+	// SharedPaths are the translated shared resource paths, by index.
+	SharedPaths []string
+	// StageTransfers copies the workflow's file transfers into the state
+	// dir's transfer dir (a remote resource's way); without it, jobs use
+	// the client paths themselves (soma-workflow's light mode).
+	StageTransfers bool
 }
 
 // CreateWorkflow stores a (validated) workflow and its jobs in ONE
@@ -72,18 +78,25 @@ func (s *Store) CreateWorkflow(ctx context.Context, nw NewWorkflow) (int64, erro
 		return 0, fmt.Errorf("encode workflow: %w", err)
 	}
 	env, _ := json.Marshal(nw.Environ)
+	var shared []byte
+	if len(nw.SharedPaths) > 0 {
+		shared, _ = json.Marshal(nw.SharedPaths)
+	}
 	now := time.Now().UTC()
 	row := Workflow{
 		Name: nw.Name, Status: model.WorkflowNotStarted, Backend: nw.Backend, Queue: nw.Queue,
 		MaxJobs: nw.MaxJobs, Submitted: now, Expiration: nw.Expiration.UTC(),
 		Definition: defJSON, Edges: EncodeEdges(deps), Format: nw.Format,
-		Cwd: nw.Cwd, Environ: env,
+		Cwd: nw.Cwd, Environ: env, SharedPaths: shared,
 	}
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ}).Error; err != nil {
+		if err := tx.Create(&Definition{WorkflowID: row.ID, Body: row.Definition, Edges: row.Edges, Environ: row.Environ, SharedPaths: row.SharedPaths, TempPaths: tempPathInfos(&def)}).Error; err != nil {
+			return err
+		}
+		if err := createTransfers(tx, s.Dir, row.ID, &def, !nw.StageTransfers, row.Expiration); err != nil {
 			return err
 		}
 		return insertJobs(ctx, tx, row.ID, def.Jobs)
@@ -331,7 +344,7 @@ func (s *Store) GetWorkflow(ctx context.Context, id int64, full bool) (*Workflow
 		if err := s.db.WithContext(ctx).Where("workflow_id = ?", id).Limit(1).Find(&d).Error; err != nil {
 			return nil, fmt.Errorf("read workflow %d: %w", id, err)
 		}
-		w.Definition, w.Edges, w.Environ = d.Body, d.Edges, d.Environ
+		w.Definition, w.Edges, w.Environ, w.SharedPaths = d.Body, d.Edges, d.Environ, d.SharedPaths
 	}
 	return &w, nil
 }
@@ -569,7 +582,7 @@ func (s *Store) RemoveWorkflow(ctx context.Context, wfID int64) error {
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("workflow %d: %w", wfID, ErrNotFound)
 		}
-		for _, q := range removeQueries[:3] {
+		for _, q := range removeQueries[:4] {
 			if err := tx.Exec(q, wfID).Error; err != nil {
 				return fmt.Errorf("remove workflow %d: %w", wfID, err)
 			}

@@ -1,0 +1,295 @@
+package cli
+
+// This file holds remote resources on the command line: --resource NAME
+// (SOMAFLOW_RESOURCE) with run, status and transfer, and the far side's
+// hidden `somaflow serve-stdio`.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/somaflow/somaflow/client"
+	"github.com/somaflow/somaflow/model"
+)
+
+// remoteCommands are the commands that honour --resource.
+var remoteCommands = []string{"run", "submit", "wait", "status", "list", "transfer"}
+
+// refuseResource refuses --resource for a command that does not work on
+// remote resources yet (the Factory calls it where commands open the local
+// state).
+func (f *Factory) refuseResource() error {
+	if name := f.global.resource; name != "" {
+		return usagef("--resource %s: `somaflow %s` does not work on remote resources yet (these do: %s)", name, f.global.command, strings.Join(remoteCommands, ", "))
+	}
+	return nil
+}
+
+// dialResource connects to the resource --resource names.
+func (f *Factory) dialResource(ctx context.Context, name string) (*client.Remote, error) {
+	r, ok := f.Config.Resources[name]
+	if !ok {
+		var names []string
+		for n := range f.Config.Resources {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		have := "none is configured (resources: in the configuration; see docs/transfers.md)"
+		if len(names) > 0 {
+			have = "the configuration has: " + strings.Join(names, ", ")
+		}
+		return nil, usagef("unknown resource %q: %s", name, have)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return client.Dial(dctx, name, r)
+}
+
+func serveCommand(f *Factory) *ucli.Command {
+	return &ucli.Command{
+		Name:   "serve-stdio",
+		Usage:  "answer a remote client on stdin/stdout (started over ssh by --resource)",
+		Hidden: true,
+		Action: func(ctx context.Context, cmd *ucli.Command) error {
+			return serveRun(ctx, f.IO, f)
+		},
+	}
+}
+
+func serveRun(ctx context.Context, s *IO, f *Factory) error {
+	c, err := f.Client(ctx)
+	if err != nil {
+		return err
+	}
+	return client.Serve(ctx, c, s.In, s.Out, client.ServeOptions{EnsureEngine: f.EnsureEngine})
+}
+
+// runRemote is `run --resource NAME FILE`: submit to the resource, send
+// the inputs, wait, bring the outputs back, report as run does.
+func runRemote(ctx context.Context, s *IO, o *runOptions, name string, w *model.Workflow, format model.Format) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", client.ErrInvalid, err)
+	}
+	r, err := o.dialResource(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	started := time.Now()
+	id, err := r.SubmitWorkflow(ctx, w, client.SubmitOptions{Name: o.Name, Queue: o.Queue, MaxJobs: o.MaxJobs, Format: string(format)})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.ErrOut, "somaflow: workflow %d submitted to resource %s\n", id, name)
+	if err := moveRemote(ctx, s, r, id, true); err != nil {
+		if _, serr := r.StopWorkflow(context.WithoutCancel(ctx), id); serr != nil {
+			fmt.Fprintf(s.ErrOut, "somaflow: stop workflow %d: %v\n", id, serr)
+		}
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(s.ErrOut, "somaflow: %v: the workflow goes on on resource %s (somaflow --resource %s status %d)\n", sig, name, name, id)
+			cancel()
+		case <-waitCtx.Done():
+		}
+	}()
+	if err := r.WaitWorkflow(waitCtx, id, -1); err != nil {
+		return err
+	}
+	doc, err := r.WorkflowElementsStatus(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := moveRemote(ctx, s, r, id, false); err != nil {
+		if failedJobs(doc) == 0 {
+			return err
+		}
+		fmt.Fprintf(s.ErrOut, "somaflow: warning: outputs not all brought back: %v\n", err)
+	}
+	if doc, err = r.WorkflowElementsStatus(ctx, id); err != nil {
+		return err
+	}
+	if o.JSON {
+		if err := s.JSON(doc); err != nil {
+			return err
+		}
+	} else {
+		printSummary(s, doc, time.Since(started))
+	}
+	if failedJobs(doc) > 0 {
+		return errJobsFailed
+	}
+	return nil
+}
+
+// moveRemote sends a workflow's inputs to a resource or brings its outputs
+// back, with progress on a terminal.
+func moveRemote(ctx context.Context, s *IO, r *client.Remote, id int64, in bool) error {
+	opts, stop := progressOptions(s)
+	defer stop()
+	if in {
+		return r.TransferInputFiles(ctx, id, opts)
+	}
+	return r.TransferOutputFiles(ctx, id, opts)
+}
+
+// remoteStatus is `status --resource NAME ID`.
+func remoteStatus(ctx context.Context, s *IO, o *statusOptions, name string) error {
+	if o.Job != "" {
+		return usagef("status --resource needs one workflow ID")
+	}
+	if o.Watch {
+		return usagef("status --watch does not work with --resource yet")
+	}
+	r, err := o.dialResource(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	doc, err := r.WorkflowElementsStatus(ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	if o.JSON {
+		return s.JSON(doc)
+	}
+	printJobs(s, doc)
+	return nil
+}
+
+// submitRemote is `submit --resource NAME FILE`: the workflow is stored and
+// run on the resource, its inputs sent; it prints the id (of the far
+// side's state dir) and returns.
+func submitRemote(ctx context.Context, s *IO, o *submitOptions, name string, w *model.Workflow, format model.Format) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", client.ErrInvalid, err)
+	}
+	r, err := o.dialResource(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	id, err := r.SubmitWorkflow(ctx, w, client.SubmitOptions{Name: o.Name, Queue: o.Queue,
+		MaxJobs: o.MaxJobs, Format: string(format), Expiration: o.Expiration})
+	if err != nil {
+		return err
+	}
+	if err := moveRemote(ctx, s, r, id, true); err != nil {
+		return fmt.Errorf("workflow %d submitted to resource %s, but its inputs are not all there (somaflow --resource %s transfer in %d): %w", id, name, name, id, err)
+	}
+	if o.JSON {
+		return s.JSON(map[string]string{"id": fmt.Sprint(id)})
+	}
+	fmt.Fprintln(s.Out, id)
+	return nil
+}
+
+// remoteWait is `wait --resource NAME ID...`: waits on the resource and
+// reports as wait does (outputs stay there: transfer out).
+func remoteWait(ctx context.Context, s *IO, o *waitOptions, name string) error {
+	if o.Job != "" {
+		return usagef("wait --job does not work with --resource yet")
+	}
+	ids, timeout := o.IDs, o.Timeout
+	r, err := o.dialResource(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	deadline := time.Now().Add(timeout)
+	var codes []int
+	var docs []*client.WorkflowDoc
+	for _, id := range ids {
+		left := time.Duration(-1)
+		if timeout >= 0 {
+			left = max(0, time.Until(deadline))
+		}
+		err := r.WaitWorkflow(ctx, id, left)
+		var doc *client.WorkflowDoc
+		if err == nil {
+			doc, err = r.WorkflowElementsStatus(ctx, id)
+		}
+		if err != nil {
+			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
+			codes = append(codes, ExitCode(err))
+			continue
+		}
+		docs = append(docs, doc)
+		if failedJobs(doc) > 0 {
+			codes = append(codes, ExitJobFailed)
+		} else {
+			codes = append(codes, ExitOK)
+		}
+	}
+	if o.JSON {
+		if err := s.JSON(docs); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range docs {
+			printSummary(s, d, elapsed(d))
+		}
+	}
+	if code := worst(codes...); code != ExitOK {
+		return silentExit{code}
+	}
+	return nil
+}
+
+// remoteList is `list --resource NAME`.
+func remoteList(ctx context.Context, s *IO, o *listOptions, name string) error {
+	r, err := o.dialResource(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	hs, err := r.Workflows(ctx)
+	if err != nil {
+		return err
+	}
+	if hs == nil {
+		hs = []client.WorkflowHeader{}
+	}
+	return printWorkflowRows(s, o.JSON, hs)
+}
+
+// printWorkflowRows prints `list` rows of a remote resource.
+func printWorkflowRows(s *IO, asJSON bool, hs []client.WorkflowHeader) error {
+	if asJSON {
+		return s.JSON(hs)
+	}
+	text := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		if t, err := time.Parse(time.RFC3339, *p); err == nil {
+			return localTime(t)
+		}
+		return printable(*p)
+	}
+	tw := s.newTable()
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tBACKEND\tSUBMITTED\tEXPIRES")
+	for _, h := range hs {
+		name := ""
+		if h.Name != nil {
+			name = printable(*h.Name)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, name, h.Status, h.Backend, text(h.Submitted), text(h.Expiration))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,137 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/somaflow/somaflow/internal/sshtest"
+)
+
+// remoteEnv starts sshd and returns an environment whose configuration
+// names resource "cluster": this machine over ssh, with its own state dir
+// (the "cluster"), running this build's somaflow.
+func remoteEnv(t *testing.T) (env []string, cluster string) {
+	t.Helper()
+	srv := sshtest.Start(t)
+	cluster = t.TempDir()
+	opts, _ := json.Marshal(srv.Options)
+	cfg := write(t, "config.yaml", fmt.Sprintf(`resources:
+  cluster:
+    host: 127.0.0.1
+    port: %d
+    user: %s
+    identity_file: %s
+    somaflow: %s
+    state_dir: %s
+    ssh_options: %s
+`, srv.Port, srv.User, srv.Identity, binary, cluster, opts))
+	env = []string{"SOMAFLOW_CONFIG=" + cfg, "XDG_CONFIG_HOME=" + t.TempDir(), "SOMAFLOW_SWF_RESOURCE=none",
+		"SOMAFLOW_STATE_DIR=" + t.TempDir()}
+	t.Cleanup(func() { run(t, []string{"SOMAFLOW_STATE_DIR=" + cluster}, "engine", "stop") })
+	return env, cluster
+}
+
+// TestRemoteRunRoundTrip: `run --resource` over a real sshd sends the
+// inputs (a file and a directory) to the cluster's state dir, the jobs run
+// there and read them, the output comes back byte for byte; status
+// --resource gives the same document.
+func TestRemoteRunRoundTrip(t *testing.T) {
+	env, cluster := remoteEnv(t)
+	f := newTransferFixture(t)
+	r := run(t, env, "--resource", "cluster", "run", "--json", f.wf)
+	if r.code != 0 {
+		t.Fatalf("run --resource: %+v", r)
+	}
+	got, err := os.ReadFile(f.outFile)
+	if err != nil || !bytes.Equal(got, f.wantOut()) {
+		t.Fatalf("output back: %d bytes (%v), want %d", len(got), err, len(f.wantOut()))
+	}
+	argv, _ := os.ReadFile(f.argvFile)
+	lines := strings.Split(strings.TrimSpace(string(argv)), "\n")
+	for i, l := range lines[:3] {
+		if !strings.HasPrefix(l, filepath.Join(cluster, "transfers")+"/") {
+			t.Errorf("argument %d is %s, not in the cluster's transfer dir", i+1, l)
+		}
+	}
+	var doc statusDoc
+	must(t, json.Unmarshal([]byte(r.stdout), &doc))
+	if len(doc.Transfers) != 3 {
+		t.Fatalf("transfers: %s", r.stdout)
+	}
+	for i, tr := range doc.Transfers {
+		if tr.Status != "on both sides" || tr.Error != nil {
+			t.Errorf("transfer %d: %+v", i, tr)
+		}
+	}
+	s := run(t, env, "--resource", "cluster", "status", "--json", "1")
+	if s.code != 0 || string(normalise(t, []byte(s.stdout))) != string(normalise(t, []byte(r.stdout))) {
+		t.Fatalf("status --resource: %+v", s)
+	}
+	// The transfer commands work across the connection too.
+	if r := run(t, env, "--resource", "cluster", "transfer", "list"); r.code != 0 || strings.Count(r.stdout, "on both sides") != 3 {
+		t.Fatalf("transfer list --resource: %+v", r)
+	}
+	if r := run(t, env, "--resource", "cluster", "transfer", "delete", "--json", "1"); r.code != 0 || !strings.Contains(r.stdout, `"deferred":true`) {
+		t.Fatalf("transfer delete --resource: %+v", r)
+	}
+	// A command that does not work remotely says so; an unknown resource too.
+	if r := run(t, env, "--resource", "cluster", "stop", "1"); r.code != 2 || !strings.Contains(r.stderr, "does not work on remote resources") {
+		t.Fatalf("stop --resource: %+v", r)
+	}
+	if r := run(t, env, "--resource", "nowhere", "status", "1"); r.code != 2 || !strings.Contains(r.stderr, `unknown resource "nowhere"`) || !strings.Contains(r.stderr, "cluster") {
+		t.Fatalf("unknown resource: %+v", r)
+	}
+}
+
+// TestRemoteStatusDocumentGolden: the status document of a remote run is
+// the local one (the golden file of TestStatusDocumentGolden).
+func TestRemoteStatusDocumentGolden(t *testing.T) {
+	env, _ := remoteEnv(t)
+	r := run(t, env, "--resource", "cluster", "run", "--json", "--max-jobs", "1", write(t, "fail.yaml", failWF))
+	if r.code != 1 {
+		t.Fatalf("run --resource: %+v", r)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "status.golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := normalise(t, []byte(r.stdout)); string(got) != string(want) {
+		t.Fatalf("remote status document differs from the local one:\n%s", got)
+	}
+}
+
+// TestRemoteSubmitWaitOut: submit --resource stores the workflow on the
+// cluster and sends its inputs; wait, list and transfer out work across
+// the connection; the output comes back byte for byte.
+func TestRemoteSubmitWaitOut(t *testing.T) {
+	env, _ := remoteEnv(t)
+	env = append(env, "SOMAFLOW_RESOURCE=cluster")
+	f := newTransferFixture(t)
+	if r := run(t, env, "submit", "--json", f.wf); r.code != 0 || !strings.Contains(r.stdout, `"id":"1"`) {
+		t.Fatalf("submit --resource: %+v", r)
+	}
+	if r := run(t, env, "wait", "--json", "--timeout", "60s", "1"); r.code != 0 || !strings.Contains(r.stdout, `"workflow_done"`) {
+		t.Fatalf("wait --resource: %+v", r)
+	}
+	if r := run(t, env, "list", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"name":"transfers"`) {
+		t.Fatalf("list --resource: %+v", r)
+	}
+	if _, err := os.Stat(f.outFile); err == nil {
+		t.Fatalf("the output came back before transfer out")
+	}
+	if r := run(t, env, "transfer", "out", "1"); r.code != 0 {
+		t.Fatalf("transfer out --resource: %+v", r)
+	}
+	got, err := os.ReadFile(f.outFile)
+	if err != nil || !bytes.Equal(got, f.wantOut()) {
+		t.Fatalf("output back: %d bytes (%v)", len(got), err)
+	}
+	if r := run(t, env, "wait", "7"); r.code != 3 {
+		t.Fatalf("wait --resource on an unknown id: %+v", r)
+	}
+}
