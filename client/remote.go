@@ -636,15 +636,12 @@ func (r *Remote) bringOut(ctx context.Context, t *TransferInfo, pairs []copyPair
 		}
 	})
 	for pi, ents := range all {
-		pi := pi
+		index := make(map[string]int, len(ents))
+		for i := range ents {
+			index[ents[i].Rel] = i
+		}
 		open := func(e fileEntry) (io.ReadCloser, error) {
-			ei := -1
-			for i := range ents {
-				if ents[i].Rel == e.Rel {
-					ei = i
-				}
-			}
-			return &remoteReader{ctx: ctx, r: r, id: t.ID, pair: pi, entry: ei, size: e.Size, buf: buf}, nil
+			return &remoteReader{ctx: ctx, r: r, id: t.ID, pair: pi, entry: index[e.Rel], size: e.Size, buf: buf}, nil
 		}
 		if err := writeTree(ctx, pairs[pi].src, ents, false, buf, open, func(string) string { return "" }, m); err != nil {
 			if r.dead == nil {
