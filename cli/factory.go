@@ -30,6 +30,7 @@ type Factory struct {
 	// that call Run in-process leave it false.
 	OwnProcess bool
 
+	args      []string       // the command line Run was given
 	global    globalFlags    // the global flags, as the running command sees them
 	gcPercent int            // the GC percent at the start of Run, restored at its end
 	client    *client.Client // opened by Client, closed by Close
@@ -50,12 +51,22 @@ func NewFactory(s *IO) *Factory {
 
 // bindGlobals makes every command record the global flags in the factory
 // before its action runs (a command's Before runs after its own flags were
-// parsed, and a subcommand's after its parent's: the leaf's values win).
+// parsed, and a subcommand's after its parent's: the leaf's values win),
+// and run on the resource --resource names when no remote call covers it.
 func (f *Factory) bindGlobals(cmd *ucli.Command) {
 	cmd.Before = func(ctx context.Context, c *ucli.Command) (context.Context, error) {
 		f.global = globalFlags{stateDir: c.String("state-dir"), backend: c.String("backend"), spoolDir: c.String("spool-dir"),
 			resource: c.String("resource"), command: c.Name}
 		return ctx, nil
+	}
+	if act := cmd.Action; act != nil {
+		// With --resource, a command no remote call covers runs there.
+		cmd.Action = func(ctx context.Context, c *ucli.Command) error {
+			if f.global.resource != "" && forwardable(c) {
+				return f.forward(ctx, f.global.resource) // remote.go
+			}
+			return act(ctx, c)
+		}
 	}
 	for _, c := range cmd.Commands {
 		f.bindGlobals(c)

@@ -1,14 +1,18 @@
 package cli
 
 // This file holds remote resources on the command line: --resource NAME
-// (SOMAFLOW_RESOURCE) with run, status and transfer, and the far side's
-// hidden `somaflow serve-stdio`.
+// (SOMAFLOW_RESOURCE). run, submit, wait, status, list and transfer speak
+// to the far side's hidden `somaflow serve-stdio`; the other commands that
+// work on a state dir run there as they are (forward).
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -20,21 +24,29 @@ import (
 	"github.com/somaflow/somaflow/model"
 )
 
-// remoteCommands are the commands that honour --resource.
-var remoteCommands = []string{"run", "submit", "wait", "status", "list", "transfer"}
-
 // refuseResource refuses --resource for a command that does not work on
 // remote resources yet (the Factory calls it where commands open the local
 // state).
 func (f *Factory) refuseResource() error {
 	if name := f.global.resource; name != "" {
-		return usagef("--resource %s: `somaflow %s` does not work on remote resources yet (these do: %s)", name, f.global.command, strings.Join(remoteCommands, ", "))
+		return usagef("--resource %s: `somaflow %s` works on this machine's state dir only (every command that reads or changes workflows takes --resource)", name, f.global.command)
 	}
 	return nil
 }
 
 // dialResource connects to the resource --resource names.
 func (f *Factory) dialResource(ctx context.Context, name string) (*client.Remote, error) {
+	r, err := f.resource(name)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return client.Dial(dctx, name, r)
+}
+
+// resource is the configuration of resource name.
+func (f *Factory) resource(name string) (client.Resource, error) {
 	r, ok := f.Config.Resources[name]
 	if !ok {
 		var names []string
@@ -46,11 +58,80 @@ func (f *Factory) dialResource(ctx context.Context, name string) (*client.Remote
 		if len(names) > 0 {
 			have = "the configuration has: " + strings.Join(names, ", ")
 		}
-		return nil, usagef("unknown resource %q: %s", name, have)
+		return r, usagef("unknown resource %q: %s", name, have)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	return client.Dial(dctx, name, r)
+	return r, nil
+}
+
+// forward runs this command line on the resource: `somaflow ARGS` there
+// over one ssh connection (the resource's state dir and backend, the
+// command's own arguments and flags), its output here, its exit code
+// ours. What no remote call covers (stop, logs, failed, export, ...) works
+// on a resource that way.
+func (f *Factory) forward(ctx context.Context, name string) error {
+	r, err := f.resource(name)
+	if err != nil {
+		return err
+	}
+	if err := r.Check(name); err != nil {
+		return fmt.Errorf("%w: %v", client.ErrInvalid, err)
+	}
+	argv := r.CommandArgv(f.remoteArgs()...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f.IO.In, f.IO.Out, f.IO.ErrOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return silentExit{ExitOK}
+	case errors.As(err, &ee) && ee.ExitCode() == 255:
+		return fmt.Errorf("%w: resource %q: ssh could not run the command there (its message is above)", client.ErrUnavailable, name)
+	case errors.As(err, &ee) && ee.ExitCode() > 0:
+		return silentExit{ee.ExitCode()}
+	}
+	return fmt.Errorf("%w: resource %q: %v", client.ErrUnavailable, name, err)
+}
+
+// localFlags are the global flags that name this machine's state: the
+// resource's configuration names its own.
+var localFlags = []string{"resource", "state-dir", "spool-dir", "backend"}
+
+// remoteArgs are the command line's arguments without the program name
+// and without localFlags.
+func (f *Factory) remoteArgs() []string {
+	var out []string
+	args := f.args[1:]
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && slices.Contains(localFlags, name) {
+			if !hasValue {
+				i++ // its value is the next word
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// forwardable tells whether a command with --resource runs on the
+// resource as it is (forward): not those that speak to it themselves, nor
+// those that only read local files or print what this binary knows.
+func forwardable(c *ucli.Command) bool {
+	lineage := c.Lineage() // c, its parent, ..., the root
+	if len(lineage) < 2 {
+		return false
+	}
+	switch lineage[len(lineage)-2].Name {
+	case "run", "submit", "wait", "status", "list", "transfer", "serve-stdio", // remote calls
+		"validate", "convert", "version", "man", "config", "completion", "help", "dashboard": // local
+		return false
+	}
+	return true
 }
 
 func serveCommand(f *Factory) *ucli.Command {
@@ -150,11 +231,8 @@ func moveRemote(ctx context.Context, s *IO, r *client.Remote, id int64, in bool)
 
 // remoteStatus is `status --resource NAME ID`.
 func remoteStatus(ctx context.Context, s *IO, o *statusOptions, name string) error {
-	if o.Job != "" {
-		return usagef("status --resource needs one workflow ID")
-	}
-	if o.Watch {
-		return usagef("status --watch does not work with --resource yet")
+	if o.Job != "" || o.Watch {
+		return o.forward(ctx, name) // no remote call for these: the command runs there
 	}
 	r, err := o.dialResource(ctx, name)
 	if err != nil {
@@ -203,7 +281,7 @@ func submitRemote(ctx context.Context, s *IO, o *submitOptions, name string, w *
 // reports as wait does (outputs stay there: transfer out).
 func remoteWait(ctx context.Context, s *IO, o *waitOptions, name string) error {
 	if o.Job != "" {
-		return usagef("wait --job does not work with --resource yet")
+		return o.forward(ctx, name) // no remote call for this: the command runs there
 	}
 	ids, timeout := o.IDs, o.Timeout
 	r, err := o.dialResource(ctx, name)

@@ -79,9 +79,30 @@ func TestRemoteRunRoundTrip(t *testing.T) {
 	if r := run(t, env, "--resource", "cluster", "transfer", "delete", "--json", "1"); r.code != 0 || !strings.Contains(r.stdout, `"deferred":true`) {
 		t.Fatalf("transfer delete --resource: %+v", r)
 	}
-	// A command that does not work remotely says so; an unknown resource too.
-	if r := run(t, env, "--resource", "cluster", "stop", "1"); r.code != 2 || !strings.Contains(r.stderr, "does not work on remote resources") {
-		t.Fatalf("stop --resource: %+v", r)
+	// The commands without a remote call run on the resource as they are,
+	// over one ssh connection each: their output, their exit code.
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string // in stdout, or "" for stderr's want
+		err  string
+	}{
+		{[]string{"stop", "1"}, 0, "nothing to stop (it is done)", ""},
+		{[]string{"status", "1", "check"}, 0, "check", ""},
+		{[]string{"status", "--json", "1", "copy"}, 0, `"name":"copy"`, ""},
+		{[]string{"failed", "--json", "1"}, 0, "[]", ""},
+		{[]string{"logs", "--paths", "1", "copy"}, 0, filepath.Join(cluster, "logs"), ""},
+		{[]string{"export", "--to", "native", "1"}, 0, "copy:", ""},
+		{[]string{"trace", "--json", "1"}, 0, `"name":"check"`, ""},
+		{[]string{"wait", "--job", "check", "1"}, 0, "done", ""},
+		{[]string{"export", "7"}, 3, "", "7"},
+		{[]string{"engine", "status", "--json"}, 0, cluster, ""},
+		{[]string{"dashboard"}, 2, "", "this machine's state dir only"},
+	} {
+		r := run(t, env, append([]string{"--resource", "cluster", "--state-dir", t.TempDir()}, tc.args...)...)
+		if r.code != tc.code || !strings.Contains(r.stdout, tc.out) || !strings.Contains(r.stderr, tc.err) {
+			t.Errorf("--resource cluster %v: %+v; want exit %d, %q in stdout, %q in stderr", tc.args, r, tc.code, tc.out, tc.err)
+		}
 	}
 	if r := run(t, env, "--resource", "nowhere", "status", "1"); r.code != 2 || !strings.Contains(r.stderr, `unknown resource "nowhere"`) || !strings.Contains(r.stderr, "cluster") {
 		t.Fatalf("unknown resource: %+v", r)

@@ -69,6 +69,7 @@ func (f *Factory) Run(ctx context.Context, args []string) int {
 		f.Config = cfg
 	}
 	defer f.Close()
+	f.args = args
 	f.gcPercent = debug.SetGCPercent(100)
 	debug.SetGCPercent(f.gcPercent)
 	defer debug.SetGCPercent(f.gcPercent)

@@ -94,7 +94,11 @@ func shellQuote(s string) string {
 
 // SSHArgv is the command line that reaches the resource: ssh, its options,
 // the host, then the remote command, each word quoted for the far shell.
-func (r *Resource) SSHArgv() []string {
+func (r *Resource) SSHArgv() []string { return r.CommandArgv("serve-stdio") }
+
+// CommandArgv is the command line that runs `somaflow ARGS...` on the
+// resource (with its state dir and backend), as SSHArgv.
+func (r *Resource) CommandArgv(args ...string) []string {
 	ssh := r.SSH
 	if ssh == "" {
 		ssh = "ssh"
@@ -126,7 +130,7 @@ func (r *Resource) SSHArgv() []string {
 	if r.Backend != "" {
 		remote = append(remote, "--backend", r.Backend)
 	}
-	remote = append(remote, "serve-stdio")
+	remote = append(remote, args...)
 	words := make([]string, len(remote))
 	for i, w := range remote {
 		words[i] = shellQuote(w)
