@@ -81,7 +81,7 @@ const dashboardWF = `name: 'dash <b>board</b>'
 env: {WF_VAR: wf-value}
 jobs:
   ok: {command: ["true"]}
-  slow: {command: [sleep, "30"]}
+  slow: {command: [sleep, "600"]}
   bad: {shell: "echo '<script>alert(1)</script>'; echo to-stderr >&2; false"}
   dep: {command: ["true"], after: [bad]}
   later: {command: ["true"], after: [slow]}
