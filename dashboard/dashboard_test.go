@@ -31,7 +31,7 @@ const mixedWF = `name: 'mixed <script>alert("wf")</script>'
 env: {WF_VAR: 'wf&value'}
 jobs:
   ok: {command: ["true"]}
-  slow: {command: [sleep, "30"]}
+  slow: {command: [sleep, "600"]}
   bad: {shell: "echo '<script>alert(1)</script>'; echo to-stderr >&2; false", env: {JOB_VAR: job-value}}
   dep: {command: ["true"], after: [bad]}
   later: {command: ["true"], after: [slow]}
@@ -217,8 +217,10 @@ func TestDashboardAccess(t *testing.T) {
 		{"no token", "/", nil, 401},
 		{"wrong token", "/?token=nope", nil, 401},
 		{"token", "/?token=s3cret", nil, 200},
-		{"cookie", "/", map[string]string{"Cookie": "somaflow_dashboard=s3cret"}, 200},
-		{"wrong cookie", "/", map[string]string{"Cookie": "somaflow_dashboard=x"}, 401},
+		{"cookie", "/", map[string]string{"Cookie": "somaflow_dashboard_8080=s3cret"}, 200},
+		{"wrong cookie", "/", map[string]string{"Cookie": "somaflow_dashboard_8080=x"}, 401},
+		{"another dashboard's cookie", "/", map[string]string{"Cookie": "somaflow_dashboard_9090=s3cret"}, 401},
+		{"host without port", "/?token=s3cret", map[string]string{"Host": "127.0.0.1"}, 200},
 		{"other host", "/?token=s3cret", map[string]string{"Host": "evil.example:8080"}, 403},
 		{"localhost", "/?token=s3cret", map[string]string{"Host": "localhost:8080"}, 200},
 		{"ipv6 loopback", "/?token=s3cret", map[string]string{"Host": "[::1]:8080"}, 200},

@@ -26,7 +26,7 @@ const (
 	nodeKindGroup  = "group"
 	nodeKindLevel  = "level"
 	barH           = 6
-	barY           = nodeH - barH - 3
+	barY           = nodeH - barH - 6
 	edgeCurve      = 22
 	graphMinHeight = 60
 )
@@ -245,7 +245,7 @@ func newLayout(w *model.Workflow) *layout {
 		}
 		sort.Ints(keys)
 		for _, k := range keys {
-			addBox(gnode{kind: nodeKindLevel, label: fmt.Sprintf("level %d: %d %s", k, len(levels[k]), what), jobs: levels[k]})
+			addBox(gnode{kind: nodeKindLevel, label: fmt.Sprintf("%s, level %d", what, k), jobs: levels[k]})
 		}
 	}
 	switch {
@@ -263,7 +263,7 @@ func newLayout(w *model.Workflow) *layout {
 			addBox(gnode{kind: nodeKindGroup, label: w.Groups[g.Index].Name, jobs: js})
 		}
 		if len(looseJobs)+len(groups) > maxNodes {
-			byLevel(looseJobs, "jobs outside groups")
+			byLevel(looseJobs, "loose")
 			l.collapsed = true
 		} else {
 			for _, j := range looseJobs {
@@ -407,6 +407,7 @@ type nodeView struct {
 	BarY      int
 	W, H      int
 	CountText string
+	CountX    int
 }
 
 type segment struct {
@@ -440,7 +441,9 @@ func (l *layout) view(s *snapshot, href func(job int) string) *graphView {
 				}
 			}
 			v.Class = "node box-" + nd.kind
-			v.CountText = strconv.Itoa(len(nd.jobs)) + " jobs"
+			v.CountText = strconv.Itoa(len(nd.jobs))
+			v.Label = shorten(nd.label, labelMaxRunes-5)
+			v.CountX, v.LabelY = nd.x+nodeW-6, nd.y+14
 			v.Title = nd.label + ":"
 			inner := nodeW - 8
 			acc := 0

@@ -214,6 +214,13 @@ func logsOf(doc *client.JobDoc, k int, tail int64) []logView {
 // readTail reads at most the last n bytes of a regular file, as valid
 // UTF-8 text. It never blocks on a FIFO nor follows a device.
 func readTail(path string, n int64) (string, bool, error) {
+	// Not even opened unless it is a regular file (opening some devices
+	// acts on them).
+	if fi, err := os.Stat(path); err != nil {
+		return "", false, err
+	} else if !fi.Mode().IsRegular() {
+		return "", false, fmt.Errorf("%s is not a regular file: not shown", path)
+	}
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return "", false, &fs.PathError{Op: "open", Path: path, Err: err}

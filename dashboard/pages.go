@@ -50,6 +50,7 @@ func (s *Server) listData(ctx context.Context) (*pageData, error) {
 	}
 	now := s.opts.Now()
 	d := &pageData{Title: "somaflow: workflows", Live: "/api/workflows", Now: now.UTC().Format(time.RFC3339), Legend: legend()}
+	s.forgetOthers(ws)
 	for _, w := range ws {
 		sum, err := s.summaryOf(ctx, w)
 		if err != nil {

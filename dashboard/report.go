@@ -44,7 +44,10 @@ func WriteReport(ctx context.Context, c *client.Client, id int64, w io.Writer) e
 		Now: now.UTC().Format(time.RFC3339), Legend: legend()}
 	d.Summary = summarize(h, sn.summary(), now, "")
 	d.Summary.Problems = problems(sn)
-	d.Crumbs = []crumb{{workflowName(h) + " (workflow " + h.ID + ")", ""}}
+	d.Crumbs = []crumb{{workflowName(h), ""}}
+	if h.Name != nil && *h.Name != "" {
+		d.Crumbs[0].Name += " (workflow " + h.ID + ")"
+	}
 	d.Rows, d.Pager = pageRows(sn, "", 1, reportRows, now)
 	d.Pager.Truncated = d.Pager.Matching - len(d.Rows)
 	detailed := map[string]bool{}

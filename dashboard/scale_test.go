@@ -105,7 +105,7 @@ func TestDashboardLargeWorkflow(t *testing.T) {
 		absent     []string
 	}{
 		{"first page", w, []string{"page 1 of 54", "jobs 1–100 of 5400", `<tr class="cat-failed">`, "groups are drawn as one box each",
-			`class="node box-group"`, ">step 0<", ">step 19<", "250 jobs", "level 0: 400 jobs outside groups", `rel="next"`}, []string{`<tr class="cat-waiting">`}},
+			`class="node box-group"`, ">step 0<", ">step 19<", ">250<", "loose, level 0", ">400<", `rel="next"`}, []string{`<tr class="cat-waiting">`}},
 		{"last page", w + "?page=54", []string{"page 54 of 54", "jobs 5301–5400 of 5400", `<tr class="cat-succeeded">`, `rel="prev"`}, []string{`rel="next"`}},
 		{"page past the end", w + "?page=999", []string{"page 54 of 54"}, nil},
 		{"failed only", w + "?status=failed", []string{"of 243 failed", "page 1 of 3"}, []string{`<tr class="cat-succeeded">`}},

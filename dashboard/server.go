@@ -90,7 +90,7 @@ const (
 	maxCachedDefs = 4
 )
 
-// cookieName is the cookie that keeps the token.
+// cookieName, followed by _PORT, is the cookie that keeps the token.
 const cookieName = "somaflow_dashboard"
 
 // New makes a Server reading through c (open it with NoEngine). Close
@@ -148,14 +148,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read-only: only GET and HEAD", http.StatusMethodNotAllowed)
 		return
 	}
-	if host, _, err := net.SplitHostPort(r.Host); r.Host != "" && (err != nil || !loopbackName(host)) {
+	host, port := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		host, port = h, p
+	}
+	if r.Host != "" && !loopbackName(strings.Trim(host, "[]")) {
 		http.Error(w, "this dashboard answers on 127.0.0.1 only", http.StatusForbidden)
 		return
 	}
 	if s.opts.Token != "" {
+		// Cookies are shared by every port of a host: the name says which
+		// dashboard the cookie is for (two may run at once).
+		name := cookieName + "_" + port
 		if q := r.URL.Query().Get("token"); q != "" && s.tokenOK(q) {
-			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.opts.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		} else if c, err := r.Cookie(cookieName); err != nil || !s.tokenOK(c.Value) {
+			http.SetCookie(w, &http.Cookie{Name: name, Value: s.opts.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		} else if c, err := r.Cookie(name); err != nil || !s.tokenOK(c.Value) {
 			http.Error(w, "open the URL `somaflow dashboard` printed (it holds the token)", http.StatusUnauthorized)
 			return
 		}
@@ -319,6 +326,23 @@ func (s *Server) loadDefinition(id int64, submitted string) *defEntry {
 
 // defTimeout bounds the reading of one definition.
 const defTimeout = 5 * time.Minute
+
+// forgetOthers drops what the server keeps of workflows no longer listed
+// (removed).
+func (s *Server) forgetOthers(ws []client.WorkflowInfo) {
+	keep := make(map[int64]bool, len(ws))
+	for _, w := range ws {
+		keep[w.ID] = true
+	}
+	s.mu.Lock()
+	for id := range s.sums {
+		if !keep[id] {
+			delete(s.sums, id)
+			delete(s.snaps, id)
+		}
+	}
+	s.mu.Unlock()
+}
 
 // summaryOf is what the list shows of a workflow: its cached summary when
 // the workflow is done and was done then (a done workflow's jobs change
