@@ -283,50 +283,17 @@ func remoteWait(ctx context.Context, s *IO, o *waitOptions, name string) error {
 	if o.Job != "" {
 		return o.forward(ctx, name) // no remote call for this: the command runs there
 	}
-	ids, timeout := o.IDs, o.Timeout
 	r, err := o.dialResource(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	deadline := time.Now().Add(timeout)
-	var codes []int
-	var docs []*client.WorkflowDoc
-	for _, id := range ids {
-		left := time.Duration(-1)
-		if timeout >= 0 {
-			left = max(0, time.Until(deadline))
+	return waitAll(s, o, func(id int64, left time.Duration) (*client.WorkflowDoc, error) {
+		if err := r.WaitWorkflow(ctx, id, left); err != nil {
+			return nil, err
 		}
-		err := r.WaitWorkflow(ctx, id, left)
-		var doc *client.WorkflowDoc
-		if err == nil {
-			doc, err = r.WorkflowElementsStatus(ctx, id)
-		}
-		if err != nil {
-			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
-			codes = append(codes, ExitCode(err))
-			continue
-		}
-		docs = append(docs, doc)
-		if failedJobs(doc) > 0 {
-			codes = append(codes, ExitJobFailed)
-		} else {
-			codes = append(codes, ExitOK)
-		}
-	}
-	if o.JSON {
-		if err := s.JSON(docs); err != nil {
-			return err
-		}
-	} else {
-		for _, d := range docs {
-			printSummary(s, d, elapsed(d))
-		}
-	}
-	if code := worst(codes...); code != ExitOK {
-		return silentExit{code}
-	}
-	return nil
+		return r.WorkflowElementsStatus(ctx, id)
+	})
 }
 
 // remoteList is `list --resource NAME`.

@@ -84,6 +84,23 @@ func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
 	if o.Job != "" {
 		return waitForJob(ctx, s, o, c)
 	}
+	return waitAll(s, o, func(id int64, left time.Duration) (*client.WorkflowDoc, error) {
+		stop := startProgress(ctx, s, c, id)
+		defer stop()
+		if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
+			defer watchProblems(ctx, s, c, infos[0].Backend)()
+		}
+		if err := c.WaitWorkflow(ctx, id, left); err != nil {
+			return nil, err
+		}
+		return c.WorkflowElementsStatus(ctx, id)
+	})
+}
+
+// waitAll waits for each workflow of o in turn with waitOne (given what
+// is left of the timeout, -1 for none), then prints the summaries or the
+// status documents; the most serious exit code wins.
+func waitAll(s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (*client.WorkflowDoc, error)) error {
 	deadline := time.Now().Add(o.Timeout)
 	var codes []int
 	var docs []*client.WorkflowDoc
@@ -92,23 +109,9 @@ func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
 		if o.Timeout >= 0 {
 			left = max(0, time.Until(deadline))
 		}
-		stop := startProgress(ctx, s, c, id)
-		var stopWatch func()
-		if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
-			stopWatch = watchProblems(ctx, s, c, infos[0].Backend)
-		} else {
-			stopWatch = func() {}
-		}
-		err := c.WaitWorkflow(ctx, id, left)
-		stopWatch()
-		stop()
+		doc, err := waitOne(id, left)
 		if err != nil {
 			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
-			codes = append(codes, ExitCode(err))
-			continue
-		}
-		doc, err := c.WorkflowElementsStatus(ctx, id)
-		if err != nil {
 			codes = append(codes, ExitCode(err))
 			continue
 		}
