@@ -205,17 +205,7 @@ func runRemote(ctx context.Context, s *IO, o *runOptions, name string, w *model.
 	if doc, err = r.WorkflowElementsStatus(ctx, id); err != nil {
 		return err
 	}
-	if o.JSON {
-		if err := s.JSON(doc); err != nil {
-			return err
-		}
-	} else {
-		printSummary(s, doc, time.Since(started))
-	}
-	if failedJobs(doc) > 0 {
-		return errJobsFailed
-	}
-	return nil
+	return endRun(s, o, doc, time.Since(started))
 }
 
 // moveRemote sends a workflow's inputs to a resource or brings its outputs

@@ -113,9 +113,14 @@ func TestRemoteRunRoundTrip(t *testing.T) {
 // the local one (the golden file of TestStatusDocumentGolden).
 func TestRemoteStatusDocumentGolden(t *testing.T) {
 	env, _ := remoteEnv(t)
-	r := run(t, env, "--resource", "cluster", "run", "--json", "--max-jobs", "1", write(t, "fail.yaml", failWF))
+	trace := filepath.Join(t.TempDir(), "trace.tsv")
+	r := run(t, env, "--resource", "cluster", "run", "--json", "--max-jobs", "1", "--trace", trace, write(t, "fail.yaml", failWF))
 	if r.code != 1 {
 		t.Fatalf("run --resource: %+v", r)
+	}
+	// --trace is kept here as for a local run.
+	if tsv, err := os.ReadFile(trace); err != nil || !strings.HasPrefix(string(tsv), "workflow\tjob\tname") {
+		t.Fatalf("run --resource --trace: %q, %v", tsv, err)
 	}
 	want, err := os.ReadFile(filepath.Join("testdata", "status.golden.json"))
 	if err != nil {

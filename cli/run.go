@@ -156,6 +156,12 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 	if err != nil {
 		return err
 	}
+	return endRun(s, o, doc, time.Since(started))
+}
+
+// endRun ends a run, here or on a resource: the trace file, the status
+// document or a summary, and errJobsFailed when a job did not succeed.
+func endRun(s *IO, o *runOptions, doc *client.WorkflowDoc, took time.Duration) error {
 	if o.Trace != "" {
 		if err := saveTrace(o.Trace, doc); err != nil {
 			return err
@@ -166,7 +172,7 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 			return err
 		}
 	} else {
-		printSummary(s, doc, time.Since(started))
+		printSummary(s, doc, took)
 	}
 	if failedJobs(doc) > 0 {
 		return errJobsFailed
