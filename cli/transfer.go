@@ -76,44 +76,26 @@ func transferCommand(f *Factory) *ucli.Command {
 			{
 				Name: "status", Usage: "show a transfer's status and progression", ArgsUsage: "TRANSFER_ID",
 				Flags: []ucli.Flag{jsonFlag},
-				Action: func(ctx context.Context, cmd *ucli.Command) error {
-					id, err := transferArg(cmd, "transfer status")
-					if err != nil {
-						return err
-					}
-					c, done, err := f.openTransfers(ctx)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: f.onTransfer("transfer status", func(ctx context.Context, c transferAPI, id int64, asJSON bool) error {
 					ts, err := c.Transfers(ctx, id)
 					if err != nil {
 						return err
 					}
-					if cmd.Bool("json") {
+					if asJSON {
 						return s.JSON(client.TransferDocOf(&ts[0]))
 					}
 					return printTransfers(s, false, ts)
-				},
+				}),
 			},
 			{
 				Name: "delete", Usage: "delete a transfer and its files on the computing resource (deferred while jobs reference it)", ArgsUsage: "TRANSFER_ID",
 				Flags: []ucli.Flag{jsonFlag},
-				Action: func(ctx context.Context, cmd *ucli.Command) error {
-					id, err := transferArg(cmd, "transfer delete")
-					if err != nil {
-						return err
-					}
-					c, done, err := f.openTransfers(ctx)
-					if err != nil {
-						return err
-					}
-					defer done()
+				Action: f.onTransfer("transfer delete", func(ctx context.Context, c transferAPI, id int64, asJSON bool) error {
 					deferred, err := c.DeleteTransfer(ctx, id)
 					if err != nil {
 						return err
 					}
-					if cmd.Bool("json") {
+					if asJSON {
 						return s.JSON(map[string]any{"id": strconv.FormatInt(id, 10), "deferred": deferred})
 					}
 					if deferred {
@@ -122,9 +104,27 @@ func transferCommand(f *Factory) *ucli.Command {
 						fmt.Fprintf(s.Out, "transfer %d deleted\n", id)
 					}
 					return nil
-				},
+				}),
 			},
 		},
+	}
+}
+
+// onTransfer makes the action of a transfer subcommand that takes one
+// TRANSFER_ID: it parses it, opens the transfers (here or on the
+// resource) and runs do.
+func (f *Factory) onTransfer(verb string, do func(ctx context.Context, c transferAPI, id int64, asJSON bool) error) ucli.ActionFunc {
+	return func(ctx context.Context, cmd *ucli.Command) error {
+		id, err := transferArg(cmd, verb)
+		if err != nil {
+			return err
+		}
+		c, done, err := f.openTransfers(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return do(ctx, c, id, cmd.Bool("json"))
 	}
 }
 
