@@ -182,7 +182,8 @@ func TestStatusDocumentGolden(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("run: %+v", r)
 	}
-	s := run(t, nil, "status", "--json", "--state-dir", state, "1")
+	// The binary, as the README shows it (status --json is streamed).
+	s := runBin(t, nil, "status", "--json", "--state-dir", state, "1")
 	if s.code != 0 {
 		t.Fatalf("status: %+v", s)
 	}

@@ -43,7 +43,8 @@ func remoteEnv(t *testing.T) (env []string, cluster string) {
 func TestRemoteRunRoundTrip(t *testing.T) {
 	env, cluster := remoteEnv(t)
 	f := newTransferFixture(t)
-	r := run(t, env, "--resource", "cluster", "run", "--json", f.wf)
+	// The binary, as docs/transfers.md shows it.
+	r := runBin(t, env, "--resource", "cluster", "run", "--json", f.wf)
 	if r.code != 0 {
 		t.Fatalf("run --resource: %+v", r)
 	}
@@ -99,7 +100,7 @@ func TestRemoteRunRoundTrip(t *testing.T) {
 		{[]string{"engine", "status", "--json"}, 0, cluster, ""},
 		{[]string{"dashboard"}, 2, "", "this machine's state dir only"},
 	} {
-		r := run(t, env, append([]string{"--resource", "cluster", "--state-dir", t.TempDir()}, tc.args...)...)
+		r := runBin(t, env, append([]string{"--resource", "cluster", "--state-dir", t.TempDir()}, tc.args...)...)
 		if r.code != tc.code || !strings.Contains(r.stdout, tc.out) || !strings.Contains(r.stderr, tc.err) {
 			t.Errorf("--resource cluster %v: %+v; want exit %d, %q in stdout, %q in stderr", tc.args, r, tc.code, tc.out, tc.err)
 		}

@@ -70,7 +70,7 @@ func TestSharedPathsTranslated(t *testing.T) {
 			} else {
 				env = append(env, "SOMAFLOW_CONFIG=")
 			}
-			r := run(t, env, "run", "--json", sharedWF(t))
+			r := runBin(t, env, "run", "--json", sharedWF(t))
 			if r.code != c.code {
 				t.Fatalf("exit %d, want %d: %+v", r.code, c.code, r)
 			}
