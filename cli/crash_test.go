@@ -288,3 +288,77 @@ func TestSupervisorKilled(t *testing.T) {
 		t.Fatalf("the job ran %d times", strings.Count(string(m), "ran"))
 	}
 }
+
+// TestCrashSupervisorHeld: the supervisor, holding jobs for their slots and
+// dependencies, is SIGKILLed five times while some are held. Jobs it ran
+// end undetermined (never re-run), the held ones are submitted again by
+// the engine (it logs it), and every job runs at most once: those that
+// ran end as in a run without crashes, those that did not never ran.
+func TestCrashSupervisorHeld(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: skipped with -short")
+	}
+	work := t.TempDir()
+	refDir, crashDir := filepath.Join(work, "ref"), filepath.Join(work, "crash")
+	ref := runBin(t, nil, "run", "--json", "--max-jobs", "4", crashWorkflow(t, refDir, 43))
+	if ref.code != 1 {
+		t.Fatalf("reference run: exit %d, want 1 (it has failures)\n%s", ref.code, ref.stderr)
+	}
+	want := outcomes(t, ref.stdout)
+	env, state := service(t)
+	t.Cleanup(func() { stopSupervisor(state) })
+	if r := runBin(t, env, "submit", "--max-jobs", "4", crashWorkflow(t, crashDir, 43)); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	const id = "1"
+	rng := rand.New(rand.NewSource(11))
+	for kill := 0; kill < 5; kill++ {
+		time.Sleep(time.Duration(50+rng.Intn(300)) * time.Millisecond)
+		waitFor(t, "a job held by the supervisor", func() bool {
+			return strings.Contains(runBin(t, env, "status", "--json", id).stdout, `"status":"queued_active"`)
+		})
+		pid := supervisorPID(state)
+		if pid <= 0 {
+			t.Fatal("no supervisor")
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		waitFor(t, "a new supervisor", func() bool {
+			p := supervisorPID(state)
+			return p > 0 && p != pid
+		})
+	}
+	w := runBin(t, env, "wait", "--json", "--timeout", "2m", id)
+	if w.code != 1 {
+		t.Fatalf("wait: exit %d\n%s", w.code, w.stderr)
+	}
+	got := outcomes(t, strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w.stdout), "["), "]"))
+	undetermined := 0
+	for i := 0; i < 300; i++ {
+		name := fmt.Sprintf("j%d", i)
+		data, err := os.ReadFile(filepath.Join(crashDir, "markers", fmt.Sprint(i)))
+		runs := strings.Count(string(data), "ran")
+		switch g := got[name]; {
+		case runs > 1:
+			t.Errorf("%s ran %d times", name, runs)
+		case g == "failed/exit_status_undetermined":
+			undetermined++
+		case g == "failed/aborted_before_running":
+			if err == nil && want[name] != g {
+				t.Errorf("%s: aborted before running, but it ran", name)
+			}
+		case g != want[name]:
+			t.Errorf("%s: %s after the supervisor was killed, %s without", name, g, want[name])
+		case strings.HasPrefix(g, "done/") && runs != 1:
+			t.Errorf("%s: %s but ran %d times", name, g, runs)
+		}
+	}
+	if undetermined == 0 || undetermined > 5*4 {
+		t.Errorf("%d jobs undetermined after 5 supervisor kills with 4 running at most", undetermined)
+	}
+	log, _ := os.ReadFile(filepath.Join(state, "engine.log"))
+	if n := strings.Count(string(log), "submitted again"); n == 0 {
+		t.Errorf("no held job was submitted again after the supervisor was killed 5 times while holding jobs:\n%s", log)
+	} else {
+		t.Logf("%d held jobs submitted again, %d undetermined", n, undetermined)
+	}
+}

@@ -60,6 +60,14 @@ type JobSpec struct {
 	Resources model.Resources
 	// Priority: higher first when slots are scarce (the engine already orders).
 	Priority int
+	// Pool names the slots the job takes, for backends with
+	// Capabilities.Pools: the backend starts it only while the jobs of its
+	// pool it runs take at most PoolLimit slots with it (PoolNeed each, at
+	// least one; a job alone in its pool always starts), in the order they
+	// were submitted, and holds it queued until then. PoolLimit 0: no limit.
+	Pool      string
+	PoolLimit int
+	PoolNeed  int
 }
 
 // Name is the DRMS job name carrying engine tag, workflow, job and attempt:
@@ -99,10 +107,14 @@ const (
 	Suspended
 	// Ended: the Outcome is known.
 	Ended
+	// Dropped: the backend proves the attempt never started and never
+	// will (the supervisor that held it queued died): the engine submits
+	// it again.
+	Dropped
 )
 
 func (p Phase) String() string {
-	return [...]string{"unknown", "queued", "held", "running", "suspended", "ended"}[p]
+	return [...]string{"unknown", "queued", "held", "running", "suspended", "ended", "dropped"}[p]
 }
 
 // By says who holds or suspends a job (Phase Held or Suspended), where the
@@ -133,6 +145,10 @@ type State struct {
 	Reason string
 	// Outcome is set when Phase is Ended.
 	Outcome *Outcome
+	// Handle, when set, replaces the attempt's handle (a job the local
+	// supervisor held queued got its pid when it started); the engine
+	// stores it and uses its ID from then on.
+	Handle *Handle
 }
 
 // Outcome is how an attempt ended, in soma-workflow's terms (the outcome
@@ -236,6 +252,12 @@ type Capabilities struct {
 	// Walltime: the DRMS ends a job at its Resources.Walltime itself
 	// (false: the engine kills it then).
 	Walltime bool
+	// Pools: the backend enforces JobSpec.Pool's limit itself, holding
+	// the jobs over it queued, so the engine may submit ahead of free
+	// slots (a job's end then starts the next without a round trip to the
+	// engine). Jobs are queued when submitted; a Running event follows
+	// when they start.
+	Pools bool
 }
 
 // Backend is the contract every DRMS implements.

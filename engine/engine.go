@@ -184,6 +184,18 @@ type job struct {
 	after []drms.Handle
 	// timedOut: the engine killed the attempt at its walltime.
 	timedOut bool
+	// unsent is what the row said before this attempt was handed to a
+	// backend that may hold it (Capabilities.Pools), until it starts: an
+	// attempt that ends without ever starting there is shown as never
+	// submitted, as it would have been without the hold.
+	unsent *unsent
+}
+
+// unsent is the part of a job's row that a submission changes.
+type unsent struct {
+	attempt        int
+	submitted      *time.Time
+	stdout, stderr string
 }
 
 // New returns an engine for the store and backend. tag identifies this

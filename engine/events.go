@@ -56,11 +56,31 @@ func (e *Engine) applyEvents(evs []taggedEvent) {
 // suspended (soma-workflow's statuses, by whom where the DRMS tells),
 // running, or ended.
 func (e *Engine) observe(j *job, s drms.State) {
+	if s.Handle != nil && s.Handle.ID != j.row.DRMSID && j.w.state[j.row.Index] == nActive {
+		// A held job got its own id when it started (its pid).
+		delete(j.w.b.handles, j.row.DRMSID)
+		j.row.DRMSID, j.row.HandleVersion, j.row.Handle = s.Handle.ID, s.Handle.Version, s.Handle.State
+		j.w.b.handles[s.Handle.ID] = j
+		e.markDirty(j)
+	}
 	switch s.Phase {
+	case drms.Dropped:
+		// Proved never started (the backend that held it lost it): it is
+		// submitted again, as the same attempt.
+		if j.w.state[j.row.Index] == nActive && j.row.Status != model.JobKillPending {
+			delete(j.w.b.handles, j.row.DRMSID)
+			j.row.DRMSID, j.row.Handle, j.row.HandleVersion = "", nil, 0
+			e.log.Info("job dropped by its backend before it started: submitted again", "job", j.row.ID, "attempt", j.row.Attempt)
+			e.requeue(j)
+		} else if j.w.state[j.row.Index] == nActive {
+			e.finish(j, &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore})
+		}
+		return
 	case drms.Ended:
 		e.finish(j, s.Outcome)
 		return
 	case drms.Running, drms.Suspended:
+		j.unsent = nil
 		if j.row.Started == nil {
 			if !s.Started.IsZero() {
 				t := s.Started.UTC()
@@ -149,6 +169,13 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 	if e.retry(j, o) {
 		return
 	}
+	if u := j.unsent; u != nil && o.ExitStatus == model.ExitAbortedBefore && o.Started.IsZero() && j.row.Started == nil {
+		// Held by the backend and never started (a dependency failed, or
+		// it was stopped): as if never submitted.
+		j.row.Attempt, j.row.Submitted, j.row.Stdout, j.row.Stderr = u.attempt, u.submitted, u.stdout, u.stderr
+		j.row.DRMSID, j.row.Handle, j.row.HandleVersion = "", nil, 0
+	}
+	j.unsent = nil
 	e.end(j, o)
 	if w.state[v] == nSucceeded {
 		w.forget(v)

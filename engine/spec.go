@@ -67,6 +67,7 @@ func (e *Engine) buildSpec(w *wfRun, j *job) (drms.JobSpec, paramFiles, error) {
 		Attempt: j.row.Attempt, Queue: w.row.Queue, Join: mj.JoinStderrout,
 		Parallel: mj.ParallelJobInfo, Priority: mj.Priority, Resources: mj.Resources,
 	}
+	w.pool(&spec, j.row.Index)
 	spec.NativeSpec = mj.NativeSpecification
 	if spec.NativeSpec == nil {
 		spec.NativeSpec = w.def.NativeSpecification

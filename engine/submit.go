@@ -73,6 +73,10 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 		switch {
 		case w.g.hidden(int(p)) || w.isBarrier(int(p)):
 			return nil, false
+		case int(p) < len(w.def.Jobs) && w.def.Jobs[p] != nil && w.def.Jobs[p].Retries > 0 && w.state[p] != nSucceeded:
+			// A failed attempt may be retried: the DRMS would cancel
+			// this job for the attempt that failed.
+			return nil, false
 		case w.state[p] == nSucceeded:
 		case w.state[p] == nActive && w.jobs[p].row.DRMSID != "" && !w.jobs[p].row.KillIntent:
 			after = append(after, handleOf(w.jobs[p]))
@@ -90,11 +94,38 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 // as soma-workflow's local scheduler shares the CPUs across workflows, a
 // job taking as many as it asks CPUs (one at least; a job asking more than
 // there are runs when none is taken).
+//
+// A backend that enforces the limit itself (Capabilities.Pools) is given
+// up to poolAhead more jobs, held there until a slot is free: a job's end
+// then starts the next one without waiting for this engine.
 func (w *wfRun) mayStart(v, used int) bool {
-	if w.maxJobs > 0 {
-		return w.running < w.maxJobs
+	ahead := 0
+	if w.b.caps.Pools {
+		ahead = poolAhead
 	}
-	return w.b.slots <= 0 || used == 0 || used+w.need(v) <= w.b.slots
+	if w.maxJobs > 0 {
+		return w.running < w.maxJobs+ahead
+	}
+	return w.b.slots <= 0 || used == 0 || used+w.need(v) <= w.b.slots+ahead
+}
+
+// poolAhead is how many jobs over its limit a workflow (or the workflows
+// sharing a backend's slots) hands a backend that holds them (Pools). Held
+// jobs are queued_active; stopping the workflow cancels them.
+const poolAhead = 32
+
+// pool fills in the slots a job takes on a backend that enforces them
+// (Capabilities.Pools): the workflow's own limit, or the backend's slots
+// shared by the workflows without one (see mayStart).
+func (w *wfRun) pool(spec *drms.JobSpec, v int) {
+	if !w.b.caps.Pools {
+		return
+	}
+	if w.maxJobs > 0 {
+		spec.Pool, spec.PoolLimit, spec.PoolNeed = fmt.Sprintf("workflow-%d", w.row.ID), w.maxJobs, 1
+		return
+	}
+	spec.Pool, spec.PoolLimit, spec.PoolNeed = "backend", w.b.slots, w.need(v)
 }
 
 // need is the number of backend slots job v takes: the CPUs it asks, at
@@ -142,6 +173,10 @@ func (e *Engine) schedule() []*job {
 			}
 			w.set(v, nActive)
 			used[w.b] += w.need(v)
+			j.unsent = nil
+			if w.b.caps.Pools {
+				j.unsent = &unsent{attempt: j.row.Attempt, submitted: j.row.Submitted, stdout: j.row.Stdout, stderr: j.row.Stderr}
+			}
 			j.row.Attempt++
 			j.row.Status = model.JobSubmissionPending
 			j.row.ExitStatus, j.row.ExitValue, j.row.Signal, j.row.Reason = nil, nil, nil, nil
@@ -195,7 +230,7 @@ func (e *Engine) submit(ctx context.Context, subs []*job) {
 		case err == nil:
 			e.backendUp(w.b)
 			e.setHandle(j, h)
-			if w.b.caps.Queues || len(j.after) > 0 {
+			if w.b.caps.Queues || w.b.caps.Pools || len(j.after) > 0 {
 				j.row.Status = model.JobQueuedActive
 			} else {
 				j.row.Status = model.JobRunning

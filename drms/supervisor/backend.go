@@ -69,6 +69,7 @@ type Backend struct {
 type cjob struct {
 	key, id string
 	rec     Record
+	told    drms.Phase // the last phase an event reported
 }
 
 // New connects to the supervisor of cfg.StateDir, starting one
@@ -113,13 +114,18 @@ func New(cfg drms.Config) (*Backend, error) {
 	return b, nil
 }
 
-// Capabilities implements drms.Backend.
+// Capabilities implements drms.Backend. The supervisor holds jobs for
+// their dependencies (SubmitAfter) and their pool's slots itself, so that
+// a job's end starts the next without a round trip to the engine; the
+// setting "hold: false" turns both off.
 func (b *Backend) Capabilities() drms.Capabilities {
 	mj, _ := strconv.Atoi(b.cfg.Settings["max-jobs"])
 	if mj <= 0 {
 		mj = proc.CPUCount()
 	}
-	return drms.Capabilities{Name: "local", Supervisor: true, SurvivesEngine: true, MaxJobsDefault: mj, LazyOutput: true}
+	hold := b.cfg.Settings["hold"] != "false"
+	return drms.Capabilities{Name: "local", Supervisor: true, SurvivesEngine: true, MaxJobsDefault: mj, LazyOutput: true,
+		Dependencies: hold, Pools: hold}
 }
 
 // Events implements drms.Notifier: one event per ended job this backend
@@ -147,19 +153,27 @@ func handleOf(r Record) drms.Handle {
 }
 
 func stateOf(r Record) drms.State {
+	switch r.T {
+	case recWait:
+		return drms.State{Phase: drms.Queued}
+	case recDropped:
+		return drms.State{Phase: drms.Dropped}
+	}
 	st := drms.State{Phase: drms.Running, Started: unixTime(r.Started)}
 	if r.ended() {
 		st.Phase, st.Outcome = drms.Ended, r.Outcome()
-		if r.T == recNoStart {
+		if r.T == recNoStart || r.T == recCancel {
 			st.Started = time.Time{}
 		}
 	}
 	return st
 }
 
-// watch records what the supervisor said of a job (id: the engine's handle
-// ID, "" to derive it). An outcome, once known, is final. An ended job not
-// yet reported gets its event when emit is set.
+// watch records what the supervisor said of a job. id is the handle ID the
+// engine knows ("" for the one this backend gave last): when the job's own
+// ID differs (a held job, known by its key, got its pid when it started),
+// the state carries the new handle. An outcome, once known, is final. With
+// emit, a start, an end or a drop not reported yet is sent as an event.
 func (b *Backend) watch(r Record, id string, emit bool) (drms.Handle, drms.State) {
 	b.mu.Lock()
 	j := b.jobs[r.Key]
@@ -167,25 +181,33 @@ func (b *Backend) watch(r Record, id string, emit bool) (drms.Handle, drms.State
 		j = &cjob{key: r.Key}
 		b.jobs[r.Key] = j
 	}
-	wasEnded := j.rec.ended()
-	if !wasEnded {
+	if !j.rec.ended() {
 		j.rec = r
 	}
 	if id == "" {
-		id = handleOf(j.rec).ID
-	}
-	if j.id != id {
-		if j.id != "" {
-			delete(b.byID, j.id)
-		}
-		j.id = id
-		b.byID[id] = r.Key
+		id = j.id
 	}
 	h, st := handleOf(j.rec), stateOf(j.rec)
-	h.ID = j.id
+	j.id = h.ID
+	b.byID[h.ID] = r.Key
+	if id != "" && id != h.ID {
+		b.byID[id] = r.Key
+		nh := h
+		st.Handle = &nh
+	} else {
+		id = h.ID
+	}
+	var ev *drms.Event
+	switch st.Phase {
+	case drms.Running, drms.Ended, drms.Dropped:
+		if emit && j.told != st.Phase && j.told != drms.Ended {
+			j.told = st.Phase
+			ev = &drms.Event{ID: id, State: st}
+		}
+	}
 	b.mu.Unlock()
-	if emit && !wasEnded && st.Phase == drms.Ended {
-		b.emit(drms.Event{ID: h.ID, State: st})
+	if ev != nil {
+		b.emit(*ev)
 	}
 	return h, st
 }
@@ -194,6 +216,25 @@ func (b *Backend) watch(r Record, id string, emit bool) (drms.Handle, drms.State
 // supervisor never starts a key twice: a key it already knows gives that
 // job's handle back.
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
+	return b.submit(ctx, spec, nil)
+}
+
+// SubmitAfter implements drms.DependencySubmitter: the supervisor holds the
+// job until every attempt in after exited 0, and cancels it (it ends
+// aborted_before_running) when one did not.
+func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []drms.Handle) (drms.Handle, error) {
+	keys := make([]string, 0, len(after))
+	for _, h := range after {
+		key, _, ok := b.keyOf(h)
+		if !ok {
+			return drms.Handle{}, fmt.Errorf("supervisor: start %s after %q: not a supervised local job", spec.Key(), h.ID)
+		}
+		keys = append(keys, key)
+	}
+	return b.submit(ctx, spec, keys)
+}
+
+func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, after []string) (drms.Handle, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	cc, err := b.conn(ctx)
@@ -203,7 +244,8 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 	key := spec.Key()
 	req := Request{Op: "start", Key: key, Job: &JobReq{Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, Join: spec.Join,
-		LazyStdout: spec.LazyStdout, LazyStderr: spec.LazyStderr}}
+		LazyStdout: spec.LazyStdout, LazyStderr: spec.LazyStderr,
+		After: after, Pool: spec.Pool, Limit: spec.PoolLimit, Need: spec.PoolNeed}}
 	// Watch the key before asking, so that an exit event that overtakes
 	// this call's return is not ignored.
 	b.mu.Lock()
@@ -374,7 +416,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (h drms.Handle,
 		return h, false, false, fmt.Errorf("supervisor: locate %s: %w: %v", spec.Key(), drms.ErrUnavailable, err)
 	}
 	switch r := m.Jobs[0]; r.T {
-	case recUnknown:
+	case recUnknown, recDropped:
 		return h, false, true, nil
 	case recUncertain:
 		return h, false, false, nil
@@ -400,6 +442,9 @@ func (b *Backend) Acknowledge(ctx context.Context, hs []drms.Handle) error {
 		}
 		if j := b.jobs[key]; j != nil && !j.rec.ended() {
 			continue // still running: nothing to forget
+		}
+		if j := b.jobs[key]; j != nil {
+			delete(b.byID, j.id)
 		}
 		delete(b.jobs, key)
 		delete(b.byID, h.ID)
@@ -454,8 +499,9 @@ func (b *Backend) emit(ev drms.Event) {
 }
 
 var (
-	_ drms.Backend      = (*Backend)(nil)
-	_ drms.Notifier     = (*Backend)(nil)
-	_ drms.Locator      = (*Backend)(nil)
-	_ drms.Acknowledger = (*Backend)(nil)
+	_ drms.Backend             = (*Backend)(nil)
+	_ drms.Notifier            = (*Backend)(nil)
+	_ drms.Locator             = (*Backend)(nil)
+	_ drms.Acknowledger        = (*Backend)(nil)
+	_ drms.DependencySubmitter = (*Backend)(nil)
 )

@@ -435,7 +435,7 @@ func (cc *clientConn) read() {
 			}
 			continue
 		}
-		if m.Ev == "exit" {
+		if m.Ev == "exit" || m.Ev == "start" {
 			for _, r := range m.Jobs {
 				cc.b.mu.Lock()
 				_, watched := cc.b.jobs[r.Key]

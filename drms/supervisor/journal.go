@@ -15,11 +15,12 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/proc"
+	"github.com/somaflow/somaflow/model"
 	"github.com/somaflow/somaflow/privdir"
 )
 
-// JournalVersion is the version of the journal format this package writes
-// and reads. The journal is `<state>/supervisor.journal`: a header line
+// JournalVersion is the version of the journal format this package writes;
+// it reads version 1 too (version 2 added "wait", "cancel" and "dropped"). The journal is `<state>/supervisor.journal`: a header line
 //
 //	{"journal":"somaflow-supervisor","version":1}
 //
@@ -31,10 +32,14 @@ import (
 // exit_status_undetermined), "kill" a kill request, "ack" an outcome the
 // engine recorded (the job is then forgotten). A partial last line (a crash
 // in the middle of a write) is cut off on replay; a bad line anywhere else
-// is an error. The journal is rewritten (temp file + rename) with one
+// is an error. A job held queued (its dependencies or its pool's slots
+// not free yet) has a "wait" record before its "intent"; "cancel" ends a
+// held job that never started (a dependency did not succeed, or it was
+// killed); a held job of a dead supervisor is "dropped" by the next one:
+// it provably never started, and the engine submits it again. The journal is rewritten (temp file + rename) with one
 // snapshot record per remembered job when the supervisor starts and when
 // many jobs were forgotten.
-const JournalVersion = 1
+const JournalVersion = 2
 
 const journalMagic = "somaflow-supervisor"
 
@@ -52,6 +57,9 @@ const (
 	recLost    = "lost"
 	recKill    = "kill"
 	recAck     = "ack"
+	recWait    = "wait"
+	recCancel  = "cancel"
+	recDropped = "dropped"
 	// Protocol-only states, never written to the journal.
 	recUnknown   = "unknown"
 	recUncertain = "uncertain"
@@ -100,7 +108,17 @@ func (r *Record) merge(n Record) {
 
 // ended reports whether the record holds a final outcome.
 func (r *Record) ended() bool {
-	return r.T == recExit || r.T == recLost || r.T == recNoStart
+	return r.T == recExit || r.T == recLost || r.T == recNoStart || r.T == recCancel
+}
+
+// succeeded reports whether the record is an exit the engine counts as a
+// success (exit 0), what a dependant held for it needs.
+func (r *Record) succeeded() bool {
+	if r.T != recExit {
+		return false
+	}
+	o := r.Outcome()
+	return model.Succeeded(o.Status, o.ExitStatus, o.ExitValue)
 }
 
 // Outcome turns an ended record into the drms outcome (nil if not ended).
@@ -124,6 +142,8 @@ func (r *Record) Outcome() *drms.Outcome {
 		o := drms.NotStarted(r.Reason)
 		o.Ended = ended
 		return o
+	case recCancel:
+		return &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore, Ended: ended}
 	}
 	return nil
 }
@@ -190,7 +210,7 @@ func ReplayJournal(path string) (jobs map[string]*Record, truncAt int64, err err
 			if err := json.Unmarshal(body, &h); err != nil || h.Journal != journalMagic {
 				return nil, -1, fmt.Errorf("supervisor journal %s: not a somaflow supervisor journal (bad header %q)", path, trim(body))
 			}
-			if h.Version != JournalVersion {
+			if h.Version != JournalVersion && h.Version != 1 {
 				return nil, -1, fmt.Errorf("supervisor journal %s: version %d, this somaflow reads version %d", path, h.Version, JournalVersion)
 			}
 		} else {

@@ -32,7 +32,14 @@ import (
 // process group, SIGKILL after the grace; "locate" (Key) -> Jobs[0], T
 // "unknown" only when the supervisor can prove the key never reached it,
 // "uncertain" otherwise; "ack" (Keys): forget these ended jobs.
-const ProtocolVersion = 1
+//
+// Version 2: a start may be held. Job.After names keys that must end with
+// exit 0 first (one that did not cancels the job: record "cancel"), and
+// Job.Pool / Limit / Need a pool of slots the job waits for (started in
+// request order while the pool's running jobs take at most Limit). A held
+// job's reply has T "wait"; when it starts, every client gets an event with
+// Ev "start" (and "exit" when it ends, or is cancelled, or cannot start).
+const ProtocolVersion = 2
 
 // BootstrapVersion is the version of supervisor.json.
 const BootstrapVersion = 1
@@ -64,6 +71,12 @@ type JobReq struct {
 	// LazyStdout/LazyStderr: see drms.JobSpec.
 	LazyStdout bool `json:"lazy_stdout,omitempty"`
 	LazyStderr bool `json:"lazy_stderr,omitempty"`
+	// After: keys of jobs that must exit 0 before this one starts.
+	After []string `json:"after,omitempty"`
+	// Pool, Limit, Need: see drms.JobSpec.Pool.
+	Pool  string `json:"pool,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+	Need  int    `json:"need,omitempty"`
 }
 
 // Message is a reply (ID set) or an event (Ev set).

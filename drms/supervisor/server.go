@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -101,7 +102,8 @@ func Main(ctx context.Context, args []string) int {
 	s := &server{stateDir: dir, idle: *idle, log: log,
 		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
 		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{},
-		cg: proc.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
+		pools: map[string]int{},
+		cg:    proc.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
 	}
@@ -151,6 +153,12 @@ type server struct {
 	// unknown pids reaped meanwhile wait in early for their starter.
 	starting int
 	early    map[int]earlyExit
+	// held are the jobs waiting for their dependencies or their pool's
+	// slots, in request order; pools counts the slots their pools'
+	// running (and starting) jobs take.
+	held  []*sjob
+	pools map[string]int
+	retry *time.Timer // a dispatch tried again (see retryDispatchLocked)
 }
 
 type earlyExit struct {
@@ -163,6 +171,19 @@ type sjob struct {
 	rec  Record
 	kill *time.Timer
 	out  *proc.Output // lazily created log files, finished at exit
+	// pool and need: the slots the job takes while it runs.
+	pool string
+	need int
+	// hold is set while the job is held (not started yet).
+	hold *holdReq
+}
+
+// holdReq is what a held job needs to start later.
+type holdReq struct {
+	req   Request
+	env   []string
+	after []string // dependencies not ended yet
+	limit int
 }
 
 func (s *server) run(ctx context.Context, report func(string)) error {
@@ -288,6 +309,10 @@ func (s *server) recoverJournal() error {
 		case recIntent:
 			r.T, r.Ended = recLost, time.Now().UnixNano()
 			r.Reason = "the supervisor died while starting the job; whether it started is unknown"
+		case recWait:
+			// Held and never started (its intent would follow the wait):
+			// the engine submits it again.
+			r.T = recDropped
 		case recStart, recKill:
 			o := proc.Orphaned(r.PID, r.Tick, unixTime(r.Started),
 				"the supervisor died while the job ran; its exit status is unknown",
@@ -438,13 +463,11 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	}
 	s.jr.syncSoon()
 	s.lastActive = ended
-	ev := Message{Ev: "exit", Jobs: []Record{j.rec}}
-	conns := make([]*sconn, 0, len(s.conns))
-	for c := range s.conns {
-		c.queue(ev)
-		conns = append(conns, c)
-	}
-	return conns
+	s.pools[j.pool] -= j.need
+	conns := s.broadcastLocked("exit", j.rec)
+	// The jobs held for this one or for its slot start now, as its end is
+	// told: no round trip to the engine between two jobs.
+	return append(conns, s.dispatchLocked()...)
 }
 
 // writeTimeout drops a client that does not read its messages.
@@ -584,13 +607,10 @@ func (c *sconn) handle(req Request) (Message, bool) {
 		} else {
 			c.lastEnv = env
 		}
-		// Starts run concurrently: a fork blocks its thread until the
-		// child has exec'd, which takes long on a busy machine.
-		c.inflight.Add(1)
-		go func() {
-			defer c.inflight.Done()
-			c.start(req, env)
-		}()
+		// Admitted in request order (a later "ack" of a dependency cannot
+		// overtake it); started concurrently: a fork blocks its thread
+		// until the child has exec'd, which takes long on a busy machine.
+		c.admit(req, env)
 		return Message{}, false
 	case "status":
 		s.mu.Lock()
@@ -616,10 +636,11 @@ func (c *sconn) handle(req Request) (Message, bool) {
 	return Message{Err: fmt.Sprintf("unknown operation %q", req.Op)}, true
 }
 
-// start starts a job once per key. The reply is queued under s.mu with the
-// job's registration, so it precedes the job's exit event on this
-// connection.
-func (c *sconn) start(req Request, env []string) {
+// admit takes a start request: a key already known gives its record back
+// (a job is never started twice); a job that may start now is started (its
+// reply follows the fork); else it is held ("wait") until its dependencies
+// ended and its pool has room, and dispatch starts or cancels it then.
+func (c *sconn) admit(req Request, env []string) {
 	s := c.s
 	reply := func(m Message) {
 		m.ID = req.ID
@@ -627,25 +648,244 @@ func (c *sconn) start(req Request, env []string) {
 			c.send(m)
 		}
 	}
+	jb := req.Job
 	s.mu.Lock()
-	if j := s.jobs[req.Key]; j != nil {
+	if j := s.jobs[req.Key]; j != nil && j.rec.T != recDropped {
 		r := j.rec
 		s.mu.Unlock()
 		reply(Message{Existed: true, Jobs: []Record{r}})
 		return
 	}
-	j := &sjob{rec: Record{T: recIntent, Key: req.Key, Started: time.Now().UnixNano()}}
+	for _, a := range jb.After {
+		if s.jobs[a] == nil {
+			s.mu.Unlock()
+			reply(Message{Err: fmt.Sprintf("start %s: dependency %s is unknown to the supervisor", req.Key, a)})
+			return
+		}
+	}
+	j := &sjob{pool: jb.Pool, need: max(1, jb.Need),
+		hold: &holdReq{req: req, env: env, after: jb.After, limit: jb.Limit}}
 	s.jobs[req.Key] = j
 	s.lastActive = time.Now()
+	if s.pendingLocked(j) == "" && !s.poolHeldLocked(j.pool) && s.fitsLocked(j) {
+		s.pools[j.pool] += j.need
+		j.hold = nil
+		j.rec = Record{T: recIntent, Key: req.Key, Started: time.Now().UnixNano()}
+		if err := s.jr.append(j.rec); err != nil {
+			delete(s.jobs, req.Key)
+			s.pools[j.pool] -= j.need
+			s.mu.Unlock()
+			reply(Message{Err: err.Error()})
+			return
+		}
+		s.starting++
+		s.mu.Unlock()
+		c.inflight.Add(1)
+		go func() {
+			defer c.inflight.Done()
+			s.launch(j, req, env, c)
+		}()
+		return
+	}
+	j.rec = Record{T: recWait, Key: req.Key}
 	if err := s.jr.append(j.rec); err != nil {
 		delete(s.jobs, req.Key)
 		s.mu.Unlock()
 		reply(Message{Err: err.Error()})
 		return
 	}
-	s.starting++
+	s.held = append(s.held, j)
+	if req.ID != 0 {
+		c.queue(Message{ID: req.ID, Jobs: []Record{j.rec}})
+	}
+	conns := s.dispatchLocked()
 	s.mu.Unlock()
+	c.flush()
+	for _, o := range conns {
+		o.flush()
+	}
+}
 
+// pendingLocked tells what a held job still waits for: "" when every
+// dependency exited 0 (they are then dropped from the list), "after" while
+// one has not ended, else "cancel: KEY" for a dependency that did not
+// succeed.
+func (s *server) pendingLocked(j *sjob) string {
+	if j.hold == nil {
+		return ""
+	}
+	left := j.hold.after[:0]
+	for _, a := range j.hold.after {
+		d := s.jobs[a]
+		switch {
+		case d == nil:
+			// Forgotten (acknowledged) before it ended cannot happen: an
+			// ended dependency's dependants are dispatched at its end.
+			return "cancel: " + a
+		case d.rec.ended() && d.rec.succeeded():
+		case d.rec.ended():
+			return "cancel: " + a
+		default:
+			left = append(left, a)
+		}
+	}
+	j.hold.after = left
+	if len(left) > 0 {
+		return "after"
+	}
+	return ""
+}
+
+// poolHeldLocked: a job of this pool is held for its slots (a new one queues
+// behind it).
+func (s *server) poolHeldLocked(pool string) bool {
+	for _, h := range s.held {
+		if h.hold != nil && h.pool == pool && len(h.hold.after) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// fitsLocked: the job's pool has room for it (a job alone in its pool
+// always fits, whatever it asks).
+func (s *server) fitsLocked(j *sjob) bool {
+	limit := 0
+	if j.hold != nil {
+		limit = j.hold.limit
+	}
+	used := s.pools[j.pool]
+	return limit <= 0 || used == 0 || used+j.need <= limit
+}
+
+// dispatchLocked starts the held jobs that may start now, in request order
+// (a pool's first held job blocks the later ones of its pool), and cancels
+// those with a dependency that did not succeed. It returns the connections
+// with events to flush once s.mu is unlocked.
+func (s *server) dispatchLocked() []*sconn {
+	if len(s.held) == 0 {
+		return nil
+	}
+	var conns []*sconn
+	blocked := map[string]bool{}
+	kept := s.held[:0]
+	for _, j := range s.held {
+		if j.hold == nil {
+			continue // cancelled meanwhile
+		}
+		switch p := s.pendingLocked(j); {
+		case strings.HasPrefix(p, "cancel"):
+			conns = append(conns, s.cancelLocked(j, false)...)
+			continue
+		case p != "":
+			kept = append(kept, j)
+			continue
+		}
+		if blocked[j.pool] || !s.fitsLocked(j) {
+			blocked[j.pool] = true
+			kept = append(kept, j)
+			continue
+		}
+		intent := j.rec
+		intent.merge(Record{T: recIntent, Started: time.Now().UnixNano()})
+		err := s.roomLocked()
+		if err == nil {
+			err = s.jr.append(intent)
+		}
+		if err != nil {
+			// Not started when it could not be recorded, nor while the
+			// state dir's filesystem is full (the engine cannot record
+			// anything either, nor the job its logs): tried again soon.
+			s.retryDispatchLocked(err)
+			blocked[j.pool] = true
+			kept = append(kept, j)
+			continue
+		}
+		s.pools[j.pool] += j.need
+		h := j.hold
+		j.hold = nil
+		j.rec = intent
+		s.starting++
+		go s.launch(j, h.req, h.env, nil)
+	}
+	clear(s.held[len(kept):])
+	s.held = kept
+	return conns
+}
+
+// minFree is the free space under which the state dir's filesystem counts
+// as full: held jobs wait for space.
+const minFree = 256 << 10
+
+// roomLocked tells whether the state dir's filesystem has room for a held
+// job's records and logs.
+func (s *server) roomLocked() error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.stateDir, &st); err != nil {
+		return nil // cannot tell: the journal's own write decides
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < minFree {
+		return fmt.Errorf("the filesystem of %s is full (%d bytes free)", s.stateDir, free)
+	}
+	return nil
+}
+
+// retryDispatchLocked tries the held jobs again shortly after one could not
+// be started (why: err).
+func (s *server) retryDispatchLocked(err error) {
+	if s.retry != nil {
+		return
+	}
+	s.log.Warn("held jobs wait: cannot start them now", "err", err)
+	s.retry = time.AfterFunc(retryDispatch, func() {
+		s.mu.Lock()
+		s.retry = nil
+		conns := s.dispatchLocked()
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.flush()
+		}
+	})
+}
+
+// retryDispatch is how soon held jobs are tried again after a failure.
+const retryDispatch = 200 * time.Millisecond
+
+// cancelLocked ends a held job that never started: a dependency did not
+// succeed, or it was killed. Its exit event is queued on every connection.
+func (s *server) cancelLocked(j *sjob, killed bool) []*sconn {
+	j.hold = nil
+	j.rec.merge(Record{T: recCancel, Ended: time.Now().UnixNano(), Killed: killed})
+	if err := s.jr.append(j.rec); err != nil {
+		s.log.Error("journal", "err", err)
+	}
+	s.jr.syncSoon()
+	return s.broadcastLocked("exit", j.rec)
+}
+
+// broadcastLocked queues an event on every connection and returns them, for
+// the caller to flush after unlocking s.mu.
+func (s *server) broadcastLocked(ev string, r Record) []*sconn {
+	m := Message{Ev: ev, Jobs: []Record{r}}
+	conns := make([]*sconn, 0, len(s.conns))
+	for c := range s.conns {
+		c.queue(m)
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// launch forks a job whose intent is recorded. c is the connection whose
+// request started it at once (its reply follows the fork, before the job's
+// exit event); nil for a held job, whose start (or failure to start) every
+// client hears of as an event.
+func (s *server) launch(j *sjob, req Request, env []string, c *sconn) {
+	reply := func(m Message) {
+		m.ID = req.ID
+		if c != nil && req.ID != 0 {
+			c.send(m)
+		}
+	}
 	jb := req.Job
 	env = append(env[:len(env):len(env)], proc.JobEnvVar+"="+req.Key)
 	pid, out, err := proc.StartIn(drms.JobSpec{Argv: jb.Argv, Env: env, Dir: jb.Dir, Stdin: jb.Stdin,
@@ -663,19 +903,40 @@ func (c *sconn) start(req Request, env []string) {
 	s.mu.Lock()
 	s.starting--
 	var se *drms.StartError
-	switch {
-	case errors.As(err, &se), err != nil:
-		// Nothing started: forgotten at once, so the key may be tried
-		// again (a job that could not start just fails the same way).
-		delete(s.jobs, req.Key)
-		if jerr := s.jr.append(Record{T: recAck, Key: req.Key}); jerr != nil {
-			s.log.Error("journal", "err", jerr)
+	if err != nil {
+		errors.As(err, &se)
+		s.pools[j.pool] -= j.need
+		var conns []*sconn
+		if c != nil {
+			// Nothing started: forgotten at once, so the key may be tried
+			// again (a job that could not start just fails the same way).
+			delete(s.jobs, req.Key)
+			if jerr := s.jr.append(Record{T: recAck, Key: req.Key}); jerr != nil {
+				s.log.Error("journal", "err", jerr)
+			}
+		} else {
+			// A held job's client is told by an event: its end is kept
+			// until acknowledged, like any other.
+			why := err.Error()
+			if se != nil {
+				why = se.Reason
+			}
+			j.rec.merge(Record{T: recNoStart, Ended: time.Now().UnixNano(), Reason: why})
+			if jerr := s.jr.append(j.rec); jerr != nil {
+				s.log.Error("journal", "err", jerr)
+			}
+			conns = s.broadcastLocked("exit", j.rec)
 		}
+		conns = append(conns, s.dispatchLocked()...)
 		s.cleanEarlyLocked()
 		s.mu.Unlock()
-		if se != nil {
+		for _, o := range conns {
+			o.flush()
+		}
+		switch {
+		case se != nil:
 			reply(Message{StartErr: se.Reason})
-		} else {
+		default:
 			reply(Message{Err: err.Error()})
 		}
 		return
@@ -686,17 +947,21 @@ func (c *sconn) start(req Request, env []string) {
 		s.log.Error("journal", "err", err)
 	}
 	s.byPID[pid] = j
-	if req.ID != 0 {
-		c.queue(Message{ID: req.ID, Jobs: []Record{j.rec}})
-	}
 	var conns []*sconn
+	if c != nil {
+		if req.ID != 0 {
+			c.queue(Message{ID: req.ID, Jobs: []Record{j.rec}})
+		}
+		conns = append(conns, c)
+	} else {
+		conns = s.broadcastLocked("start", j.rec)
+	}
 	if e, ok := s.early[pid]; ok {
 		delete(s.early, pid)
-		conns = s.endLocked(pid, j, e.ws, &e.ru, e.ended)
+		conns = append(conns, s.endLocked(pid, j, e.ws, &e.ru, e.ended)...)
 	}
 	s.cleanEarlyLocked()
 	s.mu.Unlock()
-	c.flush()
 	for _, o := range conns {
 		o.flush()
 	}
@@ -716,6 +981,17 @@ func (s *server) killJob(key string, grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j := s.jobs[key]
+	if j != nil && j.hold != nil {
+		// Held, never started: it ends now, never to start.
+		conns := s.cancelLocked(j, true)
+		conns = append(conns, s.dispatchLocked()...)
+		go func() {
+			for _, c := range conns {
+				c.flush()
+			}
+		}()
+		return
+	}
 	if j == nil || j.rec.T != recStart && j.rec.T != recKill {
 		return // unknown, or already ended: its outcome is on its way
 	}
@@ -784,7 +1060,7 @@ func (s *server) ack(keys []string) {
 	defer s.mu.Unlock()
 	for _, k := range keys {
 		j := s.jobs[k]
-		if j == nil || !j.rec.ended() {
+		if j == nil || !j.rec.ended() && j.rec.T != recDropped {
 			continue
 		}
 		delete(s.jobs, k)
