@@ -1,0 +1,101 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestHeldJobsAsDocumented drives the binary as the README shows: `submit
+// --max-jobs 2` of a workflow with a gated job, a failing dependant and its
+// own dependant, and six short jobs. The supervisor holds what may not run
+// yet (queued_active), never runs more than two at once, starts the chain
+// in order, and cancels the failed job's dependant, which then shows as
+// never submitted.
+func TestHeldJobsAsDocumented(t *testing.T) {
+	env, _ := service(t)
+	dir := t.TempDir()
+	gate, log := filepath.Join(dir, "gate"), filepath.Join(dir, "log")
+	var b strings.Builder
+	fmt.Fprintf(&b, "jobs:\n  a: {shell: 'echo +a >> %s; while [ ! -e %s ]; do sleep 0.05; done; echo -a >> %s'}\n", log, gate, log)
+	fmt.Fprintf(&b, "  b: {shell: 'echo +b >> %s; echo -b >> %s; exit 3', after: [a]}\n", log, log)
+	fmt.Fprintf(&b, "  c: {shell: 'echo +c >> %s; echo -c >> %s', after: [b]}\n", log, log)
+	for i := 0; i < 6; i++ {
+		fmt.Fprintf(&b, "  s%d: {shell: 'echo +s%d >> %s; sleep 0.2; echo -s%d >> %s'}\n", i, i, log, i, log)
+	}
+	wf := write(t, "held.yaml", b.String())
+	if r := runBin(t, env, "submit", "--max-jobs", "2", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	type jobDoc struct {
+		Name     string  `json:"name"`
+		Status   string  `json:"status"`
+		Exit     *string `json:"exit_status"`
+		Attempt  int     `json:"attempt"`
+		DRMSID   *string `json:"drms_id"`
+		Stdout   *string `json:"stdout"`
+		Submit   *string `json:"submitted"`
+		ExitCode *int    `json:"exit_value"`
+	}
+	doc := func(out string) map[string]jobDoc {
+		var d struct{ Jobs []jobDoc }
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
+			t.Fatalf("status document: %v\n%s", err, out)
+		}
+		m := map[string]jobDoc{}
+		for _, j := range d.Jobs {
+			m[j.Name] = j
+		}
+		return m
+	}
+	// While a runs, b and c are held by the supervisor for their
+	// dependencies.
+	waitFor(t, "b and c held", func() bool {
+		m := doc(runBin(t, env, "status", "--json", "1").stdout)
+		return m["a"].Status == "running" && m["b"].Status == "queued_active" && m["c"].Status == "queued_active"
+	})
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runBin(t, env, "wait", "--json", "1")
+	if r.code != 1 {
+		t.Fatalf("wait: %+v", r)
+	}
+	m := doc(r.stdout)
+	if j := m["b"]; j.Status != "done" || j.ExitCode == nil || *j.ExitCode != 3 || j.Attempt != 1 {
+		t.Fatalf("b: %+v", j)
+	}
+	if j := m["c"]; j.Status != "failed" || j.Exit == nil || *j.Exit != "aborted_before_running" ||
+		j.Attempt != 0 || j.DRMSID != nil || j.Stdout != nil || j.Submit != nil {
+		t.Fatalf("c, cancelled while held: %+v, want aborted_before_running and never submitted", j)
+	}
+	for i := 0; i < 6; i++ {
+		if j := m[fmt.Sprintf("s%d", i)]; j.Status != "done" || j.ExitCode == nil || *j.ExitCode != 0 || j.DRMSID == nil || strings.HasPrefix(*j.DRMSID, "key:") {
+			t.Fatalf("s%d: %+v (drms_id: its pid)", i, j)
+		}
+	}
+	data, _ := os.ReadFile(log)
+	running, most := 0, 0
+	seen := map[string]bool{}
+	for _, l := range strings.Fields(string(data)) {
+		if l[0] == '+' {
+			running++
+			seen[l[1:]] = true
+		} else {
+			running--
+		}
+		most = max(most, running)
+	}
+	if most > 2 {
+		t.Fatalf("%d jobs ran at once with --max-jobs 2:\n%s", most, data)
+	}
+	if seen["c"] || !seen["b"] || len(seen) != 8 {
+		t.Fatalf("jobs that ran: %v\n%s", seen, data)
+	}
+	if i, k := strings.Index(string(data), "-a"), strings.Index(string(data), "+b"); i < 0 || k < i {
+		t.Fatalf("b started before a ended:\n%s", data)
+	}
+}
