@@ -229,7 +229,7 @@ func TestDashboardCLI(t *testing.T) {
 		budget     int
 		want       []string
 	}{
-		{"workflows", "/", 0, []string{"dash &lt;b&gt;board&lt;/b&gt;", "1 failed", "1 running", "1 aborted", "1 waiting"}},
+		{"workflows", "/", 0, []string{"dash &lt;b&gt;board&lt;/b&gt;", "1 failed", "1 running", "1 aborted", "1 queued"}},
 		{"workflow", "/w/1", 4000, []string{"workflow_in_progress", ">bad</a>", ">slow</a>", "aborted_before_running",
 			`class="graph"`, `class="timeline"`, "node cat-failed", "node cat-running", "node cat-aborted", "&lt;img src=x onerror=alert(1)&gt;", "data-polled="}},
 		{"job-failed", "/w/1/j/" + ids["bad"], 0, []string{"exit value 1", "&lt;script&gt;alert(1)&lt;/script&gt;", "to-stderr", "WF_VAR", "wf-value"}},

@@ -8,6 +8,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -16,13 +17,18 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/hold"
 	"github.com/somaflow/somaflow/drms/proc"
+	"github.com/somaflow/somaflow/model"
 )
 
 // HandleVersion is the version of the handles this package writes.
 const HandleVersion = 1
 
-// Backend runs jobs as child processes of the current process.
+// Backend runs jobs as child processes of the current process. Like the
+// supervisor, it holds jobs handed to it before they may run (their
+// dependencies, their pool's slots: package hold) and starts each one when
+// the job it waited for is reaped, without a round trip to the engine.
 type Backend struct {
 	cfg    drms.Config
 	events chan drms.Event
@@ -30,11 +36,25 @@ type Backend struct {
 	seq    atomic.Int64
 
 	mu    sync.Mutex
-	procs map[string]*child // by handle ID (pid)
+	procs map[string]*child // by handle ID (pid, or key:KEY while held)
+	// byKey holds the jobs by attempt key (JobSpec.Key) until the engine
+	// acknowledged their end: held jobs' dependencies are looked up there.
+	byKey map[string]*child
+	q     hold.Queue
+
+	// Events go out in order through evq (emit), never blocking whoever
+	// emits (the engine itself, when Submit starts a job).
+	evMu   sync.Mutex
+	evq    []drms.Event
+	evWake chan struct{}
+	done   chan struct{}
 }
 
 type child struct {
 	pid     int
+	id      string // its handle ID
+	spec    drms.JobSpec
+	held    *hold.Job // set while held
 	started time.Time
 	killed  bool
 	key     string        // its cgroup's name
@@ -47,6 +67,7 @@ type handleState struct {
 	PID       int    `json:"pid"`
 	StartTick uint64 `json:"start_tick"` // /proc/PID/stat starttime, against pid reuse
 	Started   int64  `json:"started_unix_ns"`
+	Key       string `json:"key,omitempty"` // the attempt's key (JobSpec.Key)
 }
 
 // New returns a local backend.
@@ -55,8 +76,48 @@ func New(cfg drms.Config) *Backend {
 	if tag == "" {
 		tag = drms.EngineTag(cfg.StateDir)
 	}
-	return &Backend{cfg: cfg, events: make(chan drms.Event, 4096), procs: map[string]*child{},
-		cg: proc.OpenCgroups("somaflow-" + tag)}
+	b := &Backend{cfg: cfg, events: make(chan drms.Event, 4096), procs: map[string]*child{},
+		byKey: map[string]*child{}, cg: proc.OpenCgroups("somaflow-" + tag),
+		evWake: make(chan struct{}, 1), done: make(chan struct{})}
+	go b.pump()
+	return b
+}
+
+// emit queues an event; pump hands the queue to the engine in order.
+func (b *Backend) emit(ev drms.Event) {
+	b.evMu.Lock()
+	b.evq = append(b.evq, ev)
+	b.evMu.Unlock()
+	select {
+	case b.evWake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Backend) pump() {
+	for {
+		select {
+		case <-b.evWake:
+		case <-b.done:
+			return
+		}
+		for {
+			b.evMu.Lock()
+			evs := b.evq
+			b.evq = nil
+			b.evMu.Unlock()
+			if len(evs) == 0 {
+				break
+			}
+			for _, ev := range evs {
+				select {
+				case b.events <- ev:
+				case <-b.done:
+					return
+				}
+			}
+		}
+	}
 }
 
 // UsesCgroups tells whether each job gets a cgroup of its own, which its
@@ -70,31 +131,174 @@ func (b *Backend) Capabilities() drms.Capabilities {
 	if mj <= 0 {
 		mj = proc.CPUCount()
 	}
-	return drms.Capabilities{Name: "local", MaxJobsDefault: mj, LazyOutput: true}
+	hold := b.cfg.Settings["hold"] != "false"
+	return drms.Capabilities{Name: "local", MaxJobsDefault: mj, LazyOutput: true, Dependencies: hold, Pools: hold}
 }
 
 // Events implements drms.Notifier: one event per ended job.
 func (b *Backend) Events() <-chan drms.Event { return b.events }
 
-// Submit starts the job now. A missing command, working directory or stdin
-// file gives a *drms.StartError and starts nothing.
+// Submit starts the job now, or holds it until its pool has room
+// (JobSpec.Pool). A missing command, working directory or stdin file gives
+// a *drms.StartError and starts nothing.
 func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, error) {
+	return b.submit(spec, nil)
+}
+
+// SubmitAfter implements drms.DependencySubmitter: the job is held until
+// every attempt in after exited 0, and ends aborted_before_running when one
+// did not.
+func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []drms.Handle) (drms.Handle, error) {
+	keys := make([]string, 0, len(after))
+	for _, h := range after {
+		var hs handleState
+		if json.Unmarshal(h.State, &hs) != nil || hs.Key == "" {
+			return drms.Handle{}, fmt.Errorf("local: start %s after %q: not a job of this backend", spec.Key(), h.ID)
+		}
+		keys = append(keys, hs.Key)
+	}
+	return b.submit(spec, keys)
+}
+
+func (b *Backend) submit(spec drms.JobSpec, after []string) (drms.Handle, error) {
+	key := spec.Key()
+	pr := &child{spec: spec}
+	pr.held = &hold.Job{Key: key, After: after, Pool: spec.Pool, Limit: spec.PoolLimit, Need: spec.PoolNeed, Data: pr}
+	b.mu.Lock()
+	if b.q.Ready(pr.held, b.depLocked) == "" {
+		b.q.Take(spec.Pool, spec.PoolNeed)
+		pr.held = nil
+		b.mu.Unlock()
+		if err := b.start(pr); err != nil {
+			b.mu.Lock()
+			b.q.Release(spec.Pool, spec.PoolNeed)
+			starts := b.dispatchLocked()
+			b.mu.Unlock()
+			b.startAll(starts)
+			return drms.Handle{}, err
+		}
+		return b.handle(pr), nil
+	}
+	b.q.Add(pr.held)
+	pr.id = "key:" + key
+	b.procs[pr.id] = pr
+	b.byKey[key] = pr
+	starts := b.dispatchLocked()
+	b.mu.Unlock()
+	b.startAll(starts)
+	return b.handle(pr), nil
+}
+
+// handle is a job's handle: its pid once started, its key while held.
+func (b *Backend) handle(pr *child) drms.Handle {
+	b.mu.Lock()
+	hs := handleState{PID: pr.pid, Key: pr.spec.Key()}
+	if pr.pid > 0 {
+		hs.StartTick, hs.Started = proc.StartTick(pr.pid), pr.started.UnixNano()
+	}
+	id := pr.id
+	b.mu.Unlock()
+	st, _ := json.Marshal(hs)
+	return drms.Handle{Version: HandleVersion, ID: id, State: st}
+}
+
+// depLocked is what the backend knows of a held job's dependency; one it
+// does not know counts as failed (the engine only hands dependencies it
+// has not seen end, and they are kept until acknowledged).
+func (b *Backend) depLocked(key string) hold.Dep {
+	pr := b.byKey[key]
+	switch {
+	case pr == nil:
+		return hold.Failed
+	case pr.outcome == nil:
+		return hold.Running
+	case model.Succeeded(pr.outcome.Status, pr.outcome.ExitStatus, pr.outcome.ExitValue):
+		return hold.Succeeded
+	}
+	return hold.Failed
+}
+
+// dispatchLocked takes the held jobs that may start now (their slots
+// taken: the caller starts them, startAll) and ends those with a
+// dependency that did not succeed.
+func (b *Backend) dispatchLocked() []*child {
+	var starts []*child
+	b.q.Dispatch(b.depLocked, func(j *hold.Job) bool {
+		pr := j.Data.(*child)
+		pr.held = nil
+		starts = append(starts, pr)
+		return true
+	}, func(j *hold.Job) {
+		pr := j.Data.(*child)
+		pr.held = nil
+		b.endHeldLocked(pr)
+	})
+	return starts
+}
+
+// endHeldLocked ends a held job that never started (a dependency did not
+// succeed, or it was killed): aborted_before_running.
+func (b *Backend) endHeldLocked(pr *child) {
+	pr.outcome = &drms.Outcome{Status: model.JobFailed, ExitStatus: model.ExitAbortedBefore, Ended: time.Now()}
+	ev := drms.Event{ID: pr.id, State: drms.State{Phase: drms.Ended, Outcome: pr.outcome}}
+	delete(b.procs, pr.id)
+	b.emit(ev)
+}
+
+// startAll starts the jobs dispatch took, each telling the engine of its
+// start (its pid as its new handle) or of why it could not start.
+func (b *Backend) startAll(starts []*child) {
+	for _, pr := range starts {
+		old := pr.id
+		if err := b.start(pr); err != nil {
+			var o *drms.Outcome
+			var se *drms.StartError
+			if errors.As(err, &se) {
+				o = drms.NotStarted(se.Reason)
+			} else {
+				o = drms.NotStarted(err.Error())
+			}
+			o.Ended = time.Now()
+			b.mu.Lock()
+			pr.outcome = o
+			delete(b.procs, old)
+			b.q.Release(pr.spec.Pool, pr.spec.PoolNeed)
+			more := b.dispatchLocked()
+			b.mu.Unlock()
+			b.emit(drms.Event{ID: old, State: drms.State{Phase: drms.Ended, Outcome: o}})
+			b.startAll(more)
+		}
+	}
+}
+
+// start forks a job and registers it under its pid.
+func (b *Backend) start(pr *child) error {
+	spec := pr.spec
 	started := time.Now()
 	spec.Env = append(spec.Env[:len(spec.Env):len(spec.Env)], proc.JobEnvVar+"="+spec.Name())
 	key := fmt.Sprintf("%s.%d", spec.Name(), b.seq.Add(1)) // unique, whatever the spec holds
 	pid, out, err := proc.StartIn(spec, b.cfg.StateDir, b.cg, key)
 	if err != nil {
-		return drms.Handle{}, err
+		return err
 	}
 	id := strconv.Itoa(pid)
-	pr := &child{pid: pid, started: started, out: out, key: key}
 	b.mu.Lock()
+	old := pr.id
+	delete(b.procs, old)
+	pr.pid, pr.id, pr.started, pr.out, pr.key = pid, id, started, out, key
 	b.procs[id] = pr
+	b.byKey[spec.Key()] = pr
 	b.mu.Unlock()
-	tick := proc.StartTick(pid)
+	// Its start is told before its end can be (and, for a job that was
+	// held, its pid as its new handle).
+	ev := drms.Event{ID: id, State: drms.State{Phase: drms.Running, Started: started}}
+	if old != "" && old != id {
+		h := b.handle(pr)
+		ev.ID, ev.State.Handle = old, &h
+	}
+	b.emit(ev)
 	go b.wait(id, pr)
-	st, _ := json.Marshal(handleState{PID: pid, StartTick: tick, Started: started.UnixNano()})
-	return drms.Handle{Version: HandleVersion, ID: id, State: st}, nil
+	return nil
 }
 
 func (b *Backend) wait(id string, pr *child) {
@@ -118,11 +322,31 @@ func (b *Backend) wait(id string, pr *child) {
 	}
 	b.mu.Lock()
 	pr.outcome = o
+	b.q.Release(pr.spec.Pool, pr.spec.PoolNeed)
+	// The jobs held for this one or for its slot start now.
+	starts := b.dispatchLocked()
 	b.mu.Unlock()
-	b.events <- drms.Event{ID: id, State: drms.State{Phase: drms.Ended, Started: pr.started, Outcome: o}}
+	b.emit(drms.Event{ID: id, State: drms.State{Phase: drms.Ended, Started: pr.started, Outcome: o}})
+	b.startAll(starts)
 	b.mu.Lock()
 	delete(b.procs, id)
 	b.mu.Unlock()
+}
+
+// Acknowledge implements drms.Acknowledger: the engine recorded these
+// ends, so no held job can name them as dependencies any more.
+func (b *Backend) Acknowledge(ctx context.Context, hs []drms.Handle) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, h := range hs {
+		var st handleState
+		if json.Unmarshal(h.State, &st) == nil && st.Key != "" {
+			if pr := b.byKey[st.Key]; pr != nil && pr.outcome != nil {
+				delete(b.byKey, st.Key)
+			}
+		}
+	}
+	return nil
 }
 
 // Status implements drms.Backend from memory: no process is started.
@@ -132,6 +356,10 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	defer b.mu.Unlock()
 	for _, h := range hs {
 		if pr, ok := b.procs[h.ID]; ok {
+			if pr.held != nil {
+				out[h.ID] = drms.State{Phase: drms.Queued}
+				continue
+			}
 			if pr.outcome != nil {
 				out[h.ID] = drms.State{Phase: drms.Ended, Started: pr.started, Outcome: pr.outcome}
 			} else {
@@ -146,6 +374,16 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 	b.mu.Lock()
 	pr, ok := b.procs[h.ID]
+	if ok && pr.held != nil {
+		// Held, never started: it ends now, never to start.
+		b.q.Remove(pr.held.Key)
+		pr.held = nil
+		b.endHeldLocked(pr)
+		starts := b.dispatchLocked()
+		b.mu.Unlock()
+		b.startAll(starts)
+		return nil
+	}
 	if ok {
 		pr.killed = true
 	}
@@ -184,6 +422,9 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 // because it still ran. An unreadable handle ends undetermined too.
 func Orphan(h drms.Handle, goneReason, killedReason string) drms.State {
 	var hs handleState
+	if err := json.Unmarshal(h.State, &hs); err == nil && hs.PID <= 0 && hs.Key != "" {
+		return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted while the job was held to start after its dependencies or a free slot; whether it started is unknown")}
+	}
 	if err := json.Unmarshal(h.State, &hs); err != nil || hs.PID <= 0 {
 		return drms.State{Phase: drms.Ended, Outcome: drms.Undetermined("engine restarted; the job's handle is unreadable")}
 	}
@@ -193,8 +434,17 @@ func Orphan(h drms.Handle, goneReason, killedReason string) drms.State {
 
 // Close implements drms.Backend; running children are left alone.
 func (b *Backend) Close() error {
+	select {
+	case <-b.done:
+	default:
+		close(b.done)
+	}
 	b.cg.Close()
 	return nil
 }
 
-var _ drms.Notifier = (*Backend)(nil)
+var (
+	_ drms.Notifier            = (*Backend)(nil)
+	_ drms.DependencySubmitter = (*Backend)(nil)
+	_ drms.Acknowledger        = (*Backend)(nil)
+)

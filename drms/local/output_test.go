@@ -33,13 +33,19 @@ while [ ! -e escaped ]; do sleep 0.01; done; echo early`},
 	if _, err := b.Submit(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case ev := <-b.Events():
-		if o := ev.State.Outcome; o == nil || o.ExitValue == nil || *o.ExitValue != 0 {
-			t.Fatalf("job outcome: %+v", o)
+	timeout := time.After(30 * time.Second)
+	for ended := false; !ended; {
+		select {
+		case ev := <-b.Events():
+			if ended = ev.State.Phase == drms.Ended; !ended {
+				continue // its start
+			}
+			if o := ev.State.Outcome; o == nil || o.ExitValue == nil || *o.ExitValue != 0 {
+				t.Fatalf("job outcome: %+v", o)
+			}
+		case <-timeout:
+			t.Fatal("no exit event")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit event")
 	}
 	if got, _ := os.ReadFile(spec.Stdout); string(got) != "early\n" {
 		t.Fatalf("stdout when the job ended: %q, want %q", got, "early\n")

@@ -107,6 +107,15 @@ func (b *Backend) conn(ctx context.Context) (*clientConn, error) {
 	b.mu.Unlock()
 	go cc.read()
 	if err := b.resync(ctx, cc); err != nil {
+		// Not kept half-synced: the jobs it did not report would stay
+		// running here for ever. The next conn (lost's loop, or a
+		// caller's) connects and resyncs again.
+		b.mu.Lock()
+		if b.cc == cc {
+			b.cc = nil
+		}
+		b.mu.Unlock()
+		cc.c.Close()
 		return nil, err
 	}
 	return cc, nil

@@ -202,9 +202,12 @@ func TestHoldPool(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "log")
 	ctx := context.Background()
+	gate := filepath.Join(dir, "gate")
 	var hs []drms.Handle
 	for i := int64(1); i <= 8; i++ {
-		s := shJob(dir, i, fmt.Sprintf("echo +%d >> %s; sleep 0.2; echo -%d >> %s", i, log, i, log))
+		// Each runs until the gate exists, then 0.1 s more: none ends
+		// before all are submitted.
+		s := shJob(dir, i, fmt.Sprintf("echo +%d >> %s; while [ ! -e %s ]; do sleep 0.02; done; sleep 0.1; echo -%d >> %s", i, log, gate, i, log))
 		s.Pool, s.PoolLimit, s.PoolNeed = "p", 2, 1
 		h, err := b.Submit(ctx, s)
 		if err != nil {
@@ -214,6 +217,9 @@ func TestHoldPool(t *testing.T) {
 			t.Fatalf("job %d: handle %q (held: %v)", i, h.ID, held)
 		}
 		hs = append(hs, h)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	for i, h := range hs {
 		if o := rec.wait(t, h.ID, drms.Ended).State.Outcome; o.ExitValue == nil || *o.ExitValue != 0 {
@@ -298,6 +304,12 @@ func TestHoldKill(t *testing.T) {
 func TestHoldDroppedWhenSupervisorDies(t *testing.T) {
 	state := t.TempDir()
 	t.Cleanup(func() { stopSupervisor(t, state) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(filepath.Join(state, "supervisor.log"))
+			t.Logf("supervisor.log:\n%s", data)
+		}
+	})
 	b := newBackend(t, state)
 	rec := record(t, b)
 	dir := t.TempDir()

@@ -13,10 +13,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/somaflow/somaflow/drms/hold"
 
 	"golang.org/x/sys/unix"
 
@@ -102,8 +103,7 @@ func Main(ctx context.Context, args []string) int {
 	s := &server{stateDir: dir, idle: *idle, log: log,
 		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
 		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{},
-		pools: map[string]int{},
-		cg:    proc.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
+		cg: proc.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
 	}
@@ -153,11 +153,9 @@ type server struct {
 	// unknown pids reaped meanwhile wait in early for their starter.
 	starting int
 	early    map[int]earlyExit
-	// held are the jobs waiting for their dependencies or their pool's
-	// slots, in request order; pools counts the slots their pools'
-	// running (and starting) jobs take.
-	held  []*sjob
-	pools map[string]int
+	// q holds the jobs waiting for their dependencies or their pool's
+	// slots, and counts the slots of the started ones.
+	q     hold.Queue
 	retry *time.Timer // a dispatch tried again (see retryDispatchLocked)
 }
 
@@ -174,16 +172,15 @@ type sjob struct {
 	// pool and need: the slots the job takes while it runs.
 	pool string
 	need int
-	// hold is set while the job is held (not started yet).
-	hold *holdReq
+	// held is set while the job is held (not started yet).
+	held *hold.Job
 }
 
-// holdReq is what a held job needs to start later.
-type holdReq struct {
-	req   Request
-	env   []string
-	after []string // dependencies not ended yet
-	limit int
+// heldStart is what a held job needs to start later (its hold.Job's Data).
+type heldStart struct {
+	j   *sjob
+	req Request
+	env []string
 }
 
 func (s *server) run(ctx context.Context, report func(string)) error {
@@ -463,7 +460,7 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	}
 	s.jr.syncSoon()
 	s.lastActive = ended
-	s.pools[j.pool] -= j.need
+	s.q.Release(j.pool, j.need)
 	conns := s.broadcastLocked("exit", j.rec)
 	// The jobs held for this one or for its slot start now, as its end is
 	// told: no round trip to the engine between two jobs.
@@ -663,17 +660,18 @@ func (c *sconn) admit(req Request, env []string) {
 			return
 		}
 	}
-	j := &sjob{pool: jb.Pool, need: max(1, jb.Need),
-		hold: &holdReq{req: req, env: env, after: jb.After, limit: jb.Limit}}
+	j := &sjob{pool: jb.Pool, need: max(1, jb.Need)}
+	j.held = &hold.Job{Key: req.Key, After: jb.After, Pool: jb.Pool, Limit: jb.Limit, Need: jb.Need,
+		Data: heldStart{j: j, req: req, env: env}}
 	s.jobs[req.Key] = j
 	s.lastActive = time.Now()
-	if s.pendingLocked(j) == "" && !s.poolHeldLocked(j.pool) && s.fitsLocked(j) {
-		s.pools[j.pool] += j.need
-		j.hold = nil
+	if s.q.Ready(j.held, s.depLocked) == "" {
+		s.q.Take(j.pool, j.need)
+		j.held = nil
 		j.rec = Record{T: recIntent, Key: req.Key, Started: time.Now().UnixNano()}
 		if err := s.jr.append(j.rec); err != nil {
 			delete(s.jobs, req.Key)
-			s.pools[j.pool] -= j.need
+			s.q.Release(j.pool, j.need)
 			s.mu.Unlock()
 			reply(Message{Err: err.Error()})
 			return
@@ -694,7 +692,7 @@ func (c *sconn) admit(req Request, env []string) {
 		reply(Message{Err: err.Error()})
 		return
 	}
-	s.held = append(s.held, j)
+	s.q.Add(j.held)
 	if req.ID != 0 {
 		c.queue(Message{ID: req.ID, Jobs: []Record{j.rec}})
 	}
@@ -706,86 +704,33 @@ func (c *sconn) admit(req Request, env []string) {
 	}
 }
 
-// pendingLocked tells what a held job still waits for: "" when every
-// dependency exited 0 (they are then dropped from the list), "after" while
-// one has not ended, else "cancel: KEY" for a dependency that did not
-// succeed.
-func (s *server) pendingLocked(j *sjob) string {
-	if j.hold == nil {
-		return ""
+// depLocked is what the supervisor knows of a dependency of a held job. A
+// dependency it does not know counts as failed: an ended one's held
+// dependants are dispatched at its end, before it can be forgotten.
+func (s *server) depLocked(key string) hold.Dep {
+	d := s.jobs[key]
+	switch {
+	case d == nil:
+		return hold.Failed
+	case !d.rec.ended():
+		return hold.Running
+	case d.rec.succeeded():
+		return hold.Succeeded
 	}
-	left := j.hold.after[:0]
-	for _, a := range j.hold.after {
-		d := s.jobs[a]
-		switch {
-		case d == nil:
-			// Forgotten (acknowledged) before it ended cannot happen: an
-			// ended dependency's dependants are dispatched at its end.
-			return "cancel: " + a
-		case d.rec.ended() && d.rec.succeeded():
-		case d.rec.ended():
-			return "cancel: " + a
-		default:
-			left = append(left, a)
-		}
-	}
-	j.hold.after = left
-	if len(left) > 0 {
-		return "after"
-	}
-	return ""
+	return hold.Failed
 }
 
-// poolHeldLocked: a job of this pool is held for its slots (a new one queues
-// behind it).
-func (s *server) poolHeldLocked(pool string) bool {
-	for _, h := range s.held {
-		if h.hold != nil && h.pool == pool && len(h.hold.after) == 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// fitsLocked: the job's pool has room for it (a job alone in its pool
-// always fits, whatever it asks).
-func (s *server) fitsLocked(j *sjob) bool {
-	limit := 0
-	if j.hold != nil {
-		limit = j.hold.limit
-	}
-	used := s.pools[j.pool]
-	return limit <= 0 || used == 0 || used+j.need <= limit
-}
-
-// dispatchLocked starts the held jobs that may start now, in request order
-// (a pool's first held job blocks the later ones of its pool), and cancels
-// those with a dependency that did not succeed. It returns the connections
-// with events to flush once s.mu is unlocked.
+// dispatchLocked starts the held jobs that may start now and cancels those
+// with a dependency that did not succeed (hold.Queue.Dispatch). It returns
+// the connections with events to flush once s.mu is unlocked.
 func (s *server) dispatchLocked() []*sconn {
-	if len(s.held) == 0 {
+	if s.q.Len() == 0 {
 		return nil
 	}
 	var conns []*sconn
-	blocked := map[string]bool{}
-	kept := s.held[:0]
-	for _, j := range s.held {
-		if j.hold == nil {
-			continue // cancelled meanwhile
-		}
-		switch p := s.pendingLocked(j); {
-		case strings.HasPrefix(p, "cancel"):
-			conns = append(conns, s.cancelLocked(j, false)...)
-			continue
-		case p != "":
-			kept = append(kept, j)
-			continue
-		}
-		if blocked[j.pool] || !s.fitsLocked(j) {
-			blocked[j.pool] = true
-			kept = append(kept, j)
-			continue
-		}
+	s.q.Dispatch(s.depLocked, func(hj *hold.Job) bool {
+		h := hj.Data.(heldStart)
+		j := h.j
 		intent := j.rec
 		intent.merge(Record{T: recIntent, Started: time.Now().UnixNano()})
 		err := s.roomLocked()
@@ -797,19 +742,16 @@ func (s *server) dispatchLocked() []*sconn {
 			// state dir's filesystem is full (the engine cannot record
 			// anything either, nor the job its logs): tried again soon.
 			s.retryDispatchLocked(err)
-			blocked[j.pool] = true
-			kept = append(kept, j)
-			continue
+			return false
 		}
-		s.pools[j.pool] += j.need
-		h := j.hold
-		j.hold = nil
+		j.held = nil
 		j.rec = intent
 		s.starting++
 		go s.launch(j, h.req, h.env, nil)
-	}
-	clear(s.held[len(kept):])
-	s.held = kept
+		return true
+	}, func(hj *hold.Job) {
+		conns = append(conns, s.cancelLocked(hj.Data.(heldStart).j, false)...)
+	})
 	return conns
 }
 
@@ -854,7 +796,7 @@ const retryDispatch = 200 * time.Millisecond
 // cancelLocked ends a held job that never started: a dependency did not
 // succeed, or it was killed. Its exit event is queued on every connection.
 func (s *server) cancelLocked(j *sjob, killed bool) []*sconn {
-	j.hold = nil
+	j.held = nil
 	j.rec.merge(Record{T: recCancel, Ended: time.Now().UnixNano(), Killed: killed})
 	if err := s.jr.append(j.rec); err != nil {
 		s.log.Error("journal", "err", err)
@@ -905,7 +847,7 @@ func (s *server) launch(j *sjob, req Request, env []string, c *sconn) {
 	var se *drms.StartError
 	if err != nil {
 		errors.As(err, &se)
-		s.pools[j.pool] -= j.need
+		s.q.Release(j.pool, j.need)
 		var conns []*sconn
 		if c != nil {
 			// Nothing started: forgotten at once, so the key may be tried
@@ -981,8 +923,9 @@ func (s *server) killJob(key string, grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j := s.jobs[key]
-	if j != nil && j.hold != nil {
+	if j != nil && j.held != nil {
 		// Held, never started: it ends now, never to start.
+		s.q.Remove(key)
 		conns := s.cancelLocked(j, true)
 		conns = append(conns, s.dispatchLocked()...)
 		go func() {
