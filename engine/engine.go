@@ -132,8 +132,11 @@ type taggedEvent struct {
 }
 
 type wfRun struct {
-	b       *backendRun
-	row     *store.Workflow
+	b   *backendRun
+	row *store.Workflow
+	// def is the definition as store.LoadDefinitionShared gives it: its
+	// jobs have no Name (the rows have them), and jobs that differ only by
+	// their names share one *model.Job, never to be modified.
 	def     *model.Workflow
 	g       *graph
 	jobs    []*job

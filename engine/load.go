@@ -107,7 +107,9 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		}
 		row = full
 	}
-	def, err := store.LoadDefinition(row)
+	// The engine reads its jobs' names from their rows: the definition's
+	// jobs that differ only by their names are one (read-only) *model.Job.
+	def, err := store.LoadDefinitionShared(row)
 	if err != nil {
 		return err
 	}

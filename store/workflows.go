@@ -222,12 +222,21 @@ func writeDefinition(w io.Writer, def *model.Workflow) error {
 const definitionDeflate = 0x01
 
 func decodeDefinition(data []byte, def *model.Workflow) error {
+	return decodeDefinitionJobs(data, def, nil)
+}
+
+// decodeDefinitionJobs is decodeDefinition with the jobs decoded by sh
+// (nil: each on its own).
+func decodeDefinitionJobs(data []byte, def *model.Workflow, sh *jobSharer) error {
 	if len(data) > 0 && data[0] == definitionDeflate {
 		zr := flate.NewReader(bytes.NewReader(data[1:]))
 		defer zr.Close()
-		return decodeDefinitionStream(json.NewDecoder(zr), def)
+		return decodeDefinitionStream(json.NewDecoder(zr), def, sh)
 	}
-	return json.Unmarshal(data, def)
+	if sh == nil {
+		return json.Unmarshal(data, def)
+	}
+	return decodeDefinitionStream(json.NewDecoder(bytes.NewReader(data)), def, sh)
 }
 
 // decodeDefinitionStream decodes a definition as json.Decoder.Decode would,
@@ -235,7 +244,7 @@ func decodeDefinition(data []byte, def *model.Workflow) error {
 // of its text in the decoder's buffer (tens of megabytes for 100,000 jobs,
 // grown by doubling), one job at a time holds one job's text. The other
 // fields, small, are decoded together as usual.
-func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
+func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow, sh *jobSharer) error {
 	t, err := dec.Token()
 	if err != nil {
 		return err
@@ -268,7 +277,13 @@ func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
 			jobs := []*model.Job{}
 			for dec.More() {
 				var j *model.Job
-				if err := dec.Decode(&j); err != nil {
+				var err error
+				if sh != nil {
+					j, err = sh.decode(dec)
+				} else {
+					err = dec.Decode(&j)
+				}
+				if err != nil {
 					return err
 				}
 				jobs = append(jobs, j)
@@ -293,8 +308,23 @@ func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
 
 // LoadDefinition decodes a stored workflow's definition with its edges.
 func LoadDefinition(w *Workflow) (*model.Workflow, error) {
+	return loadDefinition(w, nil)
+}
+
+// LoadDefinitionShared decodes a stored workflow's definition as
+// LoadDefinition does, for a reader that never looks at the jobs' names
+// (the engine: the job rows have them): every job's Name is nil, and jobs
+// whose definitions are the same but for their names share one *model.Job
+// (read-only to the caller), decoded once. A generated workflow of a
+// million jobs that run the same command holds one definition instead of a
+// million (hundreds of megabytes).
+func LoadDefinitionShared(w *Workflow) (*model.Workflow, error) {
+	return loadDefinition(w, &jobSharer{seen: map[string]*model.Job{}})
+}
+
+func loadDefinition(w *Workflow, sh *jobSharer) (*model.Workflow, error) {
 	var def model.Workflow
-	if err := decodeDefinition(w.Definition, &def); err != nil {
+	if err := decodeDefinitionJobs(w.Definition, &def, sh); err != nil {
 		return nil, fmt.Errorf("workflow %d: corrupt definition: %w", w.ID, err)
 	}
 	deps, err := DecodeEdges(w.Edges)
@@ -304,14 +334,103 @@ func LoadDefinition(w *Workflow) (*model.Workflow, error) {
 	def.Dependencies = deps
 	// encoding/json turns a nil RawMessage into null and back into "null":
 	// restore the nils, so that a stored workflow equals the submitted one.
-	for _, j := range def.Jobs {
-		j.Configuration = nullToNil(j.Configuration)
-		j.UserStorage = nullToNil(j.UserStorage)
+	// (Shared jobs were restored when decoded.)
+	if sh == nil {
+		for _, j := range def.Jobs {
+			normalizeJob(j)
+		}
 	}
 	for _, op := range def.OptionPaths {
 		op.ParentPath = nullToNil(op.ParentPath)
 	}
 	return &def, nil
+}
+
+func normalizeJob(j *model.Job) {
+	if j != nil {
+		j.Configuration = nullToNil(j.Configuration)
+		j.UserStorage = nullToNil(j.UserStorage)
+	}
+}
+
+// jobSharer decodes the jobs of a definition, one *model.Job for all the
+// jobs whose texts are the same once their names are left out.
+type jobSharer struct {
+	// seen maps a job's text without its name to its decoded job, up to
+	// maxSharedText bytes of texts (then new texts are decoded on their
+	// own, not remembered).
+	seen     map[string]*model.Job
+	seenText int
+	key      []byte
+}
+
+// maxSharedText bounds the texts a jobSharer remembers: a workflow of
+// different jobs costs this at most beside its jobs, while it loads.
+const maxSharedText = 16 << 20
+
+func (sh *jobSharer) decode(dec *json.Decoder) (*model.Job, error) {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return nil, err
+	}
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	key := raw
+	if s, e, ok := nameValue(raw); ok {
+		sh.key = append(append(sh.key[:0], raw[:s]...), raw[e:]...)
+		key = sh.key
+	}
+	if j, ok := sh.seen[string(key)]; ok {
+		return j, nil
+	}
+	j := new(model.Job)
+	if err := json.Unmarshal(raw, j); err != nil {
+		return nil, err
+	}
+	j.Name = nil
+	normalizeJob(j)
+	if sh.seenText+len(key) <= maxSharedText {
+		sh.seen[string(key)] = j
+		sh.seenText += len(key)
+	}
+	return j, nil
+}
+
+// nameValue finds the value of the job's Name in the text of a job object
+// as json.Marshal writes it, `{"Class":"...","Name":...`: raw[s:e] is the
+// string or null. Any other text (ok false) is not shared.
+func nameValue(raw []byte) (s, e int, ok bool) {
+	const class, name = `{"Class":`, `,"Name":`
+	if !bytes.HasPrefix(raw, []byte(class)) {
+		return 0, 0, false
+	}
+	s, ok = stringEnd(raw, len(class))
+	if !ok || !bytes.HasPrefix(raw[s:], []byte(name)) {
+		return 0, 0, false
+	}
+	s += len(name)
+	if bytes.HasPrefix(raw[s:], []byte("null")) {
+		return s, s + 4, true
+	}
+	e, ok = stringEnd(raw, s)
+	return s, e, ok
+}
+
+// stringEnd is the end of the JSON string that starts at raw[at].
+func stringEnd(raw []byte, at int) (int, bool) {
+	if at >= len(raw) || raw[at] != '"' {
+		return 0, false
+	}
+	for p := at + 1; p < len(raw); p++ {
+		switch raw[p] {
+		case '\\':
+			p++
+		case '"':
+			return p + 1, true
+		}
+	}
+	return 0, false
 }
 
 func nullToNil(r json.RawMessage) json.RawMessage {
