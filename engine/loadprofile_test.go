@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"testing"
+	"time"
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
@@ -30,9 +31,11 @@ func TestLoadProfile(t *testing.T) {
 	}
 	defer st.Close()
 	e := New(st, local.New(drms.Config{StateDir: st.Dir}), Options{})
+	t0 := time.Now()
 	if err := e.scan(ctx, true); err != nil {
 		t.Fatal(err)
 	}
+	took := time.Since(t0)
 	jobs := 0
 	for _, w := range e.runs {
 		jobs += len(w.jobs)
@@ -43,8 +46,8 @@ func TestLoadProfile(t *testing.T) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	t.Logf("%d jobs loaded: heap in use %d MB, sys %d MB, total allocated %d MB",
-		jobs, ms.HeapInuse>>20, ms.Sys>>20, ms.TotalAlloc>>20)
+	t.Logf("%d jobs loaded in %.1f s: heap in use %d MB, sys %d MB, total allocated %d MB",
+		jobs, took.Seconds(), ms.HeapInuse>>20, ms.Sys>>20, ms.TotalAlloc>>20)
 	f, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
