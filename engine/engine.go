@@ -187,6 +187,9 @@ type job struct {
 	after []drms.Handle
 	// timedOut: the engine killed the attempt at its walltime.
 	timedOut bool
+	// slim: the job succeeded and its row was saved, then slimmed (see
+	// slimRow): it is never saved again.
+	slim bool
 }
 
 // New returns an engine for the store and backend. tag identifies this
