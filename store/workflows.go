@@ -373,7 +373,9 @@ type jobSharer struct {
 	// own, not remembered).
 	seen     map[string]*model.Job
 	seenText int
-	key      []byte
+	// raw and key are reused from job to job: a job's text is not kept
+	// (what is decoded from it is copied).
+	raw, key json.RawMessage
 }
 
 // maxSharedText bounds the texts a jobSharer remembers: a workflow of
@@ -381,10 +383,10 @@ type jobSharer struct {
 const maxSharedText = 16 << 20
 
 func (sh *jobSharer) decode(dec *json.Decoder) (*model.Job, error) {
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
+	if err := dec.Decode(&sh.raw); err != nil {
 		return nil, err
 	}
+	raw := sh.raw
 	if string(raw) == "null" {
 		return nil, nil
 	}
