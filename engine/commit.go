@@ -155,10 +155,6 @@ func (e *Engine) commit(ctx context.Context) error {
 // still reads stays: status, exit status and value (succeeded), name,
 // barrier and output parameters (parameter links).
 func (j *job) slimRow() {
-	r := j.row
-	r.Handle, r.UsageRaw = nil, nil
-	r.Stdout, r.Stderr = "", ""
-	r.Submitted, r.Started, r.Ended = nil, nil, nil
-	r.WallS, r.CPUS, r.MaxRSSKiB = nil, nil, nil
+	j.row.DropDetails()
 	j.slim = true
 }

@@ -113,7 +113,9 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 	if err != nil {
 		return err
 	}
-	rows, err := e.st.Jobs(ctx, row.ID)
+	// The rows of the jobs that succeeded come without the details the
+	// engine does not keep (slimRow).
+	rows, err := e.st.EngineJobs(ctx, row.ID)
 	if err != nil {
 		return err
 	}

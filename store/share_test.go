@@ -107,3 +107,65 @@ func TestNameValue(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineJobs: the engine's read of the jobs is Jobs' but for the jobs
+// that succeeded, which come without their details (DropDetails).
+func TestEngineJobs(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	id, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(4), Expiration: time.Now().Add(time.Hour), Cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := s.Jobs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	f, n, zero, three := 1.5, int64(7), 0, 3
+	outcome := func(j *Job, status, exit string, value *int) {
+		j.Status, j.ExitStatus, j.ExitValue = status, &exit, value
+		j.Submitted, j.Started, j.Ended = &now, &now, &now
+		j.Stdout, j.Stderr, j.DRMSID, j.HandleVersion, j.Handle = "/o", "/e", "42", 1, []byte(`{"pid":42}`)
+		j.WallS, j.CPUS, j.MaxRSSKiB, j.UsageRaw, j.OutputParams = &f, &f, &n, []byte(`{"a":"1"}`), []byte(`{"x":1}`)
+		j.Attempt = 1
+	}
+	outcome(&jobs[0], model.JobDone, model.ExitFinishedRegular, &zero) // succeeded
+	outcome(&jobs[1], model.JobDone, model.ExitFinishedRegular, &three)
+	outcome(&jobs[2], model.JobFailed, model.ExitKilledByUser, nil)
+	b := &Batch{}
+	for i := range jobs[:3] {
+		b.Jobs = append(b.Jobs, &jobs[i])
+	}
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	full, err := s.Jobs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := s.EngineJobs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full[0].Started == nil || full[0].Stdout != "/o" || len(full[0].Handle) == 0 {
+		t.Fatalf("stored succeeded job: %+v", full[0])
+	}
+	slim := full[0]
+	slim.DropDetails()
+	if slim.Started != nil || slim.Submitted != nil || slim.Ended != nil || slim.Stdout != "" || slim.Stderr != "" ||
+		slim.Handle != nil || slim.UsageRaw != nil || slim.WallS != nil || slim.CPUS != nil || slim.MaxRSSKiB != nil {
+		t.Fatalf("DropDetails left %+v", slim)
+	}
+	if slim.DRMSID != "42" || string(slim.OutputParams) != `{"x":1}` || slim.Attempt != 1 || !model.Succeeded(slim.Status, *slim.ExitStatus, slim.ExitValue) {
+		t.Fatalf("DropDetails dropped too much: %+v", slim)
+	}
+	// (Times are read all the same: see selectEngine.)
+	slim.Submitted, slim.Started, slim.Ended = full[0].Submitted, full[0].Started, full[0].Ended
+	want := append([]Job{slim}, full[1:]...)
+	for i := range want {
+		if !reflect.DeepEqual(eng[i], want[i]) {
+			t.Fatalf("job %d: engine read %+v, want %+v", i, eng[i], want[i])
+		}
+	}
+}

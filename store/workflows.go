@@ -549,11 +549,32 @@ func (s *Store) SetExpiration(ctx context.Context, wfID int64, t time.Time) erro
 // copy every row into a temporary B-tree).
 func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	var jobs []Job
-	if err := s.eachJob(ctx, wfID, true, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
+	if err := s.eachJob(ctx, wfID, readFull, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
 		return nil, err
 	}
 	return jobs, nil
 }
+
+// EngineJobs returns the jobs of a workflow as Jobs does, but the rows of
+// the jobs that succeeded come without their details (see DropDetails;
+// their times excepted), which the engine does not keep: a million
+// succeeded rows are not read whole only to be dropped.
+func (s *Store) EngineJobs(ctx context.Context, wfID int64) ([]Job, error) {
+	var jobs []Job
+	if err := s.eachJob(ctx, wfID, readEngine, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// What eachJob reads of each job.
+type jobRead int
+
+const (
+	readState  jobRead = iota // the columns of EachJobState
+	readFull                  // every column
+	readEngine                // every column, without the details of the jobs that succeeded
+)
 
 // EachJobState reads the jobs of a workflow as Jobs does, without the
 // columns only the engine uses (Barrier, Priority, HandleVersion, Handle,
@@ -563,7 +584,7 @@ func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 // for the same Index); the job is reused once put returns, the values its
 // pointers and slices hold are not.
 func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int), put func(j *Job)) error {
-	return s.eachJob(ctx, wfID, false, alloc, put)
+	return s.eachJob(ctx, wfID, readState, alloc, put)
 }
 
 // EachJobStateInOrder gives put the jobs of a workflow one at a time in
@@ -615,7 +636,7 @@ func (s *Store) jobReader() (*sql.DB, *jobSQL, error) {
 	return sqlDB, q, err
 }
 
-func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
+func (s *Store) eachJob(ctx context.Context, wfID int64, read jobRead, alloc func(n int), put func(j *Job)) error {
 	sqlDB, q, err := s.jobReader()
 	if err != nil {
 		return err
@@ -639,7 +660,7 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 	errs := make(chan error, parts)
 	for p := int64(0); p < parts; p++ {
 		lo, hi := minID.Int64+span*p/parts, minID.Int64+span*(p+1)/parts
-		go func() { errs <- scanJobs(ctx, sqlDB, q, wfID, filled, lo, hi, &counts[p], full, put) }()
+		go func() { errs <- scanJobs(ctx, sqlDB, q, wfID, filled, lo, hi, &counts[p], read, put) }()
 	}
 	for p := int64(0); p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
@@ -672,12 +693,14 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 }
 
 // scanJobs gives put the jobs whose row id is in [lo, hi), marks their
-// indexes filled and counts them; without full, only the columns of
-// EachJobState.
-func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []bool, lo, hi int64, count *int, full bool, put func(*Job)) error {
+// indexes filled and counts them, read as read says.
+func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []bool, lo, hi int64, count *int, read jobRead, put func(*Job)) error {
 	sel := q.selectState
-	if full {
+	switch read {
+	case readFull:
 		sel = q.selectFull
+	case readEngine:
+		sel = q.selectEngine
 	}
 	rows, err := db.QueryContext(ctx, sel+` WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
 	if err != nil {
@@ -685,7 +708,7 @@ func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []b
 	}
 	defer rows.Close()
 	var j Job
-	dest := jobDests(&j, full)
+	dest := jobDests(&j, read != readState)
 	for rows.Next() {
 		// Pointers read before are kept by put's callee: each row gets
 		// its own (a NULL leaves nil).
@@ -693,6 +716,7 @@ func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []b
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
+		internStatuses(&j)
 		if j.Index < 0 || j.Index >= len(filled) {
 			return fmt.Errorf("job %d has index %d, out of the %d jobs", j.ID, j.Index, len(filled))
 		}
@@ -701,6 +725,32 @@ func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []b
 		*count++
 	}
 	return rows.Err()
+}
+
+// statusStrings are the job and exit statuses: a status read is replaced
+// by the one string of its value, so that a million rows do not hold a
+// million copies of "not_submitted".
+var statusStrings = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range append([]string{model.JobNotSubmitted, model.JobUndetermined, model.JobQueuedActive,
+		model.JobSystemOnHold, model.JobUserOnHold, model.JobUserSystemOnHold, model.JobRunning,
+		model.JobSystemSuspended, model.JobUserSuspended, model.JobUserSystemSuspended, model.JobDone,
+		model.JobFailed, model.JobDeletePending, model.JobKillPending, model.JobSubmissionPending,
+		model.JobWarning}, model.ExitStatuses...) {
+		m[s] = s
+	}
+	return m
+}()
+
+func internStatuses(j *Job) {
+	if s, ok := statusStrings[j.Status]; ok {
+		j.Status = s
+	}
+	if j.ExitStatus != nil {
+		if s, ok := statusStrings[*j.ExitStatus]; ok {
+			*j.ExitStatus = s
+		}
+	}
 }
 
 // RemoveWorkflow removes a workflow with its jobs, intents and definition
