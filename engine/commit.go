@@ -75,6 +75,13 @@ func freeSpace(dir string) (uint64, bool) {
 }
 
 func (e *Engine) markDirty(j *job) {
+	if j.slim {
+		// Its row no longer holds what the store has: saving it would
+		// erase the outcome's details. Nothing changes a job that
+		// succeeded (a restart re-runs only what did not).
+		e.log.Error("engine: a change to a job that succeeded is not saved", "job", j.row.ID, "status", j.row.Status)
+		return
+	}
 	if !j.dirty {
 		j.dirty = true
 		e.dirty = append(e.dirty, j)
@@ -106,6 +113,9 @@ func (e *Engine) commit(ctx context.Context) error {
 	e.clearBackends = false
 	for _, j := range e.dirty {
 		j.dirty = false
+		if j.w.state[j.row.Index] == nSucceeded {
+			j.slimRow()
+		}
 	}
 	for _, br := range e.backends {
 		br.downDirty = false
@@ -136,4 +146,15 @@ func (e *Engine) commit(ctx context.Context) error {
 	}
 	e.notify(wfTouched)
 	return nil
+}
+
+// slimRow drops from the row of a job that succeeded, once it is saved,
+// what the engine never reads again (its handle, log paths, times and
+// resource usage: the store has them): a few hundred bytes a job, most
+// of an engine's memory by the end of a million-job workflow. What it
+// still reads stays: status, exit status and value (succeeded), name,
+// barrier and output parameters (parameter links).
+func (j *job) slimRow() {
+	j.row.DropDetails()
+	j.slim = true
 }

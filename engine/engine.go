@@ -132,8 +132,11 @@ type taggedEvent struct {
 }
 
 type wfRun struct {
-	b       *backendRun
-	row     *store.Workflow
+	b   *backendRun
+	row *store.Workflow
+	// def is the definition as store.LoadDefinitionShared gives it: its
+	// jobs have no Name (the rows have them), and jobs that differ only by
+	// their names share one *model.Job, never to be modified.
 	def     *model.Workflow
 	g       *graph
 	jobs    []*job
@@ -189,6 +192,9 @@ type job struct {
 	// attempt that ends without ever starting there is shown as never
 	// submitted, as it would have been without the hold.
 	unsent *unsent
+	// slim: the job succeeded and its row was saved, then slimmed (see
+	// slimRow): it is never saved again.
+	slim bool
 }
 
 // unsent is the part of a job's row that a submission changes.

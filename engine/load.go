@@ -107,11 +107,15 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		}
 		row = full
 	}
-	def, err := store.LoadDefinition(row)
+	// The engine reads its jobs' names from their rows: the definition's
+	// jobs that differ only by their names are one (read-only) *model.Job.
+	def, err := store.LoadDefinitionShared(row)
 	if err != nil {
 		return err
 	}
-	rows, err := e.st.Jobs(ctx, row.ID)
+	// The rows of the jobs that succeeded come without the details the
+	// engine does not keep (slimRow).
+	rows, err := e.st.EngineJobs(ctx, row.ID)
 	if err != nil {
 		return err
 	}

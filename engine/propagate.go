@@ -25,6 +25,9 @@ func (e *Engine) rebuild(w *wfRun) {
 			if succeeded(j) {
 				w.set(i, nSucceeded)
 				w.forget(i)
+				if !j.dirty {
+					j.slimRow() // as stored
+				}
 			} else {
 				w.set(i, nFailed)
 			}

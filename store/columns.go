@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
+
+	"github.com/somaflow/somaflow/model"
 )
 
 // jobCol is one column of the jobs table, listed once: the Job field it
@@ -51,9 +54,43 @@ var jobCols = []jobCol{
 	{"OutputParams", func(j *Job) any { return &j.OutputParams }, func(j *Job) any { return j.OutputParams }, false},
 }
 
+// detailCols are the columns of a job's outcome details that the engine
+// does not keep for a job that succeeded (see Job.DropDetails).
+var detailCols = map[string]bool{
+	"Submitted": true, "Started": true, "Ended": true, "Stdout": true, "Stderr": true,
+	"WallS": true, "CPUS": true, "MaxRSSKiB": true, "UsageRaw": true, "Handle": true,
+}
+
+// DropDetails clears the outcome details of a job (handle, times, log
+// paths, resource usage): what the engine reads of a job that succeeded is
+// left, the rest of its row is in the store. A row without its details
+// must never be saved.
+func (j *Job) DropDetails() {
+	for _, c := range jobCols {
+		if !detailCols[c.field] {
+			continue
+		}
+		switch d := c.dest(j).(type) {
+		case *string:
+			*d = ""
+		case *[]byte:
+			*d = nil
+		case **time.Time:
+			*d = nil
+		case **float64:
+			*d = nil
+		case **int64:
+			*d = nil
+		default:
+			panic(fmt.Sprintf("job column %s: %T", c.field, d))
+		}
+	}
+}
+
 // jobSQL is the SQL made from jobCols, once per process.
 type jobSQL struct {
 	selectState, selectFull string              // SELECT ... FROM jobs (no WHERE)
+	selectEngine            string              // selectFull without the details of jobs that succeeded (but their times)
 	update                  string              // UPDATE jobs SET (saved columns) WHERE id = ?
 	saved                   []jobCol            // the columns of update, in order
 	name                    func(string) string // a field's column
@@ -86,10 +123,25 @@ func makeJobSQL(db *gorm.DB) (*jobSQL, error) {
 		fields[c.field] = f
 	}
 	q := &jobSQL{name: func(field string) string { return fmt.Sprintf("%q", stmt.Schema.LookUpField(field).DBName) }}
-	var state, full, sets []string
+	succeeded := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = 0", q.name("Status"), model.JobDone,
+		q.name("ExitStatus"), model.ExitFinishedRegular, q.name("ExitValue"))
+	var state, full, engine, sets []string
 	for _, c := range jobCols {
 		col := fmt.Sprintf("%q", fields[c.field].DBName)
 		full = append(full, col)
+		_, isTime := c.dest(&Job{}).(**time.Time)
+		if detailCols[c.field] && !isTime {
+			// (The driver reads a time from a column declared datetime,
+			// which an expression is not: times are read, and dropped by
+			// the engine.)
+			none := "NULL"
+			if _, ok := c.dest(&Job{}).(*string); ok {
+				none = "''"
+			}
+			engine = append(engine, fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", succeeded, none, col))
+		} else {
+			engine = append(engine, col)
+		}
 		if c.state {
 			state = append(state, col)
 		}
@@ -101,6 +153,7 @@ func makeJobSQL(db *gorm.DB) (*jobSQL, error) {
 	table := fmt.Sprintf("%q", stmt.Schema.Table)
 	q.selectState = "SELECT " + strings.Join(state, ", ") + " FROM " + table
 	q.selectFull = "SELECT " + strings.Join(full, ", ") + " FROM " + table
+	q.selectEngine = "SELECT " + strings.Join(engine, ", ") + " FROM " + table
 	q.update = "UPDATE " + table + " SET " + strings.Join(sets, ", ") + " WHERE id = ?"
 	return q, nil
 }

@@ -62,6 +62,18 @@ func TestEdgesRoundTrip(t *testing.T) {
 	if n := len(EncodeEdges(big)); n > 90000*6 {
 		t.Fatalf("90,000 edges take %d bytes", n)
 	}
+	// Decoded in one allocation, of their size.
+	enc := EncodeEdges(big)
+	var back []model.Dependency
+	if n := testing.AllocsPerRun(3, func() { back, _ = DecodeEdges(enc) }); n != 1 {
+		t.Fatalf("decoding 90,000 edges took %v allocations", n)
+	}
+	if len(back) != len(big) || cap(back) != len(big) || back[89999] != big[89999] {
+		t.Fatalf("%d edges decoded (capacity %d) for %d", len(back), cap(back), len(big))
+	}
+	if got, err := DecodeEdges(nil); got != nil || err != nil {
+		t.Fatalf("no edges: %v %v", got, err)
+	}
 }
 
 func TestCreateLoadAndModes(t *testing.T) {

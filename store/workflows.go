@@ -32,7 +32,19 @@ func EncodeEdges(deps []model.Dependency) []byte {
 
 // DecodeEdges reverses EncodeEdges.
 func DecodeEdges(b []byte) ([]model.Dependency, error) {
+	// Each uvarint ends with a byte below 0x80: the list is allocated
+	// once, at its size (a million edges, 32 MB; grown by doubling, they
+	// took 150 MB).
+	ends := 0
+	for _, c := range b {
+		if c < 0x80 {
+			ends++
+		}
+	}
 	var deps []model.Dependency
+	if ends >= 2 {
+		deps = make([]model.Dependency, 0, ends/2)
+	}
 	var el [2]model.Element
 	for i := 0; len(b) > 0; i++ {
 		v, n := binary.Uvarint(b)
@@ -222,12 +234,21 @@ func writeDefinition(w io.Writer, def *model.Workflow) error {
 const definitionDeflate = 0x01
 
 func decodeDefinition(data []byte, def *model.Workflow) error {
+	return decodeDefinitionJobs(data, def, nil)
+}
+
+// decodeDefinitionJobs is decodeDefinition with the jobs decoded by sh
+// (nil: each on its own).
+func decodeDefinitionJobs(data []byte, def *model.Workflow, sh *jobSharer) error {
 	if len(data) > 0 && data[0] == definitionDeflate {
 		zr := flate.NewReader(bytes.NewReader(data[1:]))
 		defer zr.Close()
-		return decodeDefinitionStream(json.NewDecoder(zr), def)
+		return decodeDefinitionStream(json.NewDecoder(zr), def, sh)
 	}
-	return json.Unmarshal(data, def)
+	if sh == nil {
+		return json.Unmarshal(data, def)
+	}
+	return decodeDefinitionStream(json.NewDecoder(bytes.NewReader(data)), def, sh)
 }
 
 // decodeDefinitionStream decodes a definition as json.Decoder.Decode would,
@@ -235,7 +256,7 @@ func decodeDefinition(data []byte, def *model.Workflow) error {
 // of its text in the decoder's buffer (tens of megabytes for 100,000 jobs,
 // grown by doubling), one job at a time holds one job's text. The other
 // fields, small, are decoded together as usual.
-func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
+func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow, sh *jobSharer) error {
 	t, err := dec.Token()
 	if err != nil {
 		return err
@@ -268,7 +289,13 @@ func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
 			jobs := []*model.Job{}
 			for dec.More() {
 				var j *model.Job
-				if err := dec.Decode(&j); err != nil {
+				var err error
+				if sh != nil {
+					j, err = sh.decode(dec)
+				} else {
+					err = dec.Decode(&j)
+				}
+				if err != nil {
 					return err
 				}
 				jobs = append(jobs, j)
@@ -293,8 +320,23 @@ func decodeDefinitionStream(dec *json.Decoder, def *model.Workflow) error {
 
 // LoadDefinition decodes a stored workflow's definition with its edges.
 func LoadDefinition(w *Workflow) (*model.Workflow, error) {
+	return loadDefinition(w, nil)
+}
+
+// LoadDefinitionShared decodes a stored workflow's definition as
+// LoadDefinition does, for a reader that never looks at the jobs' names
+// (the engine: the job rows have them): every job's Name is nil, and jobs
+// whose definitions are the same but for their names share one *model.Job
+// (read-only to the caller), decoded once. A generated workflow of a
+// million jobs that run the same command holds one definition instead of a
+// million (hundreds of megabytes).
+func LoadDefinitionShared(w *Workflow) (*model.Workflow, error) {
+	return loadDefinition(w, &jobSharer{seen: map[string]*model.Job{}})
+}
+
+func loadDefinition(w *Workflow, sh *jobSharer) (*model.Workflow, error) {
 	var def model.Workflow
-	if err := decodeDefinition(w.Definition, &def); err != nil {
+	if err := decodeDefinitionJobs(w.Definition, &def, sh); err != nil {
 		return nil, fmt.Errorf("workflow %d: corrupt definition: %w", w.ID, err)
 	}
 	deps, err := DecodeEdges(w.Edges)
@@ -304,14 +346,105 @@ func LoadDefinition(w *Workflow) (*model.Workflow, error) {
 	def.Dependencies = deps
 	// encoding/json turns a nil RawMessage into null and back into "null":
 	// restore the nils, so that a stored workflow equals the submitted one.
-	for _, j := range def.Jobs {
-		j.Configuration = nullToNil(j.Configuration)
-		j.UserStorage = nullToNil(j.UserStorage)
+	// (Shared jobs were restored when decoded.)
+	if sh == nil {
+		for _, j := range def.Jobs {
+			normalizeJob(j)
+		}
 	}
 	for _, op := range def.OptionPaths {
 		op.ParentPath = nullToNil(op.ParentPath)
 	}
 	return &def, nil
+}
+
+func normalizeJob(j *model.Job) {
+	if j != nil {
+		j.Configuration = nullToNil(j.Configuration)
+		j.UserStorage = nullToNil(j.UserStorage)
+	}
+}
+
+// jobSharer decodes the jobs of a definition, one *model.Job for all the
+// jobs whose texts are the same once their names are left out.
+type jobSharer struct {
+	// seen maps a job's text without its name to its decoded job, up to
+	// maxSharedText bytes of texts (then new texts are decoded on their
+	// own, not remembered).
+	seen     map[string]*model.Job
+	seenText int
+	// raw and key are reused from job to job: a job's text is not kept
+	// (what is decoded from it is copied).
+	raw, key json.RawMessage
+}
+
+// maxSharedText bounds the texts a jobSharer remembers: a workflow of
+// different jobs costs this at most beside its jobs, while it loads.
+const maxSharedText = 16 << 20
+
+func (sh *jobSharer) decode(dec *json.Decoder) (*model.Job, error) {
+	if err := dec.Decode(&sh.raw); err != nil {
+		return nil, err
+	}
+	raw := sh.raw
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	key := raw
+	if s, e, ok := nameValue(raw); ok {
+		sh.key = append(append(sh.key[:0], raw[:s]...), raw[e:]...)
+		key = sh.key
+	}
+	if j, ok := sh.seen[string(key)]; ok {
+		return j, nil
+	}
+	j := new(model.Job)
+	if err := json.Unmarshal(raw, j); err != nil {
+		return nil, err
+	}
+	j.Name = nil
+	normalizeJob(j)
+	if sh.seenText+len(key) <= maxSharedText {
+		sh.seen[string(key)] = j
+		sh.seenText += len(key)
+	}
+	return j, nil
+}
+
+// nameValue finds the value of the job's Name in the text of a job object
+// as json.Marshal writes it, `{"Class":"...","Name":...`: raw[s:e] is the
+// string or null. Any other text (ok false) is not shared.
+func nameValue(raw []byte) (s, e int, ok bool) {
+	const class, name = `{"Class":`, `,"Name":`
+	if !bytes.HasPrefix(raw, []byte(class)) {
+		return 0, 0, false
+	}
+	s, ok = stringEnd(raw, len(class))
+	if !ok || !bytes.HasPrefix(raw[s:], []byte(name)) {
+		return 0, 0, false
+	}
+	s += len(name)
+	if bytes.HasPrefix(raw[s:], []byte("null")) {
+		return s, s + 4, true
+	}
+	e, ok = stringEnd(raw, s)
+	return s, e, ok
+}
+
+// stringEnd is the end of the JSON string that starts at raw[at].
+func stringEnd(raw []byte, at int) (int, bool) {
+	if at >= len(raw) || raw[at] != '"' {
+		return 0, false
+	}
+	for p := at + 1; p < len(raw); p++ {
+		switch raw[p] {
+		case '\\':
+			p++
+		case '"':
+			return p + 1, true
+		}
+	}
+	return 0, false
 }
 
 func nullToNil(r json.RawMessage) json.RawMessage {
@@ -416,11 +549,32 @@ func (s *Store) SetExpiration(ctx context.Context, wfID int64, t time.Time) erro
 // copy every row into a temporary B-tree).
 func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 	var jobs []Job
-	if err := s.eachJob(ctx, wfID, true, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
+	if err := s.eachJob(ctx, wfID, readFull, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
 		return nil, err
 	}
 	return jobs, nil
 }
+
+// EngineJobs returns the jobs of a workflow as Jobs does, but the rows of
+// the jobs that succeeded come without their details (see DropDetails;
+// their times excepted), which the engine does not keep: a million
+// succeeded rows are not read whole only to be dropped.
+func (s *Store) EngineJobs(ctx context.Context, wfID int64) ([]Job, error) {
+	var jobs []Job
+	if err := s.eachJob(ctx, wfID, readEngine, func(n int) { jobs = make([]Job, n) }, func(j *Job) { jobs[j.Index] = *j }); err != nil {
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// What eachJob reads of each job.
+type jobRead int
+
+const (
+	readState  jobRead = iota // the columns of EachJobState
+	readFull                  // every column
+	readEngine                // every column, without the details of the jobs that succeeded
+)
 
 // EachJobState reads the jobs of a workflow as Jobs does, without the
 // columns only the engine uses (Barrier, Priority, HandleVersion, Handle,
@@ -430,7 +584,7 @@ func (s *Store) Jobs(ctx context.Context, wfID int64) ([]Job, error) {
 // for the same Index); the job is reused once put returns, the values its
 // pointers and slices hold are not.
 func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int), put func(j *Job)) error {
-	return s.eachJob(ctx, wfID, false, alloc, put)
+	return s.eachJob(ctx, wfID, readState, alloc, put)
 }
 
 // EachJobStateInOrder gives put the jobs of a workflow one at a time in
@@ -482,7 +636,7 @@ func (s *Store) jobReader() (*sql.DB, *jobSQL, error) {
 	return sqlDB, q, err
 }
 
-func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n int), put func(j *Job)) error {
+func (s *Store) eachJob(ctx context.Context, wfID int64, read jobRead, alloc func(n int), put func(j *Job)) error {
 	sqlDB, q, err := s.jobReader()
 	if err != nil {
 		return err
@@ -506,7 +660,7 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 	errs := make(chan error, parts)
 	for p := int64(0); p < parts; p++ {
 		lo, hi := minID.Int64+span*p/parts, minID.Int64+span*(p+1)/parts
-		go func() { errs <- scanJobs(ctx, sqlDB, q, wfID, filled, lo, hi, &counts[p], full, put) }()
+		go func() { errs <- scanJobs(ctx, sqlDB, q, wfID, filled, lo, hi, &counts[p], read, put) }()
 	}
 	for p := int64(0); p < parts; p++ {
 		if e := <-errs; e != nil && err == nil {
@@ -539,12 +693,14 @@ func (s *Store) eachJob(ctx context.Context, wfID int64, full bool, alloc func(n
 }
 
 // scanJobs gives put the jobs whose row id is in [lo, hi), marks their
-// indexes filled and counts them; without full, only the columns of
-// EachJobState.
-func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []bool, lo, hi int64, count *int, full bool, put func(*Job)) error {
+// indexes filled and counts them, read as read says.
+func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []bool, lo, hi int64, count *int, read jobRead, put func(*Job)) error {
 	sel := q.selectState
-	if full {
+	switch read {
+	case readFull:
 		sel = q.selectFull
+	case readEngine:
+		sel = q.selectEngine
 	}
 	rows, err := db.QueryContext(ctx, sel+` WHERE workflow_id = ? AND id >= ? AND id < ?`, wfID, lo, hi)
 	if err != nil {
@@ -552,7 +708,7 @@ func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []b
 	}
 	defer rows.Close()
 	var j Job
-	dest := jobDests(&j, full)
+	dest := jobDests(&j, read != readState)
 	for rows.Next() {
 		// Pointers read before are kept by put's callee: each row gets
 		// its own (a NULL leaves nil).
@@ -560,6 +716,7 @@ func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []b
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
+		internStatuses(&j)
 		if j.Index < 0 || j.Index >= len(filled) {
 			return fmt.Errorf("job %d has index %d, out of the %d jobs", j.ID, j.Index, len(filled))
 		}
@@ -568,6 +725,32 @@ func scanJobs(ctx context.Context, db *sql.DB, q *jobSQL, wfID int64, filled []b
 		*count++
 	}
 	return rows.Err()
+}
+
+// statusStrings are the job and exit statuses: a status read is replaced
+// by the one string of its value, so that a million rows do not hold a
+// million copies of "not_submitted".
+var statusStrings = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range append([]string{model.JobNotSubmitted, model.JobUndetermined, model.JobQueuedActive,
+		model.JobSystemOnHold, model.JobUserOnHold, model.JobUserSystemOnHold, model.JobRunning,
+		model.JobSystemSuspended, model.JobUserSuspended, model.JobUserSystemSuspended, model.JobDone,
+		model.JobFailed, model.JobDeletePending, model.JobKillPending, model.JobSubmissionPending,
+		model.JobWarning}, model.ExitStatuses...) {
+		m[s] = s
+	}
+	return m
+}()
+
+func internStatuses(j *Job) {
+	if s, ok := statusStrings[j.Status]; ok {
+		j.Status = s
+	}
+	if j.ExitStatus != nil {
+		if s, ok := statusStrings[*j.ExitStatus]; ok {
+			*j.ExitStatus = s
+		}
+	}
 }
 
 // RemoveWorkflow removes a workflow with its jobs, intents and definition
