@@ -69,6 +69,15 @@ func (r *recorder) wait(t *testing.T, id string, phase drms.Phase) drms.Event {
 	return got
 }
 
+// holdFixture gives a state dir whose supervisor is stopped at the end, a
+// backend connected to it, the recorder of its events and a work dir.
+func holdFixture(t *testing.T) (state string, b *supervisor.Backend, rec *recorder, dir string) {
+	state = t.TempDir()
+	t.Cleanup(func() { stopSupervisor(t, state) })
+	b = newBackend(t, state)
+	return state, b, record(t, b), t.TempDir()
+}
+
 // shJob is a job running a shell script in dir.
 func shJob(dir string, job int64, script string) drms.JobSpec {
 	return spec(dir, job, "sh", "-c", script)
@@ -87,11 +96,7 @@ func lines(t *testing.T, path string) []string {
 // the previous one ended, with no engine in between; the held jobs start
 // with a handle of their own (their pid).
 func TestHoldAfterChain(t *testing.T) {
-	state := t.TempDir()
-	t.Cleanup(func() { stopSupervisor(t, state) })
-	b := newBackend(t, state)
-	rec := record(t, b)
-	dir := t.TempDir()
+	_, b, rec, dir := holdFixture(t)
 	log := filepath.Join(dir, "log")
 	ctx := context.Background()
 	release := filepath.Join(dir, "release")
@@ -149,11 +154,7 @@ func TestHoldAfterChain(t *testing.T) {
 // A dependency that did not succeed cancels the jobs held for it, and
 // theirs: they end aborted_before_running and never run.
 func TestHoldAfterFailure(t *testing.T) {
-	state := t.TempDir()
-	t.Cleanup(func() { stopSupervisor(t, state) })
-	b := newBackend(t, state)
-	rec := record(t, b)
-	dir := t.TempDir()
+	_, b, rec, dir := holdFixture(t)
 	marker := filepath.Join(dir, "ran")
 	ctx := context.Background()
 	release := filepath.Join(dir, "release")
@@ -195,11 +196,7 @@ func TestHoldAfterFailure(t *testing.T) {
 // A pool runs at most its limit at once, in submission order, and starts
 // the next held job as soon as one ends.
 func TestHoldPool(t *testing.T) {
-	state := t.TempDir()
-	t.Cleanup(func() { stopSupervisor(t, state) })
-	b := newBackend(t, state)
-	rec := record(t, b)
-	dir := t.TempDir()
+	state, b, rec, dir := holdFixture(t)
 	log := filepath.Join(dir, "log")
 	ctx := context.Background()
 	gate := filepath.Join(dir, "gate")
@@ -261,11 +258,7 @@ func TestHoldPool(t *testing.T) {
 // Killing a held job ends it without running it (the engine resolves it to
 // aborted_before_running); the others of its pool still run.
 func TestHoldKill(t *testing.T) {
-	state := t.TempDir()
-	t.Cleanup(func() { stopSupervisor(t, state) })
-	b := newBackend(t, state)
-	rec := record(t, b)
-	dir := t.TempDir()
+	_, b, rec, dir := holdFixture(t)
 	marker := filepath.Join(dir, "ran")
 	ctx := context.Background()
 	release := filepath.Join(dir, "release")
