@@ -53,7 +53,9 @@ func (q *Queue) Take(pool string, need int) {
 
 // Release gives back the slots Take counted.
 func (q *Queue) Release(pool string, need int) {
-	q.used[pool] -= max(1, need)
+	if q.used != nil {
+		q.used[pool] = max(0, q.used[pool]-max(1, need))
+	}
 }
 
 // Ready reports what a job still waits for: "" when it may start now (its

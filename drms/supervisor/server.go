@@ -17,11 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/somaflow/somaflow/drms/hold"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/hold"
 	"github.com/somaflow/somaflow/drms/proc"
 )
 
