@@ -51,6 +51,9 @@ type config struct {
 	// document are profiled (0: none).
 	profileStore int
 	noRepeats    bool
+	// slurmLoad: run the slurm-load workload (-only naming it, or full mode).
+	slurmLoad bool
+	slurm     slurmLoadConfig
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -61,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.bin, "bin", "bin/somaflow", "the somaflow binary to measure")
 	fs.IntVar(&c.rounds, "rounds", 5, "rounds of the repeated workloads (at least 5 for a report)")
 	fs.StringVar(&c.out, "out", "bench-out", "directory for results.json, bench.txt, table.txt, profiles and generated workflows")
-	only := fs.String("only", "", "run only the workloads whose id matches this regexp (W1-1k, W1-10k, W2-chain200, W3-group, W3-edges, W4-c10, W4-c2, scale)")
+	only := fs.String("only", "", "run only the workloads whose id matches this regexp (W1-1k, W1-10k, W2-chain200, W3-group, W3-edges, W4-c10, W4-c2, scale, slurm-load)")
 	scale := fs.String("scale", "", "run the scale benchmark: true or false (default: true in full mode)")
 	fs.IntVar(&c.scaleMax, "scale-max", 1000000, "largest scale workflow (10000, 100000, 1000000)")
 	fs.DurationVar(&c.runMax, "scale-run-max", 20*time.Minute, "longest run of the 1,000,000-job workflow to its end; past it, how far it got is reported")
@@ -69,6 +72,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.profile, "profile", false, "also profile the engine (CPU, in this process, as `somaflow run` runs it) on W1, W2 and W3 and print the top functions")
 	fs.IntVar(&c.profileStore, "profile-store", 0, "with -profile, also profile submit (decode, validate, store) and the status document of a fan-out of this many jobs (default: 100000 in full mode)")
 	fs.BoolVar(&c.noRepeats, "no-repeats", false, "skip the repeated and once workloads (with -scale or -profile)")
+	fs.IntVar(&c.slurm.jobs, "slurm-jobs", 1000, "slurm-load: W1 through Slurm with this many `true` jobs")
+	fs.IntVar(&c.slurm.rounds, "slurm-rounds", 1, "slurm-load: rounds of W1 (sbatch loop and somaflow run, alternating)")
+	fs.IntVar(&c.slurm.change, "slurm-change-jobs", 200, "slurm-load: jobs of `sleep 3` while jobs change")
+	fs.IntVar(&c.slurm.idleJobs, "slurm-idle-jobs", 10, "slurm-load: long jobs while idle (at most the idle CPUs)")
+	fs.DurationVar(&c.slurm.warmup, "slurm-idle-warmup", 45*time.Second, "slurm-load: from the idle run's start to its counting window (every job running by then)")
+	fs.DurationVar(&c.slurm.window, "slurm-idle-window", 3*time.Minute, "slurm-load: how long the idle phase is counted")
+	fs.DurationVar(&c.slurm.quiet, "slurm-background", 30*time.Second, "slurm-load: first count slurmctld's RPCs this long with nothing of ours running (others' load; 0: skip)")
+	fs.StringVar(&c.slurm.settings, "slurm-settings", "", "slurm-load: backend settings for somaflow run, key=value,key=value (e.g. accounting=yes)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -87,6 +98,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var err error
 	if c.only, err = regexp.Compile(*only); err != nil {
 		return nil, fmt.Errorf("-only: %w", err)
+	}
+	// slurm-load needs a Slurm and takes minutes: only when asked for.
+	c.slurmLoad = c.only.MatchString(slurmLoadID) && (c.mode == "full" || *only != "")
+	if c.slurm.jobs < 1 || c.slurm.rounds < 1 || c.slurm.change < 1 || c.slurm.idleJobs < 1 || c.slurm.window <= 0 {
+		return nil, fmt.Errorf("-slurm-jobs, -slurm-rounds, -slurm-change-jobs, -slurm-idle-jobs and -slurm-idle-window must be positive")
 	}
 	switch *scale {
 	case "":
@@ -137,6 +153,7 @@ type report struct {
 	Results   []*result         `json:"results"`
 	Scale     []*scaleResult    `json:"scale,omitempty"`
 	Profiles  []*profileResult  `json:"profiles,omitempty"`
+	SlurmLoad *slurmLoadResult  `json:"slurm_load,omitempty"`
 	ElapsedS  float64           `json:"elapsed_s"`
 }
 
@@ -185,7 +202,7 @@ func bench(ctx context.Context, cfg *config, stdout, log io.Writer) error {
 	}
 	fmt.Fprintf(log, "somaflow-bench %s: %s (%s), %d CPUs, make %q, xargs %q\n", cfg.mode, e.bin, rep.Commit, rep.CPUs,
 		rep.Baselines["make"], rep.Baselines["xargs"])
-	if !cfg.noRepeats {
+	if !cfg.noRepeats && len(ws) > 0 {
 		rep.Results = runWorkloads(ctx, e, ws, cfg.rounds, log)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -193,6 +210,14 @@ func bench(ctx context.Context, cfg *config, stdout, log io.Writer) error {
 		fmt.Fprintf(stdout, "\nsomaflow %s, %d CPUs (%s), %d rounds, runners interleaved; ratio and overhead against the floor of the same round (median over rounds)\n\n",
 			rep.Commit, rep.CPUs, rep.CPU, cfg.rounds)
 		printTable(stdout, rep.Results)
+	}
+	if cfg.slurmLoad {
+		fmt.Fprintf(log, "%s: W1 through Slurm and the calls to slurmctld\n", slurmLoadID)
+		rep.SlurmLoad = e.runSlurmLoad(ctx, cfg.slurm, work, log)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		printSlurmLoad(stdout, rep.SlurmLoad)
 	}
 	if cfg.scale && cfg.only.MatchString("scale") {
 		rep.Scale = runScaleAll(ctx, e, cfg, work, log)
@@ -397,6 +422,7 @@ func writeReport(dir string, rep *report, stdout io.Writer) error {
 	fmt.Fprintf(t, "somaflow %s, %s, %d CPUs (%s), mode %s, %d rounds\n\n", rep.Commit, rep.Date, rep.CPUs, rep.CPU, rep.Mode, rep.Rounds)
 	printTable(t, rep.Results)
 	printScale(t, rep.Scale)
+	printSlurmLoad(t, rep.SlurmLoad)
 	if err := t.Close(); err != nil {
 		return err
 	}

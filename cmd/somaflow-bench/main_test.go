@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/somaflow/somaflow/client"
 	"github.com/somaflow/somaflow/model"
@@ -176,5 +178,80 @@ func TestFlags(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"-bin", filepath.Join(t.TempDir(), "none")}, io.Discard, io.Discard); code != 1 {
 		t.Errorf("missing binary: exit %d", code)
+	}
+}
+
+// sdiag's output (Slurm 22.05, abridged): the job counters and the RPC
+// statistics by message type are read; daemon and bench RPCs are not
+// counted as the client's; differences make rates.
+func TestSdiag(t *testing.T) {
+	reading := func(submitted, jobInfo, sbatch, stats, complete int) string {
+		return strings.Join([]string{
+			"*******************************************************",
+			"sdiag output at Sat Dec 05 20:05:23 2026 (1796501123)",
+			"Jobs submitted: " + itoa(submitted),
+			"Jobs started:   0",
+			"Remote Procedure Call statistics by message type",
+			"	REQUEST_SUBMIT_BATCH_JOB                ( 4003) count:" + itoa(sbatch) + "    ave_time:1813   total_time:362672",
+			"	REQUEST_COMPLETE_BATCH_SCRIPT           ( 5018) count:" + itoa(complete) + "    ave_time:2013   total_time:402780",
+			"	REQUEST_JOB_INFO                        ( 2003) count:" + itoa(jobInfo) + "      ave_time:2643   total_time:23793",
+			"	REQUEST_PARTITION_INFO                  ( 2009) count:" + itoa(jobInfo) + "      ave_time:291    total_time:2624",
+			"	REQUEST_STATS_INFO                      ( 2035) count:" + itoa(stats) + "      ave_time:773    total_time:5417",
+			"	MESSAGE_EPILOG_COMPLETE                 ( 6012) count:2      ave_time:732    total_time:1465",
+			"",
+			"Remote Procedure Call statistics by user",
+			"	root            (       0) count:429    ave_time:1863   total_time:799651",
+			"",
+			"Pending RPC statistics",
+			"	No pending RPCs",
+		}, "\n")
+	}
+	sub, rpc, err := parseSdiag(reading(10, 3, 10, 1, 4))
+	if err != nil || sub != 10 || rpc["REQUEST_JOB_INFO"] != 3 || rpc["REQUEST_SUBMIT_BATCH_JOB"] != 10 || rpc["MESSAGE_EPILOG_COMPLETE"] != 2 || len(rpc) != 6 {
+		t.Fatalf("parseSdiag: %d %v %v", sub, rpc, err)
+	}
+	if _, _, err := parseSdiag("sdiag: error: something\n"); err == nil {
+		t.Error("parseSdiag of no statistics: no error")
+	}
+	read := func(at time.Time, s string) sdiagReading {
+		sub, rpc, err := parseSdiag(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sdiagReading{at: at, submitted: sub, rpc: rpc}
+	}
+	t0 := time.Now()
+	d := delta(read(t0, reading(10, 3, 10, 1, 4)), read(t0.Add(2*time.Minute), reading(110, 7, 110, 9, 90)))
+	// 4 squeue (JOB_INFO + PARTITION_INFO each) and 100 sbatch; the bench's
+	// sdiag calls and slurmd's completions are not the client's.
+	if d.Submitted != 100 || d.Queries != 4 || d.Calls != 108 || d.QueriesPerMin != 2 || d.CallsPerMin != 54 || d.Reset {
+		t.Errorf("delta: %+v", d)
+	}
+	if d := delta(read(t0, reading(110, 7, 110, 9, 90)), read(t0.Add(time.Minute), reading(0, 1, 0, 1, 0))); !d.Reset {
+		t.Errorf("counters reset in between: %+v", d)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// slurm-load runs only when asked for: -only naming it, or full mode.
+func TestSlurmLoadAsked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"-only", "W1-1k"}, false},
+		{[]string{"-only", "slurm-load"}, true},
+		{[]string{"-mode", "full"}, true},
+		{[]string{"-mode", "full", "-only", "W1"}, false},
+	} {
+		cfg, err := parseFlags(c.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.slurmLoad != c.want {
+			t.Errorf("%q: slurm-load %v, want %v", c.args, cfg.slurmLoad, c.want)
+		}
 	}
 }

@@ -46,7 +46,7 @@ func taskOutput(d Dialect, dir, name, task string) string {
 
 func (b *Backend) taskHandle(d Dialect, id string, spec drms.JobSpec, arr, task string) drms.Handle {
 	p := b.spool.Paths(spec)
-	st, _ := json.Marshal(handleState{Name: arr, Status: p.Status, Started: p.Started, Output: taskOutput(d, p.Dir, arr, task), Task: task})
+	st, _ := json.Marshal(handleState{Name: arr, Status: p.Status, Started: p.Started, Output: taskOutput(d, p.Dir, arr, task), Task: task, Limit: spec.Resources.Walltime})
 	return drms.Handle{Version: HandleVersion, ID: id, State: st}
 }
 

@@ -22,6 +22,11 @@
 //	                 before PBS's record is used instead (default 5s)
 //	qstat_interval   how often Status asks qstat while exec-job's files
 //	                 answer for every job (default 30s; 0: at every Status)
+//	qstat_idle_interval
+//	                 how often Status asks qstat while nothing is due: every
+//	                 job asked about runs by its started file, within its
+//	                 walltime, not deleted by somaflow (default 5m; never
+//	                 less than qstat_interval; 0: qstat_interval)
 //	qsub_options     extra qsub options for every job, split like a shell line
 //	dependencies     true: SubmitAfter hands dependencies to PBS
 //	                 (-W depend=afterok:ID...) (default false)
@@ -59,7 +64,7 @@ type Backend struct {
 	cmds  batch.Commands
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
-	qstatEvery                                    time.Duration
+	qstatEvery, qstatIdle                         time.Duration
 	extraOpts                                     []string
 	deps, arrays                                  bool
 	maxArray                                      int
@@ -91,6 +96,9 @@ type handleState struct {
 	// job's array); nothing was submitted; Reason says why.
 	Ended  string `json:"ended,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Limit is the job's walltime in seconds (0: none): past it, its
+	// status file is overdue and qstat is asked at qstat_interval.
+	Limit int64 `json:"limit,omitempty"`
 }
 
 // New returns a PBS backend. It checks the configuration but does not
@@ -108,8 +116,8 @@ func New(cfg drms.Config) (*Backend, error) {
 	st := batch.Settings{Backend: "pbs", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
-		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace, "qstat_interval": &b.qstatEvery},
-		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second, "qstat_interval": 30 * time.Second},
+		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace, "qstat_interval": &b.qstatEvery, "qstat_idle_interval": &b.qstatIdle},
+		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second, "qstat_interval": 30 * time.Second, "qstat_idle_interval": 5 * time.Minute},
 	); err != nil {
 		return nil, err
 	}
@@ -163,7 +171,7 @@ func (b *Backend) prefix() string { return "sf-" + b.cfg.EngineTag + "-" }
 
 func (b *Backend) handle(id string, spec drms.JobSpec) drms.Handle {
 	p := b.spool.Paths(spec)
-	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output})
+	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output, Limit: spec.Resources.Walltime})
 	return drms.Handle{Version: HandleVersion, ID: id, State: st}
 }
 
@@ -492,16 +500,23 @@ func (b *Backend) submitted(id string) { b.recent.Note(seq(id)) }
 // ended by an exit or a failure to start in its status file, or still
 // queued, held, running or suspended in the last listing (or submitted
 // since, its started file saying whether it runs), and that listing is
-// younger than qstat_interval. ok is false when one needs PBS (a signal's
-// reason, an end without a status file, our kill, a job that left the
-// listing).
+// younger than qstat_interval, or than qstat_idle_interval when nothing is
+// due (every job runs by its started file, within its walltime). ok is
+// false when one needs PBS (a signal's reason, an end without a status
+// file, our kill, a job that left the listing).
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
 	l, at := b.lastList, b.lastListAt
 	b.mu.Unlock()
-	if b.qstatEvery <= 0 || l == nil || time.Since(at) >= b.qstatEvery {
+	busy := b.qstatEvery
+	idle := max(busy, b.qstatIdle)
+	since := time.Since(at)
+	if busy <= 0 || l == nil || since >= idle {
 		return nil, false
 	}
+	now := time.Now()
+	due := false // a job that qstat should see at qstat_interval
+	var done []string
 	out := make(map[string]drms.State, len(hs))
 	for _, h := range hs {
 		st, err := decodeHandle(h)
@@ -514,7 +529,7 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 		}
 		if file != nil {
 			out[h.ID] = ended(file)
-			b.forget(h.ID)
+			done = append(done, h.ID)
 			continue
 		}
 		j, listed := l[seq(h.ID)]
@@ -545,10 +560,22 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 			if p := batch.Pending(st.Started); p.Phase == drms.Running {
 				s = p
 			}
-			out[h.ID] = s
-			continue
+		} else {
+			// Running only with its started file (then Started is exec-job's).
+			s = batch.Live(s, "state "+j.State, st.Started)
 		}
-		out[h.ID] = batch.Live(s, "state "+j.State, st.Started)
+		// Nothing is due for a job that exec-job runs (its status file will
+		// tell its end) within its walltime.
+		if s.Phase != drms.Running || s.Started.IsZero() || st.Limit > 0 && now.Sub(s.Started) >= time.Duration(st.Limit)*time.Second {
+			due = true
+		}
+		out[h.ID] = s
+	}
+	if due && since >= busy {
+		return nil, false
+	}
+	for _, id := range done {
+		b.forget(id)
 	}
 	return out, true
 }

@@ -144,3 +144,104 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("the dependant of a failed job ran: %q", data)
 	}
 }
+
+// TestQstatIdlePacing: while every job runs by its started file (nothing is
+// due), Status asks qstat at qstat_idle_interval, not at qstat_interval,
+// however often it is called; a job past its walltime (its status file
+// overdue) brings back qstat_interval, and a qdel by somaflow makes the
+// next Status ask at once.
+func TestQstatIdlePacing(t *testing.T) {
+	requirePBS(t)
+	ctx := context.Background()
+	settings := map[string]string{"qstat_interval": "1s", "qstat_idle_interval": "1h"}
+	// pollWindow calls Status every 250 ms for at least 12 s and 40 calls,
+	// every job still running, and returns the qstat calls and how long.
+	pollWindow := func(b *Backend, hs []drms.Handle) (int, time.Duration) {
+		t.Helper()
+		before := b.Calls()["qstat"]
+		t0 := time.Now()
+		for polls := 0; polls < 40 || time.Since(t0) < 12*time.Second; polls++ {
+			st, err := b.Status(ctx, hs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range hs {
+				if st[h.ID].Phase != drms.Running {
+					t.Fatalf("job %s: %+v, want running", h.ID, st[h.ID])
+				}
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return b.Calls()["qstat"] - before, time.Since(t0)
+	}
+	running := func(b *Backend, h drms.Handle) drms.State {
+		return poll(t, b, h, 2*time.Minute, "running", func(s drms.State) bool { return s.Phase == drms.Running })
+	}
+
+	b := realBackend(t, settings)
+	var hs []drms.Handle
+	for i := 0; i < 3; i++ {
+		h, err := b.Submit(ctx, realSpec(t, b, "sleep", "300"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	// At the end, delete the jobs and wait for their ends (exec-job writes
+	// in the spool, which is in the test's temporary directory).
+	type owned struct {
+		b *Backend
+		h drms.Handle
+	}
+	var all []owned
+	defer func() {
+		for _, o := range all {
+			o.b.Kill(ctx, o.h)
+		}
+		for _, o := range all {
+			poll(t, o.b, o.h, 2*time.Minute, "ended", func(s drms.State) bool { return s.Phase == drms.Ended })
+		}
+	}()
+	for _, h := range hs {
+		all = append(all, owned{b, h})
+	}
+	for _, h := range hs {
+		running(b, h)
+	}
+	n, d := pollWindow(b, hs)
+	if n > 1 {
+		t.Errorf("nothing due: %d qstat calls in %v, want at most 1 (idle interval 1h)", n, d.Round(time.Millisecond))
+	}
+	t.Logf("nothing due: %d qstat calls in %v", n, d.Round(time.Millisecond))
+
+	// A kill: the next Status asks qstat.
+	before := b.Calls()["qstat"]
+	if err := b.Kill(ctx, hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Status(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	if b.Calls()["qstat"] == before {
+		t.Errorf("Status after a kill made no qstat call")
+	}
+
+	// A job past its walltime (2 s here; the wrappers' Slurm enforces a
+	// minute): due.
+	b2 := realBackend(t, settings)
+	s := realSpec(t, b2, "sleep", "300")
+	s.Resources = model.Resources{Walltime: 2}
+	h, err := b2.Submit(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, owned{b2, h})
+	for st := running(b2, h); time.Since(st.Started) < 3*time.Second; {
+		time.Sleep(200 * time.Millisecond)
+	}
+	n, d = pollWindow(b2, []drms.Handle{h})
+	if min := int(d / (3 * time.Second)); n < min {
+		t.Errorf("past its walltime: %d qstat calls in %v, want at least %d (interval 1s)", n, d.Round(time.Millisecond), min)
+	}
+	t.Logf("past its walltime: %d qstat calls in %v", n, d.Round(time.Millisecond))
+}

@@ -65,7 +65,7 @@ func (b *Backend) presetHandle(spec drms.JobSpec, kind, reason string) drms.Hand
 func (b *Backend) taskHandle(id string, spec drms.JobSpec, arr, task string) drms.Handle {
 	p := b.spool.Paths(spec)
 	st, _ := json.Marshal(handleState{Name: arr, Status: p.Status, Started: p.Started,
-		Output: filepath.Join(p.Dir, arr+"."+task+".drms.out"), Task: task})
+		Output: filepath.Join(p.Dir, arr+"."+task+".drms.out"), Task: task, Limit: spec.Resources.Walltime})
 	return drms.Handle{Version: HandleVersion, ID: id, State: st}
 }
 

@@ -19,6 +19,12 @@
 //	squeue_interval  how often Status asks squeue while exec-job's files
 //	                 answer for every job (default 30s, at most half of
 //	                 MinJobAge; 0: at every Status)
+//	squeue_idle_interval
+//	                 how often Status asks squeue while nothing is due: every
+//	                 job asked about runs by its started file, within its
+//	                 walltime, not killed by somaflow (default 5m; never less
+//	                 than squeue_interval; without accounting at most half of
+//	                 MinJobAge; 0: squeue_interval)
 //	status_grace     how long a job that Slurm says ended may lack its status
 //	                 file (network filesystem lag) before Slurm's record is used
 //	                 instead (default 5s)
@@ -58,7 +64,7 @@ type Backend struct {
 	user  string
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
-	squeueEvery                                   time.Duration
+	squeueEvery, squeueIdle                       time.Duration
 	extraOpts                                     []string
 	arrays, deps                                  bool
 
@@ -75,6 +81,7 @@ type Backend struct {
 	lastQAt    time.Time              // when it was asked for
 	recent     batch.Submissions      // job or array ids this backend submitted
 	cmds       batch.Commands         // Slurm commands run, counted (for benchmarks)
+	startedAt  map[string]time.Time   // when exec-job began, from its started file (cache)
 }
 
 // handleState is the persisted part of a Slurm handle. Handle.ID is the
@@ -94,6 +101,9 @@ type handleState struct {
 	Reason string `json:"reason,omitempty"`
 	// Deps: submitted with dependencies handed to Slurm (SubmitAfter).
 	Deps bool `json:"deps,omitempty"`
+	// Limit is the job's walltime in seconds (0: none): past it, its
+	// status file is overdue and squeue is asked at squeue_interval.
+	Limit int64 `json:"limit,omitempty"`
 }
 
 // New returns a Slurm backend. It checks the configuration but does not
@@ -107,12 +117,12 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, startedAt: map[string]time.Time{}}
 	st := batch.Settings{Backend: "slurm", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
-		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace, "squeue_interval": &b.squeueEvery},
-		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second, "squeue_interval": 30 * time.Second},
+		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace, "squeue_interval": &b.squeueEvery, "squeue_idle_interval": &b.squeueIdle},
+		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second, "squeue_interval": 30 * time.Second, "squeue_idle_interval": 5 * time.Minute},
 	); err != nil {
 		return nil, err
 	}
@@ -159,7 +169,7 @@ func (b *Backend) prefix() string { return "sf-" + b.cfg.EngineTag + "-" }
 
 func (b *Backend) handle(id string, spec drms.JobSpec) drms.Handle {
 	p := b.spool.Paths(spec)
-	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output})
+	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output, Limit: spec.Resources.Walltime})
 	return drms.Handle{Version: HandleVersion, ID: id, State: st}
 }
 
@@ -612,18 +622,25 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 // fromFiles answers Status without Slurm when it can (see Status): ok is
 // false when one attempt needs Slurm (a signal's reason, an end without a
 // status file, our kill, a preset or undecodable handle) or the last
-// squeue listing is older than squeue_interval.
+// squeue listing is too old: older than squeue_interval while something is
+// due (a job queued, held or suspended, one running at Slurm without its
+// started file, one past its walltime), older than squeue_idle_interval
+// when every job runs by its started file.
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
-	// A job that ends without a status file is listed by squeue for
-	// MinJobAge only, and some of its outcome is only there (a dependency
-	// Slurm cancelled it for: sacct keeps no such reason), with or without
-	// accounting: look well within MinJobAge (not at all before it is known).
-	q, at, every := b.lastQ, b.lastQAt, min(b.squeueEvery, b.minJobAge/2)
+	q, at := b.lastQ, b.lastQAt
+	busy, idle := b.intervals()
 	b.mu.Unlock()
-	if every <= 0 || q == nil || time.Since(at) >= every {
+	if busy <= 0 || q == nil {
 		return nil, false
 	}
+	since := time.Since(at)
+	if since >= idle {
+		return nil, false
+	}
+	now := time.Now()
+	due := false // a job that squeue should see at squeue_interval
+	var done []string
 	out := make(map[string]drms.State, len(hs))
 	for _, h := range hs {
 		st, err := decodeHandle(h)
@@ -636,7 +653,7 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 		}
 		if file != nil {
 			out[h.ID] = ended(file)
-			b.forget(h.ID)
+			done = append(done, h.ID)
 			continue
 		}
 		qj, listed := q[h.ID]
@@ -662,20 +679,70 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 			return nil, false // ended at Slurm without a status file yet
 		}
 		s := drms.State{Phase: p, By: heldBy(qj.State, qj.Reason)}
+		started, ok := b.started(h.ID, st.Started)
 		if p == drms.Queued || p == drms.Held {
 			if listed && qj.Reason != "None" {
 				s.Reason = qj.Reason
 			}
-			if si, _ := batch.ReadStarted(st.Started); si != nil {
+			if ok {
 				// Started since the listing (or a hold released).
-				s = drms.State{Phase: drms.Running, Started: si.Time}
+				s = drms.State{Phase: drms.Running, Started: started}
 			}
 		} else if p == drms.Running || p == drms.Suspended {
 			s.Started = qj.Start
 		}
+		// Nothing is due for a job that exec-job runs (its status file will
+		// tell its end) within its walltime.
+		if s.Phase != drms.Running || !ok || st.Limit > 0 && now.Sub(started) >= time.Duration(st.Limit)*time.Second {
+			due = true
+		}
 		out[h.ID] = s
 	}
+	if due && since >= busy {
+		return nil, false
+	}
+	for _, id := range done {
+		b.forget(id)
+	}
 	return out, true
+}
+
+// intervals are how long a squeue listing answers (with exec-job's files)
+// while something is due (busy) and while nothing is (idle), b.mu held.
+// A job that ends without a status file is listed by squeue for MinJobAge
+// only, and some of its outcome is only there (a dependency Slurm
+// cancelled it for: sacct keeps no such reason), with or without
+// accounting: busy is well within MinJobAge (0, asking squeue, before it is
+// known). Such a dependency concerns queued jobs only, which are due: idle
+// is capped by MinJobAge only without accounting, where a running job that
+// ends without a status file (node failure, a kill by SIGKILL) is known to
+// Slurm for MinJobAge only.
+func (b *Backend) intervals() (busy, idle time.Duration) {
+	busy = min(b.squeueEvery, b.minJobAge/2)
+	idle = max(busy, b.squeueIdle)
+	if b.acct == nil || !*b.acct {
+		idle = min(idle, max(busy, b.minJobAge/2))
+	}
+	return busy, idle
+}
+
+// started is when exec-job began job id by its started file (ok false
+// while there is none), remembered once read.
+func (b *Backend) started(id, path string) (time.Time, bool) {
+	b.mu.Lock()
+	t, ok := b.startedAt[id]
+	b.mu.Unlock()
+	if ok {
+		return t, true
+	}
+	si, _ := batch.ReadStarted(path)
+	if si == nil {
+		return time.Time{}, false
+	}
+	b.mu.Lock()
+	b.startedAt[id] = si.Time
+	b.mu.Unlock()
+	return si.Time, true
 }
 
 // fileSignalReason is the reason to give a job whose status file says it
@@ -705,6 +772,7 @@ func (b *Backend) forget(id string) {
 	delete(b.noFileSeen, id)
 	delete(b.earlyRec, id)
 	delete(b.killed, id)
+	delete(b.startedAt, id)
 	b.mu.Unlock()
 }
 

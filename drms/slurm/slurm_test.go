@@ -659,3 +659,141 @@ func TestSqueuePacing(t *testing.T) {
 		t.Logf("squeue_interval %q: %d squeue calls in %d polls", c.interval, squeue, polls)
 	}
 }
+
+// TestSqueueIdlePacing: while every job runs by its started file (nothing
+// is due), Status asks squeue at squeue_idle_interval (at most half of
+// MinJobAge without accounting), not at squeue_interval, however often it
+// is called; a job past its walltime (its status file overdue) brings back
+// squeue_interval, and a kill by somaflow makes the next Status ask at once.
+func TestSqueueIdlePacing(t *testing.T) {
+	requireSlurm(t)
+	ctx := context.Background()
+	settings := map[string]string{"squeue_interval": "1s", "squeue_idle_interval": "1h"}
+	// pollWindow calls Status every 250 ms for at least 12 s and 40 calls,
+	// every job still running, and returns the squeue calls and how long.
+	pollWindow := func(b *Backend, hs []drms.Handle) (int, time.Duration) {
+		t.Helper()
+		before := b.Calls()["squeue"]
+		t0 := time.Now()
+		for polls := 0; polls < 40 || time.Since(t0) < 12*time.Second; polls++ {
+			st, err := b.Status(ctx, hs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range hs {
+				if st[h.ID].Phase != drms.Running {
+					t.Fatalf("job %s: %+v, want running", h.ID, st[h.ID])
+				}
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return b.Calls()["squeue"] - before, time.Since(t0)
+	}
+	// waitRunning polls until Status says every job runs and exec-job
+	// wrote every started file.
+	waitRunning := func(b *Backend, hs []drms.Handle) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the jobs did not all start")
+			}
+			st, err := b.Status(ctx, hs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := true
+			for _, h := range hs {
+				hst, _ := decodeHandle(h)
+				si, _ := batch.ReadStarted(hst.Started)
+				all = all && st[h.ID].Phase == drms.Running && si != nil
+			}
+			if all {
+				return
+			}
+		}
+	}
+
+	tag := testTag("idle")
+	b := newBackend(t, t.TempDir(), tag, settings)
+	var hs []drms.Handle
+	for i := 0; i < 3; i++ {
+		hs = append(hs, submit(t, b, spec(t, tag, "sleep", "300")))
+	}
+	// At the end, cancel the jobs and wait for their ends (exec-job writes
+	// in the spool, which is in the test's temporary directory).
+	type owned struct {
+		b *Backend
+		h drms.Handle
+	}
+	var all []owned
+	defer func() {
+		for _, o := range all {
+			o.b.Kill(ctx, o.h)
+		}
+		for _, o := range all {
+			waitEnd(t, o.b, o.h, 2*time.Minute)
+		}
+	}()
+	for _, h := range hs {
+		all = append(all, owned{b, h})
+	}
+	waitRunning(b, hs)
+	b.mu.Lock()
+	busy, idle := b.intervals()
+	acct := b.acct != nil && *b.acct
+	b.mu.Unlock()
+	if busy != time.Second || idle <= busy {
+		t.Fatalf("intervals: busy %v, idle %v (accounting %v, MinJobAge %v): want 1s and more", busy, idle, acct, b.minJobAge)
+	}
+	if acct && idle != time.Hour {
+		t.Fatalf("with accounting: idle interval %v, want the setting (1h)", idle)
+	}
+	n, d := pollWindow(b, hs)
+	if max := int(d/idle) + 1; n > max {
+		t.Errorf("nothing due: %d squeue calls in %v, want at most %d (idle interval %v)", n, d.Round(time.Millisecond), max, idle)
+	}
+	t.Logf("nothing due: %d squeue calls in %v (idle interval %v, accounting %v)", n, d.Round(time.Millisecond), idle, acct)
+
+	// A kill: the next Status asks squeue.
+	before := b.Calls()["squeue"]
+	if err := b.Kill(ctx, hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Status(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	if b.Calls()["squeue"] == before {
+		t.Errorf("Status after a kill made no squeue call")
+	}
+
+	// A job past its walltime (2 s here; Slurm enforces a minute): due.
+	tag = testTag("over")
+	b2 := newBackend(t, t.TempDir(), tag, settings)
+	s := spec(t, tag, "sleep", "300")
+	s.Resources = model.Resources{Walltime: 2}
+	h := submit(t, b2, s)
+	all = append(all, owned{b2, h})
+	waitRunning(b2, []drms.Handle{h})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if si, _ := batch.ReadStarted(startedPath(t, h)); si != nil && time.Since(si.Time) > 3*time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("started file")
+		}
+	}
+	n, d = pollWindow(b2, []drms.Handle{h})
+	if min := int(d / (3 * busy)); n < min {
+		t.Errorf("past its walltime: %d squeue calls in %v, want at least %d (interval %v)", n, d.Round(time.Millisecond), min, busy)
+	}
+	t.Logf("past its walltime: %d squeue calls in %v", n, d.Round(time.Millisecond))
+}
+
+func startedPath(t *testing.T, h drms.Handle) string {
+	t.Helper()
+	st, err := decodeHandle(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Started
+}
