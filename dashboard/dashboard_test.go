@@ -46,7 +46,10 @@ func state(t *testing.T) (*client.Client, int64, map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	eng, err := client.Open(ctx, client.Options{StateDir: dir, PollInterval: 50 * time.Millisecond})
+	// Without the hold, later waits in the engine (the "waiting" category);
+	// held, it would be queued (cli's TestDashboardCLI shows that one).
+	eng, err := client.Open(ctx, client.Options{StateDir: dir, PollInterval: 50 * time.Millisecond,
+		Settings: map[string]string{"hold": "false"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,12 @@ func (q *Queue) Release(pool string, need int) {
 // "failed" for a dependency that did not succeed. It drops the ended
 // dependencies from j.After.
 func (q *Queue) Ready(j *Job, dep func(key string) Dep) string {
+	return q.ready(j, dep, true)
+}
+
+// ready is Ready; without scan it does not look for an earlier held job
+// of the pool (Dispatch knows which pools are blocked).
+func (q *Queue) ready(j *Job, dep func(key string) Dep, scan bool) string {
 	left := j.After[:0]
 	for _, a := range j.After {
 		switch dep(a) {
@@ -79,7 +85,7 @@ func (q *Queue) Ready(j *Job, dep func(key string) Dep) string {
 		return "after"
 	}
 	for _, h := range q.held {
-		if h == j {
+		if !scan || h == j {
 			break
 		}
 		if h.Pool == j.Pool && len(h.After) == 0 {
@@ -121,21 +127,24 @@ func (q *Queue) Dispatch(dep func(key string) Dep, start func(*Job) bool, cancel
 	if len(q.held) == 0 {
 		return
 	}
+	// A pool is blocked once one of its jobs is kept for want of a slot:
+	// the later ones wait behind it. (Each held job is looked at once.)
 	blocked := map[string]bool{}
 	held := q.held
-	q.held = nil // Ready looks for earlier held jobs of the pool here
 	var kept []*Job
 	for _, j := range held {
 		if blocked[j.Pool] && len(j.After) == 0 {
 			kept = append(kept, j)
 			continue
 		}
-		q.held = kept
-		switch q.Ready(j, dep) {
+		switch q.ready(j, dep, false) {
 		case "failed":
 			cancel(j)
 			continue
 		case "":
+			if blocked[j.Pool] {
+				break // its dependencies just ended: behind the pool's first
+			}
 			q.Take(j.Pool, j.Need)
 			if start(j) {
 				continue

@@ -249,7 +249,12 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, after []string)
 	// Watch the key before asking, so that an exit event that overtakes
 	// this call's return is not ignored.
 	b.mu.Lock()
-	if b.jobs[key] == nil {
+	if j := b.jobs[key]; j == nil || j.rec.T == recDropped {
+		// New, or dropped by a dead supervisor and submitted again: what
+		// was said of it before (its key as handle) is forgotten.
+		if j != nil {
+			delete(b.byID, j.id)
+		}
 		b.jobs[key] = &cjob{key: key}
 	}
 	b.mu.Unlock()

@@ -297,14 +297,22 @@ func TestHoldKill(t *testing.T) {
 func TestHoldDroppedWhenSupervisorDies(t *testing.T) {
 	state := t.TempDir()
 	t.Cleanup(func() { stopSupervisor(t, state) })
+	var rec *recorder
 	t.Cleanup(func() {
 		if t.Failed() {
 			data, _ := os.ReadFile(filepath.Join(state, "supervisor.log"))
 			t.Logf("supervisor.log:\n%s", data)
+			data, _ = os.ReadFile(filepath.Join(state, "supervisor.journal"))
+			t.Logf("supervisor.journal:\n%s", data)
+			rec.mu.Lock()
+			for _, ev := range rec.evs {
+				t.Logf("event %s: %v %+v", ev.ID, ev.State.Phase, ev.State.Outcome)
+			}
+			rec.mu.Unlock()
 		}
 	})
 	b := newBackend(t, state)
-	rec := record(t, b)
+	rec = record(t, b)
 	dir := t.TempDir()
 	marker := filepath.Join(dir, "ran")
 	ctx := context.Background()
@@ -314,6 +322,7 @@ func TestHoldDroppedWhenSupervisorDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("first job: handle %s", a.ID)
 	heldSpec := shJob(dir, 2, "echo 2 >> "+marker)
 	heldSpec.Pool, heldSpec.PoolLimit = "p", 1
 	h, err := b.Submit(ctx, heldSpec)
