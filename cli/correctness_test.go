@@ -383,8 +383,15 @@ func TestStopRestartDeleteSemantics(t *testing.T) {
 	if r := run(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last status:\n%s", last)
+		}
+	})
 	waitFor(t, "long to run", func() bool {
-		return strings.Contains(run(t, env, "status", "--json", "1").stdout, `"name":"long","status":"running"`)
+		last = run(t, env, "status", "--json", "1").stdout
+		return strings.Contains(last, `"name":"long","status":"running"`)
 	})
 	if r := run(t, env, "restart", "1"); r.code != 2 || !strings.Contains(r.stderr, "only a workflow that is done") {
 		t.Fatalf("restart of a running workflow: want exit 2 saying why, got %+v", r)
