@@ -5,13 +5,12 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/privdir"
 	"github.com/somaflow/somaflow/store"
 )
 
@@ -40,8 +39,8 @@ func (e *Engine) trouble(err error) {
 	e.retryDelay = min(max(2*e.retryDelay, 100*time.Millisecond), RetryMax)
 	e.retryAt = time.Now().Add(e.retryDelay)
 	msg := err.Error()
-	if free, ok := freeSpace(e.st.Dir); ok && free < lowSpace {
-		msg = fmt.Sprintf("the filesystem of %s is full (%d KiB free): %s", e.st.Dir, free/1024, msg)
+	if full := privdir.Full(e.st.Dir); full != nil {
+		msg = full.Error() + ": " + msg
 	}
 	if e.problem != nil && e.problem.Message == msg {
 		return
@@ -60,19 +59,6 @@ func (e *Engine) trouble(err error) {
 
 // RetryMax bounds the delay between two tries to write the store.
 const RetryMax = 5 * time.Second
-
-// lowSpace is the free space under which a filesystem is called full.
-const lowSpace = 1 << 20
-
-// freeSpace returns the bytes an unprivileged user may still write on the
-// filesystem of dir.
-func freeSpace(dir string) (uint64, bool) {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(dir, &fs); err != nil {
-		return 0, false
-	}
-	return fs.Bavail * uint64(fs.Bsize), true
-}
 
 func (e *Engine) markDirty(j *job) {
 	if j.slim {

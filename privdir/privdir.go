@@ -130,3 +130,21 @@ func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// lowSpace is the free space under which a filesystem counts as full.
+const lowSpace = 1 << 20
+
+// Full returns an error saying so when the filesystem of dir is full (less
+// than 1 MiB left to an unprivileged user), nil otherwise or when it cannot
+// tell: the engine says why it cannot record progress, and the supervisor
+// does not start held jobs then.
+func Full(dir string) error {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return nil
+	}
+	if free := fs.Bavail * uint64(fs.Bsize); free < lowSpace {
+		return fmt.Errorf("the filesystem of %s is full (%d KiB free)", dir, free/1024)
+	}
+	return nil
+}

@@ -171,8 +171,7 @@ func (b *Backend) submit(spec drms.JobSpec, after []string) (drms.Handle, error)
 		b.mu.Unlock()
 		if err := b.start(pr); err != nil {
 			b.mu.Lock()
-			b.q.Release(spec.Pool, spec.PoolNeed)
-			starts := b.dispatchLocked()
+			starts := b.releaseLocked(pr)
 			b.mu.Unlock()
 			b.startAll(starts)
 			return drms.Handle{}, err
@@ -236,6 +235,13 @@ func (b *Backend) dispatchLocked() []*child {
 	return starts
 }
 
+// releaseLocked gives back the slots of a job that ended or could not
+// start, and takes the held jobs that may start now (dispatchLocked).
+func (b *Backend) releaseLocked(pr *child) []*child {
+	b.q.Release(pr.spec.Pool, pr.spec.PoolNeed)
+	return b.dispatchLocked()
+}
+
 // endHeldLocked ends a held job that never started (a dependency did not
 // succeed, or it was killed): aborted_before_running.
 func (b *Backend) endHeldLocked(pr *child) {
@@ -262,8 +268,7 @@ func (b *Backend) startAll(starts []*child) {
 			b.mu.Lock()
 			pr.outcome = o
 			delete(b.procs, old)
-			b.q.Release(pr.spec.Pool, pr.spec.PoolNeed)
-			more := b.dispatchLocked()
+			more := b.releaseLocked(pr)
 			b.mu.Unlock()
 			b.emit(drms.Event{ID: old, State: drms.State{Phase: drms.Ended, Outcome: o}})
 			b.startAll(more)
@@ -322,9 +327,8 @@ func (b *Backend) wait(id string, pr *child) {
 	}
 	b.mu.Lock()
 	pr.outcome = o
-	b.q.Release(pr.spec.Pool, pr.spec.PoolNeed)
 	// The jobs held for this one or for its slot start now.
-	starts := b.dispatchLocked()
+	starts := b.releaseLocked(pr)
 	b.mu.Unlock()
 	b.emit(drms.Event{ID: id, State: drms.State{Phase: drms.Ended, Started: pr.started, Outcome: o}})
 	b.startAll(starts)

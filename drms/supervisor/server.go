@@ -22,6 +22,7 @@ import (
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/hold"
 	"github.com/somaflow/somaflow/drms/proc"
+	"github.com/somaflow/somaflow/privdir"
 )
 
 // DefaultIdle is how long a supervisor with no running job and no connected
@@ -754,21 +755,10 @@ func (s *server) dispatchLocked() []*sconn {
 	return conns
 }
 
-// minFree is the free space under which the state dir's filesystem counts
-// as full: held jobs wait for space.
-const minFree = 256 << 10
-
 // roomLocked tells whether the state dir's filesystem has room for a held
-// job's records and logs.
+// job's records and logs (privdir.Full).
 func (s *server) roomLocked() error {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.stateDir, &st); err != nil {
-		return nil // cannot tell: the journal's own write decides
-	}
-	if free := st.Bavail * uint64(st.Bsize); free < minFree {
-		return fmt.Errorf("the filesystem of %s is full (%d bytes free)", s.stateDir, free)
-	}
-	return nil
+	return privdir.Full(s.stateDir)
 }
 
 // retryDispatchLocked tries the held jobs again shortly after one could not
