@@ -520,3 +520,44 @@ func wantFile(t *testing.T, path, want string) {
 		t.Fatalf("%s: got %q, want %q", path, got, want)
 	}
 }
+
+// CallsWhileRunning is the measure of the batch backends' pacing tests:
+// it calls be.Status every 250 ms, for at least 12 s and 40 calls, fails
+// the test unless every job in hs stays running, and returns how much
+// calls (the backend's count of its status command) grew, and how long
+// that took.
+func CallsWhileRunning(t testing.TB, ctx context.Context, be drms.Backend, hs []drms.Handle, calls func() int) (int, time.Duration) {
+	t.Helper()
+	before := calls()
+	t0 := time.Now()
+	for polls := 0; polls < 40 || time.Since(t0) < 12*time.Second; polls++ {
+		st, err := be.Status(ctx, hs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hs {
+			if st[h.ID].Phase != drms.Running {
+				t.Fatalf("job %s: %+v, want running", h.ID, st[h.ID])
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return calls() - before, time.Since(t0)
+}
+
+// KillAsksAtOnce fails the test unless the Status that follows a Kill of
+// hs[0] runs the backend's status command (calls grows): our own kill is
+// never answered from a paced listing.
+func KillAsksAtOnce(t testing.TB, ctx context.Context, be drms.Backend, hs []drms.Handle, calls func() int, command string) {
+	t.Helper()
+	before := calls()
+	if err := be.Kill(ctx, hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Status(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	if calls() == before {
+		t.Errorf("Status after a kill made no %s call", command)
+	}
+}

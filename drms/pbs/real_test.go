@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/backendtest"
 	"github.com/somaflow/somaflow/model"
 )
 
@@ -154,25 +155,10 @@ func TestQstatIdlePacing(t *testing.T) {
 	requirePBS(t)
 	ctx := context.Background()
 	settings := map[string]string{"qstat_interval": "1s", "qstat_idle_interval": "1h"}
-	// pollWindow calls Status every 250 ms for at least 12 s and 40 calls,
-	// every job still running, and returns the qstat calls and how long.
+	// pollWindow: every job stays running; the qstat calls and how long.
 	pollWindow := func(b *Backend, hs []drms.Handle) (int, time.Duration) {
 		t.Helper()
-		before := b.Calls()["qstat"]
-		t0 := time.Now()
-		for polls := 0; polls < 40 || time.Since(t0) < 12*time.Second; polls++ {
-			st, err := b.Status(ctx, hs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, h := range hs {
-				if st[h.ID].Phase != drms.Running {
-					t.Fatalf("job %s: %+v, want running", h.ID, st[h.ID])
-				}
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		return b.Calls()["qstat"] - before, time.Since(t0)
+		return backendtest.CallsWhileRunning(t, ctx, b, hs, func() int { return b.Calls()["qstat"] })
 	}
 	running := func(b *Backend, h drms.Handle) drms.State {
 		return poll(t, b, h, 2*time.Minute, "running", func(s drms.State) bool { return s.Phase == drms.Running })
@@ -215,16 +201,7 @@ func TestQstatIdlePacing(t *testing.T) {
 	t.Logf("nothing due: %d qstat calls in %v", n, d.Round(time.Millisecond))
 
 	// A kill: the next Status asks qstat.
-	before := b.Calls()["qstat"]
-	if err := b.Kill(ctx, hs[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Status(ctx, hs); err != nil {
-		t.Fatal(err)
-	}
-	if b.Calls()["qstat"] == before {
-		t.Errorf("Status after a kill made no qstat call")
-	}
+	backendtest.KillAsksAtOnce(t, ctx, b, hs, func() int { return b.Calls()["qstat"] }, "qstat")
 
 	// A job past its walltime (2 s here; the wrappers' Slurm enforces a
 	// minute): due.

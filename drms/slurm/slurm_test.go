@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/backendtest"
 	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/drms/execjob"
 	"github.com/somaflow/somaflow/model"
@@ -669,25 +670,10 @@ func TestSqueueIdlePacing(t *testing.T) {
 	requireSlurm(t)
 	ctx := context.Background()
 	settings := map[string]string{"squeue_interval": "1s", "squeue_idle_interval": "1h"}
-	// pollWindow calls Status every 250 ms for at least 12 s and 40 calls,
-	// every job still running, and returns the squeue calls and how long.
+	// pollWindow: every job stays running; the squeue calls and how long.
 	pollWindow := func(b *Backend, hs []drms.Handle) (int, time.Duration) {
 		t.Helper()
-		before := b.Calls()["squeue"]
-		t0 := time.Now()
-		for polls := 0; polls < 40 || time.Since(t0) < 12*time.Second; polls++ {
-			st, err := b.Status(ctx, hs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, h := range hs {
-				if st[h.ID].Phase != drms.Running {
-					t.Fatalf("job %s: %+v, want running", h.ID, st[h.ID])
-				}
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		return b.Calls()["squeue"] - before, time.Since(t0)
+		return backendtest.CallsWhileRunning(t, ctx, b, hs, func() int { return b.Calls()["squeue"] })
 	}
 	// waitRunning polls until Status says every job runs and exec-job
 	// wrote every started file.
@@ -755,16 +741,7 @@ func TestSqueueIdlePacing(t *testing.T) {
 	t.Logf("nothing due: %d squeue calls in %v (idle interval %v, accounting %v)", n, d.Round(time.Millisecond), idle, acct)
 
 	// A kill: the next Status asks squeue.
-	before := b.Calls()["squeue"]
-	if err := b.Kill(ctx, hs[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Status(ctx, hs); err != nil {
-		t.Fatal(err)
-	}
-	if b.Calls()["squeue"] == before {
-		t.Errorf("Status after a kill made no squeue call")
-	}
+	backendtest.KillAsksAtOnce(t, ctx, b, hs, func() int { return b.Calls()["squeue"] }, "squeue")
 
 	// A job past its walltime (2 s here; Slurm enforces a minute): due.
 	tag = testTag("over")
