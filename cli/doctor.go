@@ -141,7 +141,7 @@ func doctor(ctx context.Context, o *doctorOptions) []check {
 			add("engine", true, "not running (submit starts one; it exits when idle)", "")
 		}
 		if b, err := supervisor.ReadBootstrap(dir); err == nil && b.PID > 0 {
-			alive := syscall.Kill(b.PID, 0) == nil
+			alive := b.PID > 0 && syscall.Kill(b.PID, 0) == nil
 			detail := fmt.Sprintf("pid %d", b.PID)
 			if !alive {
 				detail += " (gone; the next engine starts another and reads its journal)"

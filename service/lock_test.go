@@ -3,9 +3,14 @@ package service
 import (
 	"errors"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestEngineLock(t *testing.T) {
@@ -78,5 +83,34 @@ func TestProblemInTheLockFile(t *testing.T) {
 	l.Unlock()
 	if p := ReadProblem(dir); p != nil {
 		t.Fatalf("the problem of an engine that exited: %+v", p)
+	}
+}
+
+// Stop of an engine that holds the lock but has not recorded its pid yet
+// signals nobody: kill(0) would reach the caller's own process group (this
+// test's, and everything above it). It waits for the pid, then says why it
+// could not stop.
+func TestStopWithoutPID(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "engine.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	defer signal.Stop(term)
+	h, err := Stop(dir, 300*time.Millisecond)
+	if !h.Running || h.PID != 0 || !errors.Is(err, ErrNotStopped) || !strings.Contains(err.Error(), "no pid") {
+		t.Fatalf("Stop with no pid recorded: %+v, %v", h, err)
+	}
+	select {
+	case <-term:
+		t.Fatal("Stop sent SIGTERM to its own process group")
+	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -125,9 +125,20 @@ var ErrNotStopped = errors.New("the engine did not stop")
 // running) and waits up to timeout until it released its lock. It returns
 // what the lock recorded of the engine (Running false: none ran).
 func Stop(dir string, timeout time.Duration) (Holder, error) {
+	deadline := time.Now().Add(timeout)
 	h := Engine(dir)
+	// An engine that has just taken the lock may not have written its pid
+	// yet: kill(0) would signal the caller's own process group (the
+	// user's shell pipeline, or a test run and everything above it).
+	for h.Running && h.PID <= 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		h = Engine(dir)
+	}
 	if !h.Running {
 		return h, nil
+	}
+	if h.PID <= 0 {
+		return h, fmt.Errorf("%w: its lock file records no pid (within %v)", ErrNotStopped, timeout)
 	}
 	if me, _ := os.Hostname(); h.Host != me {
 		return h, fmt.Errorf("%w (%s, pid %d): stop it there", ErrOtherHost, h.Host, h.PID)
@@ -135,7 +146,6 @@ func Stop(dir string, timeout time.Duration) (Holder, error) {
 	if err := syscall.Kill(h.PID, syscall.SIGTERM); err != nil {
 		return h, fmt.Errorf("stop engine pid %d: %w", h.PID, err)
 	}
-	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if running, _ := Running(dir); !running {
 			return h, nil
