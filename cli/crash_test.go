@@ -306,7 +306,15 @@ func TestCrashSupervisorHeld(t *testing.T) {
 	}
 	want := outcomes(t, ref.stdout)
 	env, state := service(t)
-	t.Cleanup(func() { stopSupervisor(state) })
+	t.Cleanup(func() {
+		// Gone before the state dir is removed: an exiting supervisor
+		// still writes its log there.
+		pid := supervisorPID(state)
+		stopSupervisor(state)
+		for end := time.Now().Add(10 * time.Second); pid > 0 && alive(pid) && time.Now().Before(end); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 	if r := runBin(t, env, "submit", "--max-jobs", "4", crashWorkflow(t, crashDir, 43)); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
@@ -354,6 +362,19 @@ func TestCrashSupervisorHeld(t *testing.T) {
 	}
 	if undetermined == 0 || undetermined > 5*4 {
 		t.Errorf("%d jobs undetermined after 5 supervisor kills with 4 running at most", undetermined)
+		var d struct {
+			Jobs []struct {
+				Name       string
+				ExitStatus *string `json:"exit_status"`
+				Reason     *string
+			}
+		}
+		json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(w.stdout), "["), "]")), &d)
+		for _, j := range d.Jobs {
+			if j.ExitStatus != nil && *j.ExitStatus == "exit_status_undetermined" && j.Reason != nil {
+				t.Logf("%s: %s", j.Name, *j.Reason)
+			}
+		}
 	}
 	log, _ := os.ReadFile(filepath.Join(state, "engine.log"))
 	if n := strings.Count(string(log), "submitted again"); n == 0 {
