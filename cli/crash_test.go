@@ -13,17 +13,17 @@ import (
 	"time"
 )
 
-// crashWorkflow writes a 300-job workflow with random sleeps, random
+// crashWorkflow writes an n-job workflow with random sleeps, random
 // dependencies, and jobs that fail, are signalled or cannot start, so that
 // "the same statuses" means something. Each job that runs appends a line to
 // its own marker file.
-func crashWorkflow(t *testing.T, dir string, seed int64) string {
+func crashWorkflow(t *testing.T, dir string, seed int64, n int) string {
 	rng := rand.New(rand.NewSource(seed))
 	markers := filepath.Join(dir, "markers")
 	os.MkdirAll(markers, 0o755)
 	var b strings.Builder
 	b.WriteString("name: crash\njobs:\n")
-	for i := 0; i < 300; i++ {
+	for i := 0; i < n; i++ {
 		sleep := fmt.Sprintf("0.%02d", rng.Intn(30))
 		body := fmt.Sprintf("echo ran >> %s/%d; sleep %s", markers, i, sleep)
 		switch {
@@ -120,7 +120,7 @@ func supervisors(state string) int {
 	return n
 }
 
-// TestCrashSafety runs a 300-job workflow while the engine exits at every
+// TestCrashSafety runs a 600-job workflow while the engine exits at every
 // failpoint in turn and is killed with SIGKILL at 20 random moments; every
 // job runs exactly once and ends as in a run without crashes, under exactly
 // one supervisor.
@@ -130,8 +130,11 @@ func TestCrashSafety(t *testing.T) {
 	}
 	work := t.TempDir()
 	refDir, crashDir := filepath.Join(work, "ref"), filepath.Join(work, "crash")
-	wfRef := crashWorkflow(t, refDir, 42)
-	wfCrash := crashWorkflow(t, crashDir, 42)
+	// 600 jobs: the supervisor goes on starting held jobs while no engine
+	// runs, and 300 could end before the 20th SIGKILL.
+	const jobs = 600
+	wfRef := crashWorkflow(t, refDir, 42, jobs)
+	wfCrash := crashWorkflow(t, crashDir, 42, jobs)
 	ref := runBin(t, nil, "run", "--json", "--max-jobs", "8", wfRef)
 	if ref.code != 1 {
 		t.Fatalf("reference run: exit %d, want 1 (it has failures)\n%s", ref.code, ref.stderr)
@@ -219,7 +222,7 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}
 	// Every job that ran, ran exactly once.
-	for i := 0; i < 300; i++ {
+	for i := 0; i < jobs; i++ {
 		data, err := os.ReadFile(filepath.Join(crashDir, "markers", fmt.Sprint(i)))
 		_, refErr := os.ReadFile(filepath.Join(refDir, "markers", fmt.Sprint(i)))
 		if (err == nil) != (refErr == nil) {
@@ -300,7 +303,7 @@ func TestCrashSupervisorHeld(t *testing.T) {
 	}
 	work := t.TempDir()
 	refDir, crashDir := filepath.Join(work, "ref"), filepath.Join(work, "crash")
-	ref := runBin(t, nil, "run", "--json", "--max-jobs", "4", crashWorkflow(t, refDir, 43))
+	ref := runBin(t, nil, "run", "--json", "--max-jobs", "4", crashWorkflow(t, refDir, 43, 300))
 	if ref.code != 1 {
 		t.Fatalf("reference run: exit %d, want 1 (it has failures)\n%s", ref.code, ref.stderr)
 	}
@@ -315,7 +318,7 @@ func TestCrashSupervisorHeld(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
-	if r := runBin(t, env, "submit", "--max-jobs", "4", crashWorkflow(t, crashDir, 43)); r.code != 0 {
+	if r := runBin(t, env, "submit", "--max-jobs", "4", crashWorkflow(t, crashDir, 43, 300)); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
 	const id = "1"
