@@ -141,6 +141,31 @@ func (f *Factory) EnsureEngine() error {
 	return nil
 }
 
+// StartEngine starts a background engine on the state dir unless one
+// runs, without waiting for it (service.Start).
+func (f *Factory) StartEngine() (*service.Starting, error) {
+	dir, err := f.StateDir()
+	if err != nil {
+		return nil, err
+	}
+	st, err := service.Start(dir, f.Executable)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", client.ErrUnavailable, err)
+	}
+	return st, nil
+}
+
+// StartSupervisor starts the state dir's supervisor of local jobs, as the
+// background engine would, unless it runs (client.StartSupervisor).
+func (f *Factory) StartSupervisor(ctx context.Context) error {
+	dir, err := f.StateDir()
+	if err != nil {
+		return err
+	}
+	return client.StartSupervisor(ctx, client.Options{StateDir: dir, SpoolDir: f.global.spoolDir,
+		Backend: f.global.backend, ExecPath: f.Executable, Settings: f.Config.Settings})
+}
+
 // Close closes what the factory opened.
 func (f *Factory) Close() error {
 	if f.client == nil {

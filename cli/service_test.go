@@ -5,7 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/somaflow/somaflow/drms/supervisor"
 )
 
 // service gives a state dir with a background engine that is stopped at
@@ -249,5 +252,53 @@ func TestHelpListsCommandsFlagsExitCodes(t *testing.T) {
 				t.Errorf("%s --help lacks %s", c, f)
 			}
 		}
+	}
+}
+
+// TestSubmitStartsEngineAndSupervisor: submit, as the README shows, starts
+// the background engine and the supervisor of local jobs side by side, and
+// returns with both running: the engine does not start the supervisor
+// after its own start. A second submit starts neither again; a refused
+// workflow starts nothing.
+func TestSubmitStartsEngineAndSupervisor(t *testing.T) {
+	env, state := service(t)
+	env = append(env, "SOMAFLOW_STATE_DIR="+state)
+	if r := runBin(t, env, "submit", write(t, "bad.yaml", "jobs: {a: {command: [\"true\"], after: [nope]}}\n")); r.code != 2 {
+		t.Fatalf("submit of a bad workflow: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(state, "engine.log")); !os.IsNotExist(err) {
+		t.Fatalf("a refused workflow started an engine (engine.log: %v)", err)
+	}
+	if _, err := supervisor.ReadBootstrap(state); !os.IsNotExist(err) {
+		t.Fatalf("a refused workflow started a supervisor (bootstrap: %v)", err)
+	}
+	wf := write(t, "ok.yaml", okWF)
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	// Right after submit returned: no wait, no retry.
+	bs, err := supervisor.ReadBootstrap(state)
+	if err != nil {
+		t.Fatalf("no supervisor when submit returned: %v", err)
+	}
+	if err := syscall.Kill(bs.PID, 0); err != nil {
+		t.Fatalf("supervisor pid %d of the bootstrap file: %v", bs.PID, err)
+	}
+	if r := runBin(t, env, "engine", "status", "--json"); !strings.Contains(r.stdout, `"running":true`) {
+		t.Fatalf("no engine running when submit returned: %+v", r)
+	}
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("second submit: %+v", r)
+	}
+	if r := runBin(t, env, "wait", "1", "2"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	again, err := supervisor.ReadBootstrap(state)
+	if err != nil || again.PID != bs.PID {
+		t.Fatalf("the supervisor changed: pid %d, then %+v (%v)", bs.PID, again, err)
+	}
+	log, _ := os.ReadFile(filepath.Join(state, "supervisor.log"))
+	if n := strings.Count(string(log), "supervisor serving"); n != 1 {
+		t.Fatalf("%d supervisors served the state dir, want 1:\n%s", n, log)
 	}
 }

@@ -92,19 +92,39 @@ func submitRun(ctx context.Context, s *IO, o *submitOptions) error {
 	if err := client.CheckBackend(o.Backend()); err != nil {
 		return err
 	}
-	c, err := o.Client(ctx)
-	if err != nil {
-		return err
-	}
-	id, err := c.SubmitWorkflow(ctx, w, client.SubmitOptions{
+	sub, err := client.NewSubmission(w, client.SubmitOptions{
 		Name: o.Name, Queue: o.Queue, MaxJobs: o.MaxJobs, Format: string(format), Expiration: o.Expiration,
 		TranslationFiles: o.Config.TranslationFiles, StageTransfers: o.Config.StageTransfers,
 	})
 	if err != nil {
 		return err
 	}
-	if err := o.EnsureEngine(); err != nil {
+	c, err := o.Client(ctx)
+	if err != nil {
 		return err
+	}
+	// A valid workflow, and the database exists: the engine starts (a
+	// process of its own, which starts the supervisor) while the workflow
+	// is stored, and finds it stored.
+	engine, err := o.StartEngine()
+	if err != nil {
+		return err
+	}
+	supervisor := make(chan error, 1)
+	if engine != nil {
+		// And so does the supervisor it would start next.
+		go func() { supervisor <- o.StartSupervisor(ctx) }()
+	} else {
+		supervisor <- nil
+	}
+	id, err := c.Submit(ctx, sub)
+	if err != nil {
+		return err
+	}
+	engine.Wait()
+	if err := <-supervisor; err != nil {
+		// The engine starts it again, and says why it cannot.
+		fmt.Fprintf(s.ErrOut, "somaflow: warning: %v\n", err)
 	}
 	if o.JSON {
 		return s.JSON(map[string]string{"id": fmt.Sprint(id)})

@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"github.com/somaflow/somaflow/drms"
+	"github.com/somaflow/somaflow/drms/supervisor"
 	"github.com/somaflow/somaflow/engine"
 	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/privdir"
 	"github.com/somaflow/somaflow/service"
 	"github.com/somaflow/somaflow/store"
 )
@@ -108,6 +110,9 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	// The engine's lock is taken before the database is opened: a second
 	// engine is refused without touching the state.
 	var lock *service.EngineLock
+	var open func(string, drms.Config) (drms.Backend, error)
+	var cfg drms.Config
+	var early chan openedBackend // the backend opening with the database
 	if !opts.NoEngine {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
@@ -116,9 +121,36 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		if lock, err = lockEngine(abs); err != nil {
 			return nil, err
 		}
+		cfg = backendConfig(abs, opts)
+		reg := opts.Registry
+		if reg == nil {
+			reg = builtin
+		}
+		open = reg.Open
+		if opts.Supervised {
+			open = reg.openSupervised
+		}
+		// The backend opens while the database does: in the service mode,
+		// that may start the supervisor, a process of its own, which
+		// neither waits for the other. Not in a state dir that is not the
+		// user's own and private (store.Open says why), nor before the
+		// database exists: the supervisor's files would make a new
+		// database look like a lost one.
+		if store.Exists(abs) && privdir.Ensure(abs) == nil {
+			early = make(chan openedBackend, 1)
+			go func() {
+				be, err := open(opts.Backend, cfg)
+				early <- openedBackend{be, err}
+			}()
+		}
 	}
 	st, err := store.Open(ctx, dir)
 	if err != nil {
+		if early != nil {
+			if o := <-early; o.be != nil {
+				o.be.Close()
+			}
+		}
 		lock.Unlock()
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -126,19 +158,13 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	if opts.NoEngine {
 		return c, nil
 	}
-	cfg := drms.Config{
-		StateDir: st.Dir, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings,
-		EngineTag: engine.TagFor(st.Dir),
+	var be drms.Backend
+	if early != nil {
+		o := <-early
+		be, err = o.be, o.err
+	} else {
+		be, err = open(opts.Backend, cfg)
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = builtin
-	}
-	open := reg.Open
-	if opts.Supervised {
-		open = reg.openSupervised
-	}
-	be, err := open(opts.Backend, cfg)
 	if err != nil {
 		c.lock.Unlock()
 		st.Close()
@@ -182,6 +208,39 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		}
 	}()
 	return c, nil
+}
+
+// backendConfig is the configuration of the backends of an engine of opts
+// on the state dir abs.
+func backendConfig(abs string, opts Options) drms.Config {
+	return drms.Config{
+		StateDir: abs, SpoolDir: opts.SpoolDir, ExecPath: opts.ExecPath, Settings: opts.Settings,
+		EngineTag: engine.TagFor(abs),
+	}
+}
+
+// StartSupervisor starts the supervisor that a service-mode engine of opts
+// (Supervised) would start for local jobs, unless it runs, and returns once
+// it is ready. submit calls it while the engine it started starts, so that
+// the two processes start side by side. Other backends start nothing.
+func StartSupervisor(ctx context.Context, opts Options) error {
+	if opts.Backend != "" && opts.Backend != "local" {
+		return nil
+	}
+	abs, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return fmt.Errorf("%w: state dir %q: %v", ErrInvalid, opts.StateDir, err)
+	}
+	if !store.Exists(abs) {
+		return nil // see Open
+	}
+	return supervisor.Start(ctx, backendConfig(abs, opts))
+}
+
+// openedBackend is a backend opened, or why not.
+type openedBackend struct {
+	be  drms.Backend
+	err error
 }
 
 // lockEngine takes the state dir's engine lock for an engine of this
@@ -270,29 +329,48 @@ type SubmitOptions struct {
 
 // SubmitWorkflow validates a workflow and stores it in one transaction (a
 // refused workflow leaves nothing behind); the engine then runs it. It
-// returns the workflow id.
+// returns the workflow id. It is NewSubmission then Submit.
 func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts SubmitOptions) (int64, error) {
+	sub, err := NewSubmission(w, opts)
+	if err != nil {
+		return 0, err
+	}
+	return c.Submit(ctx, sub)
+}
+
+// Submission is a workflow checked for submission, with what is stored
+// along with it (the submitter's working directory and environment, its
+// expiration date): NewSubmission makes one, Client.Submit stores it.
+type Submission struct {
+	nw store.NewWorkflow
+}
+
+// NewSubmission validates a workflow for submission with opts, without
+// storing anything: the error (ErrInvalid) names what is wrong. The
+// submitter's working directory and environment (when opts does not give
+// them) are the current process's, read now.
+func NewSubmission(w *model.Workflow, opts SubmitOptions) (*Submission, error) {
 	if w == nil {
-		return 0, fmt.Errorf("%w: no workflow", ErrInvalid)
+		return nil, fmt.Errorf("%w: no workflow", ErrInvalid)
 	}
 	shared, err := check(w, opts.TranslationFiles)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	exp := opts.Expiration
 	if exp.IsZero() {
 		exp = time.Now().Add(DefaultExpiration)
 	} else if !exp.After(time.Now()) {
-		return 0, fmt.Errorf("%w: expiration date %s is in the past", ErrInvalid, exp.Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: expiration date %s is in the past", ErrInvalid, exp.Format(time.RFC3339))
 	}
 	if opts.MaxJobs < 0 {
-		return 0, fmt.Errorf("%w: max jobs must be positive, got %d", ErrInvalid, opts.MaxJobs)
+		return nil, fmt.Errorf("%w: max jobs must be positive, got %d", ErrInvalid, opts.MaxJobs)
 	}
 	cwd := opts.Cwd
 	if cwd == "" {
 		var err error
 		if cwd, err = os.Getwd(); err != nil {
-			return 0, fmt.Errorf("%w: working directory: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: working directory: %v", ErrInvalid, err)
 		}
 	}
 	env := opts.Environ
@@ -303,11 +381,19 @@ func (c *Client) SubmitWorkflow(ctx context.Context, w *model.Workflow, opts Sub
 	if opts.Name != "" {
 		name = &opts.Name
 	}
-	id, err := c.st.CreateWorkflow(ctx, store.NewWorkflow{
-		Def: w, Format: opts.Format, Name: name, Backend: c.backend, Queue: opts.Queue,
+	return &Submission{nw: store.NewWorkflow{
+		Def: w, Format: opts.Format, Name: name, Queue: opts.Queue,
 		MaxJobs: opts.MaxJobs, Expiration: exp, Cwd: cwd, Environ: env, SharedPaths: shared,
 		StageTransfers: opts.StageTransfers,
-	})
+	}}, nil
+}
+
+// Submit stores a submission in one transaction, to run on the client's
+// backend, and returns the workflow id; the engine then runs it.
+func (c *Client) Submit(ctx context.Context, sub *Submission) (int64, error) {
+	nw := sub.nw
+	nw.Backend = c.backend
+	id, err := c.st.CreateWorkflow(ctx, nw)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

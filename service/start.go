@@ -52,37 +52,60 @@ func DefaultIdle() time.Duration {
 	return 5 * time.Minute
 }
 
-// Ensure starts a background engine on the state dir (`exe engine
-// --background`; exe "" is the running binary) unless one runs, here or on another
-// host (the lock file's heartbeat says so), or SOMAFLOW_ENGINE_AUTOSTART=0
-// (the site runs the engine itself: systemd, a batch allocation). The
-// engine is detached: its own session, no terminal, its output appended
-// to <dir>/engine.log, so it survives the user's logout. It returns once
-// that engine holds the lock.
+// Ensure starts a background engine on the state dir (Start) and returns
+// once that engine holds the lock (Starting.Wait).
 func Ensure(dir, exe string) error {
+	st, err := Start(dir, exe)
+	if err != nil {
+		return err
+	}
+	st.Wait()
+	return nil
+}
+
+// Starting is an engine that Start started.
+type Starting struct {
+	dir    string
+	exited chan struct{}
+}
+
+// Start starts a background engine on the state dir (`exe engine
+// --background`; exe "" is the running binary) unless one runs, here or on
+// another host (the lock file's heartbeat says so), or
+// SOMAFLOW_ENGINE_AUTOSTART=0 (the site runs the engine itself: systemd, a
+// batch allocation); then it returns a nil *Starting. The engine is
+// detached: its own session, no terminal, its output appended to
+// <dir>/engine.log, so it survives the user's logout. It returns at once:
+// the caller goes on (storing a workflow: the engine sees it when it is
+// stored) while the engine starts, then calls Wait.
+func Start(dir, exe string) (*Starting, error) {
 	if os.Getenv("SOMAFLOW_ENGINE_AUTOSTART") == "0" {
-		return nil
+		return nil, nil
 	}
 	if running, _ := Running(dir); running {
-		return nil
+		return nil, nil
 	}
 	if other, _ := OtherHost(dir); other {
-		return nil // its engine will see the intents in the database
+		return nil, nil // its engine will see the intents in the database
 	}
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("cannot find the somaflow binary to start the engine: %w", err)
+			return nil, fmt.Errorf("cannot find the somaflow binary to start the engine: %w", err)
 		}
+	}
+	// It may start before anything else made the state dir.
+	if err := privdir.Ensure(dir); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	logf, err := privdir.OpenFile(filepath.Join(dir, "engine.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("engine log: %w", err)
+		return nil, fmt.Errorf("engine log: %w", err)
 	}
 	defer logf.Close()
 	null, err := os.Open(os.DevNull)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer null.Close()
 	cmd := exec.Command(exe, "--state-dir", dir, "engine", "--background", "--idle", DefaultIdle().String())
@@ -90,25 +113,32 @@ func Ensure(dir, exe string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start engine: %w", err)
+		return nil, fmt.Errorf("start engine: %w", err)
 	}
-	// Return once the engine holds the lock (or exited: another engine won
-	// the race, or it failed and its log says why), so that what runs next
-	// (`engine status`, a wait) sees it.
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	st := &Starting{dir: dir, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(st.exited) }()
+	return st, nil
+}
+
+// Wait returns once the engine holds the lock, or exited (another engine
+// won the race, or it failed and its log says why), or after startWait, so
+// that what runs next (`engine status`, a wait) sees it. A nil *Starting
+// returns at once.
+func (st *Starting) Wait() {
+	if st == nil {
+		return
+	}
 	deadline := time.Now().Add(startWait)
 	for time.Now().Before(deadline) {
-		if running, _ := Running(dir); running {
-			return nil
+		if running, _ := Running(st.dir); running {
+			return
 		}
 		select {
-		case <-exited:
-			return nil
+		case <-st.exited:
+			return
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return nil
 }
 
 // startWait bounds how long Ensure waits for the engine it started to take

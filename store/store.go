@@ -166,7 +166,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		journal = "DELETE"
 		slog.Warn("state dir is on a network filesystem: using SQLite's rollback journal instead of WAL", "dir", abs)
 	}
-	path := filepath.Join(abs, "somaflow.db")
+	path := filepath.Join(abs, dbName)
 	if err := checkDatabase(abs, path); err != nil {
 		return nil, err
 	}
@@ -311,6 +311,18 @@ var ErrLostDatabase = errors.New("database missing or empty")
 // slash marks a directory. The engine lock (taken before the database is
 // opened) and SQLite's own -wal and -shm files do not count.
 var stateMarks = []string{"engine.log", "supervisor.journal", "supervisor.log", "logs/", "spool/", "params/"}
+
+// Exists tells whether the state dir dir holds a database with content.
+// Until it does, nothing else may be written there: a state dir with
+// other files and no database is one whose database was lost (Open
+// refuses it).
+func Exists(dir string) bool {
+	fi, err := os.Lstat(filepath.Join(dir, dbName))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
+}
+
+// dbName is the database's file name in the state dir.
+const dbName = "somaflow.db"
 
 // checkDatabase refuses a missing or empty database in a state dir that was
 // used. The marks are looked at first: one seen means the database had

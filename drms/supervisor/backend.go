@@ -75,6 +75,40 @@ type cjob struct {
 // New connects to the supervisor of cfg.StateDir, starting one
 // (cfg.ExecPath supervisor ...) if none runs.
 func New(cfg drms.Config) (*Backend, error) {
+	b, err := configure(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if _, err := b.conn(ctx); err != nil {
+		return nil, err
+	}
+	go b.pump()
+	return b, nil
+}
+
+// Start makes sure the supervisor of cfg.StateDir runs, starting one as New
+// would if none does, and returns once it is ready, keeping no connection.
+// submit calls it while the engine it started starts: the engine then
+// finds the supervisor ready (or being started: it waits for it) instead
+// of starting it after its own start.
+func Start(ctx context.Context, cfg drms.Config) error {
+	b, err := configure(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	cc, err := b.connectOrStart(ctx)
+	if err != nil {
+		return fmt.Errorf("supervisor: %w", err)
+	}
+	return cc.c.Close()
+}
+
+// configure returns a backend for cfg, not connected.
+func configure(cfg drms.Config) (*Backend, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("supervisor: no state dir")
 	}
@@ -105,12 +139,6 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("supervisor: state dir: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	if _, err := b.conn(ctx); err != nil {
-		return nil, err
-	}
-	go b.pump()
 	return b, nil
 }
 
