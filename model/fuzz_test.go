@@ -8,7 +8,7 @@ import (
 
 // fuzzSeeds returns the soma-workflow reference files and the native files
 // of testdata/ and ../examples.
-func fuzzSeeds(f *testing.F) (soma, native [][]byte) {
+func fuzzSeeds(f testing.TB) (soma, native [][]byte) {
 	f.Helper()
 	for _, p := range somaRefFiles(f) {
 		if b, err := os.ReadFile(p); err == nil {

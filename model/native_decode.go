@@ -70,6 +70,15 @@ type nativeDecoder struct {
 	// names
 	jobIdx   map[string]int
 	groupIdx map[string]int
+	// lazyNode, when not nil, stands for the jobs mapping of a JSON
+	// document, whose jobs lazyJobs holds as raw JSON: each is converted
+	// to YAML nodes only when decoded, so that the nodes of a single job
+	// are in memory at a time (a 1,000,000-job file's whole tree took
+	// over a gigabyte next to the decoded workflow). err is a conversion
+	// error found then.
+	lazyNode *yaml.Node
+	lazyJobs []kv
+	err      error
 }
 
 // DecodeNative reads a workflow in somaflow's native format (YAML, or the
@@ -78,12 +87,16 @@ type nativeDecoder struct {
 // field.
 func DecodeNative(data []byte) (*Workflow, error) {
 	var doc yaml.Node
+	d := &nativeDecoder{w: &Workflow{}, jobIdx: map[string]int{}, groupIdx: map[string]int{}}
 	if i := skipWS(data, 0); i < len(data) && data[i] == '{' && json.Valid(data) {
+		// skipValue bounds the nesting of the whole document, the jobs
+		// that rawTop leaves as JSON included (more strictly than
+		// checkShape, and JSON has no aliases).
 		if _, err := skipValue(data, i); err != nil {
 			return nil, fmt.Errorf("native workflow: %w", err)
 		}
 		// JSON: converted directly, much faster than the YAML parser
-		n, err := rawN(data)
+		n, err := d.rawTop(data)
 		if err != nil {
 			return nil, fmt.Errorf("native workflow: %w", err)
 		}
@@ -94,7 +107,6 @@ func DecodeNative(data []byte) (*Workflow, error) {
 	if err := checkShape(&doc); err != nil {
 		return nil, fmt.Errorf("native workflow: %w", err)
 	}
-	d := &nativeDecoder{w: &Workflow{}, jobIdx: map[string]int{}, groupIdx: map[string]int{}}
 	if doc.Kind == 0 {
 		return nil, fmt.Errorf("native workflow: empty document")
 	}
@@ -110,6 +122,9 @@ func DecodeNative(data []byte) (*Workflow, error) {
 		return nil, fmt.Errorf("native workflow: expected a mapping at the top (line %d)", lineOf(root))
 	}
 	d.decode(root)
+	if d.err != nil {
+		return nil, fmt.Errorf("native workflow: %w", d.err)
+	}
 	if len(d.ps) > 0 {
 		// A type error must not hide the rest: what the decoded part
 		// gets wrong is reported too, once per job and field.
@@ -117,6 +132,58 @@ func DecodeNative(data []byte) (*Workflow, error) {
 		return nil, d.ps.err()
 	}
 	return d.w, nil
+}
+
+// rawTop is rawN of a JSON document, except for the value of its first
+// top-level "jobs" key when that is an object: its members are kept as raw
+// JSON in d.lazyJobs, and its node is the empty mapping d.lazyNode (see
+// lazyPairs and job).
+func (d *nativeDecoder) rawTop(data []byte) (*yaml.Node, error) {
+	if jsonKind(data) != 'o' {
+		return rawN(data)
+	}
+	top, err := splitObject(data)
+	if err != nil {
+		return nil, err
+	}
+	m := mapN()
+	for _, p := range top {
+		if p.key == "jobs" && d.lazyNode == nil && jsonKind(p.val) == 'o' {
+			jobs, err := splitObject(p.val)
+			if err != nil {
+				return nil, err
+			}
+			d.lazyNode, d.lazyJobs = mapN(), jobs
+			put(m, p.key, d.lazyNode)
+			continue
+		}
+		v, err := rawN(p.val)
+		if err != nil {
+			return nil, err
+		}
+		put(m, p.key, v)
+	}
+	if len(m.Content) == 0 {
+		m.Style = yaml.FlowStyle
+	}
+	return m, nil
+}
+
+// lazyPairs is pairs of the jobs rawTop kept as JSON: their keys are
+// strings, and a repeated one is reported as pairs reports it.
+func (d *nativeDecoder) lazyPairs() []pair {
+	out := make([]pair, 0, len(d.lazyJobs))
+	seen := make(map[string]bool, len(d.lazyJobs))
+	for _, p := range d.lazyJobs {
+		if seen[p.key] {
+			d.ps.add("", joinField("jobs", p.key), "key appears twice (line %d)", 0)
+			continue
+		}
+		seen[p.key] = true
+		out = append(out, pair{key: p.key, raw: p.val})
+	}
+	d.lazyJobs = nil
+	return out
 }
 
 // semanticProblems are Validate's problems of a workflow decoded with
@@ -229,6 +296,9 @@ type pair struct {
 	key  string
 	val  *yaml.Node
 	line int
+	// raw, when not nil, is the value as JSON, not converted yet (val is
+	// nil): see lazyPairs.
+	raw []byte
 }
 
 // pairs lists the members of a mapping in order; it reports non-string and
@@ -256,7 +326,7 @@ func (d *nativeDecoder) pairs(n *yaml.Node, job, field string) []pair {
 			continue
 		}
 		seen[k.Value] = true
-		out = append(out, pair{k.Value, n.Content[i+1], k.Line})
+		out = append(out, pair{key: k.Value, val: n.Content[i+1], line: k.Line})
 	}
 	return out
 }
@@ -545,7 +615,12 @@ func (d *nativeDecoder) decode(root *yaml.Node) {
 		d.ps.add("", "jobs", "missing")
 		return
 	}
-	jobPairs := d.pairs(jobsNode, "", "jobs")
+	var jobPairs []pair
+	if d.lazyNode != nil && jobsNode == d.lazyNode {
+		jobPairs = d.lazyPairs()
+	} else {
+		jobPairs = d.pairs(jobsNode, "", "jobs")
+	}
 	var groupPairs []pair
 	if groupsNode != nil {
 		groupPairs = d.pairs(groupsNode, "", "groups")
@@ -606,7 +681,18 @@ func (d *nativeDecoder) after(n *yaml.Node, label string, to Element) {
 func (d *nativeDecoder) job(i int, p pair, defaults map[string]*yaml.Node) {
 	j := d.w.Jobs[i]
 	label := p.key
-	fields := d.pairs(p.val, label, "")
+	val := p.val
+	if p.raw != nil {
+		n, err := rawN(p.raw)
+		if err != nil {
+			if d.err == nil {
+				d.err = err
+			}
+			return
+		}
+		val = n
+	}
+	fields := d.pairs(val, label, "")
 	set := map[string]*yaml.Node{}
 	lines := map[string]int{}
 	var order []string
