@@ -311,10 +311,12 @@ func TestCrashSupervisorHeld(t *testing.T) {
 	env, state := service(t)
 	t.Cleanup(func() {
 		// Gone before the state dir is removed: an exiting supervisor
-		// still writes its log there.
-		pid := supervisorPID(state)
+		// still writes its log there. The engine first: it would start
+		// a new supervisor once it sees its own gone (service's cleanup,
+		// registered earlier, runs later).
+		run(t, env, "engine", "stop")
 		stopSupervisor(state)
-		for end := time.Now().Add(10 * time.Second); pid > 0 && alive(pid) && time.Now().Before(end); {
+		for end := time.Now().Add(10 * time.Second); supervisors(state) > 0 && time.Now().Before(end); {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
