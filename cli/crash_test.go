@@ -365,6 +365,10 @@ func TestCrashSupervisorHeld(t *testing.T) {
 			t.Errorf("%s: %s but ran %d times", name, g, runs)
 		}
 	}
+	// A kill ends undetermined only the jobs that hold one of the pool's 4
+	// slots (recorded started, or about to start); held jobs are dropped
+	// and submitted again, and a submission the kill cut short is located
+	// on the next supervisor, or sent again if none of it was sent.
 	if undetermined == 0 || undetermined > 5*4 {
 		t.Errorf("%d jobs undetermined after 5 supervisor kills with 4 running at most", undetermined)
 		var d struct {
