@@ -286,7 +286,7 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, after []string)
 		b.jobs[key] = &cjob{key: key}
 	}
 	b.mu.Unlock()
-	m, sent, err := cc.call(ctx, req)
+	m, sent, err := b.call(ctx, cc, req)
 	if err != nil || m.StartErr != "" || m.Err != "" || len(m.Jobs) != 1 {
 		b.mu.Lock()
 		if j := b.jobs[key]; j != nil && j.rec.T == "" {
@@ -351,7 +351,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	if err != nil {
 		return out, err
 	}
-	m, _, err := cc.call(ctx, Request{Op: "status", Keys: ask})
+	m, _, err := b.call(ctx, cc, Request{Op: "status", Keys: ask})
 	if err == nil && m.Err != "" {
 		err = errors.New(m.Err)
 	}
@@ -381,7 +381,7 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := cc.call(ctx, Request{Op: "kill", Key: key, GraceMS: b.grace.Milliseconds()})
+	m, _, err := b.call(ctx, cc, Request{Op: "kill", Key: key, GraceMS: b.grace.Milliseconds()})
 	if err == nil && m.Err != "" {
 		err = errors.New(m.Err)
 	}
@@ -408,7 +408,7 @@ func (b *Backend) Recover(ctx context.Context, h drms.Handle) (drms.State, error
 	if err != nil {
 		return drms.State{}, err
 	}
-	m, _, err := cc.call(ctx, Request{Op: "status", Keys: []string{key}})
+	m, _, err := b.call(ctx, cc, Request{Op: "status", Keys: []string{key}})
 	if err == nil && m.Err != "" {
 		err = errors.New(m.Err)
 	}
@@ -438,7 +438,7 @@ func (b *Backend) Locate(ctx context.Context, spec drms.JobSpec) (h drms.Handle,
 	if err != nil {
 		return h, false, false, err
 	}
-	m, _, err := cc.call(ctx, Request{Op: "locate", Key: spec.Key()})
+	m, _, err := b.call(ctx, cc, Request{Op: "locate", Key: spec.Key()})
 	if err == nil && m.Err != "" {
 		err = errors.New(m.Err)
 	}

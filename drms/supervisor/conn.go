@@ -74,7 +74,9 @@ func (b *Backend) pump() {
 }
 
 // conn returns the live connection, connecting to (or starting) the
-// supervisor when there is none.
+// supervisor when there is none. A connection known to be broken (its
+// reader saw the supervisor go, or a write failed) is never returned, even
+// before its reader has handed it to lost: the caller would fail on it.
 func (b *Backend) conn(ctx context.Context) (*clientConn, error) {
 	b.mu.Lock()
 	cc, closed := b.cc, b.closed
@@ -82,7 +84,7 @@ func (b *Backend) conn(ctx context.Context) (*clientConn, error) {
 	if closed {
 		return nil, errors.New("supervisor: backend closed")
 	}
-	if cc != nil {
+	if cc != nil && !cc.broken() {
 		return cc, nil
 	}
 	b.dialMu.Lock()
@@ -90,8 +92,15 @@ func (b *Backend) conn(ctx context.Context) (*clientConn, error) {
 	b.mu.Lock()
 	cc = b.cc
 	b.mu.Unlock()
-	if cc != nil {
+	if cc != nil && !cc.broken() {
 		return cc, nil
+	}
+	if cc != nil {
+		b.mu.Lock()
+		if b.cc == cc {
+			b.cc = nil // its reader's lost finds it replaced: we connect here
+		}
+		b.mu.Unlock()
 	}
 	cc, err := b.connectOrStart(ctx)
 	if err != nil {
@@ -122,12 +131,15 @@ func (b *Backend) conn(ctx context.Context) (*clientConn, error) {
 }
 
 // resync asks a (new) supervisor for every attempt still running here:
-// after a supervisor died, they come back ended as undetermined.
+// after a supervisor died, they come back ended as undetermined. A start
+// still being asked for (no record yet) is left to its call: it may not
+// have reached any supervisor (it is then sent again, or located), and an
+// "unknown" here would end it undetermined, never started.
 func (b *Backend) resync(ctx context.Context, cc *clientConn) error {
 	var keys []string
 	b.mu.Lock()
 	for k, j := range b.jobs {
-		if !j.rec.ended() {
+		if j.rec.T != "" && !j.rec.ended() {
 			keys = append(keys, k)
 		}
 	}
@@ -312,12 +324,12 @@ func (b *Backend) connect(ctx context.Context) (*clientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := &clientConn{b: b, c: c, w: bufio.NewWriter(c), pending: map[uint64]chan Message{}, dead: make(chan struct{})}
+	cc := newClientConn(b, c)
 	// hello is answered before the reader runs: read it here.
 	dl, _ := ctx.Deadline()
 	c.SetDeadline(dl)
 	cc.r = bufio.NewReaderSize(c, 1<<16)
-	if err := cc.write(Request{ID: 1, Op: "hello", Protocol: ProtocolVersion, Tag: b.cfg.EngineTag}); err != nil {
+	if _, err := cc.write(Request{ID: 1, Op: "hello", Protocol: ProtocolVersion, Tag: b.cfg.EngineTag}); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -346,16 +358,46 @@ type clientConn struct {
 
 	wmu     sync.Mutex
 	w       *bufio.Writer
+	wrote   int64    // bytes the socket took, under wmu
 	lastEnv []string // environment of the last start request sent
 
 	mu      sync.Mutex
 	next    uint64
 	pending map[uint64]chan Message
 	dead    chan struct{}
-	err     error
+	err     error // set once broken: by the reader at its end, or by a failed write
 }
 
-func (cc *clientConn) write(req Request) error {
+func newClientConn(b *Backend, c net.Conn) *clientConn {
+	cc := &clientConn{b: b, c: c, pending: map[uint64]chan Message{}, dead: make(chan struct{})}
+	cc.w = bufio.NewWriter(countingWriter{c, &cc.wrote})
+	return cc
+}
+
+// countingWriter counts the bytes the socket took.
+type countingWriter struct {
+	w io.Writer
+	n *int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// broken reports whether the connection failed: it is not used again.
+func (cc *clientConn) broken() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.err != nil
+}
+
+// write sends one request; sent reports whether any byte of it may have
+// reached the supervisor (a dead supervisor's socket takes none: EPIPE).
+// A failed write breaks the connection: it is closed, and conn connects
+// anew from then on, without waiting for the reader to see the end.
+func (cc *clientConn) write(req Request) (sent bool, err error) {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
 	if req.Job != nil {
@@ -372,15 +414,25 @@ func (cc *clientConn) write(req Request) error {
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return false, err
 	}
+	before := cc.wrote
 	cc.w.Write(data)
 	cc.w.WriteByte('\n')
-	return cc.w.Flush()
+	if err := cc.w.Flush(); err != nil {
+		cc.mu.Lock()
+		if cc.err == nil {
+			cc.err = fmt.Errorf("write to the supervisor failed: %v", err)
+		}
+		cc.mu.Unlock()
+		cc.c.Close()
+		return cc.wrote > before, err
+	}
+	return true, nil
 }
 
 // call sends req and waits for its reply; sent reports whether the request
-// may have reached the supervisor.
+// may have reached the supervisor (see also Backend.call).
 func (cc *clientConn) call(ctx context.Context, req Request) (m Message, sent bool, err error) {
 	ch := make(chan Message, 1)
 	cc.mu.Lock()
@@ -397,9 +449,8 @@ func (cc *clientConn) call(ctx context.Context, req Request) (m Message, sent bo
 		delete(cc.pending, req.ID)
 		cc.mu.Unlock()
 	}()
-	if err := cc.write(req); err != nil {
-		cc.c.Close()
-		return m, true, err
+	if sent, err := cc.write(req); err != nil {
+		return m, sent, err
 	}
 	select {
 	case m = <-ch:
@@ -419,7 +470,26 @@ func (cc *clientConn) call(ctx context.Context, req Request) (m Message, sent bo
 // send writes a request that wants no reply.
 func (cc *clientConn) send(req Request) error {
 	req.ID = 0
-	return cc.write(req)
+	_, err := cc.write(req)
+	return err
+}
+
+// call sends req on cc (from conn) and waits for its reply. A request cc
+// took no byte of (cc broke: its supervisor died, maybe before this
+// process's reader saw it go) never reached any supervisor: it is sent once
+// more, on a new connection (conn, starting a supervisor if need be),
+// instead of failing, which a start would as uncertain, and a locate with
+// it, on the same broken connection.
+func (b *Backend) call(ctx context.Context, cc *clientConn, req Request) (m Message, sent bool, err error) {
+	m, sent, err = cc.call(ctx, req)
+	if err == nil || sent {
+		return m, sent, err
+	}
+	ncc, cerr := b.conn(ctx)
+	if cerr != nil || ncc == cc {
+		return m, sent, err
+	}
+	return ncc.call(ctx, req)
 }
 
 func (cc *clientConn) read() {

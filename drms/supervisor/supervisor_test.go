@@ -453,6 +453,44 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 }
 
+// A supervisor that dies breaks this backend's connection before its
+// reader sees it go. A request the connection took no byte of never
+// reached any supervisor: it goes again on a new connection instead of
+// failing. (A start failed "uncertain", the engine located it on the same
+// dead connection, which failed too, and ended the job, never started,
+// exit_status_undetermined: every job of the batch it was submitting, in
+// cli's TestCrashSupervisorHeld.)
+func TestBrokenConnection(t *testing.T) {
+	state := t.TempDir()
+	t.Cleanup(func() { stopSupervisor(t, state) })
+	b := newBackend(t, state)
+	dir := t.TempDir()
+	ctx := context.Background()
+	marker := filepath.Join(dir, "marker")
+	s := spec(dir, 1, "sh", "-c", "echo run >> "+marker)
+	supervisor.BreakConnection(b)
+	h, err := b.Submit(ctx, s)
+	if err != nil {
+		t.Fatalf("submit on a broken connection: %v", err)
+	}
+	if o := waitEvent(t, b, h.ID); o.ExitValue == nil || *o.ExitValue != 0 {
+		t.Fatalf("job submitted on a broken connection: %+v", o)
+	}
+	// What the engine asks after an uncertain submission.
+	supervisor.BreakConnection(b)
+	got, found, never, err := b.Locate(ctx, s)
+	if err != nil || !found || never || got.ID != h.ID {
+		t.Fatalf("locate on a broken connection: %+v found %v never %v: %v", got, found, never, err)
+	}
+	supervisor.BreakConnection(b)
+	if _, found, never, err := b.Locate(ctx, spec(dir, 2, "true")); err != nil || found || !never {
+		t.Fatalf("locate of a job never submitted, on a broken connection: found %v never %v: %v", found, never, err)
+	}
+	if data, _ := os.ReadFile(marker); string(data) != "run\n" {
+		t.Fatalf("marker %q: want one run", data)
+	}
+}
+
 // The supervisor exits by itself once idle, and not while a job runs.
 func TestIdleExit(t *testing.T) {
 	state := t.TempDir()
