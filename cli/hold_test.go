@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHeldJobsAsDocumented drives the binary as the README shows: `submit
@@ -97,5 +98,50 @@ func TestHeldJobsAsDocumented(t *testing.T) {
 	}
 	if i, k := strings.Index(string(data), "-a"), strings.Index(string(data), "+b"); i < 0 || k < i {
 		t.Fatalf("b started before a ended:\n%s", data)
+	}
+}
+
+// TestHoldOffAsDocumented: `settings: {hold: "false"}` in the
+// configuration file, as the README shows, turns the hold off: a job whose
+// dependency runs is not handed to the supervisor (not_submitted, no
+// attempt), and runs once it ended.
+func TestHoldOffAsDocumented(t *testing.T) {
+	env, _ := service(t)
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	env = append(env, "SOMAFLOW_CONFIG="+write(t, "cfg.yaml", "settings: {hold: \"false\"}\n"))
+	wf := write(t, "chain.yaml", fmt.Sprintf("jobs:\n  a: {shell: 'while [ ! -e %s ]; do sleep 0.05; done'}\n  b: {command: [\"true\"], after: [a]}\n", gate))
+	if r := runBin(t, env, "submit", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	type jobDoc struct {
+		Name    string `json:"name"`
+		Status  string `json:"status"`
+		Attempt int    `json:"attempt"`
+	}
+	jobs := func() map[string]jobDoc {
+		var d struct{ Jobs []jobDoc }
+		out := runBin(t, env, "status", "--json", "1").stdout
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("status document: %v\n%s", err, out)
+		}
+		m := map[string]jobDoc{}
+		for _, j := range d.Jobs {
+			m[j.Name] = j
+		}
+		return m
+	}
+	waitFor(t, "a running", func() bool { return jobs()["a"].Status == "running" })
+	// Long enough for a hold to show: the engine hands held jobs with a's
+	// submission, in the same cycle.
+	time.Sleep(500 * time.Millisecond)
+	if b := jobs()["b"]; b.Status != "not_submitted" || b.Attempt != 0 {
+		t.Fatalf("with hold off, b while a runs: %+v, want not_submitted with no attempt", b)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runBin(t, env, "wait", "1"); r.code != 0 || !strings.Contains(r.stdout, "2 succeeded") {
+		t.Fatalf("wait: %+v", r)
 	}
 }
