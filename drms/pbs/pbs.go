@@ -77,6 +77,7 @@ type Backend struct {
 	lastList   map[string]job       // the last listing (ours only)
 	lastListAt time.Time            // when it was asked for
 	recent     batch.Submissions    // job ids this backend submitted (by seq)
+	pace       batch.Pace           // exec-job's files first, qstat paced
 }
 
 // handleState is the persisted part of a PBS handle; Handle.ID is the job
@@ -113,6 +114,7 @@ func New(cfg drms.Config) (*Backend, error) {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
 	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
+	b.pace.Live = true // running only with its started file, as in Status
 	st := batch.Settings{Backend: "pbs", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
@@ -496,88 +498,60 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 // Status may answer for it from files before a listing shows it.
 func (b *Backend) submitted(id string) { b.recent.Note(seq(id)) }
 
-// fromFiles answers Status without PBS when it can: every attempt is
-// ended by an exit or a failure to start in its status file, or still
-// queued, held, running or suspended in the last listing (or submitted
-// since, its started file saying whether it runs), and that listing is
-// younger than qstat_interval, or than qstat_idle_interval when nothing is
-// due (every job runs by its started file, within its walltime). ok is
-// false when one needs PBS (a signal's reason, an end without a status
-// file, our kill, a job that left the listing).
+// fromFiles answers Status without PBS when it can (batch.Pace.FromFiles):
+// every attempt is ended by an exit or a failure to start in its status
+// file, or still queued, held, running or suspended in the last listing
+// (or submitted since, its started file saying whether it runs), and that
+// listing is younger than qstat_interval, or than qstat_idle_interval when
+// nothing is due (every job runs by its started file, within its
+// walltime). ok is false when one needs PBS (a signal's reason, an end
+// without a status file, our kill, a job that left the listing).
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
 	l, at := b.lastList, b.lastListAt
 	b.mu.Unlock()
-	busy := b.qstatEvery
-	idle := max(busy, b.qstatIdle)
-	since := time.Since(at)
-	if busy <= 0 || l == nil || since >= idle {
+	if l == nil {
 		return nil, false
 	}
-	now := time.Now()
-	due := false // a job that qstat should see at qstat_interval
-	var done []string
-	out := make(map[string]drms.State, len(hs))
-	for _, h := range hs {
+	jobs := make([]batch.PacedJob, len(hs))
+	sts := make([]handleState, len(hs))
+	for i, h := range hs {
 		st, err := decodeHandle(h)
-		if err != nil || st.Ended != "" || b.wasKilled(h.ID) {
-			return nil, false
-		}
-		file, ferr := batch.ReadOutcome(st.Status)
-		if ferr != nil || file != nil && file.Signal != "" {
-			return nil, false
-		}
-		if file != nil {
-			out[h.ID] = ended(file)
-			done = append(done, h.ID)
-			continue
-		}
+		sts[i] = st
+		jobs[i] = batch.PacedJob{ID: h.ID, Status: st.Status, Started: st.Started, Limit: st.Limit,
+			Ask: err != nil || st.Ended != "" || b.wasKilled(h.ID)}
+	}
+	out, ok := b.pace.FromFiles(jobs, at, b.qstatEvery, b.qstatIdle, func(i int) batch.Listed {
+		h, st := hs[i], sts[i]
 		j, listed := l[seq(h.ID)]
 		if listed && j.Name != st.Name {
-			return nil, false
+			return batch.Listed{Ask: true}
 		}
-		s := drms.State{Phase: drms.Queued}
-		if listed {
-			p, by, final := phase(j)
-			if final || p == drms.Unknown {
-				return nil, false
-			}
-			s = drms.State{Phase: p, By: by}
-			if p == drms.Queued || p == drms.Held {
-				s.Reason = strings.TrimSpace(j.Comment)
-			}
-		} else {
+		if !listed {
 			sub, ok := b.recent.At(seq(h.ID))
 			if st.Task != "" {
 				sub, ok = b.recent.At(seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1)))
 			}
-			if !ok || sub.Before(at) {
-				return nil, false
+			return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
+		}
+		p, by, final := phase(j)
+		if final || p == drms.Unknown {
+			return batch.Listed{Ask: true}
+		}
+		s := drms.State{Phase: p, By: by}
+		if p == drms.Queued || p == drms.Held {
+			s.Reason = strings.TrimSpace(j.Comment)
+		}
+		return batch.Listed{State: s, Word: "state " + j.State}
+	})
+	if ok {
+		for id, s := range out {
+			if s.Phase == drms.Ended {
+				b.forget(id)
 			}
 		}
-		if s.Phase == drms.Queued || s.Phase == drms.Held {
-			// Started since the listing, or still as listed.
-			if p := batch.Pending(st.Started); p.Phase == drms.Running {
-				s = p
-			}
-		} else {
-			// Running only with its started file (then Started is exec-job's).
-			s = batch.Live(s, "state "+j.State, st.Started)
-		}
-		// Nothing is due for a job that exec-job runs (its status file will
-		// tell its end) within its walltime.
-		if s.Phase != drms.Running || s.Started.IsZero() || st.Limit > 0 && now.Sub(s.Started) >= time.Duration(st.Limit)*time.Second {
-			due = true
-		}
-		out[h.ID] = s
 	}
-	if due && since >= busy {
-		return nil, false
-	}
-	for _, id := range done {
-		b.forget(id)
-	}
-	return out, true
+	return out, ok
 }
 
 // listArgs are qstat's arguments for the listing: -f, and -t (array
@@ -785,6 +759,7 @@ func (b *Backend) forget(id string) {
 	delete(b.lastRec, id)
 	delete(b.killed, id)
 	b.mu.Unlock()
+	b.pace.Forget(id)
 }
 
 // Kill implements drms.Backend with qdel; a job that already ended is not

@@ -81,7 +81,7 @@ type Backend struct {
 	lastQAt    time.Time              // when it was asked for
 	recent     batch.Submissions      // job or array ids this backend submitted
 	cmds       batch.Commands         // Slurm commands run, counted (for benchmarks)
-	startedAt  map[string]time.Time   // when exec-job began, from its started file (cache)
+	pace       batch.Pace             // exec-job's files first, squeue paced
 }
 
 // handleState is the persisted part of a Slurm handle. Handle.ID is the
@@ -117,7 +117,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, startedAt: map[string]time.Time{}}
+	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}}
 	st := batch.Settings{Backend: "slurm", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
@@ -619,46 +619,35 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	return out, nil
 }
 
-// fromFiles answers Status without Slurm when it can (see Status): ok is
-// false when one attempt needs Slurm (a signal's reason, an end without a
-// status file, our kill, a preset or undecodable handle) or the last
-// squeue listing is too old: older than squeue_interval while something is
-// due (a job queued, held or suspended, one running at Slurm without its
-// started file, one past its walltime), older than squeue_idle_interval
-// when every job runs by its started file.
+// fromFiles answers Status without Slurm when it can (see Status and
+// batch.Pace.FromFiles): ok is false when one attempt needs Slurm (a
+// signal's reason, an end without a status file, our kill, a preset or
+// undecodable handle, one that left squeue) or the last squeue listing is
+// too old: older than squeue_interval while something is due (a job
+// queued, held or suspended, one running at Slurm without its started
+// file, one past its walltime), older than squeue_idle_interval when
+// every job runs by its started file.
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
 	q, at := b.lastQ, b.lastQAt
 	busy, idle := b.intervals()
 	b.mu.Unlock()
-	if busy <= 0 || q == nil {
+	if q == nil {
 		return nil, false
 	}
-	since := time.Since(at)
-	if since >= idle {
-		return nil, false
-	}
-	now := time.Now()
-	due := false // a job that squeue should see at squeue_interval
-	var done []string
-	out := make(map[string]drms.State, len(hs))
-	for _, h := range hs {
+	jobs := make([]batch.PacedJob, len(hs))
+	sts := make([]handleState, len(hs))
+	for i, h := range hs {
 		st, err := decodeHandle(h)
-		if err != nil || st.Ended != "" || b.wasKilled(h.ID) {
-			return nil, false
-		}
-		file, ferr := batch.ReadOutcome(st.Status)
-		if ferr != nil || file != nil && file.Signal != "" {
-			return nil, false
-		}
-		if file != nil {
-			out[h.ID] = ended(file)
-			done = append(done, h.ID)
-			continue
-		}
+		sts[i] = st
+		jobs[i] = batch.PacedJob{ID: h.ID, Status: st.Status, Started: st.Started, Limit: st.Limit,
+			Ask: err != nil || st.Ended != "" || b.wasKilled(h.ID)}
+	}
+	out, ok := b.pace.FromFiles(jobs, at, busy, idle, func(i int) batch.Listed {
+		h, st := hs[i], sts[i]
 		qj, listed := q[h.ID]
 		if listed && qj.Name != st.Name {
-			return nil, false
+			return batch.Listed{Ask: true}
 		}
 		if !listed {
 			// Only a job submitted after the listing may be missing from
@@ -667,44 +656,28 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 			if st.Task != "" {
 				sub, ok = b.recent.At(arrayOf(h.ID))
 			}
-			if !ok || sub.Before(at) {
-				return nil, false
-			}
+			return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
 		}
-		p, final := drms.Queued, false
-		if listed {
-			p, final = phaseOf(qj.State, qj.Reason)
-		}
+		p, final := phaseOf(qj.State, qj.Reason)
 		if final || p == drms.Unknown {
-			return nil, false // ended at Slurm without a status file yet
+			return batch.Listed{Ask: true} // ended at Slurm without a status file yet
 		}
 		s := drms.State{Phase: p, By: heldBy(qj.State, qj.Reason)}
-		started, ok := b.started(h.ID, st.Started)
-		if p == drms.Queued || p == drms.Held {
-			if listed && qj.Reason != "None" {
-				s.Reason = qj.Reason
-			}
-			if ok {
-				// Started since the listing (or a hold released).
-				s = drms.State{Phase: drms.Running, Started: started}
-			}
+		if (p == drms.Queued || p == drms.Held) && qj.Reason != "None" {
+			s.Reason = qj.Reason
 		} else if p == drms.Running || p == drms.Suspended {
 			s.Started = qj.Start
 		}
-		// Nothing is due for a job that exec-job runs (its status file will
-		// tell its end) within its walltime.
-		if s.Phase != drms.Running || !ok || st.Limit > 0 && now.Sub(started) >= time.Duration(st.Limit)*time.Second {
-			due = true
+		return batch.Listed{State: s, Word: qj.State}
+	})
+	if ok {
+		for id, s := range out {
+			if s.Phase == drms.Ended {
+				b.forget(id)
+			}
 		}
-		out[h.ID] = s
 	}
-	if due && since >= busy {
-		return nil, false
-	}
-	for _, id := range done {
-		b.forget(id)
-	}
-	return out, true
+	return out, ok
 }
 
 // intervals are how long a squeue listing answers (with exec-job's files)
@@ -724,25 +697,6 @@ func (b *Backend) intervals() (busy, idle time.Duration) {
 		idle = min(idle, max(busy, b.minJobAge/2))
 	}
 	return busy, idle
-}
-
-// started is when exec-job began job id by its started file (ok false
-// while there is none), remembered once read.
-func (b *Backend) started(id, path string) (time.Time, bool) {
-	b.mu.Lock()
-	t, ok := b.startedAt[id]
-	b.mu.Unlock()
-	if ok {
-		return t, true
-	}
-	si, _ := batch.ReadStarted(path)
-	if si == nil {
-		return time.Time{}, false
-	}
-	b.mu.Lock()
-	b.startedAt[id] = si.Time
-	b.mu.Unlock()
-	return si.Time, true
 }
 
 // fileSignalReason is the reason to give a job whose status file says it
@@ -772,8 +726,8 @@ func (b *Backend) forget(id string) {
 	delete(b.noFileSeen, id)
 	delete(b.earlyRec, id)
 	delete(b.killed, id)
-	delete(b.startedAt, id)
 	b.mu.Unlock()
+	b.pace.Forget(id)
 }
 
 // memoryHint reports whether the job's Slurm output mentions a memory

@@ -1,0 +1,142 @@
+package batch
+
+import (
+	"sync"
+	"time"
+
+	"github.com/somaflow/somaflow/drms"
+)
+
+// Pace is the status-file-first pacing of a batch backend's DRMS listing
+// (squeue, qstat, a configured status command): exec-job's status file
+// (an end) and started file (a start) are the primary signal, and the
+// listing, the safety net for jobs that end without a status file, is
+// asked at the busy interval while some job is due and at the idle
+// interval while none is. It remembers when exec-job started each job
+// (read once from its started file). It is safe for concurrent use; the
+// zero value is ready.
+type Pace struct {
+	// Live: a job the listing calls running or suspended runs only once
+	// its started file exists (Live); until then it is queued and due.
+	Live bool
+
+	mu        sync.Mutex
+	startedAt map[string]time.Time // job id -> when exec-job began
+}
+
+// PacedJob is one attempt Status is asked about, for FromFiles.
+type PacedJob struct {
+	ID string
+	// Status and Started are exec-job's files of the attempt.
+	Status, Started string
+	// Limit is the attempt's walltime in seconds (0: none): past it, its
+	// status file is overdue and the job is due.
+	Limit int64
+	// Ask: the DRMS must be asked whatever the files say (a handle that
+	// cannot be decoded or carries an outcome of its own, a job this
+	// backend killed).
+	Ask bool
+}
+
+// Listed is how the last listing shows a job that has no status file.
+type Listed struct {
+	// State is the job's state there (not ended), Queued for a job
+	// submitted after the listing was taken.
+	State drms.State
+	// Word is the DRMS's own word for the state (for Live's reason).
+	Word string
+	// Ask: the listing cannot answer (the job ended there, left it or was
+	// never in it, another job has its id).
+	Ask bool
+}
+
+// FromFiles answers a Status from exec-job's files and the backend's last
+// listing, taken at, when it can: every job is ended by an exit or a
+// failure to start in its status file, or still queued, held, running or
+// suspended in the listing (listed(i) for jobs[i]; a job submitted since
+// is queued there), its started file saying whether it has started since;
+// and the listing is younger than busy, or than idle (never less than
+// busy) when nothing is due. A job is due unless it runs by its started
+// file within its walltime. ok is false when the DRMS must be asked: busy
+// is 0 or there is no listing yet (at zero), a job needs it (Ask, a status
+// file that says signaled, whose reason the DRMS gives, or that cannot be
+// read), or the listing is too old. The caller forgets the jobs it
+// returns ended.
+func (p *Pace) FromFiles(jobs []PacedJob, at time.Time, busy, idle time.Duration, listed func(i int) Listed) (map[string]drms.State, bool) {
+	if busy <= 0 || at.IsZero() {
+		return nil, false
+	}
+	since := time.Since(at)
+	if since >= max(busy, idle) {
+		return nil, false
+	}
+	now := time.Now()
+	due := false
+	out := make(map[string]drms.State, len(jobs))
+	for i, j := range jobs {
+		if j.Ask {
+			return nil, false
+		}
+		file, ferr := ReadOutcome(j.Status)
+		if ferr != nil || file != nil && file.Signal != "" {
+			return nil, false
+		}
+		if file != nil {
+			out[j.ID] = drms.State{Phase: drms.Ended, Started: file.Started, Outcome: file}
+			continue
+		}
+		l := listed(i)
+		if l.Ask {
+			return nil, false
+		}
+		s := l.State
+		started, ok := p.Started(j.ID, j.Started)
+		switch {
+		case s.Phase == drms.Queued || s.Phase == drms.Held:
+			if ok { // started since the listing (or a hold released)
+				s = drms.State{Phase: drms.Running, Started: started}
+			}
+		case p.Live && !ok:
+			s = drms.State{Phase: drms.Queued, Reason: "starting (" + l.Word + ")"}
+		case s.Started.IsZero():
+			s.Started = started
+		}
+		if s.Phase != drms.Running || !ok || j.Limit > 0 && now.Sub(started) >= time.Duration(j.Limit)*time.Second {
+			due = true
+		}
+		out[j.ID] = s
+	}
+	if due && since >= busy {
+		return nil, false
+	}
+	return out, true
+}
+
+// Started is when exec-job began job id by its started file at path (ok
+// false while there is none), remembered once read.
+func (p *Pace) Started(id, path string) (time.Time, bool) {
+	p.mu.Lock()
+	t, ok := p.startedAt[id]
+	p.mu.Unlock()
+	if ok {
+		return t, true
+	}
+	si, _ := ReadStarted(path)
+	if si == nil {
+		return time.Time{}, false
+	}
+	p.mu.Lock()
+	if p.startedAt == nil {
+		p.startedAt = map[string]time.Time{}
+	}
+	p.startedAt[id] = si.Time
+	p.mu.Unlock()
+	return si.Time, true
+}
+
+// Forget drops what the pacing remembers of an ended job.
+func (p *Pace) Forget(id string) {
+	p.mu.Lock()
+	delete(p.startedAt, id)
+	p.mu.Unlock()
+}
