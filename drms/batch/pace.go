@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"bytes"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,10 +17,21 @@ import (
 // interval while none is. It remembers when exec-job started each job
 // (read once from its started file). It is safe for concurrent use; the
 // zero value is ready.
+//
+// FromFiles finds exec-job's files with one directory read of each spool
+// dir concerned (the workflow's) per call, not an open per job: it opens a
+// status file when one is there, and a started file when one is there
+// that it has not read yet. exec-job writes both atomically (a rename), so
+// a name in the directory is a complete file. A directory read works on
+// every filesystem; on NFS it sees a new file when an open would, once the
+// client revalidates the directory (its attribute cache, acdirmin).
 type Pace struct {
 	// Live: a job the listing calls running or suspended runs only once
 	// its started file exists (Live); until then it is queued and due.
 	Live bool
+	// OpenEach: open each job's files at every call instead of reading
+	// the directory (the way before the scan; for comparison only).
+	OpenEach bool
 
 	mu        sync.Mutex
 	startedAt map[string]time.Time // job id -> when exec-job began
@@ -70,14 +83,24 @@ func (p *Pace) FromFiles(jobs []PacedJob, at time.Time, busy, idle time.Duration
 	if since >= max(busy, idle) {
 		return nil, false
 	}
+	for _, j := range jobs {
+		if j.Ask {
+			return nil, false
+		}
+	}
+	var sc spoolScan
+	if !p.OpenEach {
+		sc = scanSpool(jobs, p.unstarted(jobs))
+	}
 	now := time.Now()
 	due := false
 	out := make(map[string]drms.State, len(jobs))
 	for i, j := range jobs {
-		if j.Ask {
-			return nil, false
+		var file *drms.Outcome
+		var ferr error
+		if sc.has(j.Status) {
+			file, ferr = ReadOutcome(j.Status)
 		}
-		file, ferr := ReadOutcome(j.Status)
 		if ferr != nil || file != nil && file.Signal != "" {
 			return nil, false
 		}
@@ -90,7 +113,7 @@ func (p *Pace) FromFiles(jobs []PacedJob, at time.Time, busy, idle time.Duration
 			return nil, false
 		}
 		s := l.State
-		started, ok := p.Started(j.ID, j.Started)
+		started, ok := p.started(j.ID, j.Started, sc)
 		switch {
 		case s.Phase == drms.Queued || s.Phase == drms.Held:
 			if ok { // started since the listing (or a hold released)
@@ -112,14 +135,18 @@ func (p *Pace) FromFiles(jobs []PacedJob, at time.Time, busy, idle time.Duration
 	return out, true
 }
 
-// Started is when exec-job began job id by its started file at path (ok
-// false while there is none), remembered once read.
-func (p *Pace) Started(id, path string) (time.Time, bool) {
+// started is when exec-job began job id by its started file at path (ok
+// false while there is none), remembered once read; the file is opened
+// only when the scan lists it.
+func (p *Pace) started(id, path string, sc spoolScan) (time.Time, bool) {
 	p.mu.Lock()
 	t, ok := p.startedAt[id]
 	p.mu.Unlock()
 	if ok {
 		return t, true
+	}
+	if !sc.has(path) {
+		return time.Time{}, false
 	}
 	si, _ := ReadStarted(path)
 	if si == nil {
@@ -139,4 +166,64 @@ func (p *Pace) Forget(id string) {
 	p.mu.Lock()
 	delete(p.startedAt, id)
 	p.mu.Unlock()
+}
+
+// unstarted tells whether a job's start is not known yet.
+func (p *Pace) unstarted(jobs []PacedJob) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, j := range jobs {
+		if _, ok := p.startedAt[j.ID]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// spoolScan is what one read of the spool dirs of some jobs found: for
+// each dir, the names of exec-job's status files there, and of its
+// started files when they were looked for (a nil set: the dir could not
+// be read, its files are opened instead). A nil spoolScan has every file
+// (each is opened).
+type spoolScan map[string]map[string]struct{}
+
+// scanSpool reads the directory of each job's status file once, keeping
+// the names of started files too with started.
+func scanSpool(jobs []PacedJob, started bool) spoolScan {
+	sc := spoolScan{}
+	for _, j := range jobs {
+		dir, _ := splitPath(j.Status)
+		if _, done := sc[dir]; !done {
+			sc[dir] = readNames(dir, started)
+		}
+	}
+	return sc
+}
+
+// keep tells whether a spool file name is one readNames keeps.
+func keep(name []byte, started bool) bool {
+	return bytes.HasSuffix(name, []byte(".status")) || started && bytes.HasSuffix(name, []byte(".status.started"))
+}
+
+// has tells whether path may exist: listed by the scan of its dir, or in a
+// dir the scan could not read (or no scan).
+func (sc spoolScan) has(path string) bool {
+	if sc == nil {
+		return true
+	}
+	dir, name := splitPath(path)
+	names, ok := sc[dir]
+	if !ok || names == nil {
+		return true
+	}
+	_, ok = names[name]
+	return ok
+}
+
+func splitPath(path string) (dir, name string) {
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return ".", path
+	}
+	return path[:i], path[i+1:]
 }
