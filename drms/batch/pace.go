@@ -15,8 +15,8 @@ import (
 // listing, the safety net for jobs that end without a status file, is
 // asked at the busy interval while some job is due and at the idle
 // interval while none is. It remembers when exec-job started each job
-// (read once from its started file). It is safe for concurrent use; the
-// zero value is ready.
+// (read once from its started file) and which jobs the backend killed
+// (due at once). It is safe for concurrent use; the zero value is ready.
 //
 // FromFiles finds exec-job's files with one directory read of each spool
 // dir concerned (the workflow's) per call, not an open per job: it opens a
@@ -35,6 +35,7 @@ type Pace struct {
 
 	mu        sync.Mutex
 	startedAt map[string]time.Time // job id -> when exec-job began
+	killed    map[string]bool      // job ids this backend killed
 }
 
 // PacedJob is one attempt Status is asked about, for FromFiles.
@@ -161,10 +162,29 @@ func (p *Pace) started(id, path string, sc spoolScan) (time.Time, bool) {
 	return si.Time, true
 }
 
+// Kill notes that the backend killed job id (or is about to): the DRMS
+// is asked about it at once (PacedJob.Ask), and its outcome may depend on it.
+func (p *Pace) Kill(id string) {
+	p.mu.Lock()
+	if p.killed == nil {
+		p.killed = map[string]bool{}
+	}
+	p.killed[id] = true
+	p.mu.Unlock()
+}
+
+// Killed tells whether the backend killed job id.
+func (p *Pace) Killed(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.killed[id]
+}
+
 // Forget drops what the pacing remembers of an ended job.
 func (p *Pace) Forget(id string) {
 	p.mu.Lock()
 	delete(p.startedAt, id)
+	delete(p.killed, id)
 	p.mu.Unlock()
 }
 

@@ -149,3 +149,38 @@ func threadCPU() time.Duration {
 	}
 	return time.Duration(ts.Nano())
 }
+
+func TestHandles(t *testing.T) {
+	var c Handles[string]
+	n := 0
+	dec := func(h drms.Handle) (string, error) {
+		n++
+		if string(h.State) == "bad" {
+			return "", fmt.Errorf("bad")
+		}
+		return string(h.State), nil
+	}
+	h := drms.Handle{Version: 1, ID: "1", State: []byte("a")}
+	for i := 0; i < 3; i++ {
+		if v, err := c.Decode(h, dec); v != "a" || err != nil {
+			t.Fatal(v, err)
+		}
+	}
+	h.State = []byte("b") // another state under the same id: decoded again
+	if v, _ := c.Decode(h, dec); v != "b" || n != 2 {
+		t.Fatalf("changed state: %q after %d decodes", v, n)
+	}
+	c.Forget("1")
+	if c.Decode(h, dec); n != 3 {
+		t.Fatalf("after Forget: %d decodes", n)
+	}
+	h.State = []byte("bad")
+	for i := 0; i < 2; i++ {
+		if _, err := c.Decode(h, dec); err == nil {
+			t.Fatal("no error")
+		}
+	}
+	if n != 5 {
+		t.Fatalf("a handle that does not decode: %d decodes, want it decoded each time", n)
+	}
+}

@@ -19,9 +19,10 @@ import (
 // answered from exec-job's files (the status command is not run: the last
 // listing is young and nothing is due), each job with its spool files
 // (script, env, started file; no status file yet): opening each job's
-// status file (open-each, the way before the directory scan) against one
-// read of the spool dir (scan). cpu-ns/op is this thread's CPU time, the
-// syscalls included.
+// status file and decoding each handle (open-each, the way before the
+// directory scan), one read of the spool dir (scan), and that with the
+// handles decoded once (scan+decoded). cpu-ns/op is this thread's CPU
+// time, the syscalls included.
 func BenchmarkStatusRunning(b *testing.B) {
 	const n = 1000
 	be, err := New(drms.Config{StateDir: b.TempDir(), ExecPath: "/bin/true", EngineTag: "bench", Settings: fakeSettings()})
@@ -51,11 +52,11 @@ func BenchmarkStatusRunning(b *testing.B) {
 	}
 	ctx := context.Background()
 	for _, c := range []struct {
-		name     string
-		openEach bool
-	}{{"open-each", true}, {"scan", false}} {
+		name              string
+		openEach, decoded bool
+	}{{"open-each", true, false}, {"scan", false, false}, {"scan+decoded", false, true}} {
 		b.Run(c.name, func(b *testing.B) {
-			be.pace.OpenEach = c.openEach
+			be.pace.OpenEach, be.handles.Off = c.openEach, !c.decoded
 			be.mu.Lock()
 			be.lastList, be.lastListAt = list, time.Now()
 			be.mu.Unlock()

@@ -93,13 +93,13 @@ type Backend struct {
 	statusEvery, statusIdle                       time.Duration
 
 	mu         sync.Mutex
-	killed     map[string]bool
 	noFileSeen map[string]time.Time
 	lastSeen   map[string]entry  // the last listing entry of each job
 	lastList   map[string]entry  // Status's last listing
 	lastListAt time.Time         // when it was asked for
 	recent     batch.Submissions // job ids this backend submitted
 	pace       batch.Pace        // exec-job's files first, the status command paced
+	handles    batch.Handles[handleState]
 }
 
 // entry is one job of the status command's output.
@@ -166,7 +166,7 @@ func configure(settings map[string]string) (*Backend, error) {
 		return nil, fmt.Errorf("%s backend: "+format, append([]any{name}, a...)...)
 	}
 	var err error
-	b := &Backend{name: name, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastSeen: map[string]entry{}, phases: map[string]drms.Phase{}}
+	b := &Backend{name: name, noFileSeen: map[string]time.Time{}, lastSeen: map[string]entry{}, phases: map[string]drms.Phase{}}
 	b.pace.Live = true // running only with its started file, as in Status
 	tmpl := func(key string, required bool, must ...string) ([][]string, error) {
 		v := set(key)
@@ -644,48 +644,36 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	if l == nil {
 		return nil, false
 	}
-	jobs := make([]batch.PacedJob, len(hs))
-	sts := make([]handleState, len(hs))
-	for i, h := range hs {
-		st, err := b.decodeHandle(h)
-		sts[i] = st
-		b.mu.Lock()
-		killed := b.killed[h.ID]
-		b.mu.Unlock()
-		jobs[i] = batch.PacedJob{ID: h.ID, Status: st.Status, Started: st.Started, Limit: st.Limit, Ask: err != nil || killed}
-	}
-	out, ok := b.pace.FromFiles(jobs, at, b.statusEvery, b.statusIdle, func(i int) batch.Listed {
-		h, st := hs[i], sts[i]
-		e, listed := l[h.ID]
-		if listed && e.Name != "" && e.Name != st.Name {
-			return batch.Listed{Ask: true} // another job got this id
-		}
-		if !listed {
-			// Only a job submitted after the listing may be missing from it.
-			sub, ok := b.recent.At(h.ID)
-			return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
-		}
-		p, known := b.phases[e.State]
-		if !known {
-			p = drms.Queued
-		}
-		if p == drms.Ended {
-			return batch.Listed{Ask: true}
-		}
-		s := drms.State{Phase: p}
-		if p == drms.Queued || p == drms.Held {
-			s.Reason = e.Reason
-		}
-		return batch.Listed{State: s, Word: e.State}
-	})
-	if ok {
-		for id, s := range out {
-			if s.Phase == drms.Ended {
-				b.forget(id)
+	return batch.FromHandles(&b.pace, &b.handles, hs, at, b.statusEvery, b.statusIdle, batch.Paced[handleState]{
+		Decode: b.decodeHandle,
+		Job: func(h drms.Handle, st handleState) batch.PacedJob {
+			return batch.PacedJob{Status: st.Status, Started: st.Started, Limit: st.Limit, Ask: b.pace.Killed(h.ID)}
+		},
+		Listed: func(h drms.Handle, st handleState) batch.Listed {
+			e, listed := l[h.ID]
+			if listed && e.Name != "" && e.Name != st.Name {
+				return batch.Listed{Ask: true} // another job got this id
 			}
-		}
-	}
-	return out, ok
+			if !listed {
+				// Only a job submitted after the listing may be missing from it.
+				sub, ok := b.recent.At(h.ID)
+				return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
+			}
+			p, known := b.phases[e.State]
+			if !known {
+				p = drms.Queued
+			}
+			if p == drms.Ended {
+				return batch.Listed{Ask: true}
+			}
+			s := drms.State{Phase: p}
+			if p == drms.Queued || p == drms.Held {
+				s.Reason = e.Reason
+			}
+			return batch.Listed{State: s, Word: e.State}
+		},
+		Forget: b.forget,
+	})
 }
 
 // forget drops what the backend remembers of an ended job.
@@ -693,16 +681,16 @@ func (b *Backend) forget(id string) {
 	b.mu.Lock()
 	delete(b.noFileSeen, id)
 	delete(b.lastSeen, id)
-	delete(b.killed, id)
 	b.mu.Unlock()
 	b.pace.Forget(id)
+	b.handles.Forget(id)
 }
 
 // outcome decides the outcome of a job that ended or that the listing no
 // longer has; done is false while its status file may still be on its way.
 func (b *Backend) outcome(h drms.Handle, st handleState, now time.Time) (*drms.Outcome, bool) {
+	killed := b.pace.Killed(h.ID)
 	b.mu.Lock()
-	killed := b.killed[h.ID]
 	last, seen := b.lastSeen[h.ID]
 	b.mu.Unlock()
 	file, ferr := batch.ReadOutcome(st.Status)
@@ -769,9 +757,7 @@ func (b *Backend) signalReason(state string) string {
 // Kill implements drms.Backend with the cancel command; a job that
 // already ended is not an error.
 func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
-	b.mu.Lock()
-	b.killed[h.ID] = true
-	b.mu.Unlock()
+	b.pace.Kill(h.ID)
 	return b.jobCommand(ctx, "cancel", b.cancel, h.ID)
 }
 

@@ -289,6 +289,8 @@ func TestStatusPacing(t *testing.T) {
 	ctx := context.Background()
 	settings := fakeSettings()
 	settings["status_interval"], settings["status_idle_interval"] = "1s", "1h"
+	// The fakes are shell scripts: slow on a loaded machine.
+	settings["submit_timeout"], settings["command_timeout"] = "20s", "20s"
 	b, err := New(drms.Config{StateDir: t.TempDir(), ExecPath: exe(t), EngineTag: "fake", Settings: settings})
 	if err != nil {
 		t.Fatal(err)

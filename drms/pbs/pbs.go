@@ -70,14 +70,14 @@ type Backend struct {
 	maxArray                                      int
 
 	mu         sync.Mutex
-	dialect    Dialect              // "" until known
-	killed     map[string]bool      // ids this backend deleted
-	noFileSeen map[string]time.Time // ended or gone at PBS, no status file yet: since when
-	lastRec    map[string]job       // the last final record seen of such a job
-	lastList   map[string]job       // the last listing (ours only)
-	lastListAt time.Time            // when it was asked for
-	recent     batch.Submissions    // job ids this backend submitted (by seq)
-	pace       batch.Pace           // exec-job's files first, qstat paced
+	dialect    Dialect                    // "" until known
+	noFileSeen map[string]time.Time       // ended or gone at PBS, no status file yet: since when
+	lastRec    map[string]job             // the last final record seen of such a job
+	lastList   map[string]job             // the last listing (ours only)
+	lastListAt time.Time                  // when it was asked for
+	recent     batch.Submissions          // job ids this backend submitted (by seq)
+	pace       batch.Pace                 // exec-job's files first, qstat paced
+	handles    batch.Handles[handleState] // decoded once (fromFiles)
 }
 
 // handleState is the persisted part of a PBS handle; Handle.ID is the job
@@ -113,7 +113,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
+	b := &Backend{cfg: cfg, spool: sp, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
 	b.pace.Live = true // running only with its started file, as in Status
 	st := batch.Settings{Backend: "pbs", M: cfg.Settings}
 	set := st.Get
@@ -513,45 +513,35 @@ func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	if l == nil {
 		return nil, false
 	}
-	jobs := make([]batch.PacedJob, len(hs))
-	sts := make([]handleState, len(hs))
-	for i, h := range hs {
-		st, err := decodeHandle(h)
-		sts[i] = st
-		jobs[i] = batch.PacedJob{ID: h.ID, Status: st.Status, Started: st.Started, Limit: st.Limit,
-			Ask: err != nil || st.Ended != "" || b.wasKilled(h.ID)}
-	}
-	out, ok := b.pace.FromFiles(jobs, at, b.qstatEvery, b.qstatIdle, func(i int) batch.Listed {
-		h, st := hs[i], sts[i]
-		j, listed := l[seq(h.ID)]
-		if listed && j.Name != st.Name {
-			return batch.Listed{Ask: true}
-		}
-		if !listed {
-			sub, ok := b.recent.At(seq(h.ID))
-			if st.Task != "" {
-				sub, ok = b.recent.At(seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1)))
+	return batch.FromHandles(&b.pace, &b.handles, hs, at, b.qstatEvery, b.qstatIdle, batch.Paced[handleState]{
+		Decode: decodeHandle,
+		Job: func(h drms.Handle, st handleState) batch.PacedJob {
+			return batch.PacedJob{Status: st.Status, Started: st.Started, Limit: st.Limit, Ask: st.Ended != "" || b.pace.Killed(h.ID)}
+		},
+		Listed: func(h drms.Handle, st handleState) batch.Listed {
+			j, listed := l[seq(h.ID)]
+			if listed && j.Name != st.Name {
+				return batch.Listed{Ask: true}
 			}
-			return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
-		}
-		p, by, final := phase(j)
-		if final || p == drms.Unknown {
-			return batch.Listed{Ask: true}
-		}
-		s := drms.State{Phase: p, By: by}
-		if p == drms.Queued || p == drms.Held {
-			s.Reason = strings.TrimSpace(j.Comment)
-		}
-		return batch.Listed{State: s, Word: "state " + j.State}
+			if !listed {
+				sub, ok := b.recent.At(seq(h.ID))
+				if st.Task != "" {
+					sub, ok = b.recent.At(seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1)))
+				}
+				return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
+			}
+			p, by, final := phase(j)
+			if final || p == drms.Unknown {
+				return batch.Listed{Ask: true}
+			}
+			s := drms.State{Phase: p, By: by}
+			if p == drms.Queued || p == drms.Held {
+				s.Reason = strings.TrimSpace(j.Comment)
+			}
+			return batch.Listed{State: s, Word: "state " + j.State}
+		},
+		Forget: b.forget,
 	})
-	if ok {
-		for id, s := range out {
-			if s.Phase == drms.Ended {
-				b.forget(id)
-			}
-		}
-	}
-	return out, ok
 }
 
 // listArgs are qstat's arguments for the listing: -f, and -t (array
@@ -682,7 +672,7 @@ func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st hand
 	if ferr != nil {
 		file = nil // a damaged status file: PBS's record decides
 	}
-	killed := b.wasKilled(h.ID)
+	killed := b.pace.Killed(h.ID)
 	if file != nil {
 		if file.Signal == "" || killed {
 			return file, true, nil
@@ -746,20 +736,14 @@ func ended(o *drms.Outcome) drms.State {
 	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
 }
 
-func (b *Backend) wasKilled(id string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.killed[id]
-}
-
 // forget drops what the backend remembers of an ended job.
 func (b *Backend) forget(id string) {
 	b.mu.Lock()
 	delete(b.noFileSeen, id)
 	delete(b.lastRec, id)
-	delete(b.killed, id)
 	b.mu.Unlock()
 	b.pace.Forget(id)
+	b.handles.Forget(id)
 }
 
 // Kill implements drms.Backend with qdel; a job that already ended is not
@@ -771,9 +755,7 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 	if !isJobID(h.ID) {
 		return fmt.Errorf("pbs: %q is not a job id", h.ID)
 	}
-	b.mu.Lock()
-	b.killed[h.ID] = true
-	b.mu.Unlock()
+	b.pace.Kill(h.ID)
 	return b.jobCommand(ctx, "qdel", h.ID)
 }
 
