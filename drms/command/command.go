@@ -44,6 +44,14 @@
 //	                 has already ended (default: "unknown job|invalid job|already")
 //	command_timeout, submit_timeout, lookup_delay, status_grace
 //	                 as for Slurm (60s, 60s, 2s, 5s)
+//	status_interval, status_idle_interval
+//	                 as squeue_interval and squeue_idle_interval for Slurm
+//	                 (30s, 5m): how often Status runs the status command while
+//	                 exec-job's files answer for every job and something is
+//	                 due (a job queued, held, suspended, running at the DRMS
+//	                 without its started file, past its walltime, or killed
+//	                 by somaflow: at once), and while nothing is (0: at every
+//	                 Status)
 package command
 
 import (
@@ -82,11 +90,16 @@ type Backend struct {
 	cancelled, timeout, memory              map[string]bool
 
 	cmdTimeout, submitTimeout, lookupDelay, grace time.Duration
+	statusEvery, statusIdle                       time.Duration
 
 	mu         sync.Mutex
-	killed     map[string]bool
 	noFileSeen map[string]time.Time
-	lastSeen   map[string]entry // the last listing entry of each job
+	lastSeen   map[string]entry  // the last listing entry of each job
+	lastList   map[string]entry  // Status's last listing
+	lastListAt time.Time         // when it was asked for
+	recent     batch.Submissions // job ids this backend submitted
+	pace       batch.Pace        // exec-job's files first, the status command paced
+	handles    batch.Handles[handleState]
 }
 
 // entry is one job of the status command's output.
@@ -102,6 +115,9 @@ type handleState struct {
 	Status  string `json:"status"`
 	Started string `json:"started"`
 	Output  string `json:"output"`
+	// Limit is the job's walltime in seconds (0: none): past it, its
+	// status file is overdue and the job is due.
+	Limit int64 `json:"limit,omitempty"`
 }
 
 // New returns a command backend from cfg.Settings; a missing or malformed
@@ -150,7 +166,8 @@ func configure(settings map[string]string) (*Backend, error) {
 		return nil, fmt.Errorf("%s backend: "+format, append([]any{name}, a...)...)
 	}
 	var err error
-	b := &Backend{name: name, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastSeen: map[string]entry{}, phases: map[string]drms.Phase{}}
+	b := &Backend{name: name, noFileSeen: map[string]time.Time{}, lastSeen: map[string]entry{}, phases: map[string]drms.Phase{}}
+	b.pace.Live = true // running only with its started file, as in Status
 	tmpl := func(key string, required bool, must ...string) ([][]string, error) {
 		v := set(key)
 		if v == "" {
@@ -230,8 +247,10 @@ func configure(settings map[string]string) (*Backend, error) {
 	}
 	b.cancelled, b.timeout, b.memory = setOf(list(set("cancelled"))), setOf(list(set("timeout"))), setOf(list(set("memory")))
 	if err := (batch.Settings{Backend: name + " backend", M: settings}).Durations(
-		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace},
-		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second},
+		map[string]*time.Duration{"command_timeout": &b.cmdTimeout, "submit_timeout": &b.submitTimeout, "lookup_delay": &b.lookupDelay, "status_grace": &b.grace,
+			"status_interval": &b.statusEvery, "status_idle_interval": &b.statusIdle},
+		map[string]time.Duration{"command_timeout": time.Minute, "submit_timeout": time.Minute, "lookup_delay": 2 * time.Second, "status_grace": 5 * time.Second,
+			"status_interval": 30 * time.Second, "status_idle_interval": 5 * time.Minute},
 	); err != nil {
 		return nil, err
 	}
@@ -276,7 +295,7 @@ func (b *Backend) Calls() map[string]int { return b.cmds.Calls() }
 
 func (b *Backend) handle(id string, spec drms.JobSpec) drms.Handle {
 	p := b.spool.Paths(spec)
-	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output})
+	st, _ := json.Marshal(handleState{Name: spec.Name(), Status: p.Status, Started: p.Started, Output: p.Output, Limit: spec.Resources.Walltime})
 	return drms.Handle{Version: HandleVersion, ID: id, State: st}
 }
 
@@ -442,7 +461,7 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 	out, stderr, err := b.cmds.Run(ctx, b.submitTimeout, nil, argv[0], argv[1:]...)
 	if err == nil {
 		if m := b.submitID.FindStringSubmatch(out); m != nil && strings.TrimSpace(m[1]) != "" && !strings.ContainsAny(m[1], " \t\n") {
-			return b.handle(strings.TrimSpace(m[1]), spec), nil
+			return b.submitted(strings.TrimSpace(m[1]), spec), nil
 		}
 		err = fmt.Errorf("%s printed %q: no job id matches submit_id %q", argv[0], batch.OneLine(out), b.submitID)
 	} else if !errors.Is(err, batch.ErrTimeout) && !batch.Signaled(err) {
@@ -466,12 +485,19 @@ func (b *Backend) Submit(ctx context.Context, spec drms.JobSpec) (drms.Handle, e
 			}
 			if l, lerr := b.list(ctx, nil); lerr == nil {
 				if id, ok := byName(l, spec.Name()); ok {
-					return b.handle(id, spec), nil
+					return b.submitted(id, spec), nil
 				}
 			}
 		}
 	}
 	return drms.Handle{}, fmt.Errorf("%s backend: %s: %v; not found by name afterwards: %w", b.name, spec.Name(), err, drms.ErrSubmitUncertain)
+}
+
+// submitted is the handle of a job this backend just submitted, noted so
+// that Status may answer for it from files before a listing shows it.
+func (b *Backend) submitted(id string, spec drms.JobSpec) drms.Handle {
+	b.recent.Note(id)
+	return b.handle(id, spec)
 }
 
 func byName(l map[string]entry, name string) (string, bool) {
@@ -541,20 +567,33 @@ func (b *Backend) list(ctx context.Context, ids []string) (map[string]entry, err
 	return l, nil
 }
 
-// Status implements drms.Backend with one run of the status command.
+// Status implements drms.Backend. exec-job's files are the primary
+// signal: while every job asked about can be answered from its status
+// file (ended by an exit or a failure to start), its started file
+// (running) or the last listing (queued, held), and that listing is
+// younger than status_interval (status_idle_interval when nothing is
+// due), no command runs (fromFiles). Otherwise it runs the status command
+// once for all the jobs.
 func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms.State, error) {
 	out := make(map[string]drms.State, len(hs))
 	if len(hs) == 0 {
 		return out, nil
 	}
+	if fast, ok := b.fromFiles(hs); ok {
+		return fast, nil
+	}
 	ids := make([]string, len(hs))
 	for i, h := range hs {
 		ids[i] = h.ID
 	}
+	at := time.Now()
 	l, err := b.list(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
+	b.mu.Lock()
+	b.lastList, b.lastListAt = l, at
+	b.mu.Unlock()
 	now := time.Now()
 	for _, h := range hs {
 		st, err := b.decodeHandle(h)
@@ -589,20 +628,69 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			continue
 		}
 		out[h.ID] = drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
-		b.mu.Lock()
-		delete(b.noFileSeen, h.ID)
-		delete(b.lastSeen, h.ID)
-		delete(b.killed, h.ID)
-		b.mu.Unlock()
+		b.forget(h.ID)
 	}
 	return out, nil
+}
+
+// fromFiles answers Status without the status command when it can
+// (batch.Pace.FromFiles): ok is false when a job needs the DRMS (a
+// signal's reason, an end without a status file, our kill, a job that
+// left the listing or was never in it) or the last listing is too old.
+func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
+	b.mu.Lock()
+	l, at := b.lastList, b.lastListAt
+	b.mu.Unlock()
+	if l == nil {
+		return nil, false
+	}
+	return batch.FromHandles(&b.pace, &b.handles, hs, at, b.statusEvery, b.statusIdle, batch.Paced[handleState]{
+		Decode: b.decodeHandle,
+		Job: func(h drms.Handle, st handleState) batch.PacedJob {
+			return batch.PacedJob{Status: st.Status, Started: st.Started, Limit: st.Limit, Ask: b.pace.Killed(h.ID)}
+		},
+		Listed: func(h drms.Handle, st handleState) batch.Listed {
+			e, listed := l[h.ID]
+			if listed && e.Name != "" && e.Name != st.Name {
+				return batch.Listed{Ask: true} // another job got this id
+			}
+			if !listed {
+				// Only a job submitted after the listing may be missing from it.
+				sub, ok := b.recent.At(h.ID)
+				return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
+			}
+			p, known := b.phases[e.State]
+			if !known {
+				p = drms.Queued
+			}
+			if p == drms.Ended {
+				return batch.Listed{Ask: true}
+			}
+			s := drms.State{Phase: p}
+			if p == drms.Queued || p == drms.Held {
+				s.Reason = e.Reason
+			}
+			return batch.Listed{State: s, Word: e.State}
+		},
+		Forget: b.forget,
+	})
+}
+
+// forget drops what the backend remembers of an ended job.
+func (b *Backend) forget(id string) {
+	b.mu.Lock()
+	delete(b.noFileSeen, id)
+	delete(b.lastSeen, id)
+	b.mu.Unlock()
+	b.pace.Forget(id)
+	b.handles.Forget(id)
 }
 
 // outcome decides the outcome of a job that ended or that the listing no
 // longer has; done is false while its status file may still be on its way.
 func (b *Backend) outcome(h drms.Handle, st handleState, now time.Time) (*drms.Outcome, bool) {
+	killed := b.pace.Killed(h.ID)
 	b.mu.Lock()
-	killed := b.killed[h.ID]
 	last, seen := b.lastSeen[h.ID]
 	b.mu.Unlock()
 	file, ferr := batch.ReadOutcome(st.Status)
@@ -669,9 +757,7 @@ func (b *Backend) signalReason(state string) string {
 // Kill implements drms.Backend with the cancel command; a job that
 // already ended is not an error.
 func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
-	b.mu.Lock()
-	b.killed[h.ID] = true
-	b.mu.Unlock()
+	b.pace.Kill(h.ID)
 	return b.jobCommand(ctx, "cancel", b.cancel, h.ID)
 }
 

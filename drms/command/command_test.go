@@ -15,6 +15,7 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/backendtest"
+	"github.com/somaflow/somaflow/drms/batch"
 	"github.com/somaflow/somaflow/drms/execjob"
 )
 
@@ -246,4 +247,178 @@ func TestErrorPaths(t *testing.T) {
 			}
 		}
 	})
+}
+
+// fakeDRMS puts on PATH a fake batch system whose jobs run on this host:
+// fsub starts the script in the background and prints "job N"; fstat
+// prints "N R NAME" for each id asked about whose script still runs (a
+// job that ended is not listed) and counts its runs in a file; fdel
+// sends SIGTERM to a job. It returns a function that reads the count.
+func fakeDRMS(t *testing.T) func() int {
+	t.Helper()
+	state := t.TempDir()
+	q := batch.ShellQuote(state)
+	fake(t, map[string]string{
+		// fsub NAME SCRIPT
+		"fsub": `n=$(ls ` + q + ` | grep -c '\.pid$'); id=$((n + 1))
+echo "$1" > ` + q + `/$id.name
+nohup sh "$2" > /dev/null 2>&1 < /dev/null &
+echo $! > ` + q + `/$id.pid
+printf "job %s" "$id"`,
+		"fstat": `echo x >> ` + q + `/calls
+for id in "$@"; do
+	[ -f ` + q + `/$id.pid ] && kill -0 "$(cat ` + q + `/$id.pid)" 2>/dev/null && echo "$id R $(cat ` + q + `/$id.name)"
+done
+exit 0`,
+		"fdel": `kill -TERM "$(cat ` + q + `/$1.pid)"`,
+	})
+	return func() int {
+		b, _ := os.ReadFile(filepath.Join(state, "calls"))
+		return strings.Count(string(b), "x")
+	}
+}
+
+// TestStatusPacing: while exec-job's files answer, Status does not run
+// the status command at every call: not at all within
+// status_idle_interval while every job runs by its started file, at
+// status_interval while a job is past its walltime, at once after a kill
+// by somaflow; a job's end is seen at the next Status from its status
+// file, without the command.
+func TestStatusPacing(t *testing.T) {
+	calls := fakeDRMS(t)
+	ctx := context.Background()
+	settings := fakeSettings()
+	settings["status_interval"], settings["status_idle_interval"] = "1s", "1h"
+	// The fakes are shell scripts: slow on a loaded machine.
+	settings["submit_timeout"], settings["command_timeout"] = "20s", "20s"
+	b, err := New(drms.Config{StateDir: t.TempDir(), ExecPath: exe(t), EngineTag: "fake", Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	spec := func(argv ...string) drms.JobSpec {
+		n++
+		d := t.TempDir()
+		return drms.JobSpec{EngineTag: "fake", WorkflowID: 1, JobID: int64(n), Attempt: 1, Argv: argv, Env: os.Environ(), Dir: d, Stdout: d + "/o", Stderr: d + "/e"}
+	}
+	submit := func(s drms.JobSpec) drms.Handle {
+		t.Helper()
+		h, err := b.Submit(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	var all []drms.Handle
+	defer func() {
+		for _, h := range all {
+			b.Kill(ctx, h)
+		}
+		for deadline := time.Now().Add(time.Minute); len(all) > 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			st, _ := b.Status(ctx, all)
+			var left []drms.Handle
+			for _, h := range all {
+				if st[h.ID].Phase != drms.Ended {
+					left = append(left, h)
+				}
+			}
+			all = left
+		}
+	}()
+	waitRunning := func(hs []drms.Handle) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the jobs did not all start")
+			}
+			st, err := b.Status(ctx, hs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok := true
+			for _, h := range hs {
+				ok = ok && st[h.ID].Phase == drms.Running
+			}
+			if ok {
+				return
+			}
+		}
+	}
+
+	var hs []drms.Handle
+	for i := 0; i < 3; i++ {
+		hs = append(hs, submit(spec("sleep", "300")))
+	}
+	all = append(all, hs...)
+	waitRunning(hs)
+	got, d := backendtest.CallsWhileRunning(t, ctx, b, hs, calls)
+	if got > 1 {
+		t.Errorf("nothing due: %d status calls in %v, want at most 1 (idle interval 1h)", got, d.Round(time.Millisecond))
+	}
+	if b.Calls()["fstat"] != calls() {
+		t.Errorf("the backend counted %d fstat calls, fstat %d", b.Calls()["fstat"], calls())
+	}
+	t.Logf("nothing due: %d status calls in %v", got, d.Round(time.Millisecond))
+
+	// A job's end: seen at the first Status after its status file appears,
+	// with no status command.
+	s := spec("sh", "-c", "sleep 2; exit 7")
+	h := submit(s)
+	waitRunning(append(hs, h))
+	status := b.spool.Paths(s).Status
+	before := calls()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not end")
+		}
+		_, ferr := os.Stat(status)
+		st, err := b.Status(ctx, append(hs, h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ferr != nil {
+			continue
+		}
+		if o := st[h.ID].Outcome; st[h.ID].Phase != drms.Ended || o.ExitValue == nil || *o.ExitValue != 7 {
+			t.Fatalf("the first Status after the status file: %+v", st[h.ID])
+		}
+		break
+	}
+	if got := calls() - before; got > 1 {
+		t.Errorf("a job's end: %d status calls, want at most 1", got)
+	}
+
+	// A kill by somaflow: the next Status runs the status command.
+	backendtest.KillAsksAtOnce(t, ctx, b, hs, calls, "fstat")
+
+	// A job past its walltime (its status file overdue): due.
+	s = spec("sleep", "300")
+	s.Resources.Walltime = 1
+	h = submit(s)
+	all = append(all, h)
+	waitRunning([]drms.Handle{h})
+	for si, _ := batch.ReadStarted(b.spool.Paths(s).Started); si == nil || time.Since(si.Time) < 2*time.Second; si, _ = batch.ReadStarted(b.spool.Paths(s).Started) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	got, d = backendtest.CallsWhileRunning(t, ctx, b, []drms.Handle{h}, calls)
+	if min := int(d / (3 * time.Second)); got < min {
+		t.Errorf("past its walltime: %d status calls in %v, want at least %d (interval 1s)", got, d.Round(time.Millisecond), min)
+	}
+	t.Logf("past its walltime: %d status calls in %v", got, d.Round(time.Millisecond))
+
+	// status_interval 0: at every Status.
+	settings["status_interval"] = "0s"
+	b0, err := New(drms.Config{StateDir: t.TempDir(), ExecPath: exe(t), EngineTag: "fake", Settings: settings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = calls()
+	for i := 0; i < 5; i++ {
+		if _, err := b0.Status(ctx, []drms.Handle{h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := calls() - before; got != 5 {
+		t.Errorf("status_interval 0: %d status calls in 5 Status, want 5", got)
+	}
 }

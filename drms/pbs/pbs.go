@@ -70,13 +70,14 @@ type Backend struct {
 	maxArray                                      int
 
 	mu         sync.Mutex
-	dialect    Dialect              // "" until known
-	killed     map[string]bool      // ids this backend deleted
-	noFileSeen map[string]time.Time // ended or gone at PBS, no status file yet: since when
-	lastRec    map[string]job       // the last final record seen of such a job
-	lastList   map[string]job       // the last listing (ours only)
-	lastListAt time.Time            // when it was asked for
-	recent     batch.Submissions    // job ids this backend submitted (by seq)
+	dialect    Dialect                    // "" until known
+	noFileSeen map[string]time.Time       // ended or gone at PBS, no status file yet: since when
+	lastRec    map[string]job             // the last final record seen of such a job
+	lastList   map[string]job             // the last listing (ours only)
+	lastListAt time.Time                  // when it was asked for
+	recent     batch.Submissions          // job ids this backend submitted (by seq)
+	pace       batch.Pace                 // exec-job's files first, qstat paced
+	handles    batch.Handles[handleState] // decoded once (fromFiles)
 }
 
 // handleState is the persisted part of a PBS handle; Handle.ID is the job
@@ -112,7 +113,8 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbs: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
+	b := &Backend{cfg: cfg, spool: sp, noFileSeen: map[string]time.Time{}, lastRec: map[string]job{}}
+	b.pace.Live = true // running only with its started file, as in Status
 	st := batch.Settings{Backend: "pbs", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
@@ -496,88 +498,50 @@ func (b *Backend) list(ctx context.Context) (map[string]job, error) {
 // Status may answer for it from files before a listing shows it.
 func (b *Backend) submitted(id string) { b.recent.Note(seq(id)) }
 
-// fromFiles answers Status without PBS when it can: every attempt is
-// ended by an exit or a failure to start in its status file, or still
-// queued, held, running or suspended in the last listing (or submitted
-// since, its started file saying whether it runs), and that listing is
-// younger than qstat_interval, or than qstat_idle_interval when nothing is
-// due (every job runs by its started file, within its walltime). ok is
-// false when one needs PBS (a signal's reason, an end without a status
-// file, our kill, a job that left the listing).
+// fromFiles answers Status without PBS when it can (batch.Pace.FromFiles):
+// every attempt is ended by an exit or a failure to start in its status
+// file, or still queued, held, running or suspended in the last listing
+// (or submitted since, its started file saying whether it runs), and that
+// listing is younger than qstat_interval, or than qstat_idle_interval when
+// nothing is due (every job runs by its started file, within its
+// walltime). ok is false when one needs PBS (a signal's reason, an end
+// without a status file, our kill, a job that left the listing).
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
 	l, at := b.lastList, b.lastListAt
 	b.mu.Unlock()
-	busy := b.qstatEvery
-	idle := max(busy, b.qstatIdle)
-	since := time.Since(at)
-	if busy <= 0 || l == nil || since >= idle {
+	if l == nil {
 		return nil, false
 	}
-	now := time.Now()
-	due := false // a job that qstat should see at qstat_interval
-	var done []string
-	out := make(map[string]drms.State, len(hs))
-	for _, h := range hs {
-		st, err := decodeHandle(h)
-		if err != nil || st.Ended != "" || b.wasKilled(h.ID) {
-			return nil, false
-		}
-		file, ferr := batch.ReadOutcome(st.Status)
-		if ferr != nil || file != nil && file.Signal != "" {
-			return nil, false
-		}
-		if file != nil {
-			out[h.ID] = ended(file)
-			done = append(done, h.ID)
-			continue
-		}
-		j, listed := l[seq(h.ID)]
-		if listed && j.Name != st.Name {
-			return nil, false
-		}
-		s := drms.State{Phase: drms.Queued}
-		if listed {
+	return batch.FromHandles(&b.pace, &b.handles, hs, at, b.qstatEvery, b.qstatIdle, batch.Paced[handleState]{
+		Decode: decodeHandle,
+		Job: func(h drms.Handle, st handleState) batch.PacedJob {
+			return batch.PacedJob{Status: st.Status, Started: st.Started, Limit: st.Limit, Ask: st.Ended != "" || b.pace.Killed(h.ID)}
+		},
+		Listed: func(h drms.Handle, st handleState) batch.Listed {
+			j, listed := l[seq(h.ID)]
+			if listed && j.Name != st.Name {
+				return batch.Listed{Ask: true}
+			}
+			if !listed {
+				sub, ok := b.recent.At(seq(h.ID))
+				if st.Task != "" {
+					sub, ok = b.recent.At(seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1)))
+				}
+				return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
+			}
 			p, by, final := phase(j)
 			if final || p == drms.Unknown {
-				return nil, false
+				return batch.Listed{Ask: true}
 			}
-			s = drms.State{Phase: p, By: by}
+			s := drms.State{Phase: p, By: by}
 			if p == drms.Queued || p == drms.Held {
 				s.Reason = strings.TrimSpace(j.Comment)
 			}
-		} else {
-			sub, ok := b.recent.At(seq(h.ID))
-			if st.Task != "" {
-				sub, ok = b.recent.At(seq(strings.Replace(h.ID, "["+st.Task+"]", "[]", 1)))
-			}
-			if !ok || sub.Before(at) {
-				return nil, false
-			}
-		}
-		if s.Phase == drms.Queued || s.Phase == drms.Held {
-			// Started since the listing, or still as listed.
-			if p := batch.Pending(st.Started); p.Phase == drms.Running {
-				s = p
-			}
-		} else {
-			// Running only with its started file (then Started is exec-job's).
-			s = batch.Live(s, "state "+j.State, st.Started)
-		}
-		// Nothing is due for a job that exec-job runs (its status file will
-		// tell its end) within its walltime.
-		if s.Phase != drms.Running || s.Started.IsZero() || st.Limit > 0 && now.Sub(s.Started) >= time.Duration(st.Limit)*time.Second {
-			due = true
-		}
-		out[h.ID] = s
-	}
-	if due && since >= busy {
-		return nil, false
-	}
-	for _, id := range done {
-		b.forget(id)
-	}
-	return out, true
+			return batch.Listed{State: s, Word: "state " + j.State}
+		},
+		Forget: b.forget,
+	})
 }
 
 // listArgs are qstat's arguments for the listing: -f, and -t (array
@@ -708,7 +672,7 @@ func (b *Backend) outcome(ctx context.Context, d Dialect, h drms.Handle, st hand
 	if ferr != nil {
 		file = nil // a damaged status file: PBS's record decides
 	}
-	killed := b.wasKilled(h.ID)
+	killed := b.pace.Killed(h.ID)
 	if file != nil {
 		if file.Signal == "" || killed {
 			return file, true, nil
@@ -772,19 +736,14 @@ func ended(o *drms.Outcome) drms.State {
 	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
 }
 
-func (b *Backend) wasKilled(id string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.killed[id]
-}
-
 // forget drops what the backend remembers of an ended job.
 func (b *Backend) forget(id string) {
 	b.mu.Lock()
 	delete(b.noFileSeen, id)
 	delete(b.lastRec, id)
-	delete(b.killed, id)
 	b.mu.Unlock()
+	b.pace.Forget(id)
+	b.handles.Forget(id)
 }
 
 // Kill implements drms.Backend with qdel; a job that already ended is not
@@ -796,9 +755,7 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 	if !isJobID(h.ID) {
 		return fmt.Errorf("pbs: %q is not a job id", h.ID)
 	}
-	b.mu.Lock()
-	b.killed[h.ID] = true
-	b.mu.Unlock()
+	b.pace.Kill(h.ID)
 	return b.jobCommand(ctx, "qdel", h.ID)
 }
 

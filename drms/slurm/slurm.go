@@ -69,19 +69,19 @@ type Backend struct {
 	arrays, deps                                  bool
 
 	mu         sync.Mutex
-	killed     map[string]bool      // ids this backend cancelled
 	noFileSeen map[string]time.Time // ended at Slurm, no status file yet: since when
 	earlyRec   map[string]record    // Slurm's final record of such a job, read when first seen
 	acct       *bool                // accounting configured (nil: not known yet)
 	minJobAge  time.Duration
-	configAt   time.Time              // when Status last asked scontrol show config
-	maxArray   int                    // MaxArraySize (0: not known yet)
-	arrayIDs   map[string]arrayLookup // array name -> id, for Locate after an uncertain SubmitArray
-	lastQ      map[string]queueJob    // the last squeue listing (ours only)
-	lastQAt    time.Time              // when it was asked for
-	recent     batch.Submissions      // job or array ids this backend submitted
-	cmds       batch.Commands         // Slurm commands run, counted (for benchmarks)
-	startedAt  map[string]time.Time   // when exec-job began, from its started file (cache)
+	configAt   time.Time                  // when Status last asked scontrol show config
+	maxArray   int                        // MaxArraySize (0: not known yet)
+	arrayIDs   map[string]arrayLookup     // array name -> id, for Locate after an uncertain SubmitArray
+	lastQ      map[string]queueJob        // the last squeue listing (ours only)
+	lastQAt    time.Time                  // when it was asked for
+	recent     batch.Submissions          // job or array ids this backend submitted
+	cmds       batch.Commands             // Slurm commands run, counted (for benchmarks)
+	pace       batch.Pace                 // exec-job's files first, squeue paced
+	handles    batch.Handles[handleState] // decoded once (fromFiles)
 }
 
 // handleState is the persisted part of a Slurm handle. Handle.ID is the
@@ -117,7 +117,7 @@ func New(cfg drms.Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	b := &Backend{cfg: cfg, spool: sp, killed: map[string]bool{}, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}, startedAt: map[string]time.Time{}}
+	b := &Backend{cfg: cfg, spool: sp, noFileSeen: map[string]time.Time{}, earlyRec: map[string]record{}, arrayIDs: map[string]arrayLookup{}}
 	st := batch.Settings{Backend: "slurm", M: cfg.Settings}
 	set := st.Get
 	if err := st.Durations(
@@ -499,7 +499,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 			file = nil
 		}
 		if file != nil && inQueue {
-			rec := &drms.Outcome{Reason: fileSignalReason(file, qj.State, st.Output, b.wasKilled(h.ID))}
+			rec := &drms.Outcome{Reason: fileSignalReason(file, qj.State, st.Output, b.pace.Killed(h.ID))}
 			out[h.ID] = ended(batch.Combine(file, rec))
 			b.forget(h.ID)
 			continue
@@ -582,7 +582,7 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 				continue
 			}
 		}
-		killed := b.wasKilled(n.h.ID)
+		killed := b.pace.Killed(n.h.ID)
 		if ok && r.State == "CANCELLED" && !killed && n.st.Deps &&
 			(n.inQueue && n.qj.Reason == "DependencyNeverSatisfied" || r.Reason == "Dependency") {
 			// Cancelled by Slurm for a dependency that did not succeed: squeue
@@ -619,92 +619,55 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	return out, nil
 }
 
-// fromFiles answers Status without Slurm when it can (see Status): ok is
-// false when one attempt needs Slurm (a signal's reason, an end without a
-// status file, our kill, a preset or undecodable handle) or the last
-// squeue listing is too old: older than squeue_interval while something is
-// due (a job queued, held or suspended, one running at Slurm without its
-// started file, one past its walltime), older than squeue_idle_interval
-// when every job runs by its started file.
+// fromFiles answers Status without Slurm when it can (see Status and
+// batch.Pace.FromFiles): ok is false when one attempt needs Slurm (a
+// signal's reason, an end without a status file, our kill, a preset or
+// undecodable handle, one that left squeue) or the last squeue listing is
+// too old: older than squeue_interval while something is due (a job
+// queued, held or suspended, one running at Slurm without its started
+// file, one past its walltime), older than squeue_idle_interval when
+// every job runs by its started file.
 func (b *Backend) fromFiles(hs []drms.Handle) (map[string]drms.State, bool) {
 	b.mu.Lock()
 	q, at := b.lastQ, b.lastQAt
 	busy, idle := b.intervals()
 	b.mu.Unlock()
-	if busy <= 0 || q == nil {
+	if q == nil {
 		return nil, false
 	}
-	since := time.Since(at)
-	if since >= idle {
-		return nil, false
-	}
-	now := time.Now()
-	due := false // a job that squeue should see at squeue_interval
-	var done []string
-	out := make(map[string]drms.State, len(hs))
-	for _, h := range hs {
-		st, err := decodeHandle(h)
-		if err != nil || st.Ended != "" || b.wasKilled(h.ID) {
-			return nil, false
-		}
-		file, ferr := batch.ReadOutcome(st.Status)
-		if ferr != nil || file != nil && file.Signal != "" {
-			return nil, false
-		}
-		if file != nil {
-			out[h.ID] = ended(file)
-			done = append(done, h.ID)
-			continue
-		}
-		qj, listed := q[h.ID]
-		if listed && qj.Name != st.Name {
-			return nil, false
-		}
-		if !listed {
-			// Only a job submitted after the listing may be missing from
-			// it; one that left squeue needs Slurm's record.
-			sub, ok := b.recent.At(h.ID)
-			if st.Task != "" {
-				sub, ok = b.recent.At(arrayOf(h.ID))
+	return batch.FromHandles(&b.pace, &b.handles, hs, at, busy, idle, batch.Paced[handleState]{
+		Decode: decodeHandle,
+		Job: func(h drms.Handle, st handleState) batch.PacedJob {
+			return batch.PacedJob{Status: st.Status, Started: st.Started, Limit: st.Limit, Ask: st.Ended != "" || b.pace.Killed(h.ID)}
+		},
+		Listed: func(h drms.Handle, st handleState) batch.Listed {
+			qj, listed := q[h.ID]
+			if listed && qj.Name != st.Name {
+				return batch.Listed{Ask: true}
 			}
-			if !ok || sub.Before(at) {
-				return nil, false
+			if !listed {
+				// Only a job submitted after the listing may be missing from
+				// it; one that left squeue needs Slurm's record.
+				sub, ok := b.recent.At(h.ID)
+				if st.Task != "" {
+					sub, ok = b.recent.At(arrayOf(h.ID))
+				}
+				return batch.Listed{State: drms.State{Phase: drms.Queued}, Ask: !ok || sub.Before(at)}
 			}
-		}
-		p, final := drms.Queued, false
-		if listed {
-			p, final = phaseOf(qj.State, qj.Reason)
-		}
-		if final || p == drms.Unknown {
-			return nil, false // ended at Slurm without a status file yet
-		}
-		s := drms.State{Phase: p, By: heldBy(qj.State, qj.Reason)}
-		started, ok := b.started(h.ID, st.Started)
-		if p == drms.Queued || p == drms.Held {
-			if listed && qj.Reason != "None" {
+			p, final := phaseOf(qj.State, qj.Reason)
+			if final || p == drms.Unknown {
+				return batch.Listed{Ask: true} // ended at Slurm without a status file yet
+			}
+			s := drms.State{Phase: p, By: heldBy(qj.State, qj.Reason)}
+			if (p == drms.Queued || p == drms.Held) && qj.Reason != "None" {
 				s.Reason = qj.Reason
+			} else if p == drms.Running || p == drms.Suspended {
+				s.Started = qj.Start
 			}
-			if ok {
-				// Started since the listing (or a hold released).
-				s = drms.State{Phase: drms.Running, Started: started}
-			}
-		} else if p == drms.Running || p == drms.Suspended {
-			s.Started = qj.Start
-		}
-		// Nothing is due for a job that exec-job runs (its status file will
-		// tell its end) within its walltime.
-		if s.Phase != drms.Running || !ok || st.Limit > 0 && now.Sub(started) >= time.Duration(st.Limit)*time.Second {
-			due = true
-		}
-		out[h.ID] = s
-	}
-	if due && since >= busy {
-		return nil, false
-	}
-	for _, id := range done {
-		b.forget(id)
-	}
-	return out, true
+			return batch.Listed{State: s, Word: qj.State}
+		},
+		Forget: b.forget,
+	})
 }
 
 // intervals are how long a squeue listing answers (with exec-job's files)
@@ -726,25 +689,6 @@ func (b *Backend) intervals() (busy, idle time.Duration) {
 	return busy, idle
 }
 
-// started is when exec-job began job id by its started file (ok false
-// while there is none), remembered once read.
-func (b *Backend) started(id, path string) (time.Time, bool) {
-	b.mu.Lock()
-	t, ok := b.startedAt[id]
-	b.mu.Unlock()
-	if ok {
-		return t, true
-	}
-	si, _ := batch.ReadStarted(path)
-	if si == nil {
-		return time.Time{}, false
-	}
-	b.mu.Lock()
-	b.startedAt[id] = si.Time
-	b.mu.Unlock()
-	return si.Time, true
-}
-
 // fileSignalReason is the reason to give a job whose status file says it
 // was killed by a signal: from Slurm's final state, or a memory limit that
 // slurmstepd enforced with SIGKILL (FAILED, and a message in its output).
@@ -760,20 +704,14 @@ func ended(o *drms.Outcome) drms.State {
 	return drms.State{Phase: drms.Ended, Started: o.Started, Outcome: o}
 }
 
-func (b *Backend) wasKilled(id string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.killed[id]
-}
-
 // forget drops what the backend remembers of an ended job.
 func (b *Backend) forget(id string) {
 	b.mu.Lock()
 	delete(b.noFileSeen, id)
 	delete(b.earlyRec, id)
-	delete(b.killed, id)
-	delete(b.startedAt, id)
 	b.mu.Unlock()
+	b.pace.Forget(id)
+	b.handles.Forget(id)
 }
 
 // memoryHint reports whether the job's Slurm output mentions a memory
@@ -890,9 +828,7 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 	if !isJobID(h.ID) {
 		return fmt.Errorf("slurm: %q is not a job id", h.ID)
 	}
-	b.mu.Lock()
-	b.killed[h.ID] = true
-	b.mu.Unlock()
+	b.pace.Kill(h.ID)
 	out, stderr, err := b.cmds.Run(ctx, b.cmdTimeout, nil, "scancel", h.ID)
 	if err != nil {
 		if m := out + stderr; strings.Contains(m, "already completing or completed") || strings.Contains(m, "Invalid job id") || strings.Contains(m, "not found") {
