@@ -45,6 +45,18 @@ func record(t *testing.T, b *supervisor.Backend) *recorder {
 
 // wait returns the first event of id in phase, following handle changes
 // (a held job's events carry its pid once it started).
+// first is the first event of the job whose handle is id.
+func (r *recorder) first(id string) drms.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.evs {
+		if ev.ID == id {
+			return ev
+		}
+	}
+	return drms.Event{}
+}
+
 func (r *recorder) wait(t *testing.T, id string, phase drms.Phase) drms.Event {
 	t.Helper()
 	var got drms.Event
@@ -133,16 +145,18 @@ func TestHoldAfterChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, h := range held {
-		run := rec.wait(t, h.ID, drms.Running)
-		if run.State.Handle == nil {
-			t.Fatalf("job %d started without its new handle: %+v", i+2, run)
-		}
-		if pid, err := strconv.Atoi(run.State.Handle.ID); err != nil || pid <= 0 {
-			t.Fatalf("job %d started with handle id %q, want its pid", i+2, run.State.Handle.ID)
-		}
 		end := rec.wait(t, h.ID, drms.Ended)
 		if o := end.State.Outcome; o.ExitValue == nil || *o.ExitValue != 0 {
 			t.Fatalf("job %d: %+v", i+2, o)
+		}
+		// Its first event, running or (a job this short ends before its
+		// start event is due) its end, gives its new handle.
+		first := rec.first(h.ID)
+		if first.State.Handle == nil {
+			t.Fatalf("job %d's first event has no new handle: %+v", i+2, first)
+		}
+		if pid, err := strconv.Atoi(first.State.Handle.ID); err != nil || pid <= 0 {
+			t.Fatalf("job %d started with handle id %q, want its pid", i+2, first.State.Handle.ID)
 		}
 	}
 	want := "a-end 2-start 2-end 3-start 3-end 4-start 4-end"
@@ -348,5 +362,34 @@ func TestHoldDroppedWhenSupervisorDies(t *testing.T) {
 	}
 	if got := lines(t, marker); strings.Join(got, " ") != "2" {
 		t.Fatalf("runs of the dropped job: %v, want one", got)
+	}
+}
+
+// A held job that runs past the start delay is told running, with its new
+// handle (its pid), while it runs.
+func TestHoldStartEvent(t *testing.T) {
+	_, b, rec, dir := holdFixture(t)
+	ctx := context.Background()
+	gate := filepath.Join(dir, "gate")
+	a, err := b.Submit(ctx, shJob(dir, 1, "sleep 0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.SubmitAfter(ctx, shJob(dir, 2, fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", gate)), []drms.Handle{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := rec.wait(t, h.ID, drms.Running)
+	if run.State.Handle == nil {
+		t.Fatalf("held job started without its new handle: %+v", run)
+	}
+	if pid, err := strconv.Atoi(run.State.Handle.ID); err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("held job told running with handle %q, want the pid of a running process", run.State.Handle.ID)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if o := rec.wait(t, h.ID, drms.Ended).State.Outcome; o.ExitValue == nil || *o.ExitValue != 0 {
+		t.Fatalf("held job: %+v", o)
 	}
 }

@@ -39,6 +39,9 @@ import (
 // request order while the pool's running jobs take at most Limit). A held
 // job's reply has T "wait"; when it starts, every client gets an event with
 // Ev "start" (and "exit" when it ends, or is cancelled, or cannot start).
+// A start event comes up to 10 ms after the start, several jobs at once,
+// and not at all for a job that ended meanwhile: its exit record says when
+// it started.
 const ProtocolVersion = 2
 
 // BootstrapVersion is the version of supervisor.json.

@@ -157,6 +157,9 @@ type server struct {
 	// slots, and counts the slots of the started ones.
 	q     hold.Queue
 	retry *time.Timer // a dispatch tried again (see retryDispatchLocked)
+	// started are held jobs started since the last start events went out
+	// (startEvents): a job that ends before is told by its exit alone.
+	started []*sjob
 }
 
 type earlyExit struct {
@@ -885,7 +888,7 @@ func (s *server) launch(j *sjob, req Request, env []string, c *sconn) {
 		}
 		conns = append(conns, c)
 	} else {
-		conns = s.broadcastLocked("start", j.rec)
+		s.startedLocked(j)
 	}
 	if e, ok := s.early[pid]; ok {
 		delete(s.early, pid)
@@ -895,6 +898,46 @@ func (s *server) launch(j *sjob, req Request, env []string, c *sconn) {
 	s.mu.Unlock()
 	for _, o := range conns {
 		o.flush()
+	}
+}
+
+// startDelay is how long the start event of a held job waits: one that
+// ends meanwhile (most short jobs) is told by its exit event alone, which
+// carries its start, so that its client reads, records and commits one
+// event instead of two. Its status says running that much later.
+const startDelay = 10 * time.Millisecond
+
+// startedLocked tells every client of held job j's start within startDelay,
+// unless it has ended by then.
+func (s *server) startedLocked(j *sjob) {
+	s.started = append(s.started, j)
+	if len(s.started) == 1 {
+		time.AfterFunc(startDelay, s.startEvents)
+	}
+}
+
+// startEvents sends the start events of the held jobs started in the last
+// startDelay and still running.
+func (s *server) startEvents() {
+	s.mu.Lock()
+	var jobs []Record
+	for _, j := range s.started {
+		if !j.rec.ended() {
+			jobs = append(jobs, j.rec)
+		}
+	}
+	s.started = s.started[:0]
+	var conns []*sconn
+	if len(jobs) > 0 {
+		m := Message{Ev: "start", Jobs: jobs}
+		for c := range s.conns {
+			c.queue(m)
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.flush()
 	}
 }
 
