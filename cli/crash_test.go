@@ -246,10 +246,11 @@ func TestSupervisorKilled(t *testing.T) {
 	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
-	var jobPID string
+	var jobPID, last string
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		r := runBin(t, env, "status", "--json", "1")
+		last = r.stdout + r.stderr
 		if strings.Contains(r.stdout, `"status":"running"`) {
 			var d struct {
 				Jobs []struct {
@@ -263,7 +264,9 @@ func TestSupervisorKilled(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if jobPID == "" {
-		t.Fatal("job never ran")
+		elog, _ := os.ReadFile(filepath.Join(state, "engine.log"))
+		slog, _ := os.ReadFile(filepath.Join(state, "supervisor.log"))
+		t.Fatalf("job never ran; last status:\n%s\nengine.log:\n%s\nsupervisor.log:\n%s", last, elog, slog)
 	}
 	data, err := os.ReadFile(filepath.Join(state, "supervisor.json"))
 	if err != nil {
