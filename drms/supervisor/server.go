@@ -799,8 +799,8 @@ func (s *server) cancelLocked(j *sjob, killed bool) []*sconn {
 
 // broadcastLocked queues an event on every connection and returns them, for
 // the caller to flush after unlocking s.mu.
-func (s *server) broadcastLocked(ev string, r Record) []*sconn {
-	m := Message{Ev: ev, Jobs: []Record{r}}
+func (s *server) broadcastLocked(ev string, rs ...Record) []*sconn {
+	m := Message{Ev: ev, Jobs: rs}
 	conns := make([]*sconn, 0, len(s.conns))
 	for c := range s.conns {
 		c.queue(m)
@@ -929,11 +929,7 @@ func (s *server) startEvents() {
 	s.started = s.started[:0]
 	var conns []*sconn
 	if len(jobs) > 0 {
-		m := Message{Ev: "start", Jobs: jobs}
-		for c := range s.conns {
-			c.queue(m)
-			conns = append(conns, c)
-		}
+		conns = s.broadcastLocked("start", jobs...)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
