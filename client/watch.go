@@ -1,6 +1,7 @@
 package client
 
 import (
+	"os"
 	"sync"
 	"time"
 
@@ -24,21 +25,30 @@ func (c *Client) changes(workflows bool) (next func() <-chan struct{}, stop func
 		return c.eng.Changed, func() {}
 	}
 	w := &dbWatch{ch: make(chan struct{}), quit: make(chan struct{})}
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
-	if err == nil {
-		if _, err = unix.InotifyAddWatch(fd, c.st.Dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
+	// The inotify descriptor is an *os.File in non-blocking mode, so the
+	// runtime's poller waits on it: closing it wakes the reader with an
+	// error, and its number is not given to another file while a read may
+	// still use it. (A raw descriptor closed under a blocked read was read
+	// again after its number went to a file this process opened next: the
+	// reader took pieces of that file, and a `transfer out` after a wait
+	// read its output short.)
+	var f *os.File
+	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
+		if _, err := unix.InotifyAddWatch(fd, c.st.Dir, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
 			unix.Close(fd)
-			fd = -1
+		} else {
+			f = os.NewFile(uintptr(fd), "inotify")
 		}
-	} else {
-		fd = -1
 	}
-	go w.loop(fd)
+	go w.loop(f)
+	var once sync.Once
 	return w.next, func() {
-		close(w.quit)
-		if fd >= 0 {
-			unix.Close(fd)
-		}
+		once.Do(func() {
+			close(w.quit)
+			if f != nil {
+				f.Close()
+			}
+		})
 	}
 }
 
@@ -65,13 +75,13 @@ func (w *dbWatch) fire() {
 	w.mu.Unlock()
 }
 
-func (w *dbWatch) loop(fd int) {
+func (w *dbWatch) loop(f *os.File) {
 	events := make(chan struct{}, 1)
-	if fd >= 0 {
+	if f != nil {
 		go func() {
 			buf := make([]byte, 4096)
 			for {
-				n, err := unix.Read(fd, buf)
+				n, err := f.Read(buf)
 				if err != nil || n <= 0 {
 					return
 				}
