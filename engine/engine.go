@@ -340,7 +340,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("state dir: %w", err)
 	}
 	defer dirF.Close()
-	e.listenWake(e.st.Dir)
+	defer e.listenWake(e.st.Dir)()
 	if err := e.scan(ctx, true); err != nil {
 		return err
 	}

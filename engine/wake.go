@@ -13,22 +13,24 @@ import (
 const wakeFIFO = "wake"
 
 // listenWake makes the FIFO and wakes the engine for every byte written to
-// it, until the engine's process exits.
-func (e *Engine) listenWake(dir string) {
+// it, until the returned function closes it (when Run returns: a Go program
+// may run engines one after the other in one process).
+func (e *Engine) listenWake(dir string) (stop func()) {
 	path := filepath.Join(dir, wakeFIFO)
 	if err := unix.Mkfifo(path, 0o600); err != nil && err != unix.EEXIST {
 		e.log.Warn("no wake-up FIFO; clients are seen at the next tick", "err", err)
-		return
+		return func() {}
 	}
 	// O_RDWR keeps a writer open, so reads block instead of seeing EOF
 	// whenever no client holds the FIFO.
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		e.log.Warn("no wake-up FIFO; clients are seen at the next tick", "err", err)
-		return
+		return func() {}
 	}
+	// A FIFO opened through os is polled by the runtime: Close wakes the
+	// reader.
 	go func() {
-		defer f.Close()
 		buf := make([]byte, 512)
 		for {
 			if _, err := f.Read(buf); err != nil {
@@ -37,6 +39,7 @@ func (e *Engine) listenWake(dir string) {
 			e.Wake()
 		}
 	}()
+	return func() { f.Close() }
 }
 
 // NotifyWake pokes the engine of a state dir, if one listens; it never
