@@ -23,10 +23,12 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +37,7 @@ import (
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/model"
+	"github.com/somaflow/somaflow/privdir"
 	"github.com/somaflow/somaflow/store"
 )
 
@@ -100,6 +103,8 @@ type Engine struct {
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced after each commit
 	wfChanged chan struct{} // the same, after commits that touch a workflow
+	hint      *os.File      // WorkflowsChangedFile, written with wfChanged (nil: none)
+	hintSeq   uint64
 
 	runs     map[int64]*wfRun
 	backends map[string]*backendRun
@@ -304,6 +309,14 @@ func (e *Engine) WorkflowsChanged() <-chan struct{} {
 	return e.wfChanged
 }
 
+// WorkflowsChangedFile is a file in the state dir that the engine writes
+// to after each commit that changes a workflow itself (when it closes the
+// channel of WorkflowsChanged): clients of other processes that wait for a
+// workflow watch it (inotify) instead of every write to the database, which
+// changes at each job's end. It is a hint: what it holds means nothing, and
+// the database stays the truth.
+const WorkflowsChangedFile = "workflows.changed"
+
 // notify wakes the waiters of Changed (and of WorkflowsChanged when wf).
 func (e *Engine) notify(wf bool) {
 	e.mu.Lock()
@@ -313,6 +326,37 @@ func (e *Engine) notify(wf bool) {
 	if wf {
 		close(e.wfChanged)
 		e.wfChanged = make(chan struct{})
+		if e.hint != nil {
+			e.hintSeq++
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], e.hintSeq)
+			if _, err := e.hint.WriteAt(b[:], 0); err != nil {
+				e.log.Warn("workflows changed: hint file", "err", err)
+				e.hint.Close()
+				e.hint = nil // waiters in other processes fall back on their tick
+			}
+		}
+	}
+}
+
+// openHint opens WorkflowsChangedFile (made if needed; private) for
+// notify, until the returned function closes it.
+func (e *Engine) openHint() (closeHint func()) {
+	f, err := privdir.OpenFile(filepath.Join(e.st.Dir, WorkflowsChangedFile), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		e.log.Warn("no workflows-changed hint: waiters in other processes look at each database change", "err", err)
+		return func() {}
+	}
+	e.mu.Lock()
+	e.hint = f
+	e.mu.Unlock()
+	return func() {
+		e.mu.Lock()
+		if e.hint != nil {
+			e.hint.Close()
+			e.hint = nil
+		}
+		e.mu.Unlock()
 	}
 }
 
@@ -341,6 +385,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer dirF.Close()
 	defer e.listenWake(e.st.Dir)()
+	defer e.openHint()()
 	if err := e.scan(ctx, true); err != nil {
 		return err
 	}
