@@ -282,16 +282,28 @@ func writeJournal(path string, jobs map[string]*Record) (*journal, error) {
 // append writes one record with a single write(2): once it returns, the
 // record survives the death of this process.
 func (j *journal) append(r Record) error {
+	return j.appendAll(r)
+}
+
+// appendAll writes records in one write: all of them or, when the write
+// fails, none.
+func (j *journal) appendAll(rs ...Record) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
 		return errors.New("supervisor journal: closed")
 	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
+	j.buf = j.buf[:0]
+	for _, r := range rs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		j.buf = append(append(j.buf, b...), '\n')
 	}
-	j.buf = append(append(j.buf[:0], b...), '\n')
+	if len(j.buf) == 0 {
+		return nil
+	}
 	if n, err := j.f.Write(j.buf); err != nil {
 		if n > 0 {
 			// A record cut short (a full disk): cut it off, or the records

@@ -160,6 +160,12 @@ type server struct {
 	// started are held jobs started since the last start events went out
 	// (startEvents): a job that ends before is told by its exit alone.
 	started []*sjob
+	// reaping is set while the reaper handles an exit: the held jobs that
+	// exit lets start are left in launches, for the reaper to fork itself
+	// once s.mu is unlocked (no hand-off to another goroutine between a
+	// job's end and the next one's start).
+	reaping  bool
+	launches []heldStart
 }
 
 type earlyExit struct {
@@ -430,8 +436,15 @@ func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ende
 		s.mu.Unlock()
 		return // else an orphan reparented to us, or a failed exec
 	}
+	s.reaping = true
 	conns := s.endLocked(pid, j, ws, ru, ended)
+	s.reaping = false
+	launches := s.launches
+	s.launches = nil
 	s.mu.Unlock()
+	for _, h := range launches {
+		s.launch(h.j, h.req, h.env, nil)
+	}
 	for _, c := range conns {
 		c.flush()
 	}
@@ -750,7 +763,11 @@ func (s *server) dispatchLocked() []*sconn {
 		j.held = nil
 		j.rec = intent
 		s.starting++
-		go s.launch(j, h.req, h.env, nil)
+		if s.reaping {
+			s.launches = append(s.launches, h)
+		} else {
+			go s.launch(j, h.req, h.env, nil)
+		}
 		return true
 	}, func(hj *hold.Job) {
 		conns = append(conns, s.cancelLocked(hj.Data.(heldStart).j, false)...)
@@ -1029,15 +1046,20 @@ func (s *server) locate(c *sconn, key string) Record {
 func (s *server) ack(keys []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// One write for all the records (an ack is for the jobs of one commit).
+	var acks []Record
 	for _, k := range keys {
 		j := s.jobs[k]
 		if j == nil || !j.rec.ended() && j.rec.T != recDropped {
 			continue
 		}
-		delete(s.jobs, k)
-		if err := s.jr.append(Record{T: recAck, Key: k}); err != nil {
-			s.log.Error("journal", "err", err)
-		}
+		acks = append(acks, Record{T: recAck, Key: k})
+	}
+	if err := s.jr.appendAll(acks...); err != nil {
+		s.log.Error("journal", "err", err)
+	}
+	for _, r := range acks {
+		delete(s.jobs, r.Key)
 		s.forgotten++
 	}
 	if s.forgotten >= compactAfter && s.forgotten > len(s.jobs) {

@@ -564,3 +564,50 @@ func TestLocateAfterDeadEngine(t *testing.T) {
 		t.Fatalf("marker %q", data)
 	}
 }
+
+// TestAcknowledgeMany: the jobs of one acknowledgement are forgotten
+// together (one journal write), also by the next supervisor, which reads
+// them from the journal.
+func TestAcknowledgeMany(t *testing.T) {
+	state := t.TempDir()
+	t.Cleanup(func() { stopSupervisor(t, state) })
+	b := newBackend(t, state)
+	ctx := context.Background()
+	var specs []drms.JobSpec
+	var hs []drms.Handle
+	for i := 1; i <= 3; i++ {
+		sp := spec(t.TempDir(), int64(i), "true")
+		h, err := b.Submit(ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, b, h.ID)
+		specs, hs = append(specs, sp), append(hs, h)
+	}
+	if err := b.Acknowledge(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	// Read by the supervisor once a new connection of the same engine is
+	// answered "never" for the last key.
+	b2 := newBackend(t, state)
+	waitFor(t, "the acknowledged jobs to be forgotten", func() bool {
+		_, _, never, err := b2.Locate(ctx, specs[2])
+		return err == nil && never
+	})
+	b2.Close()
+	stopSupervisor(t, state)
+	b3 := newBackend(t, state)
+	for i, sp := range specs {
+		if _, found, never, err := b3.Locate(ctx, sp); err != nil || found || !never {
+			t.Errorf("job %d after a restart: found=%v never=%v err=%v", i+1, found, never, err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(state, "supervisor.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), `"t":"ack"`); n != 3 && n != 0 {
+		t.Errorf("%d ack records in the journal, want 3 (or 0 once compacted):\n%s", n, data)
+	}
+}
