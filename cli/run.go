@@ -98,7 +98,7 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 			spool = filepath.Join(d, "spool")
 		}
 	}
-	c, err := o.OpenEngine(ctx, client.Options{StateDir: stateDir, SpoolDir: spool})
+	c, err := o.OpenEngine(ctx, client.Options{StateDir: stateDir, SpoolDir: spool, DiscardState: private && !o.KeepState})
 	if errors.Is(err, client.ErrEngineRunning) {
 		return fmt.Errorf("%w (use `somaflow submit`, or another --state-dir)", err)
 	}

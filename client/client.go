@@ -76,6 +76,10 @@ type Options struct {
 	// (service mode: jobs outlive the engine) instead of as children of
 	// this process; it needs ExecPath, the somaflow binary.
 	Supervised bool
+	// DiscardState says that the caller removes the state dir once the
+	// client is closed (`somaflow run`'s private state): its database skips
+	// the fsyncs of its creation and of its close (store.OpenOptions).
+	DiscardState bool
 }
 
 // Client is an open connection to a state dir, with its engine.
@@ -144,7 +148,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 			}()
 		}
 	}
-	st, err := store.Open(ctx, dir)
+	st, err := store.OpenWith(ctx, dir, store.OpenOptions{Discard: opts.DiscardState})
 	if err != nil {
 		if early != nil {
 			if o := <-early; o.be != nil {

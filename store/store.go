@@ -146,10 +146,28 @@ type Store struct {
 	stmtOnce sync.Once
 	jobStmt  *sql.Stmt
 	stmtErr  error
+
+	discard bool // OpenOptions.Discard
+}
+
+// OpenOptions are the options of OpenWith.
+type OpenOptions struct {
+	// Discard says that the state dir is removed once the store is closed
+	// (the private state of `somaflow run`): its database need not outlive
+	// a power cut, so creating it and closing it skip their fsyncs (a new
+	// database's journal mode, set through a rollback journal: three
+	// fsyncs; the checkpoint on close: three more). The commits in between
+	// are as durable as ever (WAL, synchronous=NORMAL).
+	Discard bool
 }
 
 // Open opens (creating if needed) the state dir and its database.
 func Open(ctx context.Context, dir string) (*Store, error) {
+	return OpenWith(ctx, dir, OpenOptions{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, dir string, o OpenOptions) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir %q: %w", dir, err)
@@ -160,7 +178,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err := privdir.Ensure(abs); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
-	s := &Store{Dir: abs, NetworkFS: isNetworkFS(abs)}
+	s := &Store{Dir: abs, NetworkFS: isNetworkFS(abs), discard: o.Discard}
 	journal := "WAL"
 	if s.NetworkFS {
 		journal = "DELETE"
@@ -190,6 +208,14 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	s.db = db.WithContext(ctx)
+	if s.discard {
+		// The journal mode, then a write that starts the WAL (it syncs its
+		// header on its first frame): user_version, rewritten unchanged.
+		if err := s.unsynced(ctx, "PRAGMA journal_mode = "+journal, "PRAGMA user_version"); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("database %s: set journal mode: %w", path, err)
+		}
+	}
 	if err := s.setJournalMode(ctx, journal); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -296,7 +322,55 @@ func (s *Store) Close() error {
 	if err != nil {
 		return err
 	}
+	if s.discard {
+		// The last connection closed checkpoints the WAL into the
+		// database: without its fsyncs, for a database about to be
+		// removed. Keeping one idle connection closes the others (their
+		// close does not checkpoint while another is open); if one is
+		// still in use, its close checkpoints with fsyncs, as before.
+		sqlDB.SetMaxIdleConns(1)
+		_ = s.unsynced(context.Background())
+	}
 	return sqlDB.Close()
+}
+
+// unsynced runs queries with synchronous=OFF on one connection of the
+// pool (for a Discard store only: see OpenOptions), then sets it back to
+// NORMAL, unless there were none: closing the store is next. A query
+// "PRAGMA user_version" rewrites the version it reads.
+func (s *Store) unsynced(ctx context.Context, queries ...string) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = OFF"); err != nil {
+		return err
+	}
+	if len(queries) == 0 {
+		return nil
+	}
+	for _, q := range queries {
+		if q == "PRAGMA user_version" {
+			var v int64
+			if err = conn.QueryRowContext(ctx, q).Scan(&v); err == nil {
+				_, err = conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
+			}
+		} else {
+			_, err = conn.ExecContext(ctx, q)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if _, rerr := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // ErrLostDatabase is returned by Open when the state dir holds state

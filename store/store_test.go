@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -363,5 +364,66 @@ func TestCheckpointTruncatesTheWAL(t *testing.T) {
 	}
 	if ws, _ := s.ListWorkflows(ctx); len(ws) != 1 {
 		t.Fatal("the workflow is gone after the checkpoint")
+	}
+}
+
+// TestDiscardStore: a Discard store (run's private state) is a WAL database
+// whose connections commit with synchronous=NORMAL, like any other, and
+// what it committed is there when it is opened again after its close.
+func TestDiscardStore(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := OpenWith(ctx, dir, OpenOptions{Discard: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	if err := s.db.Raw("PRAGMA journal_mode").Scan(&mode).Error; err != nil || mode != "wal" {
+		t.Fatalf("journal mode %q, %v", mode, err)
+	}
+	// Every connection of the pool, held at once: none is left unsynced.
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []*sql.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		conn, err := sqlDB.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		var sync int
+		if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil || sync != 1 {
+			t.Fatalf("connection %d: synchronous %d (want 1, NORMAL), %v", i, sync, err)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	id, err := s.CreateWorkflow(ctx, NewWorkflow{Def: newWorkflow(2), Expiration: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var check string
+	if err := s.db.Raw("PRAGMA integrity_check").Scan(&check).Error; err != nil || check != "ok" {
+		t.Fatalf("integrity check %q, %v", check, err)
+	}
+	if jobs, err := s.Jobs(ctx, id); err != nil || len(jobs) != 2 {
+		t.Fatalf("jobs after reopening: %d, %v", len(jobs), err)
 	}
 }

@@ -48,6 +48,10 @@ type Backend struct {
 	evq    []drms.Event
 	evWake chan struct{}
 	done   chan struct{}
+
+	// started are the held jobs started in the last startDelay whose start
+	// is not told yet (startEvents).
+	started []*child
 }
 
 type child struct {
@@ -60,6 +64,11 @@ type child struct {
 	key     string        // its cgroup's name
 	outcome *drms.Outcome // set once ended, until delivered
 	out     *proc.Output  // lazily created log files, finished at exit
+	// heldID is the handle ID a held job had before it started (its key),
+	// kept as a second name until it ends; untold until the engine is told
+	// its pid (by its start event, or by its end event if it ends first).
+	heldID string
+	untold bool
 }
 
 // handleState is the persisted part of a local handle.
@@ -191,14 +200,23 @@ func (b *Backend) submit(spec drms.JobSpec, after []string) (drms.Handle, error)
 // handle is a job's handle: its pid once started, its key while held.
 func (b *Backend) handle(pr *child) drms.Handle {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.handleLocked(pr)
+}
+
+func (b *Backend) handleLocked(pr *child) drms.Handle {
 	hs := handleState{PID: pr.pid, Key: pr.spec.Key()}
 	if pr.pid > 0 {
-		hs.StartTick, hs.Started = proc.StartTick(pr.pid), pr.started.UnixNano()
+		hs.Started = pr.started.UnixNano()
+		if pr.outcome == nil {
+			// The guard against pid reuse (Orphan): not for a job that
+			// ended (reaped, its pid may be another's), whose handle is
+			// never recovered.
+			hs.StartTick = proc.StartTick(pr.pid)
+		}
 	}
-	id := pr.id
-	b.mu.Unlock()
 	st, _ := json.Marshal(hs)
-	return drms.Handle{Version: HandleVersion, ID: id, State: st}
+	return drms.Handle{Version: HandleVersion, ID: pr.id, State: st}
 }
 
 // depLocked is what the backend knows of a held job's dependency; one it
@@ -293,17 +311,52 @@ func (b *Backend) start(pr *child) error {
 	pr.pid, pr.id, pr.started, pr.out, pr.key = pid, id, started, out, key
 	b.procs[id] = pr
 	b.byKey[spec.Key()] = pr
-	b.mu.Unlock()
-	// Its start is told before its end can be (and, for a job that was
-	// held, its pid as its new handle).
-	ev := drms.Event{ID: id, State: drms.State{Phase: drms.Running, Started: started}}
+	killed := pr.killed
 	if old != "" && old != id {
-		h := b.handle(pr)
-		ev.ID, ev.State.Handle = old, &h
+		// A held job: its start (its pid as its new handle) is told
+		// within startDelay, or by its end if it ends first.
+		pr.heldID, pr.untold = old, true
+		b.procs[old] = pr
+		b.started = append(b.started, pr)
+		if len(b.started) == 1 {
+			time.AfterFunc(startDelay, b.startEvents)
+		}
+		b.mu.Unlock()
+	} else {
+		b.mu.Unlock()
+		// Its start is told before its end can be.
+		b.emit(drms.Event{ID: id, State: drms.State{Phase: drms.Running, Started: started}})
 	}
-	b.emit(ev)
 	go b.wait(id, pr)
+	if killed {
+		b.terminate(pr, pid) // killed while being started
+	}
 	return nil
+}
+
+// startDelay is how long the start event of a held job waits: one that
+// ends meanwhile (most short jobs) is told by its end event alone, which
+// carries its new handle and its start, so that the engine records and
+// commits one event instead of two (as the supervisor does). Its status
+// says running that much later.
+var startDelay = 10 * time.Millisecond // a variable for tests
+
+// startEvents tells the starts of the held jobs started in the last
+// startDelay and still running.
+func (b *Backend) startEvents() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, pr := range b.started {
+		if !pr.untold || pr.outcome != nil {
+			continue // told by its end
+		}
+		h := b.handleLocked(pr)
+		// Under b.mu, so that its end (wait) cannot be told first.
+		b.emit(drms.Event{ID: pr.heldID, State: drms.State{Phase: drms.Running, Started: pr.started, Handle: &h}})
+		pr.untold = false
+	}
+	clear(b.started)
+	b.started = b.started[:0]
 }
 
 func (b *Backend) wait(id string, pr *child) {
@@ -325,15 +378,26 @@ func (b *Backend) wait(id string, pr *child) {
 		o = proc.WaitOutcome(ws, &ru, pr.started, ended)
 		o.Reason = lost
 	}
+	ev := drms.Event{ID: id, State: drms.State{Phase: drms.Ended, Started: pr.started, Outcome: o}}
 	b.mu.Lock()
 	pr.outcome = o
+	if pr.untold {
+		// Its start was not told: its end tells it, under the ID the
+		// engine knows, with its new handle.
+		h := b.handleLocked(pr)
+		ev.ID, ev.State.Handle = pr.heldID, &h
+		pr.untold = false
+	}
 	// The jobs held for this one or for its slot start now.
 	starts := b.releaseLocked(pr)
 	b.mu.Unlock()
-	b.emit(drms.Event{ID: id, State: drms.State{Phase: drms.Ended, Started: pr.started, Outcome: o}})
+	b.emit(ev)
 	b.startAll(starts)
 	b.mu.Lock()
 	delete(b.procs, id)
+	if pr.heldID != "" {
+		delete(b.procs, pr.heldID)
+	}
 	b.mu.Unlock()
 }
 
@@ -360,7 +424,8 @@ func (b *Backend) Status(ctx context.Context, hs []drms.Handle) (map[string]drms
 	defer b.mu.Unlock()
 	for _, h := range hs {
 		if pr, ok := b.procs[h.ID]; ok {
-			if pr.held != nil {
+			if pr.held != nil || pr.pid == 0 {
+				// Held, or taken from the held jobs and not started yet.
 				out[h.ID] = drms.State{Phase: drms.Queued}
 				continue
 			}
@@ -388,23 +453,36 @@ func (b *Backend) Kill(ctx context.Context, h drms.Handle) error {
 		b.startAll(starts)
 		return nil
 	}
+	pid := 0
 	if ok {
 		pr.killed = true
+		pid = pr.pid
 	}
 	b.mu.Unlock()
 	if !ok {
 		return nil // already ended: its outcome is on its way
 	}
-	_ = syscall.Kill(-pr.pid, syscall.SIGTERM)
+	if pid <= 0 {
+		// Taken from the held jobs and being started: start signals it
+		// once it has a pid (a kill of pid 0 would signal our own group).
+		return nil
+	}
+	b.terminate(pr, pid)
+	return nil
+}
+
+// terminate sends SIGTERM to the process group of job pr (pid), then
+// SIGKILL after KillGrace if it has not been reaped by then.
+func (b *Backend) terminate(pr *child, pid int) {
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	time.AfterFunc(proc.KillGrace, func() {
 		b.mu.Lock()
-		alive := b.procs[h.ID] == pr && pr.outcome == nil
+		alive := pr.outcome == nil
 		b.mu.Unlock()
 		if alive {
-			_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 		}
 	})
-	return nil
 }
 
 // Recover re-attaches to a job of this process, or reports a job of an
