@@ -393,3 +393,46 @@ func TestHoldStartEvent(t *testing.T) {
 		t.Fatalf("held job: %+v", o)
 	}
 }
+
+// A job killed while it is being started (its intent journalled, its files
+// being opened, not forked yet) is killed once it has a pid: the kill is
+// not lost. Its stdin is a FIFO with no writer, so its start waits there
+// until the test opens the FIFO.
+func TestKillWhileStarting(t *testing.T) {
+	_, b, rec, dir := holdFixture(t)
+	ctx := context.Background()
+	fifo := filepath.Join(dir, "stdin")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release := filepath.Join(dir, "release")
+	a, err := b.Submit(ctx, shJob(dir, 1, fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", release)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "ran")
+	sp := shJob(dir, 2, "echo started > "+marker+"; sleep 30; echo survived >> "+marker)
+	sp.Stdin = fifo
+	h, err := b.SubmitAfter(ctx, sp, []drms.Handle{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(release, nil, 0o600)
+	rec.wait(t, a.ID, drms.Ended)
+	// a's end started h: its start now waits for the FIFO's writer.
+	if err := b.Kill(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	o := rec.wait(t, h.ID, drms.Ended).State.Outcome
+	if o.Signal != "SIGTERM" && o.Signal != "SIGKILL" {
+		t.Fatalf("job killed while starting: %+v (it ran on)", o)
+	}
+	if got := lines(t, marker); len(got) > 1 {
+		t.Fatalf("the killed job ran on: %v", got)
+	}
+}

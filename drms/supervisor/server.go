@@ -160,12 +160,6 @@ type server struct {
 	// started are held jobs started since the last start events went out
 	// (startEvents): a job that ends before is told by its exit alone.
 	started []*sjob
-	// reaping is set while the reaper handles an exit: the held jobs that
-	// exit lets start are left in launches, for the reaper to fork itself
-	// once s.mu is unlocked (no hand-off to another goroutine between a
-	// job's end and the next one's start).
-	reaping  bool
-	launches []heldStart
 }
 
 type earlyExit struct {
@@ -183,6 +177,9 @@ type sjob struct {
 	need int
 	// held is set while the job is held (not started yet).
 	held *hold.Job
+	// killGrace is set when the job is killed while it is being started
+	// (between its intent and its fork): launch kills it with that grace.
+	killGrace time.Duration
 }
 
 // heldStart is what a held job needs to start later (its hold.Job's Data).
@@ -436,15 +433,8 @@ func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ende
 		s.mu.Unlock()
 		return // else an orphan reparented to us, or a failed exec
 	}
-	s.reaping = true
 	conns := s.endLocked(pid, j, ws, ru, ended)
-	s.reaping = false
-	launches := s.launches
-	s.launches = nil
 	s.mu.Unlock()
-	for _, h := range launches {
-		s.launch(h.j, h.req, h.env, nil)
-	}
 	for _, c := range conns {
 		c.flush()
 	}
@@ -763,11 +753,10 @@ func (s *server) dispatchLocked() []*sconn {
 		j.held = nil
 		j.rec = intent
 		s.starting++
-		if s.reaping {
-			s.launches = append(s.launches, h)
-		} else {
-			go s.launch(j, h.req, h.env, nil)
-		}
+		// Not in the caller's goroutine (the reaper's, often): opening a
+		// job's files may block (a FIFO as stdin), and nothing else would
+		// be reaped meanwhile.
+		go s.launch(j, h.req, h.env, nil)
 		return true
 	}, func(hj *hold.Job) {
 		conns = append(conns, s.cancelLocked(hj.Data.(heldStart).j, false)...)
@@ -910,6 +899,9 @@ func (s *server) launch(j *sjob, req Request, env []string, c *sconn) {
 	if e, ok := s.early[pid]; ok {
 		delete(s.early, pid)
 		conns = append(conns, s.endLocked(pid, j, e.ws, &e.ru, e.ended)...)
+	} else if j.killGrace > 0 {
+		// Killed while it was being started: killed now that it has a pid.
+		s.killLocked(j, j.killGrace)
 	}
 	s.cleanEarlyLocked()
 	s.mu.Unlock()
@@ -980,13 +972,28 @@ func (s *server) killJob(key string, grace time.Duration) {
 		}()
 		return
 	}
+	if j != nil && j.rec.T == recIntent {
+		// Being started (its intent journalled, not forked yet): killed
+		// as soon as it has a pid (launch).
+		j.killGrace = grace
+		return
+	}
 	if j == nil || j.rec.T != recStart && j.rec.T != recKill {
 		return // unknown, or already ended: its outcome is on its way
 	}
+	s.killLocked(j, grace)
+}
+
+// killLocked sends SIGTERM to a started job's process group, and SIGKILL
+// after grace if it still runs.
+func (s *server) killLocked(j *sjob, grace time.Duration) {
 	pid := j.rec.PID
+	if pid <= 0 {
+		return // kill(-0) would be our own process group
+	}
 	if !j.rec.Killed {
 		j.rec.merge(Record{T: recKill, Killed: true})
-		if err := s.jr.append(Record{T: recKill, Key: key, Killed: true}); err != nil {
+		if err := s.jr.append(Record{T: recKill, Key: j.rec.Key, Killed: true}); err != nil {
 			s.log.Error("journal", "err", err)
 		}
 	}
