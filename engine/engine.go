@@ -116,6 +116,7 @@ type Engine struct {
 	outputsReady []store.TransferRef
 	intents      []int64 // processed intents to delete in the next commit
 	toKill       []*job
+	relocate     []*job // jobs to Locate again (job.relocating)
 	lastScan     time.Time
 	acks         map[*backendRun][]drms.Handle
 	fpHits       int
@@ -200,6 +201,10 @@ type job struct {
 	// slim: the job succeeded and its row was saved, then slimmed (see
 	// slimRow): it is never saved again.
 	slim bool
+	// relocating: its submission's outcome is not known (an intent without
+	// a handle, or an uncertain submission) and the backend could not be
+	// asked where it is: asked again at each poll (Engine.relocate).
+	relocating bool
 }
 
 // unsent is the part of a job's row that a submission changes.

@@ -18,6 +18,7 @@ import (
 // call per backend per cycle, however many jobs.
 func (e *Engine) poll(ctx context.Context) {
 	e.enforceWalltimes(ctx)
+	e.retryLocates(ctx)
 	for _, b := range e.backends {
 		if len(b.handles) == 0 {
 			continue

@@ -33,14 +33,16 @@ func (e *Engine) stop(w *wfRun) {
 		case nActive:
 			if !j.row.KillIntent {
 				j.row.KillIntent = true
-				if j.row.Status == model.JobSubmissionPending && j.row.DRMSID == "" {
+				if j.row.Status == model.JobSubmissionPending && j.row.DRMSID == "" && !j.relocating {
 					// Not submitted yet (its submission is skipped).
 					e.endJob(j, abortedBefore())
 					continue
 				}
 				j.row.Status = model.JobKillPending
 				e.markDirty(j)
-				e.toKill = append(e.toKill, j)
+				if !j.relocating { // else killed once found (retryLocates)
+					e.toKill = append(e.toKill, j)
+				}
 			}
 		}
 	}

@@ -176,8 +176,10 @@ func (e *Engine) load(ctx context.Context, row *store.Workflow) error {
 		if model.JobEnded(j.row.Status) || j.row.Status == model.JobNotSubmitted || j.row.DRMSID != "" {
 			continue
 		}
-		h, found, never := e.locate(ctx, w, j)
+		h, found, never, err := e.locate(ctx, w, j)
 		switch {
+		case err != nil:
+			e.relocateLater(j) // active (rebuild), without a handle
 		case found:
 			e.setHandle(j, h)
 		case never:
@@ -219,22 +221,69 @@ func (e *Engine) refuse(ctx context.Context, row *store.Workflow, reason string)
 }
 
 // locate looks for an attempt whose submission intent was recorded but not
-// its handle: found at the DRMS, or proved never submitted, or neither.
-func (e *Engine) locate(ctx context.Context, w *wfRun, j *job) (h drms.Handle, found, never bool) {
+// its handle: found at the DRMS, or proved never submitted, or neither;
+// err when the backend could not be asked (then none of them is known).
+func (e *Engine) locate(ctx context.Context, w *wfRun, j *job) (h drms.Handle, found, never bool, err error) {
 	loc, ok := w.b.be.(drms.Locator)
 	if !ok {
-		return h, false, false
+		return h, false, false, nil
 	}
-	spec, _, err := e.buildSpec(w, j)
-	if err != nil {
-		return h, false, false
+	spec, _, serr := e.buildSpec(w, j)
+	if serr != nil {
+		return h, false, false, nil
 	}
 	h, found, never, err = loc.Locate(ctx, spec)
 	if err != nil {
-		e.log.Warn("locate job", "job", j.row.ID, "err", err)
-		return h, false, false
+		e.log.Warn("cannot look for a job whose submission is not known; will ask again", "job", j.row.ID, "err", err)
 	}
-	return h, found, never
+	return h, found, never, err
+}
+
+// relocateLater keeps job j, whose submission is not known and whose
+// backend could not be asked, active until Locate answers (retryLocates).
+func (e *Engine) relocateLater(j *job) {
+	if !j.relocating {
+		j.relocating = true
+		e.relocate = append(e.relocate, j)
+	}
+}
+
+// retryLocates asks again where the jobs whose Locate failed are: found
+// (re-attached; killed if stopped meanwhile), proved never submitted
+// (submitted again as the same attempt, or aborted if stopped meanwhile),
+// or neither (undetermined).
+func (e *Engine) retryLocates(ctx context.Context) {
+	kept := e.relocate[:0]
+	for _, j := range e.relocate {
+		w := j.w
+		if e.runs[w.row.ID] != w || w.state[j.row.Index] != nActive || j.row.DRMSID != "" {
+			j.relocating = false
+			continue // gone, or settled otherwise
+		}
+		h, found, never, err := e.locate(ctx, w, j)
+		if err != nil {
+			kept = append(kept, j)
+			continue
+		}
+		j.relocating = false
+		switch {
+		case found:
+			e.setHandle(j, h)
+			if j.row.KillIntent {
+				e.toKill = append(e.toKill, j)
+			} else if st, err := w.b.be.Recover(ctx, h); err == nil {
+				e.observe(j, st)
+			}
+		case never && j.row.KillIntent:
+			e.finish(j, abortedBefore())
+		case never:
+			e.requeue(j)
+		default:
+			e.finish(j, lostIntent())
+		}
+	}
+	clear(e.relocate[len(kept):])
+	e.relocate = kept
 }
 
 // makeTempPaths creates the workflow's temporary paths in the state dir.

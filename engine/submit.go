@@ -332,8 +332,10 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 // reached the DRMS: found there (its handle is kept), proved never
 // submitted (ready again), or neither (lost, never re-run blindly).
 func (e *Engine) settleUncertain(ctx context.Context, j *job) {
-	h, found, never := e.locate(ctx, j.w, j)
+	h, found, never, err := e.locate(ctx, j.w, j)
 	switch {
+	case err != nil:
+		e.relocateLater(j)
 	case found:
 		e.setHandle(j, h)
 	case never:
