@@ -52,6 +52,14 @@ func TestCgroupKillsWhatEscapedTheJob(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { syscall.Kill(escapee, syscall.SIGKILL) })
+	// $! is known before the escapee ran setsid: until it has its own
+	// session it is still in the job's process group, and would die with
+	// it (a loaded machine made this test fail that way).
+	for deadline := time.Now().Add(10 * time.Second); sessionOf(escapee) != escapee; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the escapee (pid %d) never left its job's session", escapee)
+		}
+	}
 	own, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", escapee))
 	slot := cg.Of("k1")
 	if slot == "" || !strings.HasSuffix(slot, strings.TrimSpace(strings.SplitAfter(string(own), "0::")[1])) {
@@ -142,4 +150,22 @@ func BenchmarkStartTrue(b *testing.B) {
 			}
 		})
 	}
+}
+
+// sessionOf is the session id of process pid (/proc/PID/stat), 0 if
+// unknown.
+func sessionOf(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// After the command's name in parentheses: state ppid pgrp session.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0
+	}
+	var state string
+	var ppid, pgrp, sid int
+	fmt.Sscan(string(data[i+1:]), &state, &ppid, &pgrp, &sid)
+	return sid
 }
