@@ -248,10 +248,9 @@ func (e *Engine) relocateLater(j *job) {
 	}
 }
 
-// retryLocates asks again where the jobs whose Locate failed are: found
-// (re-attached; killed if stopped meanwhile), proved never submitted
-// (submitted again as the same attempt, or aborted if stopped meanwhile),
-// or neither (undetermined).
+// retryLocates asks again where the jobs whose Locate failed are (see
+// located). It runs before poll asks the backends for the state of their
+// jobs, which then includes those found.
 func (e *Engine) retryLocates(ctx context.Context) {
 	kept := e.relocate[:0]
 	for _, j := range e.relocate {
@@ -266,21 +265,7 @@ func (e *Engine) retryLocates(ctx context.Context) {
 			continue
 		}
 		j.relocating = false
-		switch {
-		case found:
-			e.setHandle(j, h)
-			if j.row.KillIntent {
-				e.toKill = append(e.toKill, j)
-			} else if st, err := w.b.be.Recover(ctx, h); err == nil {
-				e.observe(j, st)
-			}
-		case never && j.row.KillIntent:
-			e.finish(j, abortedBefore())
-		case never:
-			e.requeue(j)
-		default:
-			e.finish(j, lostIntent())
-		}
+		e.located(j, h, found, never)
 	}
 	clear(e.relocate[len(kept):])
 	e.relocate = kept

@@ -333,11 +333,27 @@ func (e *Engine) submitArrays(ctx context.Context, subs []*job) []*job {
 // submitted (ready again), or neither (lost, never re-run blindly).
 func (e *Engine) settleUncertain(ctx context.Context, j *job) {
 	h, found, never, err := e.locate(ctx, j.w, j)
-	switch {
-	case err != nil:
+	if err != nil {
 		e.relocateLater(j)
+		return
+	}
+	e.located(j, h, found, never)
+}
+
+// located settles an active job whose submission was not known by what
+// Locate answered: found (re-attached, its state read at the next poll;
+// killed if stopped meanwhile), proved never submitted (submitted again as
+// the same attempt, or aborted if stopped meanwhile), or neither
+// (undetermined).
+func (e *Engine) located(j *job, h drms.Handle, found, never bool) {
+	switch {
 	case found:
 		e.setHandle(j, h)
+		if j.row.KillIntent {
+			e.toKill = append(e.toKill, j)
+		}
+	case never && j.row.KillIntent:
+		e.finish(j, abortedBefore())
 	case never:
 		e.requeue(j)
 	default:
