@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"unsafe"
-
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/somaflow/somaflow/engine"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -165,14 +163,14 @@ func (w *dbWatch) counts(f *os.File, b []byte) bool {
 		if end > len(b) {
 			break
 		}
-		name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00"))
+		name := bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00")
 		b = b[end:]
 		switch {
 		case ev.Mask&unix.IN_Q_OVERFLOW != 0:
 			return true // events were lost: the hint's among them, maybe
 		case w.hinted && int(ev.Wd) == w.hintWD:
 			count = true
-		case !w.hinted && name == filepath.Base(w.hint):
+		case !w.hinted && string(name) == engine.WorkflowsChangedFile:
 			count = true
 			if rc, err := f.SyscallConn(); err == nil {
 				rc.Control(func(fd uintptr) {
