@@ -154,6 +154,12 @@ type wfRun struct {
 	ready     readyHeap
 	running   int
 	slotsUsed int // the backend slots its active jobs take (need)
+	// waitJobs and waitSlots count the active jobs whose dependencies
+	// still run (submitted early and held by the backend), and the slots
+	// they will take; they are part of running and slotsUsed (see
+	// mayStart).
+	waitJobs  int
+	waitSlots int
 	maxJobs   int
 	unended   int
 	stopping  bool

@@ -181,8 +181,7 @@ func (e *Engine) finish(j *job, o *drms.Outcome) {
 	if w.state[v] == nSucceeded {
 		w.forget(v)
 		for _, s := range w.g.succ[v] {
-			w.remaining[s]--
-			if w.remaining[s] == 0 && !w.stopping {
+			if w.depDone(int(s)) && !w.stopping {
 				e.makeReady(w, int(s))
 			}
 		}

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
@@ -73,5 +75,63 @@ func TestHeldAndSuspendedStatuses(t *testing.T) {
 	os.WriteFile(gate, nil, 0o600)
 	if j := h.waitDone(id); outcome(j[0]) != ok {
 		t.Fatalf("after release: %s", outcome(j[0]))
+	}
+}
+
+// Jobs handed to the backend before their dependencies ended wait there
+// without taking the slots of jobs that can start: a chain longer than
+// the jobs held ahead, whose first job runs until the test opens a gate,
+// must not keep the independent jobs after it from the other slot.
+func TestEarlyJobsLeaveSlotsToReadyOnes(t *testing.T) {
+	h := newHarness(t)
+	gate := filepath.Join(h.dir, "gate")
+	var jobs []jobDef
+	const chain, independent = poolAhead + 8, poolAhead + 8
+	for i := range chain {
+		d := jobDef{name: fmt.Sprintf("c%02d", i), shell: "true"}
+		if i == 0 {
+			d.shell = "while [ ! -e " + gate + " ]; do sleep 0.02; done"
+		} else {
+			d.after = []string{fmt.Sprintf("c%02d", i-1)}
+		}
+		jobs = append(jobs, d)
+	}
+	for i := range independent {
+		jobs = append(jobs, jobDef{name: fmt.Sprintf("i%02d", i), shell: "true"})
+	}
+	id := h.submit(build(jobs), 2)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		js, err := h.st.Jobs(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, early := 0, 0
+		for _, j := range js {
+			switch {
+			case j.Name[0] == 'i' && j.Status == model.JobDone:
+				done++
+			case j.Name[0] == 'c' && j.Status != model.JobNotSubmitted:
+				early++
+			}
+		}
+		if done == independent {
+			if early < 2 {
+				t.Errorf("only %d chain jobs handed to the backend: the chain was not handed over ahead", early)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d independent jobs done after 20 s with a slot free (%d chain jobs handed over): jobs waiting for their dependencies took the slots", done, independent, early)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range h.waitDone(id) {
+		if j.Status != model.JobDone || outcome(j) != "done/finished_regularly/0" {
+			t.Errorf("%s: %s %s", j.Name, j.Status, outcome(j))
+		}
 	}
 }

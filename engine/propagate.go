@@ -45,6 +45,13 @@ func (e *Engine) rebuild(w *wfRun) {
 		}
 	}
 	copy(w.remaining, w.g.preds)
+	w.waitJobs, w.waitSlots = 0, 0
+	for v := 0; v < n; v++ {
+		if w.state[v] == nActive && !w.g.hidden(v) && w.remaining[v] > 0 {
+			w.waitJobs++
+			w.waitSlots += w.need(v)
+		}
+	}
 	var failed []int32
 	for len(queue) > 0 {
 		v := int(queue[0])
@@ -55,8 +62,7 @@ func (e *Engine) rebuild(w *wfRun) {
 		switch w.state[v] {
 		case nSucceeded:
 			for _, s := range w.g.succ[v] {
-				w.remaining[s]--
-				if w.remaining[s] == 0 {
+				if w.depDone(int(s)) {
 					queue = append(queue, s)
 				}
 			}
@@ -141,8 +147,7 @@ func (e *Engine) makeReady(w *wfRun, v int) {
 			w.forget(v)
 		}
 		for _, s := range w.g.succ[v] {
-			w.remaining[s]--
-			if w.remaining[s] == 0 && !w.stopping {
+			if w.depDone(int(s)) && !w.stopping {
 				work = append(work, int(s))
 			}
 		}
@@ -212,7 +217,26 @@ func (w *wfRun) set(v int, s uint8) {
 	d := isActive(s) - isActive(old)
 	w.running += d
 	w.slotsUsed += d * w.need(v)
+	if w.remaining[v] > 0 {
+		w.waitJobs += d
+		w.waitSlots += d * w.need(v)
+	}
 	w.unended += isUnended(s) - isUnended(old)
+}
+
+// depDone counts one more ended dependency of node v and tells whether
+// none is left. An active job it was the last one of (submitted early)
+// now waits only for a slot: it leaves waitJobs and waitSlots.
+func (w *wfRun) depDone(v int) bool {
+	w.remaining[v]--
+	if w.remaining[v] != 0 {
+		return false
+	}
+	if w.state[v] == nActive && !w.g.hidden(v) {
+		w.waitJobs--
+		w.waitSlots -= w.need(v)
+	}
+	return true
 }
 
 func isActive(s uint8) int {

@@ -30,21 +30,22 @@ func (e *Engine) setHandle(j *job, h drms.Handle) {
 }
 
 // queueEarly moves the early-submission candidates that are eligible into
-// the ready queue, marked early.
-func (e *Engine) queueEarly(w *wfRun) {
-	if len(w.early) == 0 {
-		return
-	}
-	for _, v := range w.early {
+// the ready queue, marked early, at most room of them; the candidates it did
+// not look at stay for a later cycle.
+func (e *Engine) queueEarly(w *wfRun, room int) {
+	i := 0
+	for ; i < len(w.early) && room > 0; i++ {
+		v := w.early[i]
 		if w.state[v] != nWaiting {
 			continue
 		}
 		if _, ok := e.earlyAfter(w, int(v)); ok {
 			w.set(int(v), nReady)
 			w.push(int(v), true)
+			room--
 		}
 	}
-	w.early = w.early[:0]
+	w.early = append(w.early[:0], w.early[i:]...)
 }
 
 // earlyAfter tells whether node v may be submitted before its dependencies
@@ -97,16 +98,43 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 //
 // A backend that enforces the limit itself (Capabilities.Pools) is given
 // up to poolAhead more jobs, held there until a slot is free: a job's end
-// then starts the next one without waiting for this engine.
-func (w *wfRun) mayStart(v, used int) bool {
-	ahead := 0
-	if w.b.caps.Pools {
-		ahead = poolAhead
+// then starts the next one without waiting for this engine. Jobs handed
+// over before their dependencies ended (early, see earlyAfter) wait there
+// for them and take no slot meanwhile: they have a budget of their own,
+// poolAhead slots, waiting being what they take across the backend's
+// workflows, and are not counted against the slots of the jobs that can
+// start. Otherwise a chain handed over ahead would fill the budget and
+// leave a slot idle while independent jobs wait in this engine.
+func (w *wfRun) mayStart(v, used, waiting int, early bool) bool {
+	need := w.need(v)
+	if !w.b.caps.Pools {
+		if w.maxJobs > 0 {
+			return w.running < w.maxJobs
+		}
+		return w.b.slots <= 0 || used == 0 || used+need <= w.b.slots
 	}
-	if w.maxJobs > 0 {
-		return w.running < w.maxJobs+ahead
+	switch {
+	case early && w.maxJobs > 0:
+		return w.waitJobs < poolAhead
+	case early:
+		return waiting == 0 || waiting+need <= poolAhead
+	case w.maxJobs > 0:
+		return w.running-w.waitJobs < w.maxJobs+poolAhead
 	}
-	return w.b.slots <= 0 || used == 0 || used+w.need(v) <= w.b.slots+ahead
+	startable := used - waiting
+	return w.b.slots <= 0 || startable == 0 || startable+need <= w.b.slots+poolAhead
+}
+
+// earlyRoom is how many more jobs the workflow may hand its backend early
+// (see mayStart), waiting being what the backend's early jobs take.
+func (w *wfRun) earlyRoom(waiting int) int {
+	switch {
+	case !w.b.caps.Pools:
+		return len(w.early) // limited by the slots, as any job
+	case w.maxJobs > 0:
+		return poolAhead - w.waitJobs
+	}
+	return poolAhead - waiting
 }
 
 // poolAhead is how many jobs over its limit a workflow (or the workflows
@@ -146,30 +174,45 @@ func (e *Engine) schedule() []*job {
 	now := time.Now()
 	// Jobs active per backend, across workflows: counted, not kept, so that
 	// a workflow leaving memory cannot leave slots taken.
-	used := map[*backendRun]int{}
+	used, waiting := map[*backendRun]int{}, map[*backendRun]int{}
 	for _, w := range e.runs {
 		used[w.b] += w.slotsUsed
+		waiting[w.b] += w.waitSlots
 	}
 	for _, w := range e.runs {
 		if w.stopping || now.Before(w.b.retryAt) {
 			continue
 		}
-		e.queueEarly(w)
-		for w.ready.Len() > 0 && w.mayStart(int(w.ready[0].idx), used[w.b]) {
-			it := heap.Pop(&w.ready).(readyItem)
-			v := int(it.idx)
+		e.queueEarly(w, w.earlyRoom(waiting[w.b]))
+		for w.ready.Len() > 0 {
+			v := int(w.ready[0].idx)
 			if w.state[v] != nReady {
+				heap.Pop(&w.ready)
 				continue
 			}
+			early := w.ready[0].early && w.remaining[v] > 0
+			if !w.mayStart(v, used[w.b], waiting[w.b], early) {
+				if !early || !w.b.caps.Pools {
+					break
+				}
+				// No room for one more early job: it waits as usual,
+				// and is a candidate again once there is room.
+				heap.Pop(&w.ready)
+				w.set(v, nWaiting)
+				w.early = append(w.early, int32(v))
+				continue
+			}
+			heap.Pop(&w.ready)
 			j := w.jobs[v]
 			j.after = nil
-			if it.early && w.remaining[v] > 0 {
+			if early {
 				after, ok := e.earlyAfter(w, v)
 				if !ok {
 					w.set(v, nWaiting) // no longer eligible: waits as usual
 					continue
 				}
 				j.after = after
+				waiting[w.b] += w.need(v)
 			}
 			w.set(v, nActive)
 			used[w.b] += w.need(v)

@@ -1,10 +1,13 @@
 // Package hold is the queue of a backend that holds jobs until they may
 // start (drms.Capabilities.Pools and Dependencies): until every dependency
-// exited 0, and their pool has room. Held jobs start in the order they were
-// added (the first held job of a pool blocks the later ones of that pool);
-// a job whose dependency did not succeed is cancelled. The local
+// exited 0, and their pool has room. Held jobs start in the engine's order
+// (Job.Priority, then Job.Seq, then the order they were added; the first
+// held job of a pool blocks the later ones of that pool); a job whose
+// dependency did not succeed is cancelled. The local
 // supervisor and the in-process local backend share it.
 package hold
+
+import "slices"
 
 // Job is one held job.
 type Job struct {
@@ -16,6 +19,12 @@ type Job struct {
 	// limit), Need the slots the job takes (at least one).
 	Pool        string
 	Limit, Need int
+	// Priority and Seq rank the job among the held ones: higher Priority
+	// first, then lower Seq (the engine's job id: file order). A job
+	// handed over before its dependencies ended thus starts before the
+	// jobs the engine would have run after it, whenever they were added.
+	Priority int
+	Seq      int64
 	// Data is the backend's own (what it needs to start the job).
 	Data any
 }
@@ -85,7 +94,7 @@ func (q *Queue) ready(j *Job, dep func(key string) Dep, scan bool) string {
 		return "after"
 	}
 	for _, h := range q.held {
-		if !scan || h == j {
+		if !scan || h == j || j.before(h) {
 			break
 		}
 		if h.Pool == j.Pool && len(h.After) == 0 {
@@ -103,8 +112,23 @@ func (q *Queue) fits(j *Job) bool {
 	return j.Limit <= 0 || used == 0 || used+max(1, j.Need) <= j.Limit
 }
 
-// Add holds a job (after Ready said it may not start now).
-func (q *Queue) Add(j *Job) { q.held = append(q.held, j) }
+// Add holds a job (after Ready said it may not start now), after the held
+// jobs ranked before it or equal to it.
+func (q *Queue) Add(j *Job) {
+	i := len(q.held)
+	for i > 0 && j.before(q.held[i-1]) {
+		i--
+	}
+	q.held = slices.Insert(q.held, i, j)
+}
+
+// before tells whether j ranks before h (see Job.Priority).
+func (j *Job) before(h *Job) bool {
+	if j.Priority != h.Priority {
+		return j.Priority > h.Priority
+	}
+	return j.Seq < h.Seq
+}
 
 // Remove takes a held job out of the queue (killed before it started);
 // false when key is not held.
@@ -118,7 +142,7 @@ func (q *Queue) Remove(key string) (*Job, bool) {
 	return nil, false
 }
 
-// Dispatch goes through the held jobs in order: those with a dependency
+// Dispatch goes through the held jobs in rank order: those with a dependency
 // that did not succeed are removed and given to cancel; those that may
 // start are given to start, which returns false to keep one held (it
 // could not be started now: its pool is then blocked for this round), or

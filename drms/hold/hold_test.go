@@ -94,3 +94,54 @@ func TestDispatch(t *testing.T) {
 		t.Fatalf("remove a5: %v, held %d", ok, q.Len())
 	}
 }
+
+// TestRankOrder: held jobs start by Priority, then Seq, then the order they
+// were added, whenever they were added; a job added later that outranks the
+// held ones may start at once when there is room.
+func TestRankOrder(t *testing.T) {
+	deps := map[string]Dep{"run": Running}
+	dep := func(k string) Dep { return deps[k] }
+	var q Queue
+	q.Take("p", 1) // the pool's one slot is taken
+	for _, j := range []*Job{
+		{Key: "s5", Seq: 5},
+		{Key: "s2-after", Seq: 2, After: []string{"run"}},
+		{Key: "s9", Seq: 9},
+		{Key: "p1-s7", Seq: 7, Priority: 1},
+		{Key: "s5-again", Seq: 5},
+	} {
+		j.Pool, j.Limit = "p", 1
+		if q.Ready(j, dep) != "" {
+			q.Add(j)
+		} else {
+			t.Fatalf("%s may start with the pool full", j.Key)
+		}
+	}
+	deps["run"] = Succeeded
+	var order []string
+	for q.Len() > 0 {
+		q.Release("p", 1)
+		n := len(order)
+		q.Dispatch(dep, func(j *Job) bool { order = append(order, j.Key); return true }, func(j *Job) { t.Errorf("%s cancelled", j.Key) })
+		if len(order) != n+1 {
+			t.Fatalf("one slot freed: started %v", order[n:])
+		}
+	}
+	if got, want := strings.Join(order, " "), "p1-s7 s2-after s5 s5-again s9"; got != want {
+		t.Errorf("started %s, want %s", got, want)
+	}
+	// A held job that waits for room (it takes two slots, one is taken)
+	// blocks the jobs ranked after it, not those ranked before it.
+	q.Take("q", 1)
+	big := &Job{Key: "big-s3", Seq: 3, Pool: "q", Limit: 2, Need: 2}
+	if r := q.Ready(big, dep); r != "slot" {
+		t.Fatalf("a job of two slots with one free: Ready %q", r)
+	}
+	q.Add(big)
+	if r := q.Ready(&Job{Key: "s1", Seq: 1, Pool: "q", Limit: 2}, dep); r != "" {
+		t.Errorf("a job ranked before the held one, room for it: Ready %q, want it to start", r)
+	}
+	if r := q.Ready(&Job{Key: "s9", Seq: 9, Pool: "q", Limit: 2}, dep); r != "slot" {
+		t.Errorf("a job ranked after the held one: Ready %q, want slot", r)
+	}
+}

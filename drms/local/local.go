@@ -172,7 +172,8 @@ func (b *Backend) SubmitAfter(ctx context.Context, spec drms.JobSpec, after []dr
 func (b *Backend) submit(spec drms.JobSpec, after []string) (drms.Handle, error) {
 	key := spec.Key()
 	pr := &child{spec: spec}
-	pr.held = &hold.Job{Key: key, After: after, Pool: spec.Pool, Limit: spec.PoolLimit, Need: spec.PoolNeed, Data: pr}
+	pr.held = &hold.Job{Key: key, After: after, Pool: spec.Pool, Limit: spec.PoolLimit, Need: spec.PoolNeed,
+		Priority: spec.Priority, Seq: spec.JobID, Data: pr}
 	b.mu.Lock()
 	if b.q.Ready(pr.held, b.depLocked) == "" {
 		b.q.Take(spec.Pool, spec.PoolNeed)

@@ -273,7 +273,8 @@ func (b *Backend) submit(ctx context.Context, spec drms.JobSpec, after []string)
 	req := Request{Op: "start", Key: key, Job: &JobReq{Argv: spec.Argv, Env: spec.Env, Dir: spec.Dir,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr, Join: spec.Join,
 		LazyStdout: spec.LazyStdout, LazyStderr: spec.LazyStderr,
-		After: after, Pool: spec.Pool, Limit: spec.PoolLimit, Need: spec.PoolNeed}}
+		After: after, Pool: spec.Pool, Limit: spec.PoolLimit, Need: spec.PoolNeed,
+		Priority: spec.Priority, Seq: spec.JobID}}
 	// Watch the key before asking, so that an exit event that overtakes
 	// this call's return is not ignored.
 	b.mu.Lock()

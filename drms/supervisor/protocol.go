@@ -35,8 +35,9 @@ import (
 //
 // Version 2: a start may be held. Job.After names keys that must end with
 // exit 0 first (one that did not cancels the job: record "cancel"), and
-// Job.Pool / Limit / Need a pool of slots the job waits for (started in
-// request order while the pool's running jobs take at most Limit). A held
+// Job.Pool / Limit / Need a pool of slots the job waits for (started while
+// the pool's running jobs take at most Limit, in the order of Job.Priority
+// and Job.Seq, then of the requests; an older engine sends neither). A held
 // job's reply has T "wait"; when it starts, every client gets an event with
 // Ev "start" (and "exit" when it ends, or is cancelled, or cannot start).
 // A start event comes up to 10 ms after the start, several jobs at once,
@@ -80,6 +81,10 @@ type JobReq struct {
 	Pool  string `json:"pool,omitempty"`
 	Limit int    `json:"limit,omitempty"`
 	Need  int    `json:"need,omitempty"`
+	// Priority and Seq rank a held job: higher Priority first, then lower
+	// Seq (see hold.Job).
+	Priority int   `json:"priority,omitempty"`
+	Seq      int64 `json:"seq,omitempty"`
 }
 
 // Message is a reply (ID set) or an event (Ev set).

@@ -668,7 +668,7 @@ func (c *sconn) admit(req Request, env []string) {
 	}
 	j := &sjob{pool: jb.Pool, need: max(1, jb.Need)}
 	j.held = &hold.Job{Key: req.Key, After: jb.After, Pool: jb.Pool, Limit: jb.Limit, Need: jb.Need,
-		Data: heldStart{j: j, req: req, env: env}}
+		Priority: jb.Priority, Seq: jb.Seq, Data: heldStart{j: j, req: req, env: env}}
 	s.jobs[req.Key] = j
 	s.lastActive = time.Now()
 	if s.q.Ready(j.held, s.depLocked) == "" {
