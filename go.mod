@@ -17,3 +17,5 @@ require (
 	github.com/mattn/go-sqlite3 v1.14.22 // indirect
 	golang.org/x/text v0.20.0 // indirect
 )
+
+replace github.com/jinzhu/inflection => ./third_party/inflection

@@ -25,6 +25,7 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/gorm/schema"
 
 	"github.com/somaflow/somaflow/privdir"
 )
@@ -203,6 +204,11 @@ func OpenWith(ctx context.Context, dir string, o OpenOptions) (*Store, error) {
 		PrepareStmt:            true,
 		Logger:                 logger.Discard,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
+		// Every table is named by its TableName method (tables.go), so that
+		// GORM never asks its inflection package for a plural: compiling
+		// its rules costs a process start more than all the rest of
+		// opening the store (see third_party/inflection).
+		NamingStrategy: schema.NamingStrategy{SingularTable: true},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +160,24 @@ func TestSchemaVersion(t *testing.T) {
 	s.Close()
 	if _, err := Open(context.Background(), dir); err == nil {
 		t.Fatal("a newer schema was accepted")
+	}
+}
+
+// TestTableNames: the tables keep the names GORM's default naming gave them
+// (the store names them itself, tables.go), so that databases made by
+// earlier versions open as they are.
+func TestTableNames(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var names []string
+	if err := s.db.Raw("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").Scan(&names).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(names, " "), "definitions intents jobs meta transfers workflows"; got != want {
+		t.Errorf("tables %s, want %s", got, want)
 	}
 }
 
