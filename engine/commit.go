@@ -74,6 +74,29 @@ func (e *Engine) markDirty(j *job) {
 	}
 }
 
+// mayDefer tells whether the changes not yet committed may wait for a later
+// commit, FlushDelay at most after the first of them waited: when they are
+// only what backends that keep outcomes until acknowledged
+// (drms.Acknowledger) told of their jobs, starts and ends, which a crash
+// before the commit would make them tell again (the acknowledgements go
+// after the commit). A workflow's own changes, intents carried out,
+// removals, outputs and backend problems are committed at once: waiters
+// and users wait for those.
+func (e *Engine) mayDefer() bool {
+	if len(e.dirtyWf) > 0 || len(e.removed) > 0 || len(e.intents) > 0 || len(e.outputsReady) > 0 || e.clearBackends || len(e.backendChanges()) > 0 {
+		return false
+	}
+	if e.deferred && time.Since(e.deferredAt) >= FlushDelay {
+		return false
+	}
+	for _, j := range e.dirty {
+		if _, ok := j.w.b.be.(drms.Acknowledger); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // commit writes every change since the last commit in one transaction.
 func (e *Engine) commit(ctx context.Context) error {
 	e.deferred = false

@@ -121,6 +121,7 @@ type Engine struct {
 	acks         map[*backendRun][]drms.Handle
 	fpHits       int
 	deferred     bool // changes wait for the next commit (see settle)
+	deferredAt   time.Time
 
 	// problem is set while the store cannot be written (or read); nothing
 	// new is submitted before retryAt, when the commit is tried again.
@@ -414,7 +415,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			flush.Reset(time.Until(e.retryAt))
 			flushC = flush.C
 		case e.deferred:
-			flush.Reset(FlushDelay)
+			flush.Reset(time.Until(e.deferredAt.Add(FlushDelay)))
 			flushC = flush.C
 		}
 		select {
@@ -445,7 +446,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				idleSince = time.Now()
 			} else if e.opts.Idle > 0 && time.Since(idleSince) >= e.opts.Idle {
 				e.log.Info("idle: engine exits", "idle", e.opts.Idle)
-				return nil
+				return e.commit(ctx)
 			}
 		}
 		evs = e.drain(evs)
@@ -506,13 +507,17 @@ func (e *Engine) settle(ctx context.Context) {
 		}
 		subs := e.schedule()
 		if len(subs) == 0 && len(e.toKill) == 0 {
-			if submitted {
+			if submitted || e.mayDefer() {
 				// The handles just received are committed with the next
 				// cycle's changes (typically the outcome of a job that ends
-				// a moment later), at the latest after FlushDelay: their
-				// intents are durable, so a crash before that costs a
-				// lookup (Locator), never a job.
-				e.deferred = true
+				// a moment later), at the latest FlushDelay after the
+				// first change that waits: their intents are durable, so
+				// a crash before that costs a lookup (Locator), never a
+				// job. So are outcomes and starts that their backend keeps
+				// until acknowledged (mayDefer).
+				if !e.deferred {
+					e.deferred, e.deferredAt = true, time.Now()
+				}
 				return
 			}
 			e.tryCommit(ctx)

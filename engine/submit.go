@@ -105,7 +105,13 @@ func (e *Engine) earlyAfter(w *wfRun, v int) ([]drms.Handle, bool) {
 // workflows, and are not counted against the slots of the jobs that can
 // start. Otherwise a chain handed over ahead would fill the budget and
 // leave a slot idle while independent jobs wait in this engine.
-func (w *wfRun) mayStart(v, used, waiting int, early bool) bool {
+//
+// The jobs over the limit are handed over in batches: refill tells
+// whether the backend's (or the workflow's) jobs that can start were at
+// most poolAhead/2 over the limit when this cycle began (see refills).
+// Until then every slot is busy and the backend holds more; one handover
+// (one commit of intents) then serves many job ends.
+func (w *wfRun) mayStart(v, used, waiting int, early, refill bool) bool {
 	need := w.need(v)
 	if !w.b.caps.Pools {
 		if w.maxJobs > 0 {
@@ -113,16 +119,30 @@ func (w *wfRun) mayStart(v, used, waiting int, early bool) bool {
 		}
 		return w.b.slots <= 0 || used == 0 || used+need <= w.b.slots
 	}
+	ahead := 0
+	if refill {
+		ahead = poolAhead
+	}
 	switch {
 	case early && w.maxJobs > 0:
 		return w.waitJobs < poolAhead
 	case early:
 		return waiting == 0 || waiting+need <= poolAhead
 	case w.maxJobs > 0:
-		return w.running-w.waitJobs < w.maxJobs+poolAhead
+		return w.running-w.waitJobs < w.maxJobs+ahead
 	}
 	startable := used - waiting
-	return w.b.slots <= 0 || startable == 0 || startable+need <= w.b.slots+poolAhead
+	return w.b.slots <= 0 || startable == 0 || startable+need <= w.b.slots+ahead
+}
+
+// refills tells, for the workflow, whether jobs over the limit may be
+// handed over in this cycle (see mayStart), used and waiting being its
+// backend's at the cycle's start.
+func (w *wfRun) refills(used, waiting int) bool {
+	if w.maxJobs > 0 {
+		return w.running-w.waitJobs <= w.maxJobs+poolAhead/2
+	}
+	return w.b.slots <= 0 || used-waiting <= w.b.slots+poolAhead/2
 }
 
 // earlyRoom is how many more jobs the workflow may hand its backend early
@@ -179,6 +199,10 @@ func (e *Engine) schedule() []*job {
 		used[w.b] += w.slotsUsed
 		waiting[w.b] += w.waitSlots
 	}
+	refill := map[*wfRun]bool{}
+	for _, w := range e.runs {
+		refill[w] = w.refills(used[w.b], waiting[w.b])
+	}
 	for _, w := range e.runs {
 		if w.stopping || now.Before(w.b.retryAt) {
 			continue
@@ -191,7 +215,7 @@ func (e *Engine) schedule() []*job {
 				continue
 			}
 			early := w.ready[0].early && w.remaining[v] > 0
-			if !w.mayStart(v, used[w.b], waiting[w.b], early) {
+			if !w.mayStart(v, used[w.b], waiting[w.b], early, refill[w]) {
 				if !early || !w.b.caps.Pools {
 					break
 				}
