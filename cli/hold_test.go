@@ -101,6 +101,71 @@ func TestHeldJobsAsDocumented(t *testing.T) {
 	}
 }
 
+// TestHeldChainLeavesTheOtherSlot: through the binary, `submit --max-jobs
+// 2` of a chain longer than the jobs held ahead, whose first job runs until
+// the test opens a gate, and as many independent jobs after it in the
+// file. The chain is held by the supervisor (queued_active) and the
+// independent jobs all run on the other slot meanwhile, as the README
+// says; then everything ends, the chain in order.
+func TestHeldChainLeavesTheOtherSlot(t *testing.T) {
+	env, _ := service(t)
+	dir := t.TempDir()
+	gate, log := filepath.Join(dir, "gate"), filepath.Join(dir, "log")
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o600) })
+	const n = 40
+	var b strings.Builder
+	fmt.Fprintf(&b, "jobs:\n  c00: {shell: 'while [ ! -e %s ]; do sleep 0.05; done; echo c00 >> %s'}\n", gate, log)
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&b, "  c%02d: {shell: 'echo c%02d >> %s', after: [c%02d]}\n", i, i, log, i-1)
+	}
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  i%02d: {command: ['true']}\n", i)
+	}
+	wf := write(t, "chain.yaml", b.String())
+	if r := runBin(t, env, "submit", "--max-jobs", "2", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	var last string
+	waitFor(t, "the independent jobs to end while the chain's first job runs", func() bool {
+		var d struct {
+			Jobs []struct{ Name, Status string }
+		}
+		out := runBin(t, env, "status", "--json", "1").stdout
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
+			t.Fatalf("status document: %v\n%s", err, out)
+		}
+		done, held := 0, 0
+		for _, j := range d.Jobs {
+			switch {
+			case j.Name[0] == 'i' && j.Status == "done":
+				done++
+			case j.Name[0] == 'c' && j.Status == "queued_active":
+				held++
+			}
+		}
+		last = fmt.Sprintf("%d independent jobs done, %d chain jobs held", done, held)
+		if done == n && held < 2 {
+			t.Fatalf("%s: the chain was not held ahead", last)
+		}
+		return done == n
+	})
+	t.Log(last)
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runBin(t, env, "wait", "1"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	data, _ := os.ReadFile(log)
+	var want strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&want, "c%02d\n", i)
+	}
+	if string(data) != want.String() {
+		t.Fatalf("the chain ran:\n%s\nwant each job once, in order", data)
+	}
+}
+
 // TestHoldOffAsDocumented: `settings: {hold: "false"}` in the
 // configuration file, as the README shows, turns the hold off: a job whose
 // dependency runs is not handed to the supervisor (not_submitted, no
@@ -122,7 +187,7 @@ func TestHoldOffAsDocumented(t *testing.T) {
 	jobs := func() map[string]jobDoc {
 		var d struct{ Jobs []jobDoc }
 		out := runBin(t, env, "status", "--json", "1").stdout
-		if err := json.Unmarshal([]byte(out), &d); err != nil {
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
 			t.Fatalf("status document: %v\n%s", err, out)
 		}
 		m := map[string]jobDoc{}
