@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/somaflow/somaflow/drms"
 	"github.com/somaflow/somaflow/drms/local"
@@ -101,13 +100,10 @@ func TestEarlyJobsLeaveSlotsToReadyOnes(t *testing.T) {
 		jobs = append(jobs, jobDef{name: fmt.Sprintf("i%02d", i), shell: "true"})
 	}
 	id := h.submit(build(jobs), 2)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		js, err := h.st.Jobs(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done, early := 0, 0
+	early := 0
+	h.waitFor(id, "every independent job done while the chain's first job runs, a slot being free", func(_ *store.Workflow, js []store.Job) bool {
+		done := 0
+		early = 0
 		for _, j := range js {
 			switch {
 			case j.Name[0] == 'i' && j.Status == model.JobDone:
@@ -116,16 +112,10 @@ func TestEarlyJobsLeaveSlotsToReadyOnes(t *testing.T) {
 				early++
 			}
 		}
-		if done == independent {
-			if early < 2 {
-				t.Errorf("only %d chain jobs handed to the backend: the chain was not handed over ahead", early)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d independent jobs done after 20 s with a slot free (%d chain jobs handed over): jobs waiting for their dependencies took the slots", done, independent, early)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return done == independent
+	})
+	if early < 2 {
+		t.Errorf("only %d chain jobs handed to the backend: the chain was not handed over ahead", early)
 	}
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
