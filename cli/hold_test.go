@@ -166,6 +166,53 @@ func TestHeldChainLeavesTheOtherSlot(t *testing.T) {
 	}
 }
 
+// TestHeldJobsStartInFileOrder: through the binary, `submit --max-jobs 1` of
+// a gated job g, a job x after it, and two independent jobs y and z. y and
+// z are handed to the supervisor before x (x only once g has a handle), and
+// all three wait for the one slot; when g ends they start in the engine's
+// order, as the README says: x, y, z (file order), not in the order the
+// supervisor got them.
+func TestHeldJobsStartInFileOrder(t *testing.T) {
+	env, _ := service(t)
+	dir := t.TempDir()
+	gate, log := filepath.Join(dir, "gate"), filepath.Join(dir, "log")
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o600) })
+	wf := write(t, "order.yaml", fmt.Sprintf(`jobs:
+  g: {shell: 'while [ ! -e %s ]; do sleep 0.05; done'}
+  x: {shell: 'echo x >> %s', after: [g]}
+  y: {shell: 'echo y >> %s'}
+  z: {shell: 'echo z >> %s'}
+`, gate, log, log, log))
+	if r := runBin(t, env, "submit", "--max-jobs", "1", wf); r.code != 0 {
+		t.Fatalf("submit: %+v", r)
+	}
+	waitFor(t, "x, y and z held by the supervisor", func() bool {
+		var d struct {
+			Jobs []struct{ Name, Status string }
+		}
+		out := runBin(t, env, "status", "--json", "1").stdout
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
+			t.Fatalf("status document: %v\n%s", err, out)
+		}
+		held := 0
+		for _, j := range d.Jobs {
+			if j.Name != "g" && j.Status == "queued_active" {
+				held++
+			}
+		}
+		return held == 3
+	})
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runBin(t, env, "wait", "1"); r.code != 0 {
+		t.Fatalf("wait: %+v", r)
+	}
+	if data, _ := os.ReadFile(log); string(data) != "x\ny\nz\n" {
+		t.Fatalf("the held jobs ran in this order:\n%s\nwant x, y, z (file order)", data)
+	}
+}
+
 // TestHoldOffAsDocumented: `settings: {hold: "false"}` in the
 // configuration file, as the README shows, turns the hold off: a job whose
 // dependency runs is not handed to the supervisor (not_submitted, no
