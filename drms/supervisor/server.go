@@ -102,7 +102,7 @@ func Main(ctx context.Context, args []string) int {
 	}
 	s := &server{stateDir: dir, idle: *idle, log: log,
 		jobs: map[string]*sjob{}, byPID: map[int]*sjob{}, conns: map[*sconn]struct{}{},
-		forked: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{},
+		sweepNow: make(chan struct{}, 1), early: map[int]earlyExit{},
 		cg: proc.OpenCgroups("somaflow-sup-" + drms.EngineTag(dir))}
 	if err := s.run(ctx, report); err != nil {
 		return fail(err)
@@ -135,8 +135,6 @@ type server struct {
 	log      *slog.Logger
 	jr       *journal
 
-	// forked wakes a reaper that found no child to wait for.
-	forked chan struct{}
 	// sweepNow asks the sweeper to look for escaped processes now.
 	sweepNow chan struct{}
 	// cg gives each job a cgroup of its own (nil where unavailable).
@@ -338,30 +336,34 @@ func (s *server) snapshot() map[string]*Record {
 	return m
 }
 
-// reaper collects every exit with a blocking wait4(-1) (the kernel wakes it
-// directly): jobs, and orphans reparented to this subreaper. With no child
-// at all it waits for the next fork (or a SIGCHLD from an orphan).
+// reaper collects every exit: jobs, and orphans reparented to this
+// subreaper. Each SIGCHLD wakes it to reap, without blocking, all that
+// exited (signals coalesce: one wake may stand for many exits). It does
+// not sit in a blocking wait4: a goroutine blocked in a system call holds
+// on to its P, and the start of the next job (a goroutine of its own)
+// then waits for the runtime to hand that P over.
 func (s *server) reaper(sigchld <-chan os.Signal, done <-chan struct{}) {
 	for {
-		var ws syscall.WaitStatus
-		var ru syscall.Rusage
-		pid, err := syscall.Wait4(-1, &ws, 0, &ru)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err != nil:
-			if err != syscall.ECHILD {
-				s.log.Error("wait4", "err", err)
+		for {
+			var ws syscall.WaitStatus
+			var ru syscall.Rusage
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, &ru)
+			if err == syscall.EINTR {
+				continue
 			}
-			select {
-			case <-s.forked:
-			case <-sigchld:
-			case <-done:
-				return
+			if err != nil || pid <= 0 {
+				if err != nil && err != syscall.ECHILD {
+					s.log.Error("wait4", "err", err)
+				}
+				break // none left that exited (or no child at all)
 			}
-			continue
+			s.exited(pid, ws, &ru, time.Now())
 		}
-		s.exited(pid, ws, &ru, time.Now())
+		select {
+		case <-sigchld:
+		case <-done:
+			return
+		}
 	}
 }
 
@@ -834,10 +836,6 @@ func (s *server) launch(j *sjob, req Request, env []string, c *sconn) {
 	var tick uint64
 	if err == nil {
 		tick = proc.StartTick(pid)
-		select {
-		case s.forked <- struct{}{}:
-		default:
-		}
 	}
 
 	s.mu.Lock()
