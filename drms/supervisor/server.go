@@ -158,6 +158,8 @@ type server struct {
 	// started are held jobs started since the last start events went out
 	// (startEvents): a job that ends before is told by its exit alone.
 	started []*sjob
+	// flushing: a write of the queued messages is due (flushSoonLocked).
+	flushing bool
 }
 
 type earlyExit struct {
@@ -472,7 +474,42 @@ func (s *server) endLocked(pid int, j *sjob, ws syscall.WaitStatus, ru *syscall.
 	conns := s.broadcastLocked("exit", j.rec)
 	// The jobs held for this one or for its slot start now, as its end is
 	// told: no round trip to the engine between two jobs.
-	return append(conns, s.dispatchLocked()...)
+	started := s.starting
+	conns = append(conns, s.dispatchLocked()...)
+	if s.starting > started {
+		// Its slot is taken again already: the engine has nothing to
+		// start in it, and reads the ends of a burst at one wake-up.
+		s.flushSoonLocked()
+		return nil
+	}
+	return conns
+}
+
+// exitDelay bounds how long the exit event of a job whose end started a
+// held one waits to be written: the clients read and record the ends of a
+// burst together (one wake-up, one commit) instead of one by one. Any other
+// message written meanwhile takes it along.
+const exitDelay = 5 * time.Millisecond
+
+// flushSoonLocked writes the queued messages of every connection within
+// exitDelay.
+func (s *server) flushSoonLocked() {
+	if s.flushing {
+		return
+	}
+	s.flushing = true
+	time.AfterFunc(exitDelay, func() {
+		s.mu.Lock()
+		s.flushing = false
+		conns := make([]*sconn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.flush()
+		}
+	})
 }
 
 // writeTimeout drops a client that does not read its messages.
