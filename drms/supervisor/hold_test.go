@@ -436,3 +436,59 @@ func TestKillWhileStarting(t *testing.T) {
 		t.Fatalf("the killed job ran on: %v", got)
 	}
 }
+
+// The reaper starts a chain's next job itself when nothing else runs, but
+// not one with a file that may wait when opened (a FIFO as its stdin, with
+// no writer yet, or as a log the engine does not create lazily, with no
+// reader yet): the ends of other jobs must still be reaped and told
+// meanwhile.
+func TestHeldFIFOLeavesReaperFree(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		set   func(sp *drms.JobSpec, fifo string)
+		other int // how the test opens the FIFO to let the start go on
+	}{
+		{"stdin", func(sp *drms.JobSpec, fifo string) { sp.Stdin = fifo }, os.O_WRONLY},
+		{"stdout", func(sp *drms.JobSpec, fifo string) { sp.Stdout, sp.LazyStdout = fifo, false }, os.O_RDONLY},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, b, rec, dir := holdFixture(t)
+			ctx := context.Background()
+			fifo := filepath.Join(dir, "fifo")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			release := filepath.Join(dir, "release")
+			a, err := b.Submit(ctx, shJob(dir, 1, fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", release)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp := shJob(dir, 2, "exit 0")
+			sp.LazyStdout, sp.LazyStderr = true, true // files that cannot block...
+			tc.set(&sp, fifo)                         // ...but this one
+			h, err := b.SubmitAfter(ctx, sp, []drms.Handle{a})
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(release, nil, 0o600)
+			rec.wait(t, a.ID, drms.Ended)
+			// a was the only job: its end started h, whose start now
+			// waits for the FIFO's other end.
+			c, err := b.Submit(ctx, shJob(dir, 3, "exit 7"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := rec.wait(t, c.ID, drms.Ended).State.Outcome; o.ExitValue == nil || *o.ExitValue != 7 {
+				t.Fatalf("c: %+v", o)
+			}
+			f, err := os.OpenFile(fifo, tc.other, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if o := rec.wait(t, h.ID, drms.Ended).State.Outcome; o.ExitValue == nil || *o.ExitValue != 0 {
+				t.Fatalf("h: %+v", o)
+			}
+		})
+	}
+}

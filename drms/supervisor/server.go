@@ -160,6 +160,10 @@ type server struct {
 	started []*sjob
 	// flushing: a write of the queued messages is due (flushSoonLocked).
 	flushing bool
+	// reaping: the reaper is ending a job (exited), and may start the one
+	// held job its end lets start itself: next (dispatchLocked).
+	reaping bool
+	next    *heldStart
 }
 
 type earlyExit struct {
@@ -437,10 +441,17 @@ func (s *server) exited(pid int, ws syscall.WaitStatus, ru *syscall.Rusage, ende
 		s.mu.Unlock()
 		return // else an orphan reparented to us, or a failed exec
 	}
+	s.reaping = true
 	conns := s.endLocked(pid, j, ws, ru, ended)
+	s.reaping = false
+	next := s.next
+	s.next = nil
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.flush()
+	}
+	if next != nil {
+		s.launch(next.j, next.req, next.env, nil)
 	}
 }
 
@@ -749,6 +760,15 @@ func (c *sconn) admit(req Request, env []string) {
 	}
 }
 
+// cannotBlock tells a job whose files open without waiting: no stdin file
+// (a FIFO would wait for its writer), and logs that are the engine's own
+// (created on the first byte) or none.
+func cannotBlock(jb *JobReq) bool {
+	outOK := jb.Stdout == "" || jb.LazyStdout
+	errOK := jb.Join || jb.Stderr == "" || jb.Stderr == jb.Stdout || jb.LazyStderr
+	return jb.Stdin == "" && outOK && errOK
+}
+
 // depLocked is what the supervisor knows of a dependency of a held job. A
 // dependency it does not know counts as failed: an ended one's held
 // dependants are dispatched at its end, before it can be forgotten.
@@ -792,9 +812,16 @@ func (s *server) dispatchLocked() []*sconn {
 		j.held = nil
 		j.rec = intent
 		s.starting++
+		if s.reaping && s.next == nil && s.starting == 1 && len(s.byPID) == 0 && cannotBlock(h.req.Job) {
+			// The reaper starts it itself once s.mu is unlocked (exited):
+			// nothing else runs, so nothing waits to be reaped meanwhile,
+			// and opening its files cannot block (a chain's next job).
+			s.next = &h
+			return true
+		}
 		// Not in the caller's goroutine (the reaper's, often): opening a
-		// job's files may block (a FIFO as stdin), and nothing else would
-		// be reaped meanwhile.
+		// job's files may block (a FIFO as stdin), and the reaper would
+		// reap nothing meanwhile.
 		go s.launch(j, h.req, h.env, nil)
 		return true
 	}, func(hj *hold.Job) {
