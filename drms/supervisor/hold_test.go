@@ -394,6 +394,22 @@ func TestHoldStartEvent(t *testing.T) {
 	}
 }
 
+// fifoAndGate makes a FIFO in dir and starts job 1, which runs until the
+// file release exists: a held job submitted after it starts at its end.
+func fifoAndGate(t *testing.T, b *supervisor.Backend, dir string) (fifo string, gate drms.Handle, release string) {
+	t.Helper()
+	fifo = filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release = filepath.Join(dir, "release")
+	gate, err := b.Submit(context.Background(), shJob(dir, 1, fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", release)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fifo, gate, release
+}
+
 // A job killed while it is being started (its intent journalled, its files
 // being opened, not forked yet) is killed once it has a pid: the kill is
 // not lost. Its stdin is a FIFO with no writer, so its start waits there
@@ -401,15 +417,7 @@ func TestHoldStartEvent(t *testing.T) {
 func TestKillWhileStarting(t *testing.T) {
 	_, b, rec, dir := holdFixture(t)
 	ctx := context.Background()
-	fifo := filepath.Join(dir, "stdin")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	release := filepath.Join(dir, "release")
-	a, err := b.Submit(ctx, shJob(dir, 1, fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", release)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fifo, a, release := fifoAndGate(t, b, dir)
 	marker := filepath.Join(dir, "ran")
 	sp := shJob(dir, 2, "echo started > "+marker+"; sleep 30; echo survived >> "+marker)
 	sp.Stdin = fifo
@@ -454,15 +462,7 @@ func TestHeldFIFOLeavesReaperFree(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, b, rec, dir := holdFixture(t)
 			ctx := context.Background()
-			fifo := filepath.Join(dir, "fifo")
-			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			release := filepath.Join(dir, "release")
-			a, err := b.Submit(ctx, shJob(dir, 1, fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", release)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			fifo, a, release := fifoAndGate(t, b, dir)
 			sp := shJob(dir, 2, "exit 0")
 			sp.LazyStdout, sp.LazyStderr = true, true // files that cannot block...
 			tc.set(&sp, fifo)                         // ...but this one
