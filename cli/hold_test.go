@@ -127,15 +127,8 @@ func TestHeldChainLeavesTheOtherSlot(t *testing.T) {
 	}
 	var last string
 	waitFor(t, "the independent jobs to end while the chain's first job runs", func() bool {
-		var d struct {
-			Jobs []struct{ Name, Status string }
-		}
-		out := runBin(t, env, "status", "--json", "1").stdout
-		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
-			t.Fatalf("status document: %v\n%s", err, out)
-		}
 		done, held := 0, 0
-		for _, j := range d.Jobs {
+		for _, j := range workflowJobs(t, env) {
 			switch {
 			case j.Name[0] == 'i' && j.Status == "done":
 				done++
@@ -187,15 +180,8 @@ func TestHeldJobsStartInFileOrder(t *testing.T) {
 		t.Fatalf("submit: %+v", r)
 	}
 	waitFor(t, "x, y and z held by the supervisor", func() bool {
-		var d struct {
-			Jobs []struct{ Name, Status string }
-		}
-		out := runBin(t, env, "status", "--json", "1").stdout
-		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
-			t.Fatalf("status document: %v\n%s", err, out)
-		}
 		held := 0
-		for _, j := range d.Jobs {
+		for _, j := range workflowJobs(t, env) {
 			if j.Name != "g" && j.Status == "queued_active" {
 				held++
 			}
@@ -226,19 +212,9 @@ func TestHoldOffAsDocumented(t *testing.T) {
 	if r := runBin(t, env, "submit", wf); r.code != 0 {
 		t.Fatalf("submit: %+v", r)
 	}
-	type jobDoc struct {
-		Name    string `json:"name"`
-		Status  string `json:"status"`
-		Attempt int    `json:"attempt"`
-	}
 	jobs := func() map[string]jobDoc {
-		var d struct{ Jobs []jobDoc }
-		out := runBin(t, env, "status", "--json", "1").stdout
-		if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
-			t.Fatalf("status document: %v\n%s", err, out)
-		}
 		m := map[string]jobDoc{}
-		for _, j := range d.Jobs {
+		for _, j := range workflowJobs(t, env) {
 			m[j.Name] = j
 		}
 		return m
@@ -256,4 +232,22 @@ func TestHoldOffAsDocumented(t *testing.T) {
 	if r := runBin(t, env, "wait", "1"); r.code != 0 || !strings.Contains(r.stdout, "2 succeeded") {
 		t.Fatalf("wait: %+v", r)
 	}
+}
+
+// jobDoc is what the hold tests read of a job in the status document.
+type jobDoc struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Attempt int    `json:"attempt"`
+}
+
+// workflowJobs runs `somaflow status --json 1` and returns its jobs.
+func workflowJobs(t *testing.T, env []string) []jobDoc {
+	t.Helper()
+	var d struct{ Jobs []jobDoc }
+	out := runBin(t, env, "status", "--json", "1").stdout
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "["), "]")), &d); err != nil {
+		t.Fatalf("status document: %v\n%s", err, out)
+	}
+	return d.Jobs
 }
