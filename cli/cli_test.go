@@ -395,6 +395,86 @@ func TestLogsFollow(t *testing.T) {
 	}
 }
 
+// wait's summary, counted in the database with only the jobs that get a
+// row read, says what its status document says: run as the README shows
+// (submit FILE, wait ID), against wait --json.
+func TestWaitSummaryAsDocument(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	env := []string{"SOMAFLOW_STATE_DIR=" + state}
+	if r := runBin(t, env, "submit", write(t, "fail.yaml", failWF)); r.code != 0 || strings.TrimSpace(r.stdout) != "1" {
+		t.Fatalf("submit: %+v", r)
+	}
+	defer func() { runBin(t, env, "engine", "stop"); stopSupervisor(state) }()
+	text := runBin(t, env, "wait", "--timeout", "60", "1")
+	if text.code != 1 {
+		t.Fatalf("wait (jobs failed): want exit 1: %+v", text)
+	}
+	r := runBin(t, env, "wait", "--json", "1")
+	var docs []struct {
+		ID, Name, Status, Submitted string
+		Jobs                        []struct {
+			ID, Name, Status string
+			ExitStatus       *string `json:"exit_status"`
+			ExitValue        *int    `json:"exit_value"`
+			Ended, Reason    *string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil || len(docs) != 1 {
+		t.Fatalf("wait --json: %v: %+v", err, r)
+	}
+	doc := docs[0]
+	var succeeded, failed, aborted int
+	var end time.Time
+	rows := map[string]bool{}
+	for _, j := range doc.Jobs {
+		es := ""
+		if j.ExitStatus != nil {
+			es = *j.ExitStatus
+		}
+		ok := j.Status == "done" && es == "finished_regularly" && j.ExitValue != nil && *j.ExitValue == 0
+		switch {
+		case ok:
+			succeeded++
+		case es == "aborted_before_running":
+			aborted++
+		default:
+			failed++
+		}
+		if !ok || (j.Reason != nil && *j.Reason != "") {
+			rows[j.ID] = true
+		}
+		if j.Ended != nil {
+			if e, err := time.Parse(time.RFC3339, *j.Ended); err == nil && e.After(end) {
+				end = e
+			}
+		}
+	}
+	start, err := time.Parse(time.RFC3339, doc.Submitted)
+	if err != nil || end.IsZero() {
+		t.Fatalf("document: submitted %q, no end: %+v", doc.Submitted, doc)
+	}
+	if succeeded != 1 || failed != 2 || aborted != 1 {
+		t.Fatalf("document: %d succeeded, %d failed, %d aborted; want 1, 2, 1: %+v", succeeded, failed, aborted, doc)
+	}
+	line := fmt.Sprintf("workflow 1 %q: %s in %s — %d jobs: %d succeeded, %d failed, %d aborted\n",
+		doc.Name, doc.Status, end.Sub(start), len(doc.Jobs), succeeded, failed, aborted)
+	if !strings.HasPrefix(text.stdout, line) {
+		t.Fatalf("wait's summary:\n%s\nwant its first line:\n%s", text.stdout, line)
+	}
+	listed := map[string]bool{}
+	for i, l := range strings.Split(strings.TrimSpace(text.stdout), "\n") {
+		if i >= 2 { // the summary line, the table's head
+			listed[strings.Fields(l)[0]] = true
+		}
+	}
+	if fmt.Sprint(listed) != fmt.Sprint(rows) {
+		t.Fatalf("wait's rows are jobs %v, want %v:\n%s", listed, rows, text.stdout)
+	}
+	if !strings.Contains(text.stdout, "exit 3") || !strings.Contains(text.stdout, "oops") || !strings.Contains(text.stdout, "signal SIGTERM") {
+		t.Fatalf("wait's rows lack an outcome or the last line of stderr:\n%s", text.stdout)
+	}
+}
+
 // status ID JOB shows one job; wait ID --job JOB waits for that job only
 // and exits by its outcome (issue 25.7).
 func TestOneJob(t *testing.T) {

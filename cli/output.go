@@ -19,23 +19,37 @@ type counts struct{ total, succeeded, failed, aborted, running, waiting int }
 
 func countJobs(doc *client.WorkflowDoc) counts {
 	var c counts
-	c.total = len(doc.Jobs)
 	for _, j := range doc.Jobs {
-		es := deref(j.ExitStatus)
-		switch {
-		case model.Succeeded(j.Status, es, j.ExitValue):
-			c.succeeded++
-		case model.JobEnded(j.Status) && (es == model.ExitAbortedBefore):
-			c.aborted++
-		case model.JobEnded(j.Status):
-			c.failed++
-		case j.Status == model.JobNotSubmitted:
-			c.waiting++
-		default:
-			c.running++
-		}
+		c.add(j.Status, deref(j.ExitStatus), j.ExitValue, 1)
 	}
 	return c
+}
+
+// add counts n jobs of one outcome.
+func (c *counts) add(status, exitStatus string, exitValue *int, n int) {
+	c.total += n
+	switch {
+	case model.Succeeded(status, exitStatus, exitValue):
+		c.succeeded += n
+	case model.JobEnded(status) && exitStatus == model.ExitAbortedBefore:
+		c.aborted += n
+	case model.JobEnded(status):
+		c.failed += n
+	case status == model.JobNotSubmitted:
+		c.waiting += n
+	default:
+		c.running += n
+	}
+}
+
+// countOutcomes counts the jobs of workflow id in the database.
+func countOutcomes(ctx context.Context, c *client.Client, id int64) (counts, []client.JobCount, time.Time, error) {
+	var cnt counts
+	outcomes, last, err := c.JobCounts(ctx, id)
+	for _, o := range outcomes {
+		cnt.add(o.Status, o.ExitStatus, o.ExitValue, o.N)
+	}
+	return cnt, outcomes, last, err
 }
 
 // outcomeText is a job's outcome in words: "exit 3", "SIGKILL", ...
@@ -53,28 +67,78 @@ func outcomeText(j client.JobDoc) string {
 	}
 }
 
-func printSummary(s *IO, doc *client.WorkflowDoc, took time.Duration) {
-	c := countJobs(doc)
+// summary is what wait and run say of a workflow that ended: a line with
+// its jobs counted, then a row for each job that gets one (rowWorthy).
+type summary struct {
+	head   *client.WorkflowDoc // its status document; its jobs are not used
+	counts counts
+	took   time.Duration
+	rows   []client.JobDoc
+}
+
+// rowWorthy tells whether a job gets a row of its own in a summary: it
+// ended without succeeding, or it succeeded but says something (a log that
+// could not be kept).
+func rowWorthy(status, exitStatus string, exitValue *int, reason bool) bool {
+	return model.JobEnded(status) && (!model.Succeeded(status, exitStatus, exitValue) || reason)
+}
+
+// summaryOf sums up a status document.
+func summaryOf(doc *client.WorkflowDoc, took time.Duration) summary {
+	sum := summary{head: doc, counts: countJobs(doc), took: took}
+	for _, j := range doc.Jobs {
+		if rowWorthy(j.Status, deref(j.ExitStatus), j.ExitValue, deref(j.Reason) != "") {
+			sum.rows = append(sum.rows, j)
+		}
+	}
+	return sum
+}
+
+// readSummary sums up workflow id from the database: its jobs are counted
+// there, and only those that get a row are kept, so that a workflow of a
+// million jobs is summed up quickly and in memory that does not grow with
+// it. It took from its submission to its last job's end.
+func readSummary(ctx context.Context, c *client.Client, id int64) (summary, error) {
+	head, err := c.WorkflowHeader(ctx, id)
+	if err != nil {
+		return summary{}, err
+	}
+	cnt, outcomes, last, err := countOutcomes(ctx, c, id)
+	if err != nil {
+		return summary{}, err
+	}
+	sum := summary{head: head, counts: cnt, took: tookUntil(head, last)}
+	for _, o := range outcomes {
+		if rowWorthy(o.Status, o.ExitStatus, o.ExitValue, o.WithReason > 0) {
+			err := c.EachJobDoc(ctx, id, func(j client.JobDoc) error {
+				if rowWorthy(j.Status, deref(j.ExitStatus), j.ExitValue, deref(j.Reason) != "") {
+					sum.rows = append(sum.rows, j)
+				}
+				return nil
+			})
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+// failed is the number of jobs that ended without succeeding.
+func (sum summary) failed() int { return sum.counts.failed + sum.counts.aborted }
+
+func printSummary(s *IO, sum summary) {
+	c, doc := sum.counts, sum.head
 	name := ""
 	if doc.Name != nil {
 		name = fmt.Sprintf(" %q", *doc.Name)
 	}
 	fmt.Fprintf(s.Out, "workflow %s%s: %s in %s — %d jobs: %d succeeded, %d failed, %d aborted\n",
-		doc.ID, name, doc.Status, took.Round(time.Millisecond), c.total, c.succeeded, c.failed, c.aborted)
-	// Jobs that did not succeed, and those that did but say something (a
-	// log that could not be kept).
-	var bad []client.JobDoc
-	for _, j := range doc.Jobs {
-		if model.JobEnded(j.Status) && (!model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) || deref(j.Reason) != "") {
-			bad = append(bad, j)
-		}
-	}
-	if len(bad) == 0 {
+		doc.ID, name, doc.Status, sum.took.Round(time.Millisecond), c.total, c.succeeded, c.failed, c.aborted)
+	if len(sum.rows) == 0 {
 		return
 	}
 	tw := s.newTable()
 	fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tOUTCOME\tREASON\tLAST LINE OF STDERR")
-	for _, j := range bad {
+	for _, j := range sum.rows {
 		mark := s.paint("31", j.Status)
 		if model.Succeeded(j.Status, deref(j.ExitStatus), j.ExitValue) {
 			mark = s.paint("33", j.Status)
@@ -140,13 +204,6 @@ func lastLine(path *string) string {
 
 // elapsed is a workflow's time from its submission to its last job's end.
 func elapsed(doc *client.WorkflowDoc) time.Duration {
-	if doc.Submitted == nil {
-		return 0
-	}
-	start, err := time.Parse(time.RFC3339, *doc.Submitted)
-	if err != nil {
-		return 0
-	}
 	var end time.Time
 	for _, j := range doc.Jobs {
 		if j.Ended != nil {
@@ -155,7 +212,17 @@ func elapsed(doc *client.WorkflowDoc) time.Duration {
 			}
 		}
 	}
-	if end.Before(start) {
+	return tookUntil(doc, end)
+}
+
+// tookUntil is the time from a workflow's submission (to the second, as
+// its document says) to end, 0 if end is before it or unknown.
+func tookUntil(doc *client.WorkflowDoc, end time.Time) time.Duration {
+	if doc.Submitted == nil {
+		return 0
+	}
+	start, err := time.Parse(time.RFC3339, *doc.Submitted)
+	if err != nil || end.Before(start) {
 		return 0
 	}
 	return end.Sub(start)
@@ -290,8 +357,7 @@ func startProgress(ctx context.Context, s *IO, c *client.Client, id int64) (stop
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if doc, err := c.WorkflowElementsStatus(ctx, id); err == nil {
-				cnt := countJobs(doc)
+			if cnt, _, _, err := countOutcomes(ctx, c, id); err == nil {
 				ended := cnt.succeeded + cnt.failed + cnt.aborted
 				width := 30
 				fill := 0

@@ -152,29 +152,39 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 			defer os.RemoveAll(root)
 		}
 	}
-	doc, err := c.WorkflowElementsStatus(ctx, id)
+	took := time.Since(started)
+	if o.JSON || o.Trace != "" {
+		doc, err := c.WorkflowElementsStatus(ctx, id)
+		if err != nil {
+			return err
+		}
+		return endRun(s, o, ended{doc: doc, sum: summaryOf(doc, took)})
+	}
+	sum, err := readSummary(ctx, c, id)
 	if err != nil {
 		return err
 	}
-	return endRun(s, o, doc, time.Since(started))
+	sum.took = took
+	return endRun(s, o, ended{sum: sum})
 }
 
-// endRun ends a run, here or on a resource: the trace file, the status
-// document or a summary, and errJobsFailed when a job did not succeed.
-func endRun(s *IO, o *runOptions, doc *client.WorkflowDoc, took time.Duration) error {
+// endRun ends a run, here or on a resource: the trace file and the status
+// document (which e has then), or a summary, and errJobsFailed when a job
+// did not succeed.
+func endRun(s *IO, o *runOptions, e ended) error {
 	if o.Trace != "" {
-		if err := saveTrace(o.Trace, doc); err != nil {
+		if err := saveTrace(o.Trace, e.doc); err != nil {
 			return err
 		}
 	}
 	if o.JSON {
-		if err := s.JSON(doc); err != nil {
+		if err := s.JSON(e.doc); err != nil {
 			return err
 		}
 	} else {
-		printSummary(s, doc, took)
+		printSummary(s, e.sum)
 	}
-	if failedJobs(doc) > 0 {
+	if e.sum.failed() > 0 {
 		return errJobsFailed
 	}
 	return nil

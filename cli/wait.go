@@ -84,51 +84,74 @@ func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
 	if o.Job != "" {
 		return waitForJob(ctx, s, o, c)
 	}
-	return waitAll(s, o, func(id int64, left time.Duration) (*client.WorkflowDoc, error) {
+	return waitAll(s, o, func(id int64, left time.Duration) (ended, error) {
 		stop := startProgress(ctx, s, c, id)
 		defer stop()
 		if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
 			defer watchProblems(ctx, s, c, infos[0].Backend)()
 		}
 		if err := c.WaitWorkflow(ctx, id, left); err != nil {
-			return nil, err
+			return ended{}, err
 		}
-		return c.WorkflowElementsStatus(ctx, id)
+		if o.JSON {
+			return endedDoc(c.WorkflowElementsStatus(ctx, id))
+		}
+		sum, err := readSummary(ctx, c, id)
+		return ended{sum: sum}, err
 	})
+}
+
+// ended is what wait reports of a workflow that ended: its status
+// document (--json), and its summary.
+type ended struct {
+	doc *client.WorkflowDoc
+	sum summary
+}
+
+// endedDoc is ended with a status document, summed up as wait does.
+func endedDoc(doc *client.WorkflowDoc, err error) (ended, error) {
+	if err != nil {
+		return ended{}, err
+	}
+	return ended{doc: doc, sum: summaryOf(doc, elapsed(doc))}, nil
 }
 
 // waitAll waits for each workflow of o in turn with waitOne (given what
 // is left of the timeout, -1 for none), then prints the summaries or the
 // status documents; the most serious exit code wins.
-func waitAll(s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (*client.WorkflowDoc, error)) error {
+func waitAll(s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (ended, error)) error {
 	deadline := time.Now().Add(o.Timeout)
 	var codes []int
-	var docs []*client.WorkflowDoc
+	var all []ended
 	for _, id := range o.IDs {
 		left := time.Duration(-1)
 		if o.Timeout >= 0 {
 			left = max(0, time.Until(deadline))
 		}
-		doc, err := waitOne(id, left)
+		e, err := waitOne(id, left)
 		if err != nil {
 			fmt.Fprintf(s.ErrOut, "somaflow: %v\n", withID(id, err))
 			codes = append(codes, ExitCode(err))
 			continue
 		}
-		docs = append(docs, doc)
-		if failedJobs(doc) > 0 {
+		all = append(all, e)
+		if e.sum.failed() > 0 {
 			codes = append(codes, ExitJobFailed)
 		} else {
 			codes = append(codes, ExitOK)
 		}
 	}
 	if o.JSON {
+		docs := make([]*client.WorkflowDoc, len(all))
+		for i, e := range all {
+			docs[i] = e.doc
+		}
 		if err := s.JSON(docs); err != nil {
 			return err
 		}
 	} else {
-		for _, d := range docs {
-			printSummary(s, d, elapsed(d))
+		for _, e := range all {
+			printSummary(s, e.sum)
 		}
 	}
 	if code := worst(codes...); code != ExitOK {

@@ -142,6 +142,37 @@ func (c *Client) WorkflowElementsStatus(ctx context.Context, id int64) (*Workflo
 	return d, nil
 }
 
+// WorkflowHeader is the status document of workflow id without its jobs
+// (Jobs is empty): with JobCounts, what a summary of a workflow of any
+// size needs; EachJobDoc reads the jobs it wants.
+func (c *Client) WorkflowHeader(ctx context.Context, id int64) (*WorkflowDoc, error) {
+	return c.docWithoutJobs(ctx, id)
+}
+
+// EachJobDoc gives put the jobs of workflow id one at a time, in
+// definition order, as its status document has them, in memory that does
+// not grow with the workflow. An error from put stops the reading and is
+// returned.
+func (c *Client) EachJobDoc(ctx context.Context, id int64, put func(JobDoc) error) error {
+	return c.st.EachJobStateInOrder(ctx, id, func(j *store.Job) error { return put(jobDoc(j)) })
+}
+
+// JobCount is how many jobs of a workflow share one outcome: a status, an
+// exit status ("" for none) and an exit value (nil for none); WithReason
+// of them have a reason.
+type JobCount = store.JobCount
+
+// JobCounts counts the jobs of workflow id by outcome in the database,
+// without reading them one by one, and gives the latest end of any of
+// them, to the second (the zero time when none ended).
+func (c *Client) JobCounts(ctx context.Context, id int64) ([]JobCount, time.Time, error) {
+	counts, last, err := c.st.CountJobs(ctx, id)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return counts, last, nil
+}
+
 // docWithoutJobs is the status document of workflow id but its jobs.
 func (c *Client) docWithoutJobs(ctx context.Context, id int64) (*WorkflowDoc, error) {
 	row, err := c.st.GetWorkflow(ctx, id, false)
@@ -217,7 +248,7 @@ func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io
 		enc.SetIndent("    ", "  ")
 	}
 	n := 0
-	err = c.st.EachJobStateInOrder(ctx, id, func(j *store.Job) error {
+	err = c.EachJobDoc(ctx, id, func(j JobDoc) error {
 		switch {
 		case n > 0 && indent:
 			bw.WriteString(",\n    ")
@@ -228,7 +259,7 @@ func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io
 		}
 		n++
 		buf.Reset()
-		if err := enc.Encode(jobDoc(j)); err != nil {
+		if err := enc.Encode(j); err != nil {
 			return err
 		}
 		_, err := bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
