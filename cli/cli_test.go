@@ -473,6 +473,15 @@ func TestWaitSummaryAsDocument(t *testing.T) {
 	if !strings.Contains(text.stdout, "exit 3") || !strings.Contains(text.stdout, "oops") || !strings.Contains(text.stdout, "signal SIGTERM") {
 		t.Fatalf("wait's rows lack an outcome or the last line of stderr:\n%s", text.stdout)
 	}
+	// With an unknown workflow too: its error, the known one's document
+	// alone, the worse exit code; with only unknown ones, null.
+	r = runBin(t, env, "wait", "--json", "1", "99")
+	if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil || len(docs) != 1 || docs[0].ID != "1" || r.code != 3 || !strings.Contains(r.stderr, "99") {
+		t.Fatalf("wait --json 1 99: want workflow 1's document alone, exit 3: %v: %+v", err, r)
+	}
+	if r := runBin(t, env, "wait", "--json", "99"); r.code != 3 || r.stdout != "null\n" {
+		t.Fatalf("wait --json 99: want null, exit 3: %+v", r)
+	}
 }
 
 // status ID JOB shows one job; wait ID --job JOB waits for that job only

@@ -205,7 +205,7 @@ func runRemote(ctx context.Context, s *IO, o *runOptions, name string, w *model.
 	if doc, err = r.WorkflowElementsStatus(ctx, id); err != nil {
 		return err
 	}
-	return endRun(s, o, ended{doc: doc, sum: summaryOf(doc, time.Since(started))})
+	return endRun(ctx, s, o, ended{doc: doc, sum: summaryOf(doc, time.Since(started))})
 }
 
 // moveRemote sends a workflow's inputs to a resource or brings its outputs
@@ -278,7 +278,7 @@ func remoteWait(ctx context.Context, s *IO, o *waitOptions, name string) error {
 		return err
 	}
 	defer r.Close()
-	return waitAll(s, o, func(id int64, left time.Duration) (ended, error) {
+	return waitAll(ctx, s, o, func(id int64, left time.Duration) (ended, error) {
 		if err := r.WaitWorkflow(ctx, id, left); err != nil {
 			return ended{}, err
 		}

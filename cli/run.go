@@ -153,32 +153,40 @@ func runRun(ctx context.Context, s *IO, o *runOptions) error {
 		}
 	}
 	took := time.Since(started)
-	if o.JSON || o.Trace != "" {
+	switch {
+	case o.Trace != "":
 		doc, err := c.WorkflowElementsStatus(ctx, id)
 		if err != nil {
 			return err
 		}
-		return endRun(s, o, ended{doc: doc, sum: summaryOf(doc, took)})
+		return endRun(ctx, s, o, ended{doc: doc, sum: summaryOf(doc, took)})
+	case o.JSON:
+		// Streamed from the state; its jobs counted give the exit code.
+		cnt, _, _, err := countOutcomes(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		return endRun(ctx, s, o, ended{sum: summary{counts: cnt}, c: c, id: id})
 	}
 	sum, err := readSummary(ctx, c, id)
 	if err != nil {
 		return err
 	}
 	sum.took = took
-	return endRun(s, o, ended{sum: sum})
+	return endRun(ctx, s, o, ended{sum: sum})
 }
 
-// endRun ends a run, here or on a resource: the trace file and the status
-// document (which e has then), or a summary, and errJobsFailed when a job
-// did not succeed.
-func endRun(s *IO, o *runOptions, e ended) error {
+// endRun ends a run, here or on a resource: the trace file (from e's
+// document), the status document or a summary, and errJobsFailed when a
+// job did not succeed.
+func endRun(ctx context.Context, s *IO, o *runOptions, e ended) error {
 	if o.Trace != "" {
 		if err := saveTrace(o.Trace, e.doc); err != nil {
 			return err
 		}
 	}
 	if o.JSON {
-		if err := s.JSON(e.doc); err != nil {
+		if err := e.writeJSON(ctx, s); err != nil {
 			return err
 		}
 	} else {

@@ -84,7 +84,7 @@ func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
 	if o.Job != "" {
 		return waitForJob(ctx, s, o, c)
 	}
-	return waitAll(s, o, func(id int64, left time.Duration) (ended, error) {
+	return waitAll(ctx, s, o, func(id int64, left time.Duration) (ended, error) {
 		stop := startProgress(ctx, s, c, id)
 		defer stop()
 		if infos, err := c.Workflows(ctx, id); err == nil && len(infos) == 1 {
@@ -94,18 +94,53 @@ func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
 			return ended{}, err
 		}
 		if o.JSON {
-			return endedDoc(c.WorkflowElementsStatus(ctx, id))
+			// The document is streamed once every wait is over; its jobs
+			// counted give the exit code.
+			cnt, _, _, err := countOutcomes(ctx, c, id)
+			return ended{sum: summary{counts: cnt}, c: c, id: id}, err
 		}
 		sum, err := readSummary(ctx, c, id)
 		return ended{sum: sum}, err
 	})
 }
 
-// ended is what wait reports of a workflow that ended: its status
-// document (--json), and its summary.
+// ended is what wait and run report of a workflow that ended: its summary,
+// and for --json its status document, read whole (doc) or streamed from
+// the state (c and id).
 type ended struct {
-	doc *client.WorkflowDoc
 	sum summary
+	doc *client.WorkflowDoc
+	c   *client.Client
+	id  int64
+}
+
+// writeJSON prints the status document of e.
+func (e ended) writeJSON(ctx context.Context, s *IO) error {
+	if e.c == nil {
+		return s.JSON(e.doc)
+	}
+	return e.c.WriteWorkflowElementsStatus(ctx, e.id, s.Out, s.outTTY)
+}
+
+// writeJSONs prints the status documents of all as one JSON array (null
+// for none), streamed from the state when they all are.
+func writeJSONs(ctx context.Context, s *IO, all []ended) error {
+	var ids []int64
+	var docs []*client.WorkflowDoc
+	for _, e := range all {
+		if e.c == nil || e.c != all[0].c {
+			ids = nil
+			break
+		}
+		ids = append(ids, e.id)
+	}
+	if ids != nil {
+		return all[0].c.WriteWorkflowsElementsStatus(ctx, ids, s.Out, s.outTTY)
+	}
+	for _, e := range all {
+		docs = append(docs, e.doc)
+	}
+	return s.JSON(docs)
 }
 
 // endedDoc is ended with a status document, summed up as wait does.
@@ -119,7 +154,7 @@ func endedDoc(doc *client.WorkflowDoc, err error) (ended, error) {
 // waitAll waits for each workflow of o in turn with waitOne (given what
 // is left of the timeout, -1 for none), then prints the summaries or the
 // status documents; the most serious exit code wins.
-func waitAll(s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (ended, error)) error {
+func waitAll(ctx context.Context, s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (ended, error)) error {
 	deadline := time.Now().Add(o.Timeout)
 	var codes []int
 	var all []ended
@@ -142,11 +177,7 @@ func waitAll(s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (
 		}
 	}
 	if o.JSON {
-		docs := make([]*client.WorkflowDoc, len(all))
-		for i, e := range all {
-			docs[i] = e.doc
-		}
-		if err := s.JSON(docs); err != nil {
+		if err := writeJSONs(ctx, s, all); err != nil {
 			return err
 		}
 	} else {

@@ -216,6 +216,48 @@ func (c *Client) docWithoutJobs(ctx context.Context, id int64) (*WorkflowDoc, er
 // indent, two spaces as json.MarshalIndent), in memory that does not grow
 // with the number of jobs. A trailing newline ends it.
 func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io.Writer, indent bool) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	if err := c.writeDoc(ctx, id, bw, "", indent); err != nil {
+		return err
+	}
+	bw.WriteByte('\n')
+	return bw.Flush()
+}
+
+// WriteWorkflowsElementsStatus writes the status documents of the
+// workflows ids to w as one JSON array, each streamed as
+// WriteWorkflowElementsStatus streams it: the same bytes as encoding the
+// slice of their documents (null for a nil ids), in memory that does not
+// grow with the number of jobs. A trailing newline ends it.
+func (c *Client) WriteWorkflowsElementsStatus(ctx context.Context, ids []int64, w io.Writer, indent bool) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	if ids == nil {
+		bw.WriteString("null\n")
+		return bw.Flush()
+	}
+	bw.WriteByte('[')
+	for i, id := range ids {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		if indent {
+			bw.WriteString("\n  ")
+		}
+		if err := c.writeDoc(ctx, id, bw, "  ", indent); err != nil {
+			return err
+		}
+	}
+	if indent && len(ids) > 0 {
+		bw.WriteByte('\n')
+	}
+	bw.WriteString("]\n")
+	return bw.Flush()
+}
+
+// writeDoc writes the status document of workflow id to bw, without a
+// trailing newline; with indent, each line after the first begins with
+// prefix (the document is an element of an array: "  ").
+func (c *Client) writeDoc(ctx context.Context, id int64, bw *bufio.Writer, prefix string, indent bool) error {
 	d, err := c.docWithoutJobs(ctx, id)
 	if err != nil {
 		return err
@@ -224,7 +266,7 @@ func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if indent {
-		enc.SetIndent("", "  ")
+		enc.SetIndent(prefix, "  ")
 	}
 	if err := enc.Encode(d); err != nil {
 		return err
@@ -235,27 +277,26 @@ func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io
 	if indent {
 		empty = `"jobs": []`
 	}
-	head, tail, ok := bytes.Cut(buf.Bytes(), []byte(empty))
+	head, tail, ok := bytes.Cut(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte(empty))
 	if !ok {
 		return fmt.Errorf("status document of workflow %d: no jobs key", id)
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
 	bw.Write(head)
 	bw.WriteString(empty[:len(empty)-1]) // up to and including '['
 	tail = bytes.Clone(tail)
 	buf.Reset()
 	if indent {
-		enc.SetIndent("    ", "  ")
+		enc.SetIndent(prefix+"    ", "  ")
 	}
 	n := 0
 	err = c.EachJobDoc(ctx, id, func(j JobDoc) error {
 		switch {
 		case n > 0 && indent:
-			bw.WriteString(",\n    ")
+			bw.WriteString(",\n" + prefix + "    ")
 		case n > 0:
 			bw.WriteByte(',')
 		case indent:
-			bw.WriteString("\n    ")
+			bw.WriteString("\n" + prefix + "    ")
 		}
 		n++
 		buf.Reset()
@@ -269,11 +310,11 @@ func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io
 		return err
 	}
 	if n > 0 && indent {
-		bw.WriteString("\n  ")
+		bw.WriteString("\n" + prefix + "  ")
 	}
 	bw.WriteByte(']')
-	bw.Write(tail)
-	return bw.Flush()
+	_, err = bw.Write(tail)
+	return err
 }
 
 // BackendUnreachable tells whether the engine cannot reach a backend now:

@@ -14,7 +14,7 @@ import (
 
 // encodeDoc is the document as one json.Encoder writes it (the CLI's way
 // before streaming): the reference the streamed bytes must equal.
-func encodeDoc(t *testing.T, doc *client.WorkflowDoc, indent bool) string {
+func encodeDoc(t *testing.T, doc any, indent bool) string {
 	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -39,6 +39,8 @@ func TestWriteWorkflowElementsStatus(t *testing.T) {
 		"quotes": "name: 'q\"<&>\\u2028'\njobs:\n  'a\"jobs\":[]': {command: [\"true\"], stdout_file: '/tmp/x\"y'}\n  b: {shell: 'echo ok', after: ['a\"jobs\":[]']}\n",
 		"one":    "jobs:\n  only: {command: [\"false\"]}\n",
 	}
+	var ids []int64
+	var docs []*client.WorkflowDoc
 	for name, text := range wfs {
 		id, err := c.SubmitWorkflow(ctx, decode(t, text), client.SubmitOptions{})
 		if err != nil {
@@ -51,6 +53,7 @@ func TestWriteWorkflowElementsStatus(t *testing.T) {
 		if err != nil {
 			t.Fatal(name, err)
 		}
+		ids, docs = append(ids, id), append(docs, doc)
 		for _, indent := range []bool{false, true} {
 			var got bytes.Buffer
 			if err := c.WriteWorkflowElementsStatus(ctx, id, &got, indent); err != nil {
@@ -63,5 +66,22 @@ func TestWriteWorkflowElementsStatus(t *testing.T) {
 	}
 	if err := c.WriteWorkflowElementsStatus(ctx, 999, &bytes.Buffer{}, false); !strings.Contains(fmt.Sprint(err), "999") {
 		t.Errorf("unknown workflow: %v", err)
+	}
+	// Several documents as one array (wait --json): none (null), one, all.
+	for _, n := range []int{-1, 0, 1, len(ids)} {
+		var some []int64
+		var want []*client.WorkflowDoc
+		if n >= 0 {
+			some, want = append([]int64{}, ids[:n]...), append([]*client.WorkflowDoc{}, docs[:n]...)
+		}
+		for _, indent := range []bool{false, true} {
+			var got bytes.Buffer
+			if err := c.WriteWorkflowsElementsStatus(ctx, some, &got, indent); err != nil {
+				t.Fatal(n, err)
+			}
+			if want := encodeDoc(t, want, indent); got.String() != want {
+				t.Errorf("%d documents (indent %v): streamed\n%s\nwant\n%s", n, indent, got.String(), want)
+			}
+		}
 	}
 }
