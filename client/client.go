@@ -819,17 +819,14 @@ func (c *Client) WaitDeleted(ctx context.Context, id int64) error {
 // activeJobs counts the jobs of a workflow submitted and not ended: those
 // that may run at the DRMS.
 func (c *Client) activeJobs(ctx context.Context, id int64) (int, error) {
-	jobs, err := c.st.Jobs(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
+	counts, _, err := c.st.CountJobs(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	n := 0
-	for _, j := range jobs {
-		if !model.JobEnded(j.Status) && j.Status != model.JobNotSubmitted {
-			n++
+	for _, o := range counts {
+		if !model.JobEnded(o.Status) && o.Status != model.JobNotSubmitted {
+			n += o.N
 		}
 	}
 	return n, nil
@@ -959,10 +956,6 @@ func (c *Client) ListFailedJobs(ctx context.Context, id int64, opts ListFailedOp
 	if _, err := c.st.GetWorkflow(ctx, id, false); err != nil {
 		return nil, err
 	}
-	jobs, err := c.st.Jobs(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
 	// soma-workflow's Helper.list_failed_jobs: a job that is done with an
 	// exit value other than 0 (a signal has none), whatever its exit
 	// status; or a failed job whose exit status is included: every one but
@@ -981,12 +974,17 @@ func (c *Client) ListFailedJobs(ctx context.Context, id int64, opts ListFailedOp
 		include[model.ExitAborted] = opts.IncludeAborted
 		include[model.ExitAbortedBefore] = opts.IncludeAborted
 	}
+	// The jobs one at a time: a million-job workflow's rows are not held.
 	var out []int64
-	for _, j := range jobs {
+	err := c.st.EachJobStateInOrder(ctx, id, func(j *store.Job) error {
 		done := j.Status == model.JobDone && (j.ExitValue == nil || *j.ExitValue != 0)
 		if done || (j.Status == model.JobFailed && include[deref(j.ExitStatus)]) {
 			out = append(out, j.ID)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return out, nil
 }
