@@ -110,7 +110,7 @@ func readSummary(ctx context.Context, c *client.Client, id int64) (summary, erro
 	sum := summary{head: head, counts: cnt, took: tookUntil(head, last)}
 	for _, o := range outcomes {
 		if rowWorthy(o.Status, o.ExitStatus, o.ExitValue, o.WithReason > 0) {
-			err := c.EachJobDoc(ctx, id, func(j client.JobDoc) error {
+			err := c.EachUnsuccessfulJobDoc(ctx, id, func(j client.JobDoc) error {
 				if rowWorthy(j.Status, deref(j.ExitStatus), j.ExitValue, deref(j.Reason) != "") {
 					sum.rows = append(sum.rows, j)
 				}

@@ -974,9 +974,10 @@ func (c *Client) ListFailedJobs(ctx context.Context, id int64, opts ListFailedOp
 		include[model.ExitAborted] = opts.IncludeAborted
 		include[model.ExitAbortedBefore] = opts.IncludeAborted
 	}
-	// The jobs one at a time: a million-job workflow's rows are not held.
+	// Only the jobs that did not succeed are read: a million-job
+	// workflow's rows are not held, nor read.
 	var out []int64
-	err := c.st.EachJobStateInOrder(ctx, id, func(j *store.Job) error {
+	err := c.st.EachUnsuccessfulJob(ctx, id, func(j *store.Job) error {
 		done := j.Status == model.JobDone && (j.ExitValue == nil || *j.ExitValue != 0)
 		if done || (j.Status == model.JobFailed && include[deref(j.ExitStatus)]) {
 			out = append(out, j.ID)

@@ -157,6 +157,13 @@ func (c *Client) EachJobDoc(ctx context.Context, id int64, put func(JobDoc) erro
 	return c.st.EachJobStateInOrder(ctx, id, func(j *store.Job) error { return put(jobDoc(j)) })
 }
 
+// EachUnsuccessfulJobDoc gives put, as EachJobDoc does, only the jobs of
+// workflow id that ended without succeeding and those that succeeded with
+// a reason (a log that could not be kept), found by the database.
+func (c *Client) EachUnsuccessfulJobDoc(ctx context.Context, id int64, put func(JobDoc) error) error {
+	return c.st.EachUnsuccessfulJob(ctx, id, func(j *store.Job) error { return put(jobDoc(j)) })
+}
+
 // JobCount is how many jobs of a workflow share one outcome: a status, an
 // exit status ("" for none) and an exit value (nil for none); WithReason
 // of them have a reason.

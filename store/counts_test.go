@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,7 +10,8 @@ import (
 )
 
 // CountJobs groups jobs by outcome, counts their reasons, and finds the
-// latest end whatever the offset its time was written with.
+// latest end whatever the offset its time was written with;
+// EachUnsuccessfulJob finds the jobs that did not succeed.
 func TestCountJobs(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
@@ -86,6 +88,14 @@ func TestCountJobs(t *testing.T) {
 	}
 	if want := base.Add(2 * time.Second); !last.Equal(want) {
 		t.Errorf("latest end %v, want %v (to the second)", last, want)
+	}
+	// The jobs a summary lists: ended without succeeding, or with a reason.
+	var listed []int
+	if err := s.EachUnsuccessfulJob(ctx, id, func(j *Job) error { listed = append(listed, j.Index); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(listed) != "[1 2 3]" {
+		t.Errorf("unsuccessful jobs (or with a reason): indexes %v, want [1 2 3]", listed)
 	}
 	// A workflow with no job ended has no latest end.
 	if counts, last, err := s.CountJobs(ctx, other); err != nil || len(counts) != 1 || counts[0].N != 3 || !last.IsZero() {

@@ -594,27 +594,52 @@ func (s *Store) EachJobState(ctx context.Context, wfID int64, alloc func(n int),
 // error from put stops the reading and is returned. A workflow whose rows
 // do not have the indexes 0..n-1 exactly is an error.
 func (s *Store) EachJobStateInOrder(ctx context.Context, wfID int64, put func(j *Job) error) error {
+	next := 0
+	return s.eachJobInOrder(ctx, wfID, "", func(j *Job) error {
+		if j.Index != next {
+			return fmt.Errorf("read jobs of workflow %d: job %d has index %d where %d was expected", wfID, j.ID, j.Index, next)
+		}
+		next++
+		return put(j)
+	})
+}
+
+// EachUnsuccessfulJob gives put, as EachJobStateInOrder does, only the
+// jobs of a workflow that ended without succeeding (model.Succeeded), and
+// those that succeeded but have a reason (a log that could not be kept):
+// what a summary lists and where failed jobs are, found by the database
+// without a row of the others read.
+func (s *Store) EachUnsuccessfulJob(ctx context.Context, wfID int64, put func(j *Job) error) error {
+	_, q, err := s.jobReader()
+	if err != nil {
+		return err
+	}
+	status, reason := q.name("Status"), q.name("Reason")
+	where := fmt.Sprintf(` AND %s IN ('%s', '%s') AND (NOT (%s = '%s' AND coalesce(%s, '') = '%s' AND coalesce(%s, -1) = 0) OR coalesce(%s, '') <> '')`,
+		status, model.JobDone, model.JobFailed, status, model.JobDone, q.name("ExitStatus"), model.ExitFinishedRegular, q.name("ExitValue"), reason)
+	return s.eachJobInOrder(ctx, wfID, where, put)
+}
+
+// eachJobInOrder gives put the jobs of a workflow (and the condition
+// where, " AND ..."), in definition order, one at a time, with the columns
+// of EachJobState; the job is reused once put returns.
+func (s *Store) eachJobInOrder(ctx context.Context, wfID int64, where string, put func(j *Job) error) error {
 	sqlDB, q, err := s.jobReader()
 	if err != nil {
 		return err
 	}
-	rows, err := sqlDB.QueryContext(ctx, q.selectState+` WHERE workflow_id = ? ORDER BY `+q.name("Index"), wfID)
+	rows, err := sqlDB.QueryContext(ctx, q.selectState+` WHERE workflow_id = ?`+where+` ORDER BY `+q.name("Index"), wfID)
 	if err != nil {
 		return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
 	}
 	defer rows.Close()
 	var j Job
 	dest := jobDests(&j, false)
-	next := 0
 	for rows.Next() {
 		j = Job{WorkflowID: wfID}
 		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("read jobs of workflow %d: %w", wfID, err)
 		}
-		if j.Index != next {
-			return fmt.Errorf("read jobs of workflow %d: job %d has index %d where %d was expected", wfID, j.ID, j.Index, next)
-		}
-		next++
 		if err := put(&j); err != nil {
 			return err
 		}
