@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -66,5 +68,26 @@ func TestFactoryRunInProcess(t *testing.T) {
 		if f.client != nil {
 			t.Errorf("%v: the factory's client is still open after Run", tc.args)
 		}
+	}
+}
+
+// On a terminal, run draws a progress bar on stderr from the jobs counted
+// in the database while they run, and clears it when the run ends.
+func TestProgressBar(t *testing.T) {
+	t.Setenv("SOMAFLOW_CONFIG", "")
+	wf := filepath.Join(t.TempDir(), "wf.yaml")
+	if err := os.WriteFile(wf, []byte("jobs:\n  quick: {command: [\"true\"]}\n  slow: {command: [sleep, \"1.5\"]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _, _, errOut := Test()
+	s.SetTTY(true)
+	f := NewFactory(s)
+	f.OwnProcess = false
+	if code := f.Run(context.Background(), []string{"somaflow", "--state-dir", t.TempDir(), "run", wf}); code != ExitOK {
+		t.Fatalf("run: exit %d: %s", code, errOut)
+	}
+	bar := errOut.String()
+	if !strings.Contains(bar, "] 1/2  1 running  0 failed  0 aborted ") || !strings.HasSuffix(bar, "\r\x1b[K") {
+		t.Fatalf("progress bar: want 1 of 2 jobs ended while the other runs, then the bar cleared: %q", bar)
 	}
 }
