@@ -234,6 +234,46 @@ func TestHoldOffAsDocumented(t *testing.T) {
 	}
 }
 
+// TestOwnLimitAsDocumented: through the binary, as the README says of
+// --max-jobs, a workflow submitted with `--max-jobs 2` runs two at a time
+// as asked, and a workflow submitted without it shares the CPUs with the
+// others: it runs at once, although the first one's jobs, held by the
+// supervisor for their limit, all wait for a gate.
+func TestOwnLimitAsDocumented(t *testing.T) {
+	env, _ := service(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o600) })
+	var b strings.Builder
+	b.WriteString("jobs:\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, "  l%02d: {shell: 'while [ ! -e %s ]; do sleep 0.05; done'}\n", i, gate)
+	}
+	if r := runBin(t, env, "submit", "--max-jobs", "2", write(t, "limited.yaml", b.String())); r.code != 0 {
+		t.Fatalf("submit --max-jobs 2: %+v", r)
+	}
+	waitFor(t, "the limited workflow's jobs held by the supervisor", func() bool {
+		held := 0
+		for _, j := range workflowJobs(t, env) {
+			if j.Status == "queued_active" {
+				held++
+			}
+		}
+		return held >= 30
+	})
+	if r := runBin(t, env, "submit", write(t, "shared.yaml", "jobs:\n  a: {command: ['true']}\n  b: {command: ['true']}\n")); r.code != 0 || strings.TrimSpace(r.stdout) != "2" {
+		t.Fatalf("submit: %+v", r)
+	}
+	if r := runBin(t, env, "wait", "--timeout", "30", "2"); r.code != 0 || !strings.Contains(r.stdout, "2 succeeded") {
+		t.Fatalf("wait for the workflow without a limit while the limited one's jobs wait for the gate: %+v", r)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runBin(t, env, "wait", "1"); r.code != 0 || !strings.Contains(r.stdout, "40 succeeded") {
+		t.Fatalf("wait 1: %+v", r)
+	}
+}
+
 // jobDoc is what the hold tests read of a job in the status document.
 type jobDoc struct {
 	Name    string `json:"name"`

@@ -71,8 +71,9 @@ type backendRun struct {
 	caps    drms.Capabilities
 	handles map[string]*job
 	events  <-chan drms.Event
-	// slots bounds the jobs active on this backend across all workflows
-	// (Capabilities.MaxJobsDefault; 0: no bound).
+	// slots bounds the jobs active on this backend across the workflows
+	// without a --max-jobs of their own (Capabilities.MaxJobsDefault; 0:
+	// no bound).
 	slots int
 
 	// retryAt holds this backend's submissions back after it refused or

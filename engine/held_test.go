@@ -126,3 +126,44 @@ func TestEarlyJobsLeaveSlotsToReadyOnes(t *testing.T) {
 		}
 	}
 }
+
+// A workflow with its own --max-jobs runs in its own pool: the jobs it
+// hands the backend ahead of its limit do not take the slots that the
+// workflows without a limit share, which run at once beside it.
+func TestOwnLimitLeavesSharedSlots(t *testing.T) {
+	h := newHarness(t)
+	h.stopEngine()
+	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": "2"}})
+	h.start()
+	gate := filepath.Join(h.dir, "gate")
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o600) }) // the limited jobs end, also when the test fails
+	const long = poolAhead + 8
+	var jobs []jobDef
+	for i := range long {
+		jobs = append(jobs, jobDef{name: fmt.Sprintf("l%02d", i), shell: "while [ ! -e " + gate + " ]; do sleep 0.02; done"})
+	}
+	limited := h.submit(build(jobs), 2)
+	h.waitFor(limited, "the limited workflow's jobs handed over", func(_ *store.Workflow, js []store.Job) bool {
+		n := 0
+		for _, j := range js {
+			if j.Status != model.JobNotSubmitted {
+				n++
+			}
+		}
+		return n >= poolAhead
+	})
+	// Until the gate opens no limited job ends: held back behind them, the
+	// shared workflow would not run at all.
+	shared := h.submit(build([]jobDef{{name: "a", shell: "true"}, {name: "b", shell: "true"}}), 0)
+	h.waitFor(shared, "the workflow without a limit done while the limited one's jobs all still run or wait", func(w *store.Workflow, _ []store.Job) bool {
+		return w.Status == model.WorkflowDone
+	})
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range h.waitDone(limited) {
+		if outcome(j) != ok {
+			t.Errorf("%s: %s", j.Name, outcome(j))
+		}
+	}
+}

@@ -192,12 +192,16 @@ func (w *wfRun) need(v int) int {
 func (e *Engine) schedule() []*job {
 	var subs []*job
 	now := time.Now()
-	// Jobs active per backend, across workflows: counted, not kept, so that
-	// a workflow leaving memory cannot leave slots taken.
+	// Jobs active per backend, across the workflows that share its slots
+	// (those with a --max-jobs of their own run in their own pool, as
+	// asked): counted, not kept, so that a workflow leaving memory cannot
+	// leave slots taken.
 	used, waiting := map[*backendRun]int{}, map[*backendRun]int{}
 	for _, w := range e.runs {
-		used[w.b] += w.slotsUsed
-		waiting[w.b] += w.waitSlots
+		if w.maxJobs == 0 {
+			used[w.b] += w.slotsUsed
+			waiting[w.b] += w.waitSlots
+		}
 	}
 	refill := map[*wfRun]bool{}
 	for _, w := range e.runs {
@@ -236,10 +240,14 @@ func (e *Engine) schedule() []*job {
 					continue
 				}
 				j.after = after
-				waiting[w.b] += w.need(v)
+				if w.maxJobs == 0 {
+					waiting[w.b] += w.need(v)
+				}
 			}
 			w.set(v, nActive)
-			used[w.b] += w.need(v)
+			if w.maxJobs == 0 {
+				used[w.b] += w.need(v)
+			}
 			j.unsent = nil
 			if w.b.caps.Pools {
 				j.unsent = &unsent{attempt: j.row.Attempt, submitted: j.row.Submitted, stdout: j.row.Stdout, stderr: j.row.Stderr}
