@@ -94,8 +94,8 @@ func waitRun(ctx context.Context, s *IO, o *waitOptions) error {
 			return ended{}, err
 		}
 		if o.JSON {
-			// The document is streamed once every wait is over; its jobs
-			// counted give the exit code.
+			// The document is streamed now, its jobs counted give the
+			// exit code.
 			cnt, _, _, err := countOutcomes(ctx, c, id)
 			return ended{sum: summary{counts: cnt}, c: c, id: id}, err
 		}
@@ -122,27 +122,6 @@ func (e ended) writeJSON(ctx context.Context, s *IO) error {
 	return e.c.WriteWorkflowElementsStatus(ctx, e.id, s.Out, s.outTTY)
 }
 
-// writeJSONs prints the status documents of all as one JSON array (null
-// for none), streamed from the state when they all are.
-func writeJSONs(ctx context.Context, s *IO, all []ended) error {
-	var ids []int64
-	var docs []*client.WorkflowDoc
-	for _, e := range all {
-		if e.c == nil || e.c != all[0].c {
-			ids = nil
-			break
-		}
-		ids = append(ids, e.id)
-	}
-	if ids != nil {
-		return all[0].c.WriteWorkflowsElementsStatus(ctx, ids, s.Out, s.outTTY)
-	}
-	for _, e := range all {
-		docs = append(docs, e.doc)
-	}
-	return s.JSON(docs)
-}
-
 // endedDoc is ended with a status document, summed up as wait does.
 func endedDoc(doc *client.WorkflowDoc, err error) (ended, error) {
 	if err != nil {
@@ -152,12 +131,15 @@ func endedDoc(doc *client.WorkflowDoc, err error) (ended, error) {
 }
 
 // waitAll waits for each workflow of o in turn with waitOne (given what
-// is left of the timeout, -1 for none), then prints the summaries or the
-// status documents; the most serious exit code wins.
+// is left of the timeout, -1 for none), and prints the summaries, or the
+// status documents as they were when each wait ended; the most serious
+// exit code wins.
 func waitAll(ctx context.Context, s *IO, o *waitOptions, waitOne func(id int64, left time.Duration) (ended, error)) error {
 	deadline := time.Now().Add(o.Timeout)
 	var codes []int
-	var all []ended
+	var sums []summary
+	var docs []*client.WorkflowDoc // --json, documents read whole
+	var arr *client.DocArray       // --json, documents streamed as each wait ends
 	for _, id := range o.IDs {
 		left := time.Duration(-1)
 		if o.Timeout >= 0 {
@@ -169,20 +151,37 @@ func waitAll(ctx context.Context, s *IO, o *waitOptions, waitOne func(id int64, 
 			codes = append(codes, ExitCode(err))
 			continue
 		}
-		all = append(all, e)
 		if e.sum.failed() > 0 {
 			codes = append(codes, ExitJobFailed)
 		} else {
 			codes = append(codes, ExitOK)
 		}
+		switch {
+		case !o.JSON:
+			sums = append(sums, e.sum)
+		case e.c != nil:
+			if arr == nil {
+				arr = e.c.NewDocArray(s.Out, s.outTTY)
+			}
+			if err := arr.Add(ctx, e.id); err != nil {
+				return err
+			}
+		default:
+			docs = append(docs, e.doc)
+		}
 	}
-	if o.JSON {
-		if err := writeJSONs(ctx, s, all); err != nil {
+	switch {
+	case arr != nil:
+		if err := arr.Close(); err != nil {
 			return err
 		}
-	} else {
-		for _, e := range all {
-			printSummary(s, e.sum)
+	case o.JSON:
+		if err := s.JSON(docs); err != nil {
+			return err
+		}
+	default:
+		for _, sum := range sums {
+			printSummary(s, sum)
 		}
 	}
 	if code := worst(codes...); code != ExitOK {

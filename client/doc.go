@@ -231,34 +231,53 @@ func (c *Client) WriteWorkflowElementsStatus(ctx context.Context, id int64, w io
 	return bw.Flush()
 }
 
-// WriteWorkflowsElementsStatus writes the status documents of the
-// workflows ids to w as one JSON array, each streamed as
-// WriteWorkflowElementsStatus streams it: the same bytes as encoding the
-// slice of their documents (null for a nil ids), in memory that does not
-// grow with the number of jobs. A trailing newline ends it.
-func (c *Client) WriteWorkflowsElementsStatus(ctx context.Context, ids []int64, w io.Writer, indent bool) error {
-	bw := bufio.NewWriterSize(w, 1<<16)
-	if ids == nil {
-		bw.WriteString("null\n")
-		return bw.Flush()
+// DocArray writes status documents to w as one JSON array, one at a time
+// as they are added, each streamed job by job: the same bytes as encoding
+// the slice of the documents at the moments they were added (`wait --json`
+// adds each workflow's when its wait is over).
+type DocArray struct {
+	c      *Client
+	bw     *bufio.Writer
+	indent bool
+	n      int
+}
+
+// NewDocArray returns a DocArray writing to w, indented as
+// json.MarshalIndent with two spaces when indent is set.
+func (c *Client) NewDocArray(w io.Writer, indent bool) *DocArray {
+	return &DocArray{c: c, bw: bufio.NewWriterSize(w, 1<<16), indent: indent}
+}
+
+// Add writes the status document of workflow id as the array's next
+// element, and flushes it.
+func (a *DocArray) Add(ctx context.Context, id int64) error {
+	if a.n == 0 {
+		a.bw.WriteByte('[')
+	} else {
+		a.bw.WriteByte(',')
 	}
-	bw.WriteByte('[')
-	for i, id := range ids {
-		if i > 0 {
-			bw.WriteByte(',')
-		}
-		if indent {
-			bw.WriteString("\n  ")
-		}
-		if err := c.writeDoc(ctx, id, bw, "  ", indent); err != nil {
-			return err
-		}
+	if a.indent {
+		a.bw.WriteString("\n  ")
 	}
-	if indent && len(ids) > 0 {
-		bw.WriteByte('\n')
+	a.n++
+	if err := a.c.writeDoc(ctx, id, a.bw, "  ", a.indent); err != nil {
+		return err
 	}
-	bw.WriteString("]\n")
-	return bw.Flush()
+	return a.bw.Flush()
+}
+
+// Close ends the array and its line: null when nothing was added, as a
+// nil slice encodes.
+func (a *DocArray) Close() error {
+	switch {
+	case a.n == 0:
+		a.bw.WriteString("null\n")
+	case a.indent:
+		a.bw.WriteString("\n]\n")
+	default:
+		a.bw.WriteString("]\n")
+	}
+	return a.bw.Flush()
 }
 
 // writeDoc writes the status document of workflow id to bw, without a

@@ -67,16 +67,22 @@ func TestWriteWorkflowElementsStatus(t *testing.T) {
 	if err := c.WriteWorkflowElementsStatus(ctx, 999, &bytes.Buffer{}, false); !strings.Contains(fmt.Sprint(err), "999") {
 		t.Errorf("unknown workflow: %v", err)
 	}
-	// Several documents as one array (wait --json): none (null), one, all.
-	for _, n := range []int{-1, 0, 1, len(ids)} {
-		var some []int64
+	// Several documents as one array, added one at a time (wait --json):
+	// none (null, as a nil slice), one, all.
+	for _, n := range []int{0, 1, len(ids)} {
 		var want []*client.WorkflowDoc
-		if n >= 0 {
-			some, want = append([]int64{}, ids[:n]...), append([]*client.WorkflowDoc{}, docs[:n]...)
+		if n > 0 {
+			want = docs[:n]
 		}
 		for _, indent := range []bool{false, true} {
 			var got bytes.Buffer
-			if err := c.WriteWorkflowsElementsStatus(ctx, some, &got, indent); err != nil {
+			a := c.NewDocArray(&got, indent)
+			for _, id := range ids[:n] {
+				if err := a.Add(ctx, id); err != nil {
+					t.Fatal(n, err)
+				}
+			}
+			if err := a.Close(); err != nil {
 				t.Fatal(n, err)
 			}
 			if want := encodeDoc(t, want, indent); got.String() != want {
