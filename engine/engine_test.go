@@ -41,6 +41,16 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
+// newHarnessWithSlots is newHarness with a local backend of n slots.
+func newHarnessWithSlots(t *testing.T, n int) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.stopEngine()
+	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": fmt.Sprint(n)}})
+	h.start()
+	return h
+}
+
 func (h *harness) start() {
 	h.e = New(h.st, h.be, Options{PollInterval: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -396,10 +406,7 @@ func TestEngineRestartMidway(t *testing.T) {
 // 2 of their jobs run at once (soma-workflow's local scheduler counts CPUs
 // across workflows; each workflow once had all the CPUs to itself).
 func TestSlotsSharedAcrossWorkflows(t *testing.T) {
-	h := newHarness(t)
-	h.stopEngine()
-	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": "2"}})
-	h.start()
+	h := newHarnessWithSlots(t, 2)
 	log := filepath.Join(h.dir, "times")
 	var jobs []jobDef
 	for i := range 4 {
@@ -481,10 +488,7 @@ func TestRetries(t *testing.T) {
 // Local resources (issue 25.1): a job asking 2 CPUs takes 2 of the
 // backend's slots; a job past its walltime is killed, its reason says so.
 func TestLocalResources(t *testing.T) {
-	h := newHarness(t)
-	h.stopEngine()
-	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": "2"}})
-	h.start()
+	h := newHarnessWithSlots(t, 2)
 	log := filepath.Join(h.dir, "times")
 	rec := func(name string) string {
 		return fmt.Sprintf("echo start %s $(date +%%s%%N) >> %s; sleep 0.3; echo end %s $(date +%%s%%N) >> %s", name, log, name, log)

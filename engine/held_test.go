@@ -131,10 +131,7 @@ func TestEarlyJobsLeaveSlotsToReadyOnes(t *testing.T) {
 // hands the backend ahead of its limit do not take the slots that the
 // workflows without a limit share, which run at once beside it.
 func TestOwnLimitLeavesSharedSlots(t *testing.T) {
-	h := newHarness(t)
-	h.stopEngine()
-	h.be = local.New(drms.Config{StateDir: h.st.Dir, Settings: map[string]string{"max-jobs": "2"}})
-	h.start()
+	h := newHarnessWithSlots(t, 2)
 	gate := filepath.Join(h.dir, "gate")
 	t.Cleanup(func() { os.WriteFile(gate, nil, 0o600) }) // the limited jobs end, also when the test fails
 	const long = poolAhead + 8
