@@ -94,6 +94,9 @@ type jobSQL struct {
 	update                  string              // UPDATE jobs SET (saved columns) WHERE id = ?
 	saved                   []jobCol            // the columns of update, in order
 	name                    func(string) string // a field's column
+	// succeeded is model.Succeeded as an SQL condition: true, false, or
+	// NULL for a done job whose exit status or value is NULL.
+	succeeded string
 }
 
 var (
@@ -123,7 +126,7 @@ func makeJobSQL(db *gorm.DB) (*jobSQL, error) {
 		fields[c.field] = f
 	}
 	q := &jobSQL{name: func(field string) string { return fmt.Sprintf("%q", stmt.Schema.LookUpField(field).DBName) }}
-	succeeded := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = 0", q.name("Status"), model.JobDone,
+	q.succeeded = fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = 0", q.name("Status"), model.JobDone,
 		q.name("ExitStatus"), model.ExitFinishedRegular, q.name("ExitValue"))
 	var state, full, engine, sets []string
 	for _, c := range jobCols {
@@ -138,7 +141,7 @@ func makeJobSQL(db *gorm.DB) (*jobSQL, error) {
 			if _, ok := c.dest(&Job{}).(*string); ok {
 				none = "''"
 			}
-			engine = append(engine, fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", succeeded, none, col))
+			engine = append(engine, fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", q.succeeded, none, col))
 		} else {
 			engine = append(engine, col)
 		}

@@ -614,9 +614,9 @@ func (s *Store) EachUnsuccessfulJob(ctx context.Context, wfID int64, put func(j 
 	if err != nil {
 		return err
 	}
-	status, reason := q.name("Status"), q.name("Reason")
-	where := fmt.Sprintf(` AND %s IN ('%s', '%s') AND (NOT (%s = '%s' AND coalesce(%s, '') = '%s' AND coalesce(%s, -1) = 0) OR coalesce(%s, '') <> '')`,
-		status, model.JobDone, model.JobFailed, status, model.JobDone, q.name("ExitStatus"), model.ExitFinishedRegular, q.name("ExitValue"), reason)
+	// A NULL in q.succeeded is a job that did not succeed.
+	where := fmt.Sprintf(` AND %s IN ('%s', '%s') AND (NOT coalesce(%s, 0) OR coalesce(%s, '') <> '')`,
+		q.name("Status"), model.JobDone, model.JobFailed, q.succeeded, q.name("Reason"))
 	return s.eachJobInOrder(ctx, wfID, where, put)
 }
 
